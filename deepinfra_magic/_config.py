@@ -1,0 +1,124 @@
+"""Where the base URL and the API key come from, and the one place that holds a key value.
+
+Base URL: argument > ``DEEPINFRA_BASE_URL`` > ``https://api.deepinfra.com``.
+Key: argument > ``DEEPINFRA_API_KEY`` > ``DEEPINFRA_API_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError, MissingAPIKeyError
+
+__all__ = [
+    "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_IMAGE_MODEL",
+    "DEFAULT_MODEL",
+    "KEY_ENV_VARS",
+    "Secret",
+    "Timeouts",
+    "key_source",
+    "missing_key_error",
+    "resolve_base_url",
+    "resolve_key",
+]
+
+DEFAULT_BASE_URL = "https://api.deepinfra.com"
+DEFAULT_MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
+DEFAULT_IMAGE_MODEL = "black-forest-labs/FLUX-1-schnell"
+BASE_URL_ENV = "DEEPINFRA_BASE_URL"
+KEY_ENV_VARS = ("DEEPINFRA_API_KEY", "DEEPINFRA_API_TOKEN")
+# People often paste the OpenAI-compatible root; the API root is what we need.
+_OPENAI_SUFFIX = "/v1/openai"
+
+
+class Secret:
+    """A key value that never shows itself in a repr, str, f-string or traceback local."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The real value: only for putting it into the HTTP client's headers."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('[redacted]')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("a Secret cannot be pickled")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Connect short, read generous: big models can take a minute to the first token."""
+
+    connect: float = 10.0
+    read: float = 120.0
+    write: float = 30.0
+    pool: float = 30.0
+
+    @classmethod
+    def from_value(cls, value: float | Timeouts | None) -> Timeouts:
+        """A number sets the read timeout (the one users tune); None keeps the defaults."""
+        if value is None:
+            return cls()
+        if isinstance(value, Timeouts):
+            return value
+        if value <= 0:
+            raise ConfigurationError(
+                f"timeout must be a positive number of seconds, not {value!r}."
+            )
+        return cls(read=float(value))
+
+
+def resolve_base_url(base_url: str | None = None) -> str:
+    """The API root to use, validated and without a trailing slash."""
+    raw = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    url = raw.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        where = "base_url" if base_url else BASE_URL_ENV
+        raise ConfigurationError(
+            f"{where} must be an http(s) URL such as {DEFAULT_BASE_URL}, not {raw!r}."
+        )
+    if parts.path.endswith(_OPENAI_SUFFIX):
+        url = url[: -len(_OPENAI_SUFFIX)]
+    return url
+
+
+def key_source() -> str | None:
+    """Which environment variable provides a key (its name, never its value)."""
+    for name in KEY_ENV_VARS:
+        if os.environ.get(name, "").strip():
+            return name
+    return None
+
+
+def resolve_key(api_key: str | Secret | None = None) -> Secret | None:
+    """The key to send: an explicit one, else the first non-empty environment variable."""
+    if isinstance(api_key, Secret):
+        return api_key if api_key else None
+    if api_key is not None:
+        return Secret(api_key.strip()) if api_key.strip() else None
+    name = key_source()
+    return Secret(os.environ[name].strip()) if name else None
+
+
+def missing_key_error() -> MissingAPIKeyError:
+    """The error for a request that needs a key when none is configured."""
+    return MissingAPIKeyError(
+        "No DeepInfra API key: set DEEPINFRA_API_KEY (or DEEPINFRA_API_TOKEN) before "
+        "starting Jupyter, or run %deepinfra_login; for a keyless demo use "
+        "%deepinfra_replay with a recording."
+    )

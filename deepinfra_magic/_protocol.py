@@ -1,0 +1,457 @@
+"""Sans-I/O core: build API requests and parse answers, with no networking at all.
+
+The sync and async transports move bytes; everything about what the bytes mean lives
+here, so both clients (and replay) behave identically.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from ._sse import SSEDecoder
+from .errors import InvalidRequestError, InvalidResponseError, StreamError, shorten
+from .types import ContentDelta, ReasoningDelta, Usage
+
+__all__ = [
+    "CATALOG_PATH",
+    "CHAT_PATH",
+    "MODELS_PATH",
+    "ApiRequest",
+    "ChatStreamDecoder",
+    "ImageAnswer",
+    "ImageRef",
+    "RawResponse",
+    "RetryPolicy",
+    "catalog_request",
+    "chat_request",
+    "decode_data_uri",
+    "image_request",
+    "parse_catalog",
+    "parse_chat_completion",
+    "parse_image_answer",
+    "parse_json",
+    "sniff_image_type",
+]
+
+CATALOG_PATH = "/models/featured"
+CHAT_PATH = "/v1/openai/chat/completions"
+MODELS_PATH = "/v1/openai/models"
+INFERENCE_PREFIX = "/v1/inference/"
+IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """What to send: method, API path (or absolute URL for hosted files) and JSON body."""
+
+    method: str
+    path: str
+    json: Mapping[str, Any] | None = None
+    stream: bool = False
+    needs_key: bool = True
+    model: str | None = None
+
+    @property
+    def is_external(self) -> bool:
+        """True for absolute URLs (hosted images): never sent with our Authorization."""
+        return self.path.startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    """A complete answer: status, lower-cased headers and the body bytes."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def replayed(self) -> bool:
+        """True when the answer came from a recording, not the network."""
+        return REPLAY_HEADER in self.headers
+
+
+REPLAY_HEADER = "x-deepinfra-magic-replay"
+
+
+# --- requests --------------------------------------------------------------------------
+
+
+def catalog_request() -> ApiRequest:
+    """The featured-models list: public, so it needs no key."""
+    return ApiRequest("GET", CATALOG_PATH, needs_key=False)
+
+
+def models_request() -> ApiRequest:
+    """The OpenAI-compatible model list: cheap and authenticated, so it validates a key."""
+    return ApiRequest("GET", MODELS_PATH)
+
+
+def _check_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Messages as plain dicts, or a one-line error saying what is wrong with them."""
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise InvalidRequestError(
+            "messages must be a list of {'role': ..., 'content': ...} dicts, "
+            f"not {type(messages).__name__}."
+        )
+    if not messages:
+        raise InvalidRequestError("messages is empty: add at least one user message.")
+    checked = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, Mapping) or "role" not in message:
+            raise InvalidRequestError(
+                f"messages[{index}] must be a dict with 'role' and 'content', not {message!r:.60}."
+            )
+        checked.append(dict(message))
+    return checked
+
+
+def chat_request(
+    messages: Sequence[Mapping[str, Any]],
+    model: str,
+    *,
+    stream: bool,
+    temperature: float | None,
+    max_tokens: int | None,
+    params: Mapping[str, Any],
+) -> ApiRequest:
+    """An OpenAI-compatible chat completion; streams ask for usage in the last chunk."""
+    if not model:
+        raise InvalidRequestError("No model given: pass model=... (see %deepinfra_models).")
+    body: dict[str, Any] = {"model": model, "messages": _check_messages(messages)}
+    if temperature is not None:
+        body["temperature"] = temperature
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    body.update(params)
+    body["stream"] = stream
+    if stream:
+        body.setdefault("stream_options", {"include_usage": True})
+    return ApiRequest("POST", CHAT_PATH, json=body, stream=stream, model=model)
+
+
+def image_request(prompt: str, model: str, extra: Mapping[str, Any]) -> ApiRequest:
+    """Text-to-image on the native inference endpoint: ``{"prompt": ..., **extra}``."""
+    if not prompt or not prompt.strip():
+        raise InvalidRequestError("The image prompt is empty: describe the picture you want.")
+    if not model:
+        raise InvalidRequestError("No image model given (see %deepinfra_models --images).")
+    path = INFERENCE_PREFIX + quote(model, safe="/-_.~")
+    return ApiRequest("POST", path, json={"prompt": prompt, **extra}, model=model)
+
+
+def file_request(url: str) -> ApiRequest:
+    """Fetch a hosted image; it needs no key and must never carry ours."""
+    return ApiRequest("GET", url, needs_key=False)
+
+
+# --- answers ---------------------------------------------------------------------------
+
+
+def parse_json(response: RawResponse, what: str) -> Any:
+    """The JSON body of a successful answer, or a one-line error quoting the body."""
+    try:
+        return json.loads(response.body)
+    except ValueError:
+        text = response.body.decode("utf-8", errors="replace")
+        raise InvalidResponseError(
+            f"The {what} answer was not JSON: {shorten(text, 160) or 'empty body'}."
+        ) from None
+
+
+def _first_choice(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    choices = payload.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+        return choices[0]
+    return None
+
+
+def _error_message(payload: Mapping[str, Any]) -> str | None:
+    """The message of an ``error`` object carried inside an otherwise normal answer."""
+    error = payload.get("error")
+    if error is None:
+        return None
+    if isinstance(error, Mapping):
+        return str(error.get("message") or json.dumps(error, ensure_ascii=False))
+    return str(error)
+
+
+def parse_chat_completion(
+    payload: Any, model: str
+) -> tuple[str, str, str | None, Usage | None, str]:
+    """Text, reasoning, finish_reason, usage and model of a non-streamed completion."""
+    if not isinstance(payload, Mapping):
+        raise InvalidResponseError(f"Unexpected chat answer: {shorten(json.dumps(payload))}.")
+    message_text = _error_message(payload)
+    if message_text:
+        raise StreamError(f"The model reported an error: {shorten(message_text)}.")
+    choice = _first_choice(payload) or {}
+    message = choice.get("message") or {}
+    usage = payload.get("usage")
+    return (
+        str(message.get("content") or ""),
+        str(message.get("reasoning_content") or message.get("reasoning") or ""),
+        choice.get("finish_reason"),
+        Usage.from_json(usage) if isinstance(usage, Mapping) else None,
+        str(payload.get("model") or model),
+    )
+
+
+@dataclass
+class ChatStreamDecoder:
+    """Bytes of a streamed completion in, content/reasoning deltas out; keeps the totals."""
+
+    model: str
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    done: bool = False
+    _sse: SSEDecoder = field(default_factory=SSEDecoder)
+    _text: list[str] = field(default_factory=list)
+    _reasoning: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """All answer text received so far."""
+        return "".join(self._text)
+
+    @property
+    def reasoning(self) -> str:
+        """All reasoning text received so far."""
+        return "".join(self._reasoning)
+
+    def feed(self, chunk: bytes) -> list[ContentDelta | ReasoningDelta]:
+        """Decode a network chunk; raises StreamError (with the partial text) on bad data."""
+        if self.done:
+            return []
+        deltas: list[ContentDelta | ReasoningDelta] = []
+        for event in self._sse.feed(chunk):
+            self._event(event.data, deltas)
+            if self.done:
+                break
+        return deltas
+
+    def close(self) -> list[ContentDelta | ReasoningDelta]:
+        """End of body: flush an unterminated last event, then check the reply finished."""
+        deltas: list[ContentDelta | ReasoningDelta] = []
+        if not self.done:
+            for event in self._sse.close():
+                self._event(event.data, deltas)
+        if not self.done and self.finish_reason is None:
+            raise self.error("The stream ended before the reply finished")
+        return deltas
+
+    def error(self, message: str) -> StreamError:
+        """A StreamError carrying everything received so far."""
+        kept = f" ({len(self.text)} characters received are kept)" if self._text else ""
+        return StreamError(
+            f"{message}{kept}. Run the cell again to retry.",
+            partial_text=self.text,
+            partial_reasoning=self.reasoning,
+        )
+
+    def _event(self, data: str, deltas: list[ContentDelta | ReasoningDelta]) -> None:
+        if data == "[DONE]":
+            self.done = True
+            return
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            raise self.error(f"The stream carried malformed data {shorten(data, 60)!r}") from None
+        if not isinstance(payload, dict):
+            raise self.error(f"The stream carried unexpected data {shorten(data, 60)!r}")
+        problem = _error_message(payload)
+        if problem:
+            raise self.error(f"The model stopped with an error: {shorten(problem, 160)}")
+        usage = payload.get("usage")
+        if isinstance(usage, Mapping):
+            self.usage = Usage.from_json(usage)
+        choice = _first_choice(payload)
+        if choice is None:
+            return
+        delta = choice.get("delta")
+        if isinstance(delta, Mapping):
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if reasoning:
+                self._reasoning.append(reasoning)
+                deltas.append(ReasoningDelta(reasoning))
+            content = delta.get("content")
+            if content:
+                self._text.append(content)
+                deltas.append(ContentDelta(content))
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+
+
+# --- images ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image of an answer: decoded bytes with their MIME type, or a URL to fetch."""
+
+    data: bytes | None = None
+    mime_type: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageAnswer:
+    """The images of one inference answer plus what it says about them."""
+
+    refs: list[ImageRef]
+    seed: int | None = None
+    cost: float | None = None
+    runtime_ms: int | None = None
+    request_id: str | None = None
+
+
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def sniff_image_type(data: bytes) -> str | None:
+    """The MIME type from an image's magic number, or None if unknown."""
+    for signature, mime in _SIGNATURES:
+        if data.startswith(signature):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def decode_data_uri(uri: str) -> ImageRef:
+    """Bytes and MIME type of a ``data:image/...;base64,...`` URI, or a clear error."""
+    header, sep, payload = uri.partition(",")
+    if not sep or ";base64" not in header:
+        raise InvalidResponseError(
+            f"An image came as a data URI that is not base64 ({shorten(header, 60)!r})."
+        )
+    declared = header[5:].split(";", 1)[0].strip().lower()
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidResponseError(
+            f"An image ({declared or 'unknown type'}) had invalid base64 data, so it cannot be "
+            "shown; run the cell again."
+        ) from None
+    return ImageRef(data=data, mime_type=_image_type(data, declared))
+
+
+def _image_type(data: bytes, declared: str) -> str:
+    """Trust the bytes over the label; refuse what no notebook can display."""
+    sniffed = sniff_image_type(data)
+    if sniffed:
+        return sniffed
+    if declared in IMAGE_MIME_TYPES:
+        return declared
+    raise InvalidResponseError(
+        f"An image of unknown type ({declared or 'no type given'}, {len(data)} bytes) cannot be "
+        "shown; supported: PNG, JPEG, WebP, GIF."
+    )
+
+
+def image_from_bytes(data: bytes, content_type: str, url: str) -> ImageRef:
+    """An image fetched from a URL, typed by its bytes (or its Content-Type header)."""
+    declared = content_type.split(";", 1)[0].strip().lower()
+    return ImageRef(data=data, mime_type=_image_type(data, declared), url=url)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def parse_image_answer(payload: Any, body: bytes) -> ImageAnswer:
+    """Images under ``images``, ``output`` or ``image_url`` (one value or a list)."""
+    if not isinstance(payload, Mapping):
+        raise InvalidResponseError(
+            f"Unexpected image answer: {shorten(body.decode(errors='replace'))}."
+        )
+    values: list[Any] = []
+    for key in ("images", "output", "image_url"):
+        values = _as_list(payload.get(key))
+        if values:
+            break
+    refs: list[ImageRef] = []
+    for value in values:
+        if isinstance(value, Mapping):  # some models wrap it: {"url": ...} / {"b64_json": ...}
+            value = value.get("url") or value.get("image_url") or value.get("b64_json") or ""
+            if value and not str(value).startswith(("data:", "http")):
+                value = "data:image/png;base64," + str(value)
+        text = str(value)
+        if text.startswith("data:"):
+            refs.append(decode_data_uri(text))
+        elif text.startswith(("http://", "https://")):
+            refs.append(ImageRef(url=text))
+    if not refs:
+        raise InvalidResponseError(
+            "The answer held no images: "
+            f"{shorten(body.decode('utf-8', errors='replace'), 160)}. Try another prompt or model."
+        )
+    status = payload.get("inference_status")
+    status = status if isinstance(status, Mapping) else {}
+    seed = payload.get("seed")
+    cost = status.get("cost")
+    runtime = status.get("runtime_ms")
+    return ImageAnswer(
+        refs=refs,
+        seed=int(seed) if isinstance(seed, (int, float)) else None,
+        cost=float(cost) if isinstance(cost, (int, float)) else None,
+        runtime_ms=int(runtime) if isinstance(runtime, (int, float)) else None,
+        request_id=str(payload["request_id"]) if payload.get("request_id") else None,
+    )
+
+
+# --- catalog ---------------------------------------------------------------------------
+
+
+def parse_catalog(payload: Any) -> list[dict[str, Any]]:
+    """The model entries of ``/models/featured`` (a list, or wrapped in a dict)."""
+    entries = payload
+    if isinstance(payload, Mapping):
+        entries = payload.get("models") or payload.get("data") or []
+    if not isinstance(entries, list):
+        raise InvalidResponseError("The model catalog answer was not a list of models.")
+    return [
+        dict(entry) for entry in entries if isinstance(entry, Mapping) and entry.get("model_name")
+    ]
+
+
+# --- retries ---------------------------------------------------------------------------
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff with jitter; honours Retry-After up to a ceiling."""
+
+    max_retries: int = 2
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 30.0
+
+    def delay(self, attempt: int, *, retry_after: float | None = None) -> float | None:
+        """Seconds to wait before retry number ``attempt`` (1-based), or None to give up."""
+        if attempt > self.max_retries:
+            return None
+        if retry_after is not None:
+            return retry_after if retry_after <= self.max_retry_after else None
+        backoff: float = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        return backoff * random.uniform(0.75, 1.25)
+
+    def should_retry_status(self, status: int) -> bool:
+        """Statuses worth retrying: rate limits and transient server or gateway failures."""
+        return status in RETRY_STATUSES

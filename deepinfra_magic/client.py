@@ -1,0 +1,810 @@
+"""DeepInfra clients: :class:`DeepInfraClient` (blocking) and :class:`AsyncDeepInfraClient`.
+
+Both share the sans-I/O core (request building, SSE decoding, answer parsing) and differ
+only in how bytes move. They work without IPython::
+
+    client = DeepInfraClient()                      # key from DEEPINFRA_API_KEY
+    with client.chat([{"role": "user", "content": "Hi"}]) as stream:
+        for event in stream:
+            if isinstance(event, ContentDelta):
+                print(event.text, end="")
+    print(stream.result.usage)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, overload
+
+from ._config import (
+    DEFAULT_IMAGE_MODEL,
+    DEFAULT_MODEL,
+    Secret,
+    Timeouts,
+    key_source,
+    resolve_base_url,
+    resolve_key,
+)
+from ._http import AsyncTransport, SyncTransport
+from ._protocol import (
+    ApiRequest,
+    ChatStreamDecoder,
+    ImageAnswer,
+    RawResponse,
+    RetryPolicy,
+    catalog_request,
+    chat_request,
+    file_request,
+    image_from_bytes,
+    image_request,
+    models_request,
+    parse_catalog,
+    parse_chat_completion,
+    parse_image_answer,
+    parse_json,
+)
+from .catalog import CATALOG_CACHE, DiskCache, ModelCatalog
+from .errors import (
+    APIConnectionError,
+    AuthenticationError,
+    ConfigurationError,
+    DeepInfraError,
+    InvalidRequestError,
+    InvalidResponseError,
+    ModelNotFoundError,
+)
+from .images import GeneratedImage, ImageArrived, ImageResult, ImageWaiting
+from .recording import RecordingMode
+from .types import ChatEvent, ChatResult, ContentDelta, ReasoningDelta
+
+__all__ = ["AsyncChatStream", "AsyncDeepInfraClient", "ChatStream", "DeepInfraClient"]
+
+ImageEvent = ImageArrived | ImageWaiting
+
+
+class _FromEnvironment:
+    """Sentinel: take record/replay mode from DEEPINFRA_MAGIC_REPLAY / _RECORD."""
+
+    def __repr__(self) -> str:
+        return "FROM_ENVIRONMENT"
+
+
+FROM_ENVIRONMENT = _FromEnvironment()
+MAX_CONCURRENT_IMAGES = 8
+
+
+def _recording_mode(
+    recording: RecordingMode | _FromEnvironment | None,
+    replay: str | os.PathLike[str] | None,
+    record: str | os.PathLike[str] | None,
+    replay_speed: float | None,
+) -> RecordingMode | None:
+    if replay is not None and record is not None:
+        raise ConfigurationError("Pass replay= or record=, not both.")
+    if replay is not None or record is not None:
+        mode = "replay" if replay is not None else "record"
+        path = Path(str(replay if replay is not None else record)).expanduser()
+        return RecordingMode(mode, path, 1.0 if replay_speed is None else replay_speed)
+    if isinstance(recording, _FromEnvironment):
+        recording = RecordingMode.from_env()
+    if recording is not None and replay_speed is not None:
+        recording = RecordingMode(recording.mode, recording.path, replay_speed)
+    return recording
+
+
+def _image_requests(prompt: str, model: str, n: int, extra: Mapping[str, Any]) -> list[ApiRequest]:
+    """One request per image; a given seed becomes seed, seed+1, … so images differ."""
+    if not isinstance(n, int) or n < 1:
+        raise InvalidRequestError(f"n must be a whole number of images ≥ 1, not {n!r}.")
+    seed = extra.get("seed")
+    requests = []
+    for index in range(n):
+        body = dict(extra)
+        if seed is not None and n > 1:
+            body["seed"] = int(seed) + index
+        requests.append(image_request(prompt, model, body))
+    return requests
+
+
+def _file_error(url: str, error: DeepInfraError) -> InvalidResponseError:
+    status = f" (HTTP {error.status_code})" if error.status_code else ""
+    return InvalidResponseError(
+        f"An image could not be downloaded from {url}{status}; run the cell again."
+    )
+
+
+class _ClientBase:
+    """Configuration shared by both clients: base URL, key, timeouts, retries, recording."""
+
+    def __init__(
+        self,
+        api_key: str | Secret | None,
+        base_url: str | None,
+        timeout: float | Timeouts | None,
+        max_retries: int,
+        recording: RecordingMode | _FromEnvironment | None,
+        replay: str | os.PathLike[str] | None,
+        record: str | os.PathLike[str] | None,
+        replay_speed: float | None,
+        catalog_ttl: float,
+        catalog_disk_cache: bool,
+    ) -> None:
+        self.base_url = resolve_base_url(base_url)
+        self.timeouts = Timeouts.from_value(timeout)
+        if max_retries < 0:
+            raise ConfigurationError(f"max_retries must be 0 or more, not {max_retries!r}.")
+        self.retry = RetryPolicy(max_retries=max_retries)
+        self.recording = _recording_mode(recording, replay, record, replay_speed)
+        self.key_source = "argument" if api_key is not None else key_source()
+        self._catalog_ttl = catalog_ttl
+        self._disk = (
+            DiskCache(ttl=catalog_ttl)
+            if catalog_disk_cache and (self.recording is None or self.recording.mode != "replay")
+            else None
+        )
+
+    @property
+    def replaying(self) -> bool:
+        """True when answers come from a recording."""
+        return self.recording is not None and self.recording.mode == "replay"
+
+    @property
+    def catalog_key(self) -> str:
+        """Catalogs are shared per API root; a recording has its own."""
+        if self.replaying:
+            assert self.recording is not None
+            return f"replay:{self.recording.path.resolve()}"
+        return self.base_url
+
+    def cached_catalog(self) -> ModelCatalog | None:
+        """The catalog already in memory, with no I/O (None if not fetched yet)."""
+        return CATALOG_CACHE.peek(self.catalog_key)
+
+    def _price(self, result: ChatResult) -> None:
+        """Fill in the cost from catalog prices when the API did not report it."""
+        usage = result.usage
+        catalog = self.cached_catalog()
+        if usage is None or usage.estimated_cost is not None or catalog is None:
+            return
+        info = catalog.get(result.model)
+        cost = info.cost(usage) if info else None
+        if cost is not None:
+            result.usage = type(usage)(
+                usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, cost
+            )
+
+    def _describe(self) -> str:
+        key = f"key from {self.key_source}" if self.key_source else "no key"
+        mode = f", {self.recording.describe()}" if self.recording else ""
+        return f"{type(self).__name__}(base_url={self.base_url!r}, {key}{mode})"
+
+    def __repr__(self) -> str:
+        return self._describe()
+
+    @staticmethod
+    def _image_parts(
+        answer: ImageAnswer, prompt: str, model: str, replayed: bool
+    ) -> tuple[ImageResult, list[tuple[int, str]]]:
+        """An ImageResult with the inline images, plus (position, url) still to fetch."""
+        result = ImageResult(
+            prompt=prompt,
+            model=model,
+            cost=answer.cost,
+            runtime_ms=answer.runtime_ms,
+            replayed=replayed,
+            request_ids=[answer.request_id] if answer.request_id else [],
+        )
+        to_fetch = []
+        for position, ref in enumerate(answer.refs):
+            if ref.data is not None and ref.mime_type:
+                result.images.append(GeneratedImage(ref.data, ref.mime_type, prompt, answer.seed))
+            elif ref.url:
+                to_fetch.append((position, ref.url))
+                result.images.append(GeneratedImage(b"", "", prompt, answer.seed, ref.url))
+        return result, to_fetch
+
+    @staticmethod
+    def _fetched(image: GeneratedImage, raw: RawResponse, url: str) -> GeneratedImage:
+        ref = image_from_bytes(raw.body, raw.headers.get("content-type", ""), url)
+        assert ref.data is not None and ref.mime_type is not None
+        return GeneratedImage(ref.data, ref.mime_type, image.prompt, image.seed, url)
+
+
+class _StreamState:
+    """Bookkeeping shared by the sync and async streams: text so far and timing."""
+
+    def __init__(self, request: ApiRequest, model: str) -> None:
+        self.request = request
+        self.model = model
+        self.decoder = ChatStreamDecoder(model)
+        self.result: ChatResult | None = None
+        self.replayed = False
+        self.started: float | None = None
+        self.first_token_at: float | None = None
+
+    @property
+    def text(self) -> str:
+        """Answer text received so far (also after an error or interrupt)."""
+        return self.decoder.text
+
+    @property
+    def reasoning(self) -> str:
+        """Reasoning text received so far."""
+        return self.decoder.reasoning
+
+    def _mark(self, deltas: Sequence[ContentDelta | ReasoningDelta]) -> None:
+        if deltas and self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+
+    def _broken(self, error: APIConnectionError) -> DeepInfraError:
+        """A connection lost mid-reply is a broken stream that keeps its text."""
+        return self.decoder.error(f"The connection broke mid-reply: {error.message}")
+
+    def partial(self, *, interrupted: bool = False, error: str | None = None) -> ChatResult:
+        """A result from what has arrived, for replies that were stopped or broke."""
+        now = time.perf_counter()
+        return ChatResult(
+            text=self.decoder.text,
+            model=self.model,
+            reasoning=self.decoder.reasoning,
+            finish_reason=self.decoder.finish_reason,
+            usage=self.decoder.usage,
+            interrupted=interrupted,
+            error=error,
+            replayed=self.replayed,
+            time_to_first_token=self._since_start(self.first_token_at),
+            duration=self._since_start(now),
+        )
+
+    def _since_start(self, moment: float | None) -> float | None:
+        if moment is None or self.started is None:
+            return None
+        return moment - self.started
+
+    def __repr__(self) -> str:
+        state = "finished" if self.result else ("open" if self.started else "not started")
+        return f"{type(self).__name__}(model={self.model!r}, {state}, {len(self.text)} chars)"
+
+
+class ChatStream(_StreamState):
+    """A streamed reply: iterate for events (the last one is the :class:`ChatResult`).
+
+    The connection opens on first iteration and is closed when the stream ends, breaks,
+    is interrupted, or :meth:`close` is called; ``with`` guarantees it. ``text`` and
+    ``reasoning`` hold what has arrived, whatever happened.
+    """
+
+    def __init__(self, client: DeepInfraClient, request: ApiRequest, model: str) -> None:
+        super().__init__(request, model)
+        self._client = client
+        self._events: Generator[ChatEvent, None, None] | None = None
+
+    def __iter__(self) -> Iterator[ChatEvent]:
+        if self._events is None:
+            self._events = self._run()
+        return self._events
+
+    def _run(self) -> Generator[ChatEvent, None, None]:
+        self.started = time.perf_counter()
+        transport = self._client._transport
+        opened = False
+        try:
+            with transport.stream(self.request) as body:
+                opened = True
+                self.replayed = body.replayed
+                for chunk in body.chunks:
+                    deltas = self.decoder.feed(chunk)
+                    self._mark(deltas)
+                    yield from deltas
+                    if self.decoder.done:
+                        break
+                if not self.decoder.done:
+                    tail = self.decoder.close()
+                    self._mark(tail)
+                    yield from tail
+        except ModelNotFoundError as exc:
+            raise self._client._suggest(exc) from None
+        except APIConnectionError as exc:
+            if opened:
+                raise self._broken(exc) from None
+            raise
+        self.result = self.partial()
+        self._client._price(self.result)
+        yield self.result
+
+    def close(self) -> None:
+        """Stop reading and close the connection (the text so far stays available)."""
+        if self._events is not None:
+            self._events.close()
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncChatStream(_StreamState):
+    """The async twin of :class:`ChatStream`: ``async for event in stream``."""
+
+    def __init__(self, client: AsyncDeepInfraClient, request: ApiRequest, model: str) -> None:
+        super().__init__(request, model)
+        self._client = client
+        self._events: AsyncGenerator[ChatEvent, None] | None = None
+
+    def __aiter__(self) -> AsyncIterator[ChatEvent]:
+        if self._events is None:
+            self._events = self._run()
+        return self._events
+
+    async def _run(self) -> AsyncGenerator[ChatEvent, None]:
+        self.started = time.perf_counter()
+        transport = self._client._transport
+        opened = False
+        try:
+            async with transport.stream(self.request) as body:
+                opened = True
+                self.replayed = body.replayed
+                async for chunk in body.chunks:
+                    deltas = self.decoder.feed(chunk)
+                    self._mark(deltas)
+                    for delta in deltas:
+                        yield delta
+                    if self.decoder.done:
+                        break
+                if not self.decoder.done:
+                    tail = self.decoder.close()
+                    self._mark(tail)
+                    for delta in tail:
+                        yield delta
+        except ModelNotFoundError as exc:
+            raise await self._client._suggest(exc) from None
+        except APIConnectionError as exc:
+            if opened:
+                raise self._broken(exc) from None
+            raise
+        self.result = self.partial()
+        self._client._price(self.result)
+        yield self.result
+
+    async def aclose(self) -> None:
+        """Stop reading and close the connection (the text so far stays available)."""
+        if self._events is not None:
+            await self._events.aclose()
+
+    async def __aenter__(self) -> AsyncChatStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class DeepInfraClient(_ClientBase):
+    """Blocking client for DeepInfra's chat, image and catalog endpoints.
+
+    **Parameters:**
+
+    * ``api_key`` – else ``DEEPINFRA_API_KEY``, else ``DEEPINFRA_API_TOKEN``.
+    * ``base_url`` – the API root; else ``DEEPINFRA_BASE_URL``, else DeepInfra's.
+    * ``timeout`` – read timeout in seconds (connect stays short), or a ``Timeouts``.
+    * ``max_retries`` – retries for 429/5xx/connect failures before any body is read.
+    * ``replay`` / ``record`` – a recording file to answer from, or to write to.
+    * ``replay_speed`` – 1 replays at the recorded pace, 2 twice as fast, 0 instantly.
+    """
+
+    def __init__(
+        self,
+        api_key: str | Secret | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float | Timeouts | None = None,
+        max_retries: int = 2,
+        replay: str | os.PathLike[str] | None = None,
+        record: str | os.PathLike[str] | None = None,
+        replay_speed: float | None = None,
+        recording: RecordingMode | _FromEnvironment | None = FROM_ENVIRONMENT,
+        catalog_ttl: float = 24 * 3600,
+        catalog_disk_cache: bool = True,
+        http_transport: Any = None,
+    ) -> None:
+        super().__init__(
+            api_key, base_url, timeout, max_retries, recording, replay, record,
+            replay_speed, catalog_ttl, catalog_disk_cache,
+        )  # fmt: skip
+        self._transport = SyncTransport(
+            self.base_url,
+            resolve_key(api_key),
+            timeouts=self.timeouts,
+            retry=self.retry,
+            recording=self.recording,
+            http_transport=http_transport,
+        )
+
+    @property
+    def has_key(self) -> bool:
+        """True when requests will carry a key."""
+        return self._transport.has_key
+
+    # --- chat ---------------------------------------------------------------------------
+
+    @overload
+    def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str | None = ...,
+        *,
+        stream: Literal[True] = ...,
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+        **params: Any,
+    ) -> ChatStream: ...
+
+    @overload
+    def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str | None = ...,
+        *,
+        stream: Literal[False],
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+        **params: Any,
+    ) -> ChatResult: ...
+
+    def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str | None = None,
+        *,
+        stream: bool = True,
+        temperature: float | None = 0.7,
+        max_tokens: int | None = 1028,
+        **params: Any,
+    ) -> ChatStream | ChatResult:
+        """Chat completion. Streaming returns a :class:`ChatStream` of typed events;
+        ``stream=False`` returns the final :class:`ChatResult`. Extra OpenAI parameters
+        (``top_p``, ``stop``, ``response_format``, …) pass through unchanged."""
+        model = model or DEFAULT_MODEL
+        request = chat_request(
+            messages, model, stream=stream, temperature=temperature,
+            max_tokens=max_tokens, params=params,
+        )  # fmt: skip
+        if stream:
+            return ChatStream(self, request, model)
+        started = time.perf_counter()
+        try:
+            raw = self._transport.send(request)
+        except ModelNotFoundError as exc:
+            raise self._suggest(exc) from None
+        text, reasoning, finish, usage, _ = parse_chat_completion(parse_json(raw, "chat"), model)
+        elapsed = time.perf_counter() - started
+        result = ChatResult(
+            text, model, reasoning, finish, usage, replayed=raw.replayed,
+            time_to_first_token=elapsed, duration=elapsed,
+        )  # fmt: skip
+        self._price(result)
+        return result
+
+    # --- images -------------------------------------------------------------------------
+
+    def generate_image(
+        self, prompt: str, model: str | None = None, *, n: int = 1, **extra: Any
+    ) -> ImageResult:
+        """Text to image: ``{"prompt": prompt, **extra}`` to ``/v1/inference/{model}``;
+        ``n`` images are requested concurrently (one per request)."""
+        parts = [
+            event.result
+            for event in self.iter_images(prompt, model, n=n, **extra)
+            if isinstance(event, ImageArrived)
+        ]
+        return ImageResult.merge(parts)
+
+    def iter_images(
+        self,
+        prompt: str,
+        model: str | None = None,
+        *,
+        n: int = 1,
+        heartbeat: float | None = None,
+        **extra: Any,
+    ) -> Iterator[ImageEvent]:
+        """Yield each request's images as they arrive (and, with ``heartbeat``, a waiting
+        event every so many seconds). If some requests fail, the others still arrive and
+        the first error is raised at the end."""
+        model = model or DEFAULT_IMAGE_MODEL
+        requests = _image_requests(prompt, model, n, extra)
+        started = time.perf_counter()
+        pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=min(n, MAX_CONCURRENT_IMAGES), thread_name_prefix="deepinfra-image"
+        )
+        futures = [pool.submit(self._one_image, request, prompt, model) for request in requests]
+        order = {future: index for index, future in enumerate(futures)}
+        pending: set[concurrent.futures.Future[ImageResult]] = set(futures)
+        errors: list[BaseException] = []
+        done = 0
+        try:
+            while pending:
+                finished, pending = concurrent.futures.wait(
+                    pending, timeout=heartbeat, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                if not finished:
+                    yield ImageWaiting(time.perf_counter() - started, done, n)
+                for future in sorted(finished, key=order.__getitem__):
+                    error = future.exception()
+                    if error is not None:
+                        errors.append(error)
+                        continue
+                    done += 1
+                    yield ImageArrived(future.result(), done, n)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        if errors:
+            raise errors[0]
+
+    def _one_image(self, request: ApiRequest, prompt: str, model: str) -> ImageResult:
+        try:
+            raw = self._transport.send(request)
+        except ModelNotFoundError as exc:
+            raise self._suggest(exc) from None
+        answer = parse_image_answer(parse_json(raw, "image"), raw.body)
+        result, to_fetch = self._image_parts(answer, prompt, model, raw.replayed)
+        for position, url in to_fetch:
+            try:
+                fetched = self._transport.send(file_request(url))
+            except DeepInfraError as exc:
+                raise _file_error(url, exc) from None
+            result.images[position] = self._fetched(result.images[position], fetched, url)
+        return result
+
+    # --- catalog and key ----------------------------------------------------------------
+
+    def models(self, *, refresh: bool = False) -> ModelCatalog:
+        """The featured models, fetched once per process (``refresh=True`` refetches)."""
+        return CATALOG_CACHE.get(
+            self.catalog_key, self._fetch_catalog, refresh=refresh, disk=self._disk
+        )
+
+    def _fetch_catalog(self) -> tuple[list[dict[str, Any]], bool]:
+        raw = self._transport.send(catalog_request())
+        return parse_catalog(parse_json(raw, "model catalog")), raw.replayed
+
+    def validate_key(self) -> bool | None:
+        """Check the key with one cheap authenticated request: True if accepted, an
+        AuthenticationError if refused, None when this server cannot tell."""
+        try:
+            self._transport.send(models_request())
+        except AuthenticationError:
+            raise
+        except DeepInfraError:
+            return None
+        return True
+
+    def _suggest(self, error: ModelNotFoundError) -> ModelNotFoundError:
+        """Add close matches from the catalog to a 404 (the catalog is fetched if needed)."""
+        try:
+            catalog = self.models()
+        except DeepInfraError:
+            return error
+        return error.with_close_matches(catalog.close_matches(error.model or ""))
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._transport.close()
+
+    def __enter__(self) -> DeepInfraClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncDeepInfraClient(_ClientBase):
+    """The asyncio twin of :class:`DeepInfraClient`, for library users who ``await``."""
+
+    def __init__(
+        self,
+        api_key: str | Secret | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float | Timeouts | None = None,
+        max_retries: int = 2,
+        replay: str | os.PathLike[str] | None = None,
+        record: str | os.PathLike[str] | None = None,
+        replay_speed: float | None = None,
+        recording: RecordingMode | _FromEnvironment | None = FROM_ENVIRONMENT,
+        catalog_ttl: float = 24 * 3600,
+        catalog_disk_cache: bool = True,
+        http_transport: Any = None,
+    ) -> None:
+        super().__init__(
+            api_key, base_url, timeout, max_retries, recording, replay, record,
+            replay_speed, catalog_ttl, catalog_disk_cache,
+        )  # fmt: skip
+        self._transport = AsyncTransport(
+            self.base_url,
+            resolve_key(api_key),
+            timeouts=self.timeouts,
+            retry=self.retry,
+            recording=self.recording,
+            http_transport=http_transport,
+        )
+        self._catalog_lock: asyncio.Lock | None = None
+
+    @property
+    def has_key(self) -> bool:
+        """True when requests will carry a key."""
+        return self._transport.has_key
+
+    @overload
+    async def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str | None = ...,
+        *,
+        stream: Literal[True] = ...,
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+        **params: Any,
+    ) -> AsyncChatStream: ...
+
+    @overload
+    async def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str | None = ...,
+        *,
+        stream: Literal[False],
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+        **params: Any,
+    ) -> ChatResult: ...
+
+    async def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str | None = None,
+        *,
+        stream: bool = True,
+        temperature: float | None = 0.7,
+        max_tokens: int | None = 1028,
+        **params: Any,
+    ) -> AsyncChatStream | ChatResult:
+        """Chat completion: ``stream = await client.chat(...)`` then ``async for``;
+        ``stream=False`` returns the final :class:`ChatResult`."""
+        model = model or DEFAULT_MODEL
+        request = chat_request(
+            messages, model, stream=stream, temperature=temperature,
+            max_tokens=max_tokens, params=params,
+        )  # fmt: skip
+        if stream:
+            return AsyncChatStream(self, request, model)
+        started = time.perf_counter()
+        try:
+            raw = await self._transport.send(request)
+        except ModelNotFoundError as exc:
+            raise await self._suggest(exc) from None
+        text, reasoning, finish, usage, _ = parse_chat_completion(parse_json(raw, "chat"), model)
+        elapsed = time.perf_counter() - started
+        result = ChatResult(
+            text, model, reasoning, finish, usage, replayed=raw.replayed,
+            time_to_first_token=elapsed, duration=elapsed,
+        )  # fmt: skip
+        self._price(result)
+        return result
+
+    async def generate_image(
+        self, prompt: str, model: str | None = None, *, n: int = 1, **extra: Any
+    ) -> ImageResult:
+        """Text to image, ``n`` concurrent requests; see :meth:`DeepInfraClient.generate_image`."""
+        parts = [
+            event.result
+            async for event in self.iter_images(prompt, model, n=n, **extra)
+            if isinstance(event, ImageArrived)
+        ]
+        return ImageResult.merge(parts)
+
+    async def iter_images(
+        self,
+        prompt: str,
+        model: str | None = None,
+        *,
+        n: int = 1,
+        heartbeat: float | None = None,
+        **extra: Any,
+    ) -> AsyncIterator[ImageEvent]:
+        """Yield each request's images as they arrive; see :meth:`DeepInfraClient.iter_images`."""
+        model = model or DEFAULT_IMAGE_MODEL
+        requests = _image_requests(prompt, model, n, extra)
+        started = time.perf_counter()
+        semaphore = asyncio.Semaphore(MAX_CONCURRENT_IMAGES)
+
+        async def one(request: ApiRequest) -> ImageResult:
+            async with semaphore:
+                return await self._one_image(request, prompt, model)
+
+        tasks: list[asyncio.Future[ImageResult]] = [
+            asyncio.ensure_future(one(request)) for request in requests
+        ]
+        order = {task: index for index, task in enumerate(tasks)}
+        pending: set[asyncio.Future[ImageResult]] = set(tasks)
+        errors: list[BaseException] = []
+        done = 0
+        try:
+            while pending:
+                finished, pending = await asyncio.wait(
+                    pending, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not finished:
+                    yield ImageWaiting(time.perf_counter() - started, done, n)
+                for task in sorted(finished, key=order.__getitem__):
+                    error = task.exception()
+                    if error is not None:
+                        errors.append(error)
+                        continue
+                    done += 1
+                    yield ImageArrived(task.result(), done, n)
+        finally:
+            for task in pending:
+                task.cancel()
+        if errors:
+            raise errors[0]
+
+    async def _one_image(self, request: ApiRequest, prompt: str, model: str) -> ImageResult:
+        try:
+            raw = await self._transport.send(request)
+        except ModelNotFoundError as exc:
+            raise await self._suggest(exc) from None
+        answer = parse_image_answer(parse_json(raw, "image"), raw.body)
+        result, to_fetch = self._image_parts(answer, prompt, model, raw.replayed)
+        for position, url in to_fetch:
+            try:
+                fetched = await self._transport.send(file_request(url))
+            except DeepInfraError as exc:
+                raise _file_error(url, exc) from None
+            result.images[position] = self._fetched(result.images[position], fetched, url)
+        return result
+
+    async def models(self, *, refresh: bool = False) -> ModelCatalog:
+        """The featured models, fetched once per process (``refresh=True`` refetches)."""
+        if self._catalog_lock is None:
+            self._catalog_lock = asyncio.Lock()
+        async with self._catalog_lock:
+            return await CATALOG_CACHE.aget(
+                self.catalog_key, self._fetch_catalog, refresh=refresh, disk=self._disk
+            )
+
+    async def _fetch_catalog(self) -> tuple[list[dict[str, Any]], bool]:
+        raw = await self._transport.send(catalog_request())
+        return parse_catalog(parse_json(raw, "model catalog")), raw.replayed
+
+    async def validate_key(self) -> bool | None:
+        """See :meth:`DeepInfraClient.validate_key`."""
+        try:
+            await self._transport.send(models_request())
+        except AuthenticationError:
+            raise
+        except DeepInfraError:
+            return None
+        return True
+
+    async def _suggest(self, error: ModelNotFoundError) -> ModelNotFoundError:
+        try:
+            catalog = await self.models()
+        except DeepInfraError:
+            return error
+        return error.with_close_matches(catalog.close_matches(error.model or ""))
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> AsyncDeepInfraClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

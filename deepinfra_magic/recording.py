@@ -1,0 +1,347 @@
+"""Recordings of API exchanges, for keyless and offline replay (the storage, sans-I/O).
+
+A recording is one readable JSON file: each exchange holds the request (method, path and
+JSON body; never any header) and the answer (status, content type, and either the body or
+the stream's chunks with the delay before each). One chunk per line keeps diffs small.
+Replay matches requests by content (model, messages, parameters, prompt); identical
+requests are answered in recorded order. The transports in ``_http`` use this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import difflib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigurationError, ReplayError, redact, shorten
+
+__all__ = ["Exchange", "Recording", "RecordingMode"]
+
+FORMAT_NAME = "deepinfra-magic-recording"
+FORMAT_VERSION = 1
+REPLAY_ENV = "DEEPINFRA_MAGIC_REPLAY"
+RECORD_ENV = "DEEPINFRA_MAGIC_RECORD"
+REPLAY_SPEED_ENV = "DEEPINFRA_MAGIC_REPLAY_SPEED"
+
+
+@dataclass
+class Exchange:
+    """One request and its recorded answer."""
+
+    method: str
+    path: str
+    body: Any
+    status: int
+    content_type: str = "application/json"
+    text: str | None = None  # a complete text body
+    binary: bytes | None = None  # a complete binary body (hosted images)
+    chunks: list[tuple[float, str]] | None = None  # a stream: (delay before, text)
+    latency: float = 0.0  # seconds from request to the answer's first bytes
+
+    @property
+    def key(self) -> str:
+        """What replay matches on: method, path and the canonical JSON body."""
+        return request_key(self.method, self.path, self.body)
+
+    def body_bytes(self) -> bytes:
+        """The complete body (streams joined), as sent on the wire."""
+        if self.binary is not None:
+            return self.binary
+        if self.chunks is not None:
+            return "".join(text for _, text in self.chunks).encode()
+        return (self.text or "").encode()
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form (see ``Recording.dumps`` for the layout)."""
+        response: dict[str, Any] = {"status": self.status, "content_type": self.content_type}
+        response["latency"] = round(self.latency, 4)
+        if self.chunks is not None:
+            response["chunks"] = [[round(delay, 4), text] for delay, text in self.chunks]
+        elif self.binary is not None:
+            response["base64"] = base64.b64encode(self.binary).decode("ascii")
+        else:
+            response["text"] = self.text or ""
+        request = {"method": self.method, "path": self.path, "json": self.body}
+        return {"request": request, "response": response}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Exchange:
+        """Read one stored exchange."""
+        request, response = data["request"], data["response"]
+        chunks = response.get("chunks")
+        return cls(
+            method=str(request["method"]),
+            path=str(request["path"]),
+            body=request.get("json"),
+            status=int(response["status"]),
+            content_type=str(response.get("content_type") or "application/json"),
+            text=response.get("text"),
+            binary=base64.b64decode(response["base64"]) if "base64" in response else None,
+            chunks=[(float(d), str(t)) for d, t in chunks] if chunks is not None else None,
+            latency=float(response.get("latency") or 0.0),
+        )
+
+
+def request_key(method: str, path: str, body: Any) -> str:
+    """Canonical text of a request, independent of key order and spacing."""
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return f"{method.upper()} {path} {canonical}"
+
+
+class ChunkText:
+    """Turns network chunks into text without breaking characters split across chunks."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def __call__(self, chunk: bytes, final: bool = False) -> str:
+        return self._decoder.decode(chunk, final)
+
+
+@dataclass
+class RecordingMode:
+    """Replay or record, the file, and the replay pace (1 = recorded, 0 = instant)."""
+
+    mode: str  # "replay" | "record"
+    path: Path
+    speed: float = 1.0
+
+    @classmethod
+    def from_env(cls) -> RecordingMode | None:
+        """A whole deployment (a Binder image, a workshop) can switch mode by environment."""
+        speed = _speed_from_env()
+        replay = os.environ.get(REPLAY_ENV, "").strip()
+        if replay:
+            return cls("replay", Path(replay).expanduser(), speed)
+        record = os.environ.get(RECORD_ENV, "").strip()
+        if record:
+            return cls("record", Path(record).expanduser(), speed)
+        return None
+
+    def describe(self) -> str:
+        """For users: ``replaying quickstart.json`` / ``recording to x.json``."""
+        verb = "replaying" if self.mode == "replay" else "recording to"
+        return f"{verb} {self.path.name}"
+
+
+def _speed_from_env() -> float:
+    raw = os.environ.get(REPLAY_SPEED_ENV, "").strip()
+    if not raw:
+        return 1.0
+    try:
+        speed = float(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"{REPLAY_SPEED_ENV} must be a number (1 = recorded pace, 0 = instant), not {raw!r}."
+        ) from None
+    if speed < 0:
+        raise ConfigurationError(f"{REPLAY_SPEED_ENV} must not be negative, not {raw!r}.")
+    return speed
+
+
+class Recording:
+    """A recording file in memory: thread-safe lookup for replay, append-and-save for record."""
+
+    def __init__(self, path: Path, exchanges: Iterable[Exchange] = (), note: str = "") -> None:
+        self.path = Path(path)
+        self.note = note
+        self.exchanges = list(exchanges)
+        self._lock = threading.Lock()
+        self._served: dict[str, int] = {}
+
+    # --- files --------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Recording:
+        """Read a recording, with a one-line error naming the file when it is unusable."""
+        file = Path(path).expanduser()
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigurationError(
+                f"Recording {file} does not exist: check the path, or create it with "
+                "%deepinfra_record."
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(
+                f"Recording {file} cannot be read: {shorten(str(exc))}."
+            ) from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+            raise ConfigurationError(f"{file} is not a deepinfra-magic recording.")
+        try:
+            exchanges = [Exchange.from_json(item) for item in data.get("exchanges", [])]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigurationError(f"Recording {file} is damaged: {shorten(str(exc))}.") from None
+        return cls(file, exchanges, note=str(data.get("note") or ""))
+
+    @classmethod
+    def open_for_recording(cls, path: str | os.PathLike[str]) -> Recording:
+        """Start (or continue) a recording at ``path``; the file is written on each exchange."""
+        file = Path(path).expanduser()
+        if file.exists():
+            recording = cls.load(file)
+        else:
+            recording = cls(file, note="Recorded with deepinfra-magic. Holds no key or header.")
+        recording.save()
+        return recording
+
+    def dumps(self) -> str:
+        """The file text: one exchange header per line and one stream chunk per line."""
+        lines = [
+            "{",
+            f' "format": {json.dumps(FORMAT_NAME)},',
+            f' "version": {FORMAT_VERSION},',
+            f' "note": {json.dumps(self.note, ensure_ascii=False)},',
+            ' "exchanges": [',
+        ]
+        for index, exchange in enumerate(self.exchanges):
+            data = exchange.to_json()
+            chunks = data["response"].pop("chunks", None)
+            request = json.dumps(data["request"], ensure_ascii=False)
+            response = json.dumps(data["response"], ensure_ascii=False)
+            comma = "," if index < len(self.exchanges) - 1 else ""
+            if chunks is None:
+                lines.append(f'  {{"request": {request},\n   "response": {response}}}{comma}')
+                continue
+            lines.append(f'  {{"request": {request},')
+            lines.append(f'   "response": {response[:-1]}, "chunks": [')
+            rows = [f"    {json.dumps(chunk, ensure_ascii=False)}" for chunk in chunks]
+            lines.append(",\n".join(rows))
+            lines.append(f"   ]}}}}{comma}")
+        lines += [" ]", "}", ""]
+        return "\n".join(lines)
+
+    def save(self) -> None:
+        """Write atomically, so a kernel stopped mid-run leaves a valid file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(prefix=".recording-", dir=self.path.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(self.dumps())
+            os.replace(temp, self.path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+    def append(self, exchange: Exchange, *secrets: str) -> None:
+        """Record one exchange (scrubbing the given secret values) and save the file."""
+        if secrets:
+            exchange = _scrubbed(exchange, secrets)
+        with self._lock:
+            self.exchanges.append(exchange)
+            self.save()
+
+    # --- replay -------------------------------------------------------------------------
+
+    def find(self, method: str, path: str, body: Any) -> Exchange:
+        """The recorded answer for a request; identical requests are served in order."""
+        key = request_key(method, path, body)
+        with self._lock:
+            matches = [exchange for exchange in self.exchanges if exchange.key == key]
+            if not matches:
+                raise ReplayError(self._mismatch_message(method, path, body))
+            served = self._served.get(key, 0)
+            self._served[key] = served + 1
+            return matches[min(served, len(matches) - 1)]
+
+    def _mismatch_message(self, method: str, path: str, body: Any) -> str:
+        """One line naming the request and the closest recorded one."""
+        asked = _describe_request(path, body)
+        where = f"in {self.path.name}"
+        remedy = "Re-record with %deepinfra_record, or turn replay off to run live with a key."
+        same_path = [e for e in self.exchanges if e.method == method.upper() and e.path == path]
+        if not same_path:
+            return f"No recorded answer for {method.upper()} {path} ({asked}) {where}. {remedy}"
+        target = request_key(method, path, body)
+        closest = max(
+            same_path,
+            key=lambda e: difflib.SequenceMatcher(None, e.key, target, autojunk=False).ratio(),
+        )
+        difference = _describe_difference(closest.body, body)
+        return (
+            f"No recorded answer for {method.upper()} {path} ({asked}) {where}; the closest "
+            f"recorded request differs in {difference}. {remedy}"
+        )
+
+
+def _scrubbed(exchange: Exchange, secrets: tuple[str, ...]) -> Exchange:
+    """A copy with every occurrence of the secrets removed from texts and the request."""
+    body = json.loads(redact(json.dumps(exchange.body, ensure_ascii=False), *secrets))
+    chunks = (
+        [(delay, redact(text, *secrets)) for delay, text in exchange.chunks]
+        if exchange.chunks is not None
+        else None
+    )
+    text = redact(exchange.text, *secrets) if exchange.text is not None else None
+    return Exchange(
+        exchange.method,
+        exchange.path,
+        body,
+        exchange.status,
+        exchange.content_type,
+        text,
+        exchange.binary,
+        chunks,
+        exchange.latency,
+    )
+
+
+def _last_user_message(body: Any) -> str | None:
+    if not isinstance(body, Mapping):
+        return None
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return None
+    for message in reversed(messages):
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            return str(message.get("content"))
+    return None
+
+
+def _describe_request(path: str, body: Any) -> str:
+    """Model plus prompt or last user message, shortened."""
+    if not isinstance(body, Mapping):
+        return "no body"
+    parts = []
+    if body.get("model"):
+        parts.append(f"model {body['model']}")
+    text = body.get("prompt") if "prompt" in body else _last_user_message(body)
+    if text is not None:
+        parts.append(
+            f"{'prompt' if 'prompt' in body else 'last message'} {shorten(str(text), 50)!r}"
+        )
+    return ", ".join(parts) or shorten(json.dumps(body), 60)
+
+
+def _describe_difference(recorded: Any, asked: Any) -> str:
+    """Which fields differ between two request bodies, with both values."""
+    if not isinstance(recorded, Mapping) or not isinstance(asked, Mapping):
+        return "the request body"
+    differences = []
+    for name in sorted(set(recorded) | set(asked)):
+        was, now = recorded.get(name), asked.get(name)
+        if was == now:
+            continue
+        if name == "messages" and isinstance(was, list) and isinstance(now, list):
+            differences.append(_describe_messages(was, now))
+        else:
+            old, new = shorten(json.dumps(was), 40), shorten(json.dumps(now), 40)
+            differences.append(f"{name} (recorded {old}, now {new})")
+    return "; ".join(differences[:3]) or "nothing visible"
+
+
+def _describe_messages(was: list[Any], now: list[Any]) -> str:
+    for index, (old, new) in enumerate(zip(was, now, strict=False)):
+        if old != new:
+            old_text = shorten(str(old.get("content") if isinstance(old, Mapping) else old), 40)
+            new_text = shorten(str(new.get("content") if isinstance(new, Mapping) else new), 40)
+            return f"messages[{index}] (recorded {old_text!r}, now {new_text!r})"
+    return f"the number of messages (recorded {len(was)}, now {len(now)})"
