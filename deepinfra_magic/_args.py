@@ -1,0 +1,199 @@
+"""Argument parsing for the magics: clear one-line UsageErrors, literal prompts.
+
+IPython's own ``arg_split`` keeps quote characters inside tokens, and argparse exits
+the process on errors, so the magics use this small layer instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import string
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
+
+from IPython.core.error import UsageError
+
+__all__ = [
+    "MagicParser",
+    "bounded_float",
+    "bounded_int",
+    "fill_variables",
+    "parse_params",
+    "split_options_and_prompt",
+]
+
+
+class MagicParser(argparse.ArgumentParser):
+    """argparse that raises UsageError (with the usage line) instead of exiting."""
+
+    def __init__(self, prog: str, description: str = "") -> None:
+        super().__init__(
+            prog=prog, description=description, add_help=False, allow_abbrev=False,
+            exit_on_error=False,
+        )  # fmt: skip
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}. Usage: {self.format_usage().strip()[7:]}")
+
+    def parse_line(self, line: str) -> argparse.Namespace:
+        """Parse a magic's option line, with shell-like quoting."""
+        try:
+            tokens = shlex.split(line)
+        except ValueError as exc:
+            self.error(f"cannot read the options ({exc}); check the quotes")
+        return self.parse_tokens(tokens)
+
+    def parse_tokens(self, tokens: list[str]) -> argparse.Namespace:
+        """Parse already split tokens; argparse's own errors become UsageErrors."""
+        try:
+            return self.parse_args(tokens)
+        except argparse.ArgumentError as exc:
+            self.error(str(exc))
+
+    def takes_value(self, option: str) -> bool:
+        """True when ``option`` (e.g. ``-m``) expects a value after it."""
+        action = self._option_string_actions.get(option)
+        return action is not None and action.nargs != 0
+
+
+def bounded_float(low: float, high: float | None = None) -> Callable[[str], float]:
+    """argparse type: a number within [low, high], with a message saying so."""
+    allowed = f"a number from {low:g} to {high:g}" if high is not None else f"a number ≥ {low:g}"
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}") from None
+        if value < low or (high is not None and value > high) or value != value:
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}")
+        return value
+
+    return convert
+
+
+def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type: a whole number within [low, high], with a message saying so."""
+    allowed = (
+        f"a whole number from {low} to {high}" if high is not None else f"a whole number ≥ {low}"
+    )
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}")
+        return value
+
+    return convert
+
+
+def parse_params(pairs: list[str] | None, option: str = "-p/--param") -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a value is JSON when it parses (``0.9``, ``["\\n"]``), else text."""
+    params: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"{option} expects KEY=VALUE (e.g. -p top_p=0.9), got {pair!r}.")
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    return params
+
+
+def fill_variables(text: str, namespace: Mapping[str, Any]) -> str:
+    """Opt-in templating for ``--vars``: ``{name}`` from the namespace, ``{{``/``}}`` literal."""
+    formatter = string.Formatter()
+    try:
+        fields = [name for _, name, _, _ in formatter.parse(text) if name is not None]
+    except ValueError as exc:
+        raise UsageError(
+            f"--vars: the prompt is not a valid template ({exc}); write {{{{ and }}}} for "
+            "literal braces."
+        ) from None
+    for name in fields:
+        root = re.split(r"[.\[]", name, maxsplit=1)[0]
+        if not root.isidentifier():
+            raise UsageError(
+                f"--vars: {{{name}}} is not a variable name; "
+                "write {{ and }} for literal braces."
+            )
+        if root not in namespace:
+            raise UsageError(
+                f"--vars: {{{name}}} is not defined in the notebook; define {root} first or "
+                "drop --vars."
+            )
+    try:
+        return formatter.vformat(text, (), dict(namespace))
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"--vars: cannot fill the prompt ({exc}).") from None
+
+
+_TOKEN = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'[^']*'|\S+)""")
+
+
+def split_options_and_prompt(line: str, parser: MagicParser) -> tuple[list[str], str]:
+    """Leading option tokens, and the raw rest of the line as the prompt.
+
+    The prompt is never rebuilt from tokens: what the user typed is kept, except that
+    one pair of quotes around the whole prompt is removed. ``--`` ends the options.
+    """
+    tokens: list[str] = []
+    position = 0
+    expects_value = False
+    while True:
+        match = _TOKEN.match(line, position)
+        if match is None:
+            return tokens, ""
+        token = match.group(1)
+        if expects_value:
+            tokens.append(_unquote(token))
+            expects_value = False
+        elif token == "--":
+            return tokens, _strip_quotes(line[match.end() :].strip())
+        elif token.startswith("-") and len(token) > 1 and not _is_number(token):
+            option, has_inline_value = _option_name(token)
+            tokens.append(token)
+            expects_value = parser.takes_value(option) and not has_inline_value
+        else:
+            return tokens, _strip_quotes(line[match.start(1) :].strip())
+        position = match.end()
+
+
+def _option_name(token: str) -> tuple[str, bool]:
+    if token.startswith("--"):
+        name, sep, _ = token.partition("=")
+        return name, bool(sep)
+    return token[:2], len(token) > 2
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _unquote(token: str) -> str:
+    try:
+        parts = shlex.split(token)
+    except ValueError:
+        return token
+    return parts[0] if len(parts) == 1 else token
+
+
+def _strip_quotes(prompt: str) -> str:
+    """Drop one pair of matching quotes that wrap the whole prompt (and nothing else)."""
+    if len(prompt) >= 2 and prompt[0] == prompt[-1] and prompt[0] in "\"'":
+        inner = prompt[1:-1]
+        if prompt[0] not in inner:
+            return inner
+    return prompt

@@ -1,0 +1,427 @@
+"""Showing replies and images: throttled live Markdown in notebooks, plain stdout elsewhere.
+
+A notebook gets display data updated in place (``update_display_data``), coalesced so
+that update traffic stays a small multiple of the reply; very long replies are frozen
+into segments at paragraph breaks so each update stays small. A terminal (or any
+frontend that cannot render Markdown) gets the text printed once, as it arrives.
+Everything here runs on the main thread and never builds HTML from model text.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+if TYPE_CHECKING:
+    from .images import GeneratedImage, ImageResult
+    from .types import ChatResult
+
+__all__ = [
+    "LiveSection",
+    "Publisher",
+    "ReplyView",
+    "StdoutReplyView",
+    "Throttle",
+    "markdown_bundle",
+    "rich_display_available",
+    "safe_split_point",
+]
+
+METADATA_KEY = "deepinfra_magic"
+# Coalescing: at least `update_interval` between updates, and at most this many bytes of
+# update traffic per second, so the interval grows with the text being resent.
+UPDATE_BYTES_PER_SECOND = 8_000
+# A live segment longer than this is frozen at a paragraph break (outside code fences).
+SEGMENT_CHARS = 8_000
+
+
+class Publisher(Protocol):
+    """The shell's display publisher (``shell.display_pub.publish``)."""
+
+    def __call__(
+        self,
+        data: dict[str, Any],
+        metadata: dict[str, Any] | None = ...,
+        *,
+        transient: dict[str, Any] | None = ...,
+        update: bool = ...,
+    ) -> None: ...
+
+
+def rich_display_available(shell: Any) -> bool:
+    """True when the frontend renders Markdown and applies display updates in place.
+
+    A capability check, not a class-name sniff: terminal IPython formats only text/plain
+    and its base publisher prints every update (a wall of repeated text).
+    """
+    from IPython.core.displaypub import DisplayPublisher
+
+    formatter = getattr(shell, "display_formatter", None)
+    publisher = getattr(shell, "display_pub", None)
+    if formatter is None or publisher is None:
+        return False
+    return "text/markdown" in formatter.active_types and type(publisher) is not DisplayPublisher
+
+
+def markdown_bundle(markdown: str, plain: str | None = None) -> dict[str, str]:
+    """Markdown with a text/plain fallback in the same bundle (headless runs keep text)."""
+    return {"text/markdown": markdown, "text/plain": markdown if plain is None else plain}
+
+
+def metadata_for(info: dict[str, Any] | None) -> dict[str, Any]:
+    """Output metadata under our own key (stored in the .ipynb)."""
+    return {METADATA_KEY: info} if info else {}
+
+
+class Throttle:
+    """Decides when an update is due: never more often than ``interval``, and less often
+    as the resent text grows (at most ``bytes_per_second`` of update traffic)."""
+
+    def __init__(
+        self,
+        interval: float,
+        bytes_per_second: float = UPDATE_BYTES_PER_SECOND,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self.bytes_per_second = bytes_per_second
+        self.clock = clock
+        self.last = -1e9
+
+    def due(self, size: int) -> bool:
+        """True if an update of ``size`` characters may be sent now."""
+        wait = max(self.interval, size / self.bytes_per_second)
+        return self.clock() - self.last >= wait
+
+    def sent(self) -> None:
+        """Note that an update went out now."""
+        self.last = self.clock()
+
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.MULTILINE)
+
+
+def safe_split_point(text: str, limit: int) -> int:
+    """Index of the last paragraph break at or after which ``text`` can be cut without
+    splitting a code fence, searching up to ``limit``; 0 when there is none."""
+    cut = 0
+    inside = False
+    fence = ""
+    position = 0
+    for line in text[:limit].splitlines(keepends=True):
+        match = _FENCE.match(line)
+        if match:
+            marker = match.group(1)
+            if not inside:
+                inside, fence = True, marker[0] * 3
+            elif marker.startswith(fence):
+                inside = False
+        position += len(line)
+        if not inside and line.strip() == "" and position < len(text):
+            cut = position
+    return cut
+
+
+class LiveSection:
+    """One growing piece of text shown through display handles, updated coalesced.
+
+    The first handle may already exist (a placeholder); when the text outgrows
+    ``SEGMENT_CHARS`` the finished part is frozen into its own output and a new
+    handle continues with the rest, so each update resends only the live tail.
+    """
+
+    def __init__(
+        self,
+        publish: Publisher,
+        render: Callable[[str], dict[str, str]],
+        throttle: Throttle,
+        display_id: str | None = None,
+        segment_chars: int = SEGMENT_CHARS,
+    ) -> None:
+        self._publish = publish
+        self._render = render
+        self._throttle = throttle
+        self._segment_chars = segment_chars
+        self._display_id = display_id  # an existing handle to take over, if any
+        self._shown = display_id is not None
+        self._parts: list[str] = []
+        self._live_start = 0  # index in the full text where the live segment starts
+        self._length = 0
+        self._dirty = False
+        self.updates = 0  # messages sent, for tests and benchmarks
+        self.bytes_sent = 0
+
+    @property
+    def text(self) -> str:
+        """Everything appended so far."""
+        return "".join(self._parts)
+
+    def append(self, delta: str) -> None:
+        """Add text; an update goes out if one is due."""
+        self._parts.append(delta)
+        self._length += len(delta)
+        self._dirty = True
+        if self._throttle.due(self._length - self._live_start):
+            self.flush()
+
+    def flush(self, metadata: dict[str, Any] | None = None, suffix: str = "") -> None:
+        """Send the current text now. ``metadata`` marks the final update, which always
+        goes out and carries the full bundle (Markdown and its text/plain fallback)."""
+        final = metadata is not None
+        if not self._dirty and not final:
+            return
+        live = self.text[self._live_start :]
+        if len(live) > self._segment_chars:
+            cut = safe_split_point(live, len(live) - 1)
+            if cut > 0:  # freeze the finished part where Markdown can be split safely
+                self._send(live[:cut], metadata or {}, final=True)
+                self._live_start += cut
+                self._display_id = None
+                live = live[cut:]
+        self._send(live + suffix, metadata or {}, final=final)
+        self._dirty = False
+        self._throttle.sent()
+
+    def _send(self, text: str, metadata: dict[str, Any], final: bool) -> None:
+        bundle = self._render(text)
+        if not final and len(bundle) > 1:
+            # Intermediate updates only reach Markdown-capable frontends (that is how the
+            # view was chosen): skip the text/plain copy to halve the traffic.
+            bundle.pop("text/plain", None)
+        if self._display_id is None:
+            self._display_id = uuid.uuid4().hex
+            update = False
+        else:
+            update = self._shown
+        self._publish(
+            bundle,
+            metadata_for(metadata),
+            transient={"display_id": self._display_id},
+            update=update,
+        )
+        self._shown = True
+        self.updates += 1
+        self.bytes_sent += sum(len(value) for value in bundle.values())
+
+
+def _quote(text: str) -> str:
+    """Markdown blockquote of ``text`` (the model's reasoning, kept apart from the answer)."""
+    return "\n".join("> " + line if line else ">" for line in text.split("\n"))
+
+
+class ReplyView:
+    """A streamed reply in a notebook: placeholder, reasoning, answer, footer."""
+
+    def __init__(
+        self, publish: Publisher, model: str, update_interval: float, markdown: bool = True
+    ) -> None:
+        self._publish = publish
+        self._interval = update_interval
+        self._markdown = markdown
+        self._placeholder = uuid.uuid4().hex
+        self._placeholder_free = True
+        label = f"⏳ *Asking `{model}`…*"
+        publish(
+            markdown_bundle(label, f"⏳ Asking {model}…"),
+            {},
+            transient={"display_id": self._placeholder},
+            update=False,
+        )
+        self.reasoning: LiveSection | None = None
+        self.answer: LiveSection | None = None
+
+    def _section(self, render: Callable[[str], dict[str, str]]) -> LiveSection:
+        """A new section, taking over the placeholder if it is still unused."""
+        display_id = self._placeholder if self._placeholder_free else None
+        self._placeholder_free = False
+        return LiveSection(self._publish, render, Throttle(self._interval), display_id)
+
+    def add_reasoning(self, delta: str) -> None:
+        """Reasoning text: shown quoted and labelled, never mixed into the answer."""
+        if self.reasoning is None:
+            self.reasoning = self._section(
+                lambda text: markdown_bundle(
+                    "💭 **Reasoning**\n\n" + _quote(text), "💭 Reasoning:\n" + text
+                )
+            )
+        self.reasoning.append(delta)
+
+    def add_answer(self, delta: str) -> None:
+        """Answer text, rendered as Markdown with a text/plain fallback."""
+        if self.answer is None:
+            if self.reasoning is not None:
+                self.reasoning.flush()
+            self.answer = self._section(markdown_bundle if self._markdown else _plain_bundle)
+        self.answer.append(delta)
+
+    def finish(self, footer: str, metadata: dict[str, Any], note: str = "") -> None:
+        """Final updates (always sent: normal end, error or interrupt), then the footer."""
+        if self.reasoning is not None:
+            self.reasoning.flush(metadata)
+        suffix = f"\n\n{note}" if note else ""
+        if self.answer is not None:
+            self.answer.flush(metadata, suffix)
+        elif self._placeholder_free:  # nothing arrived: turn the placeholder into the note
+            text = note or "*(empty reply)*"
+            self._publish(
+                markdown_bundle(text),
+                metadata_for(metadata),
+                transient={"display_id": self._placeholder},
+                update=True,
+            )
+            self._placeholder_free = False
+        self._publish(markdown_bundle(footer, _plain(footer)), metadata_for(metadata))
+
+    @property
+    def updates(self) -> int:
+        """Display messages sent for the reply so far (placeholder included)."""
+        sections = [s for s in (self.reasoning, self.answer) if s is not None]
+        return 1 + sum(s.updates for s in sections)
+
+
+def _plain_bundle(text: str) -> dict[str, str]:
+    return {"text/plain": text}
+
+
+def _plain(markdown: str) -> str:
+    """A footer's text/plain: the same words without Markdown emphasis or code marks."""
+    return markdown.replace("`", "").replace("*", "")
+
+
+class StdoutReplyView:
+    """A streamed reply for text-only frontends: each piece printed once, as it arrives.
+
+    Writes go straight to the stream; flushes are throttled (a kernel's stdout turns each
+    flush into a message, a terminal needs them to show progress).
+    """
+
+    def __init__(self, model: str, update_interval: float, stream: TextIO | None = None) -> None:
+        self._out = stream if stream is not None else sys.stdout
+        self._throttle = Throttle(update_interval, bytes_per_second=float("inf"))
+        self._section = ""
+        self._text: list[str] = []
+        self._out.write(f"⏳ {model}…\n")
+
+    def _write(self, section: str, header: str, delta: str) -> None:
+        if self._section != section:
+            self._out.write(header)
+            self._section = section
+        self._out.write(delta)
+        if self._throttle.due(0):
+            self._out.flush()
+            self._throttle.sent()
+
+    def add_reasoning(self, delta: str) -> None:
+        """Reasoning, under its own header."""
+        self._write("reasoning", "💭 Reasoning:\n", delta)
+
+    def add_answer(self, delta: str) -> None:
+        """Answer text."""
+        header = "\n\n" if self._section == "reasoning" else ""
+        self._write("answer", header, delta)
+        self._text.append(delta)
+
+    def finish(self, footer: str, metadata: dict[str, Any], note: str = "") -> None:
+        """End the reply with the note (interrupt/error) and the footer line."""
+        del metadata  # text frontends have no output metadata
+        if note:
+            self._out.write(f"\n\n{_plain(note)}")
+        self._out.write(f"\n\n{_plain(footer)}\n")
+        self._out.flush()
+
+
+def _money(dollars: float) -> str:
+    return "<$0.0001" if 0 < dollars < 0.0001 else f"${dollars:.4f}"
+
+
+def reply_footer(result: ChatResult, replay_file: str | None = None) -> str:
+    """One Markdown line under a reply: model, tokens, first-token time, speed, cost."""
+    parts = []
+    if result.interrupted:
+        parts.append("⏹ **interrupted**")
+    elif result.error:
+        parts.append("⚠ **stopped by an error**")
+    parts.append(f"`{result.model}`")
+    usage = result.usage
+    if usage is not None:
+        parts.append(f"{usage.prompt_tokens:,} in / {usage.completion_tokens:,} out tokens")
+    else:
+        parts.append(f"{len(result.text):,} characters")
+    if result.time_to_first_token is not None:
+        parts.append(f"first token {result.time_to_first_token:.2f} s")
+    speed = result.tokens_per_second
+    if speed is not None:
+        parts.append(f"{speed:,.0f} tok/s")
+    if usage is not None and usage.estimated_cost is not None:
+        parts.append(_money(usage.estimated_cost))
+    if result.finish_reason == "length":
+        parts.append("cut off at max_tokens")
+    if result.replayed:
+        parts.append(f"▶ replayed from {replay_file}" if replay_file else "▶ replayed")
+    return " · ".join(parts)
+
+
+def image_caption(result: ImageResult, elapsed: float, replay_file: str | None = None) -> str:
+    """One Markdown line under images: model, seeds, size, runtime, cost."""
+    parts = [f"`{result.model}`"]
+    seeds = [str(image.seed) for image in result.images if image.seed is not None]
+    if seeds:
+        parts.append(("seed " if len(seeds) == 1 else "seeds ") + ", ".join(seeds))
+    sizes = sorted({f"{w}×{h}" for w, h in (i.size for i in result.images if i.size)})
+    if sizes:
+        parts.append(", ".join(sizes))
+    runtime = result.runtime_ms / 1000 if result.runtime_ms is not None else elapsed
+    parts.append(f"{runtime:.1f} s")
+    if result.cost is not None:
+        parts.append(_money(result.cost))
+    if result.replayed:
+        parts.append(f"▶ replayed from {replay_file}" if replay_file else "▶ replayed")
+    return " · ".join(parts)
+
+
+class ImageProgress:
+    """Shows that images are being made (model, elapsed seconds, done of n), then the
+    caption. In a notebook it is one display updated in place; in a terminal, one line."""
+
+    def __init__(self, publish: Publisher, model: str, total: int, rich: bool) -> None:
+        self._publish = publish
+        self._model = model
+        self._total = total
+        self._rich = rich
+        self._id = uuid.uuid4().hex
+        self._show(self._status(0.0, 0), update=False)
+
+    def _status(self, elapsed: float, done: int) -> str:
+        what = "an image" if self._total == 1 else f"{self._total} images"
+        progress = f" · {done} of {self._total} done" if self._total > 1 else ""
+        return f"⏳ Generating {what} with `{self._model}` · {elapsed:.0f} s{progress}"
+
+    def _show(self, markdown: str, update: bool, metadata: dict[str, Any] | None = None) -> None:
+        if not self._rich and update:
+            return  # a terminal prints the start line and the caption only
+        self._publish(
+            markdown_bundle(markdown, _plain(markdown)),
+            metadata_for(metadata),
+            transient={"display_id": self._id},
+            update=update,
+        )
+
+    def tick(self, elapsed: float, done: int) -> None:
+        """Refresh the elapsed time and count."""
+        self._show(self._status(elapsed, done), update=True)
+
+    def finish(self, caption: str, metadata: dict[str, Any] | None = None) -> None:
+        """Replace the progress line with the caption (or the note of what went wrong)."""
+        if self._rich:
+            self._show(caption, update=True, metadata=metadata or {})
+        else:
+            self._publish(markdown_bundle(caption, _plain(caption)), metadata_for(metadata))
+
+
+def show_image(publish: Publisher, image: GeneratedImage, metadata: dict[str, Any]) -> None:
+    """Publish one image as plain display data (renders everywhere, headless included)."""
+    publish(image.display_data(), metadata_for(metadata))

@@ -1,0 +1,805 @@
+"""The IPython magics: thin adapters that parse arguments, call the library and show.
+
+Loading this module imports IPython, traitlets and the standard library only; the HTTP
+client (httpx) is imported on the first magic that needs it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import (
+    Magics,
+    cell_magic,
+    line_cell_magic,
+    line_magic,
+    magics_class,
+    no_var_expand,
+)
+from traitlets import Bool, Enum, Float, Int, Unicode, default, observe
+
+from ._args import (
+    MagicParser,
+    bounded_float,
+    bounded_int,
+    fill_variables,
+    parse_params,
+    split_options_and_prompt,
+)
+from ._config import (
+    DEFAULT_IMAGE_MODEL,
+    DEFAULT_MODEL,
+    KEY_ENV_VARS,
+    Secret,
+    key_source,
+    missing_key_error,
+)
+from .conversation import Conversation
+from .display import (
+    ImageProgress,
+    Publisher,
+    ReplyView,
+    StdoutReplyView,
+    image_caption,
+    markdown_bundle,
+    reply_footer,
+    rich_display_available,
+    show_image,
+)
+from .errors import DeepInfraError
+from .recording import RECORD_ENV, REPLAY_ENV, REPLAY_SPEED_ENV
+from .types import ChatResult, ContentDelta, ReasoningDelta
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from .catalog import ModelCatalog
+    from .client import DeepInfraClient
+    from .images import ImageResult
+
+__all__ = ["DeepInfraMagics", "load", "unload"]
+
+MAGIC_NAMES = {
+    "cell": ("deepinfra", "deepinfra_image"),
+    "line": (
+        "deepinfra_image",
+        "deepinfra_models",
+        "deepinfra_login",
+        "deepinfra_reset",
+        "deepinfra_history",
+        "deepinfra_replay",
+        "deepinfra_record",
+    ),
+}
+_CLIENT_TRAITS = (
+    "base_url",
+    "timeout",
+    "max_retries",
+    "replay",
+    "record",
+    "replay_speed",
+    "catalog_ttl",
+)
+_CODE_BLOCK = re.compile(
+    r"^ {0,3}(`{3,}|~{3,})[^\n]*\n(.*?)^ {0,3}\1[ \t]*$", re.DOTALL | re.MULTILINE
+)
+
+
+def first_code_block(text: str) -> str | None:
+    """The body of the first fenced code block in Markdown, or None."""
+    match = _CODE_BLOCK.search(text)
+    return match.group(2).rstrip("\n") if match else None
+
+
+def _chat_parser() -> MagicParser:
+    parser = MagicParser("%%deepinfra", "Chat with a DeepInfra model; the cell is the prompt.")
+    parser.add_argument("-m", "--model", help="model name (default: DeepInfraMagics.default_model)")
+    parser.add_argument("-s", "--system", help="system prompt for this cell")
+    parser.add_argument("-t", "--temperature", type=bounded_float(0.0, 2.0))
+    parser.add_argument("--max-tokens", type=bounded_int(1))
+    parser.add_argument("-p", "--param", action="append", metavar="KEY=VALUE")
+    parser.add_argument("--new", action="store_true", help="start a fresh conversation")
+    parser.add_argument("--no-stream", action="store_true")
+    parser.add_argument("-f", "--format", choices=("markdown", "text", "code"), default="markdown")
+    parser.add_argument("-o", "--out", metavar="VAR")
+    parser.add_argument("--vars", action="store_true", help="fill {name} from the notebook")
+    return parser
+
+
+def _image_parser() -> MagicParser:
+    parser = MagicParser("%deepinfra_image", "Generate images; options first, then the prompt.")
+    parser.add_argument("-m", "--model")
+    parser.add_argument("--width", type=bounded_int(64, 4096))
+    parser.add_argument("--height", type=bounded_int(64, 4096))
+    parser.add_argument("-n", "--num-images", type=bounded_int(1, 16), default=1)
+    parser.add_argument("--seed", type=bounded_int(0))
+    parser.add_argument("--steps", type=bounded_int(1, 500))
+    parser.add_argument("--guidance", type=bounded_float(0.0, 100.0))
+    parser.add_argument("--negative", metavar="TEXT")
+    parser.add_argument("-p", "--param", action="append", metavar="KEY=VALUE")
+    parser.add_argument("--save", metavar="PATH")
+    parser.add_argument("-o", "--out", metavar="VAR")
+    return parser
+
+
+def _models_parser() -> MagicParser:
+    parser = MagicParser("%deepinfra_models", "List DeepInfra's featured models.")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--text", action="store_true")
+    kind.add_argument("--images", action="store_true")
+    parser.add_argument("--refresh", action="store_true")
+    parser.add_argument("--pick", action="store_true")
+    parser.add_argument("pattern", nargs="?")
+    return parser
+
+
+def _replay_parser(name: str) -> MagicParser:
+    parser = MagicParser(name)
+    parser.add_argument("path", nargs="?", help="a recording file, or 'off'")
+    if name == "%deepinfra_replay":
+        parser.add_argument("--speed", type=bounded_float(0.0))
+        parser.add_argument("--if-no-key", action="store_true")
+    return parser
+
+
+_PARSERS = {
+    "chat": _chat_parser(),
+    "image": _image_parser(),
+    "models": _models_parser(),
+    "replay": _replay_parser("%deepinfra_replay"),
+    "record": _replay_parser("%deepinfra_record"),
+}
+
+
+def _check_variable_name(name: str | None, option: str = "-o/--out") -> None:
+    if name is not None and not name.isidentifier():
+        raise UsageError(f"{option} needs a Python variable name, got {name!r}.")
+
+
+@magics_class
+class DeepInfraMagics(Magics):
+    """DeepInfra chat and images in IPython. Settings (``%config DeepInfraMagics``)
+    are below; the API key is never one of them (use the environment or ``%deepinfra_login``).
+    """
+
+    default_model = Unicode(DEFAULT_MODEL, help="Model for %%deepinfra.").tag(config=True)
+    default_image_model = Unicode(DEFAULT_IMAGE_MODEL, help="Model for %deepinfra_image.").tag(
+        config=True
+    )
+    system_prompt = Unicode("", help="System prompt sent first in every conversation.").tag(
+        config=True
+    )
+    temperature = Float(0.7, help="Sampling temperature (0–2).").tag(config=True)
+    max_tokens = Int(1028, help="Most tokens a reply may have.").tag(config=True)
+    max_history = Int(5, help="Previous exchanges sent with each %%deepinfra cell.").tag(
+        config=True
+    )
+    update_interval = Float(0.1, help="Least seconds between display updates.").tag(config=True)
+    display_mode = Enum(
+        ("auto", "markdown", "text"),
+        "auto",
+        help="auto: Markdown where the frontend renders it, else plain stdout.",
+    ).tag(config=True)
+    timeout = Float(120.0, help="Seconds to wait for the next bytes of an answer.").tag(config=True)
+    max_retries = Int(2, help="Retries for rate limits, 5xx and connection failures.").tag(
+        config=True
+    )
+    base_url = Unicode("", help="API root; empty means DEEPINFRA_BASE_URL or DeepInfra.").tag(
+        config=True
+    )
+    catalog_ttl = Float(24 * 3600.0, help="Seconds the on-disk model list stays fresh.").tag(
+        config=True
+    )
+    replay = Unicode(help=f"Recording to answer from (no key or network); env {REPLAY_ENV}.").tag(
+        config=True
+    )
+    record = Unicode(help=f"Recording file to write every exchange to; env {RECORD_ENV}.").tag(
+        config=True
+    )
+    replay_speed = Float(
+        help=f"Replay pace: 1 recorded, 2 twice as fast, 0 instant; env {REPLAY_SPEED_ENV}."
+    ).tag(config=True)
+    raise_on_interrupt = Bool(
+        True, help="Re-raise KeyboardInterrupt after keeping a stopped reply (stops Run All)."
+    ).tag(config=True)
+
+    def __init__(self, shell: InteractiveShell) -> None:
+        super().__init__(shell=shell)
+        self.conversation = Conversation(self.system_prompt, self.max_history)
+        self.last_response: ChatResult | None = None
+        self.last_images: ImageResult | None = None
+        self._client: DeepInfraClient | None = None
+        self._login: bool = False  # the client carries a key from %deepinfra_login
+        self._warned: set[int] = set()
+
+    @property
+    def ip(self) -> InteractiveShell:
+        """The shell this instance serves (always set: we are built with one)."""
+        assert self.shell is not None
+        return self.shell
+
+    # --- settings -------------------------------------------------------------------------
+
+    @default("replay")
+    def _default_replay(self) -> str:
+        return _absolute(os_environ(REPLAY_ENV))
+
+    @default("record")
+    def _default_record(self) -> str:
+        return _absolute(os_environ(RECORD_ENV))
+
+    @default("replay_speed")
+    def _default_replay_speed(self) -> float:
+        raw = os_environ(REPLAY_SPEED_ENV)
+        try:
+            return max(float(raw), 0.0) if raw else 1.0
+        except ValueError:
+            return 1.0
+
+    @observe("system_prompt", "max_history")
+    def _sync_conversation(self, change: Any) -> None:
+        self.conversation.system_prompt = self.system_prompt
+        self.conversation.max_history = self.max_history
+
+    @observe(*_CLIENT_TRAITS)
+    def _settings_changed(self, change: Any) -> None:
+        """Connection settings apply from the next request on (a login key is kept)."""
+        if change["name"] in ("replay", "record") and change["new"]:
+            other = "record" if change["name"] == "replay" else "replay"
+            self.set_trait(other, "")
+        self._rebuild_client()
+
+    # --- the client -------------------------------------------------------------------------
+
+    def _client_options(self) -> dict[str, Any]:
+        from .recording import RecordingMode
+
+        recording = None
+        if self.replay:
+            recording = RecordingMode("replay", Path(self.replay), self.replay_speed)
+        elif self.record:
+            recording = RecordingMode("record", Path(self.record), self.replay_speed)
+        return {
+            "base_url": self.base_url or None,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "recording": recording,
+            "catalog_ttl": self.catalog_ttl,
+        }
+
+    def client(self) -> DeepInfraClient:
+        """The session's client, built on first use (this is where httpx is imported)."""
+        if self._client is None:
+            from .client import DeepInfraClient
+
+            self._client = DeepInfraClient(**self._client_options())
+        return self._client
+
+    def _rebuild_client(self, key: Secret | None = None) -> None:
+        """Replace the client after a settings change; keep a login key unless replaced."""
+        old = self._client
+        if key is None and self._login and old is not None:
+            key = old._transport.key()
+        self._client = None
+        if old is not None:
+            old.close()
+        if key is not None:
+            from .client import DeepInfraClient
+
+            self._client = DeepInfraClient(key, **self._client_options())
+
+    def _ready_client(self) -> DeepInfraClient:
+        """The client, or a one-line error before anything is shown if it has no key."""
+        client = self.client()
+        if not client.has_key and not client.replaying:
+            raise missing_key_error()
+        return client
+
+    def _catalog(self, client: DeepInfraClient, refresh: bool = False) -> ModelCatalog:
+        catalog = client.models(refresh=refresh)
+        if catalog.warning and id(catalog) not in self._warned:
+            self._warned.add(id(catalog))
+            print(f"⚠ {catalog.warning}", file=sys.stderr)
+        return catalog
+
+    def _catalog_if_available(self, client: DeepInfraClient) -> ModelCatalog | None:
+        """The catalog to help with names; chat goes on without it if it cannot be had."""
+        try:
+            return self._catalog(client)
+        except DeepInfraError:
+            return None
+
+    # --- display ------------------------------------------------------------------------------
+
+    def _publish(self) -> Publisher:
+        publish: Publisher = self.ip.display_pub.publish
+        return publish
+
+    def _rich(self) -> bool:
+        if self.display_mode == "auto":
+            return rich_display_available(self.ip)
+        return self.display_mode == "markdown"
+
+    def _replay_name(self) -> str | None:
+        return Path(self.replay).name if self.replay else None
+
+    # --- %%deepinfra ------------------------------------------------------------------------
+
+    @no_var_expand
+    @cell_magic
+    def deepinfra(self, line: str, cell: str) -> None:
+        """Chat with a DeepInfra model; the cell body is the prompt, streamed back live.
+
+        Usage: ``%%deepinfra [-m MODEL] [-s SYSTEM] [-t TEMP] [--max-tokens N]
+        [-p KEY=VALUE ...] [--new] [--no-stream] [-f markdown|text|code] [-o VAR] [--vars]``
+
+        Each cell sees the previous exchanges (``max_history``); ``--new`` or
+        ``%deepinfra_reset`` start over. ``-f code`` puts the first code block of the
+        reply into the next cell. ``--vars`` fills ``{name}`` from the notebook. Ctrl-C
+        stops the reply and keeps what arrived. An image model makes an image.
+        """
+        args = _PARSERS["chat"].parse_line(line)
+        _check_variable_name(args.out)
+        prompt = cell.strip("\n")
+        if not prompt.strip():
+            raise UsageError(
+                "%%deepinfra: the cell is empty; write the prompt below the magic line."
+            )
+        if args.vars:
+            prompt = fill_variables(prompt, self.ip.user_ns)
+        params = parse_params(args.param)
+        client = self._ready_client()
+        model = args.model or self.default_model
+        catalog = self._catalog_if_available(client)
+        if catalog is not None and catalog.is_image_model(model):
+            self._make_images(client, prompt, model, 1, params, None, args.out)
+            return
+        if args.new:
+            self.conversation.reset()
+        messages = self.conversation.messages(prompt, args.system)
+        temperature = self.temperature if args.temperature is None else args.temperature
+        max_tokens = self.max_tokens if args.max_tokens is None else args.max_tokens
+        rich = self._rich()
+        view: ReplyView | StdoutReplyView
+        if rich:
+            view = ReplyView(self._publish(), model, self.update_interval, args.format != "text")
+        else:
+            view = StdoutReplyView(model, self.update_interval)
+        result, problem = self._stream_reply(
+            client, view, messages, model, temperature, max_tokens, params, not args.no_stream
+        )
+        note = ""
+        if result.interrupted:
+            note = "*⏹ Interrupted: the partial reply is kept (not added to the conversation).*"
+        elif result.error:
+            note = (
+                "*⚠ The reply stopped early: what arrived is kept (not added to the conversation).*"
+            )
+        elif args.format == "code":
+            note = self._code_to_next_cell(result.text)
+        view.finish(reply_footer(result, self._replay_name()), result.metadata(), note)
+        self.last_response = result
+        if args.out:
+            self.ip.user_ns[args.out] = result
+        if result.complete:
+            self.conversation.add(prompt, result.text, model)
+        if result.interrupted and self.raise_on_interrupt:
+            raise KeyboardInterrupt
+        if problem is not None:
+            raise problem
+
+    def _stream_reply(
+        self,
+        client: DeepInfraClient,
+        view: ReplyView | StdoutReplyView,
+        messages: list[dict[str, str]],
+        model: str,
+        temperature: float,
+        max_tokens: int,
+        params: dict[str, Any],
+        stream: bool,
+    ) -> tuple[ChatResult, DeepInfraError | None]:
+        """Feed the reply into the view; on Ctrl-C or an error keep what arrived."""
+        if not stream:
+            try:
+                result = client.chat(
+                    messages, model, stream=False, temperature=temperature,
+                    max_tokens=max_tokens, **params,
+                )  # fmt: skip
+            except KeyboardInterrupt:
+                return ChatResult("", model, interrupted=True), None
+            except DeepInfraError as exc:
+                return ChatResult("", model, error=exc.message), exc
+            if result.reasoning:
+                view.add_reasoning(result.reasoning)
+            view.add_answer(result.text)
+            return result, None
+        chat = client.chat(
+            messages, model, stream=True, temperature=temperature, max_tokens=max_tokens, **params
+        )
+        try:
+            with chat:
+                for event in chat:
+                    if isinstance(event, ContentDelta):
+                        view.add_answer(event.text)
+                    elif isinstance(event, ReasoningDelta):
+                        view.add_reasoning(event.text)
+        except KeyboardInterrupt:
+            return chat.partial(interrupted=True), None
+        except DeepInfraError as exc:
+            return chat.partial(error=exc.message), exc
+        assert chat.result is not None
+        return chat.result, None
+
+    def _code_to_next_cell(self, text: str) -> str:
+        code = first_code_block(text)
+        if code is None:
+            return "*No code block in the reply, so nothing was put into the next cell.*"
+        self.ip.set_next_input(code, replace=False)
+        return "*⤵ The first code block was put into the next cell.*"
+
+    # --- %deepinfra_image ---------------------------------------------------------------------
+
+    @no_var_expand
+    @line_cell_magic
+    def deepinfra_image(self, line: str, cell: str | None = None) -> None:
+        """Generate images from a prompt and show them inline.
+
+        Usage: ``%deepinfra_image [-m MODEL] [--width W] [--height H] [-n N] [--seed S]
+        [--steps K] [--guidance G] [--negative TEXT] [-p KEY=VALUE ...] [--save PATH]
+        [-o VAR] PROMPT`` — options first; the rest of the line is the prompt, as typed
+        (``--`` ends the options). As a cell magic, the cell body is the prompt.
+        """
+        parser = _PARSERS["image"]
+        if cell is None:
+            tokens, prompt = split_options_and_prompt(line, parser)
+            args = parser.parse_tokens(tokens)
+        else:
+            args = parser.parse_line(line)
+            prompt = cell.strip()
+        _check_variable_name(args.out)
+        if not prompt.strip():
+            raise UsageError(
+                "%deepinfra_image: no prompt. Usage: %deepinfra_image [options] PROMPT "
+                "(or put the prompt in the cell body of %%deepinfra_image)."
+            )
+        extra = {
+            key: value
+            for key, value in (
+                ("width", args.width),
+                ("height", args.height),
+                ("seed", args.seed),
+                ("num_inference_steps", args.steps),
+                ("guidance_scale", args.guidance),
+                ("negative_prompt", args.negative),
+            )
+            if value is not None
+        }
+        extra.update(parse_params(args.param))
+        client = self._ready_client()
+        model = args.model or self.default_image_model
+        catalog = self._catalog_if_available(client)
+        if catalog is not None and catalog.is_text_model(model):
+            names = ", ".join(m.name for m in catalog.image_models[:4]) or "none listed"
+            raise UsageError(
+                f"%deepinfra_image: {model} is a text model; image models include {names} "
+                "(see %deepinfra_models --images)."
+            )
+        self._make_images(client, prompt, model, args.num_images, extra, args.save, args.out)
+
+    def _make_images(
+        self,
+        client: DeepInfraClient,
+        prompt: str,
+        model: str,
+        count: int,
+        extra: dict[str, Any],
+        save: str | None,
+        out: str | None,
+    ) -> None:
+        """Request images concurrently, show each as it arrives, then the caption."""
+        from .images import ImageArrived, ImageResult
+
+        publish = self._publish()
+        progress = ImageProgress(publish, model, count, self._rich())
+        parts: list[ImageResult] = []
+        elapsed = 0.0
+        problem: BaseException | None = None
+        try:
+            for event in client.iter_images(prompt, model, n=count, heartbeat=1.0, **extra):
+                if isinstance(event, ImageArrived):
+                    parts.append(event.result)
+                    for image in event.result.images:
+                        show_image(publish, image, {**event.result.metadata(), "seed": image.seed})
+                else:
+                    elapsed = event.elapsed
+                    progress.tick(event.elapsed, event.done)
+        except (KeyboardInterrupt, DeepInfraError) as exc:
+            problem = exc
+        if not parts:
+            reason = "interrupted" if isinstance(problem, KeyboardInterrupt) else "failed"
+            progress.finish(f"⚠ No image: {reason}.", {"model": model, "prompt": prompt})
+            if problem is not None:
+                raise problem
+            return
+        result = ImageResult.merge(parts)
+        caption = image_caption(result, elapsed, self._replay_name())
+        if len(result.images) < count:
+            caption += f" · ⚠ {len(result.images)} of {count} images"
+        if save:
+            paths = result.save(save)
+            caption += " · saved to " + ", ".join(f"`{p}`" for p in paths)
+        progress.finish(caption, result.metadata())
+        self.last_images = result
+        if out:
+            self.ip.user_ns[out] = result
+        if problem is not None:
+            raise problem
+
+    # --- %deepinfra_models ------------------------------------------------------------------
+
+    @no_var_expand
+    @line_magic
+    def deepinfra_models(self, line: str) -> None:
+        """List DeepInfra's featured models: ``%deepinfra_models [--text|--images]
+        [--refresh] [--pick] [PATTERN]`` (PATTERN: a substring or a glob like ``*flux*``)."""
+        args = _PARSERS["models"].parse_line(line)
+        client = self.client()
+        catalog = self._catalog(client, refresh=args.refresh)
+        kind = "text" if args.text else "image" if args.images else None
+        models = catalog.filter(args.pattern, kind)
+        status = f"{self._key_status(client)} · {self._source_status(catalog)}"
+        header = "| Model | Type | Context | Price |\n|---|---|---|---|"
+        rows = [
+            f"| `{m.name}` | {m.kind} | {_context(m.context_length)} | {m.price_text() or '—'} |"
+            for m in models
+        ]
+        if not rows:
+            what = f" matching {args.pattern!r}" if args.pattern else ""
+            body = f"No models{what}. A model that is not featured can still be used by name."
+            markdown = plain = f"{status}\n\n{body}"
+        else:
+            markdown = f"{status}\n\n{header}\n" + "\n".join(rows)
+            plain = status + "\n\n" + _text_table(models)
+        self.ip.display_pub.publish(markdown_bundle(markdown, plain), {})
+        if args.pick:
+            self._pick(models, kind)
+
+    def _key_status(self, client: DeepInfraClient) -> str:
+        """Which key source is set, never the value."""
+        if client.replaying:
+            return f"Key: not needed (replaying {self._replay_name()})"
+        if self._login and client.has_key:
+            return "Key: entered with %deepinfra_login"
+        source = key_source()
+        if source:
+            return f"Key: {source} is set"
+        return f"Key: none ({' / '.join(KEY_ENV_VARS)} unset; run %deepinfra_login)"
+
+    @staticmethod
+    def _source_status(catalog: ModelCatalog) -> str:
+        import time
+
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(catalog.fetched_at))
+        return f"list from {catalog.source} ({when})"
+
+    def _pick(self, models: list[Any], kind: str | None) -> None:
+        """A dropdown that sets the default model, when a widget frontend can show it."""
+        trait = "default_image_model" if kind == "image" else "default_model"
+        names = [m.name for m in models if m.kind == ("image" if kind == "image" else "text")]
+        if not names:
+            print("Nothing to pick from: widen the filter.")
+            return
+        if getattr(self.ip, "kernel", None) is None:
+            print(
+                f"No widget frontend here. Set one with %config DeepInfraMagics.{trait} = '<name>'."
+            )
+            return
+        try:
+            import ipywidgets
+        except ImportError:
+            print(f"ipywidgets is not installed. Use %config DeepInfraMagics.{trait} = '<name>'.")
+            return
+        current = getattr(self, trait)
+        dropdown = ipywidgets.Dropdown(
+            options=names,
+            value=current if current in names else None,
+            description=trait.replace("_", " "),
+            layout={"width": "60%"},
+        )
+
+        def chosen(change: dict[str, Any]) -> None:
+            if change.get("new"):
+                setattr(self, trait, change["new"])
+
+        dropdown.observe(chosen, names="value")
+        self.ip.display_pub.publish(
+            {
+                **dropdown._repr_mimebundle_(),
+                "text/plain": f"Pick {trait} (now {current}); or %config DeepInfraMagics.{trait}",
+            },
+            {},
+        )
+
+    # --- keys ---------------------------------------------------------------------------------
+
+    @line_magic
+    def deepinfra_login(self, line: str) -> None:
+        """Enter an API key without echo; it is kept for this kernel session only.
+
+        ``%deepinfra_login --clear`` forgets it. The key is checked with one cheap request.
+        """
+        option = line.strip()
+        if option not in ("", "--clear"):
+            raise UsageError(
+                "%deepinfra_login takes no key (it asks for it); usage: %deepinfra_login [--clear]"
+            )
+        if option == "--clear":
+            self._login = False
+            self._rebuild_client()
+            remaining = key_source()
+            tail = f"; {remaining} from the environment is still used." if remaining else "."
+            print(f"Forgot the key entered with %deepinfra_login{tail}")
+            return
+        entered = getpass.getpass("DeepInfra API key (input hidden): ").strip()
+        if not entered:
+            raise UsageError("%deepinfra_login: no key entered; nothing changed.")
+        key = Secret(entered)
+        del entered
+        from .client import DeepInfraClient
+
+        options = {**self._client_options(), "recording": None}
+        with DeepInfraClient(key, **options) as checker:
+            try:
+                accepted = checker.validate_key()
+            except DeepInfraError as exc:
+                if exc.status_code in (401, 403):
+                    raise
+                accepted = None
+        self._login = True
+        self._rebuild_client(key)
+        if accepted:
+            print("✓ Key accepted; kept for this kernel session only (never saved).")
+        else:
+            print("Key kept for this kernel session only (it could not be checked right now).")
+
+    # --- conversation -------------------------------------------------------------------------
+
+    @line_magic
+    def deepinfra_reset(self, line: str) -> None:
+        """Start the conversation over (the system prompt stays)."""
+        if line.strip():
+            raise UsageError("%deepinfra_reset takes no arguments.")
+        count = len(self.conversation)
+        self.conversation.reset()
+        print(f"Conversation cleared ({count} exchange{'s' if count != 1 else ''} forgotten).")
+
+    @line_magic
+    def deepinfra_history(self, line: str) -> None:
+        """Show the conversation that the next %%deepinfra cell will continue."""
+        if line.strip():
+            raise UsageError("%deepinfra_history takes no arguments.")
+        conversation = self.conversation
+        if not conversation.exchanges:
+            print("No conversation yet: the next %%deepinfra cell starts one.")
+            return
+        sent = len(conversation.window())
+        lines = [f"**{len(conversation)} exchanges**, the last {sent} are sent with the next cell."]
+        if conversation.system_prompt:
+            lines.append(f"**System:** {conversation.system_prompt}")
+        first_sent = len(conversation) - sent
+        for index, exchange in enumerate(conversation.exchanges):
+            mark = "" if index >= first_sent else " *(not sent)*"
+            lines.append(f"**You**{mark}: {exchange.prompt}")
+            lines.append(f"**{exchange.model}**: {exchange.reply}")
+        markdown = "\n\n".join(lines)
+        plain = markdown.replace("**", "").replace("*", "")
+        self.ip.display_pub.publish(markdown_bundle(markdown, plain), {})
+
+    # --- record and replay --------------------------------------------------------------------
+
+    @no_var_expand
+    @line_magic
+    def deepinfra_replay(self, line: str) -> None:
+        """Answer from a recording: no key, no network. ``%deepinfra_replay PATH [--speed S]
+        [--if-no-key]``; ``%deepinfra_replay off``; no argument shows the mode."""
+        args = _PARSERS["replay"].parse_line(line)
+        if args.speed is not None:
+            self.replay_speed = args.speed
+        if args.path is None:
+            print(self._mode_status())
+            return
+        if args.path == "off":
+            self.replay = ""
+            print("Replay off: requests go to the API.")
+            return
+        path = _absolute(args.path)
+        from .recording import Recording
+
+        Recording.load(path)  # a clear error now beats one at the first request
+        if args.if_no_key and (self._login or key_source()):
+            self.replay = ""
+            print(f"A key is set, so requests go to the API live ({Path(path).name} not used).")
+            return
+        self.replay = path
+        print(f"Replaying {Path(path).name}: answers come from the recording (no key needed).")
+
+    @no_var_expand
+    @line_magic
+    def deepinfra_record(self, line: str) -> None:
+        """Record every exchange into a file for replay: ``%deepinfra_record PATH``;
+        ``%deepinfra_record off``. Keys and headers are never written."""
+        args = _PARSERS["record"].parse_line(line)
+        if args.path is None:
+            print(self._mode_status())
+            return
+        if args.path == "off":
+            self.record = ""
+            print("Recording off.")
+            return
+        self.record = _absolute(args.path)
+        print(f"Recording to {Path(self.record).name} (keys and headers are never written).")
+
+    def _mode_status(self) -> str:
+        if self.replay:
+            return f"Replaying {self.replay} at speed {self.replay_speed:g}."
+        if self.record:
+            return f"Recording to {self.record}."
+        return "Live: requests go to the API (no recording)."
+
+
+def os_environ(name: str) -> str:
+    """An environment variable, stripped ('' when unset)."""
+    return os.environ.get(name, "").strip()
+
+
+def _absolute(path: str) -> str:
+    """Recordings are resolved when named, so a later ``cd`` does not move them."""
+    return str(Path(path).expanduser().resolve()) if path else ""
+
+
+def _context(tokens: int | None) -> str:
+    if not tokens:
+        return "—"
+    return f"{tokens // 1000}k" if tokens >= 1000 else str(tokens)
+
+
+def _text_table(models: list[Any]) -> str:
+    rows = [("MODEL", "TYPE", "CONTEXT", "PRICE")]
+    rows += [(m.name, m.kind, _context(m.context_length), m.price_text() or "—") for m in models]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(
+        f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}"
+        for row in rows
+    )
+
+
+def load(shell: InteractiveShell) -> None:
+    """Register the magics once (a second load replaces the first)."""
+    if "DeepInfraMagics" in shell.magics_manager.registry:
+        unload(shell)
+    shell.register_magics(DeepInfraMagics(shell))
+
+
+def unload(shell: InteractiveShell) -> None:
+    """Remove every magic, close the client, and drop the configurable."""
+    instance = shell.magics_manager.registry.pop("DeepInfraMagics", None)
+    for kind, names in MAGIC_NAMES.items():
+        table = shell.magics_manager.magics[kind]
+        for name in names:
+            bound = table.get(name)
+            if getattr(bound, "__self__", None) is instance:
+                table.pop(name, None)
+    if isinstance(instance, DeepInfraMagics):
+        if instance._client is not None:
+            instance._client.close()
+            instance._client = None
+        configurables: list[Any] = shell.configurables
+        if instance in configurables:
+            configurables.remove(instance)
