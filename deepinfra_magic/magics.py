@@ -375,15 +375,24 @@ class DeepInfraMagics(Magics):
             client, view, messages, model, temperature, max_tokens, params, not args.no_stream
         )
         note = ""
+        footer = reply_footer(result, self._replay_name())
+        arrived = bool(result.text or result.reasoning)
         if result.interrupted:
-            note = "*⏹ Interrupted: the partial reply is kept (not added to the conversation).*"
+            note = (
+                "*⏹ Interrupted: the partial reply is kept (not added to the conversation).*"
+                if arrived
+                else "*⏹ Interrupted before the reply began.*"
+            )
+        elif result.error and not arrived:
+            # Nothing to keep: the placeholder says so and the one-line error tells why.
+            note, footer = "*⚠ No reply: the request failed (the error is below).*", ""
         elif result.error:
             note = (
                 "*⚠ The reply stopped early: what arrived is kept (not added to the conversation).*"
             )
         elif args.format == "code":
             note = self._code_to_next_cell(result.text)
-        view.finish(reply_footer(result, self._replay_name()), result.metadata(), note)
+        view.finish(footer, result.metadata(), note)
         self.last_response = result
         if args.out:
             self.ip.user_ns[args.out] = result
@@ -690,16 +699,33 @@ class DeepInfraMagics(Magics):
             print("No conversation yet: the next %%deepinfra cell starts one.")
             return
         sent = len(conversation.window())
-        lines = [f"**{len(conversation)} exchanges**, the last {sent} are sent with the next cell."]
+        # (Markdown, plain) pairs: the plain text is built apart, so that asterisks in
+        # prompts and replies (``2*3``, ``**bold**``) stay as they were written.
+        lines = [
+            (
+                f"**{len(conversation)} exchanges**, the last {sent} are sent with the next cell.",
+                f"{len(conversation)} exchanges, the last {sent} are sent with the next cell.",
+            )
+        ]
         if conversation.system_prompt:
-            lines.append(f"**System:** {conversation.system_prompt}")
+            lines.append(
+                (
+                    f"**System:** {conversation.system_prompt}",
+                    f"System: {conversation.system_prompt}",
+                )
+            )
         first_sent = len(conversation) - sent
         for index, exchange in enumerate(conversation.exchanges):
-            mark = "" if index >= first_sent else " *(not sent)*"
-            lines.append(f"**You**{mark}: {exchange.prompt}")
-            lines.append(f"**{exchange.model}**: {exchange.reply}")
-        markdown = "\n\n".join(lines)
-        plain = markdown.replace("**", "").replace("*", "")
+            sent_here = index >= first_sent
+            mark, plain_mark = ("", "") if sent_here else (" *(not sent)*", " (not sent)")
+            lines.append(
+                (f"**You**{mark}: {exchange.prompt}", f"You{plain_mark}: {exchange.prompt}")
+            )
+            lines.append(
+                (f"**{exchange.model}**: {exchange.reply}", f"{exchange.model}: {exchange.reply}")
+            )
+        markdown = "\n\n".join(pair[0] for pair in lines)
+        plain = "\n\n".join(pair[1] for pair in lines)
         self.ip.display_pub.publish(markdown_bundle(markdown, plain), {})
 
     # --- record and replay --------------------------------------------------------------------
@@ -720,13 +746,13 @@ class DeepInfraMagics(Magics):
             print("Replay off: requests go to the API.")
             return
         path = _absolute(args.path)
-        from .recording import Recording
-
-        Recording.load(path)  # a clear error now beats one at the first request
         if args.if_no_key and (self._login or key_source()):
             self.replay = ""
             print(f"A key is set, so requests go to the API live ({Path(path).name} not used).")
             return
+        from .recording import Recording
+
+        Recording.load(path)  # a clear error now beats one at the first request
         self.replay = path
         print(f"Replaying {Path(path).name}: answers come from the recording (no key needed).")
 

@@ -1,0 +1,128 @@
+"""Every example notebook runs top to bottom in replay mode, headless, with no key and no
+network, and shows what a reader expects: streamed text, decoded images, replay labels."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from deepinfra_magic.images import image_size
+
+pytestmark = pytest.mark.kernel
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+NOTEBOOKS = sorted(path.stem for path in EXAMPLES.glob("*.ipynb"))
+
+
+@pytest.fixture
+def offline_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No key, and an API root nobody listens on: any live request would fail loudly."""
+    for name in ("DEEPINFRA_API_KEY", "DEEPINFRA_API_TOKEN", "DEEPINFRA_MAGIC_RECORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DEEPINFRA_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("DEEPINFRA_MAGIC_REPLAY_SPEED", "0")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    yield
+
+
+def _execute(name: str) -> Any:
+    notebook = nbformat.read(EXAMPLES / f"{name}.ipynb", as_version=4)
+    NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(EXAMPLES)}},
+    ).execute()
+    return notebook
+
+
+def _outputs(cell: Any) -> list[dict[str, Any]]:
+    return list(cell.get("outputs", []))
+
+
+def test_every_example_ships_with_its_recording_and_stripped_outputs() -> None:
+    assert NOTEBOOKS == ["quickstart", "workshop"]
+    for name in NOTEBOOKS:
+        notebook = json.loads((EXAMPLES / f"{name}.ipynb").read_text())
+        code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+        assert all(not cell["outputs"] and cell["execution_count"] is None for cell in code)
+        mode_cells = [cell for cell in code if "%deepinfra_replay" in "".join(cell["source"])]
+        assert len(mode_cells) == 1, "one clearly marked cell chooses replay or live"
+        assert f"{name}.recording.json --if-no-key" in "".join(mode_cells[0]["source"])
+        assert (EXAMPLES / f"{name}.recording.json").is_file()
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_example_runs_offline_from_its_recording(name: str, offline_env: None) -> None:
+    notebook = _execute(name)
+    chats = images = 0
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        outputs = _outputs(cell)
+        tags = cell.metadata.get("tags", [])
+        errors = [o for o in outputs if o["output_type"] == "error"]
+        if "raises-exception" in tags:
+            # API errors are error outputs of one line; usage errors are IPython's one-line
+            # "UsageError: ..." on stderr.
+            usage = [o for o in outputs if o.get("name") == "stderr" and "UsageError:" in o["text"]]
+            assert len(errors) + len(usage) == 1, cell.source
+            shown = errors[0]["traceback"] if errors else usage[0]["text"].strip().splitlines()
+            assert len(shown) == 1, "errors render as one line"
+            continue
+        assert not errors, (cell.source, errors)
+        for output in outputs:
+            data = output.get("data", {})
+            info = output.get("metadata", {}).get("deepinfra_magic")
+            if info and "finish_reason" in info:  # a reply or its footer
+                assert info["replayed"] is True, "nothing may be labelled live"
+                assert info["error"] is None and info["interrupted"] is False
+            plain = data.get("text/plain", "")
+            if "▶ replayed from" in plain and "tokens" in plain:
+                chats += 1
+            for mime in ("image/png", "image/jpeg", "image/webp"):
+                if mime in data:
+                    decoded = base64.b64decode(data[mime])
+                    size = image_size(decoded)
+                    assert size is not None and size[0] >= 64, "a real, decodable image"
+                    assert data["text/plain"].startswith("[image ")
+                    images += 1
+        if cell.source.startswith("%%deepinfra"):
+            replies = [o for o in outputs if "text/markdown" in o.get("data", {})]
+            assert len(replies) >= 2, "a reply and its footer"
+            text = replies[-2]["data"]["text/plain"]
+            assert len(text) > 40 and "Markdown object" not in text
+    assert chats >= 4
+    assert images >= 1
+
+
+def test_quickstart_reply_text_is_the_recorded_one(offline_env: None) -> None:
+    notebook = _execute("quickstart")
+    streamed = [
+        o["data"]["text/plain"]
+        for cell in notebook.cells
+        if cell.cell_type == "code" and cell.source.startswith("%%deepinfra")
+        for o in _outputs(cell)
+        if "text/markdown" in o.get("data", {})
+    ]
+    recording = json.loads((EXAMPLES / "quickstart.recording.json").read_text())
+    first_chat = next(
+        e for e in recording["exchanges"] if e["request"]["path"].endswith("/chat/completions")
+    )
+    first_words = "".join(
+        json.loads(line[6:])["choices"][0]["delta"].get("content", "")
+        for _, chunk in first_chat["response"]["chunks"]
+        for line in chunk.split("\n")
+        if line.startswith("data: {") and '"choices": [{' in line
+    )[:60]
+    assert streamed[0].startswith(first_words)
+    assert os.environ["DEEPINFRA_BASE_URL"] == "http://127.0.0.1:9"
