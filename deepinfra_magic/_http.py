@@ -1,4 +1,4 @@
-"""Sync and async transports on httpx: the only module that imports httpx.
+"""Sync and async transports on httpx: the only module that imports httpx (and httpcore).
 
 They move bytes and nothing more: retries with backoff before any body is read,
 timeouts, mapping network failures to our errors, and (beneath the clients, so
@@ -12,19 +12,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+import ssl
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import httpcore
 import httpx
 
 from ._config import Secret, Timeouts, missing_key_error
 from ._protocol import REPLAY_HEADER, ApiRequest, RawResponse, RetryPolicy
 from ._version import __version__
 from .errors import (
+    KEYS_URL,
     APIConnectionError,
     APITimeoutError,
+    ConfigurationError,
     DeepInfraError,
     error_from_response,
     parse_retry_after,
@@ -35,6 +41,9 @@ from .recording import ChunkText, Exchange, Recording, RecordingMode
 __all__ = ["USER_AGENT", "AsyncTransport", "StreamBody", "SyncTransport"]
 
 USER_AGENT = f"deepinfra-magic/{__version__} (+https://pypi.org/project/deepinfra-magic/)"
+
+_EXTERNAL = "deepinfra_magic.external"
+"""Request extension marking a hosted file's absolute URL (see ``ApiRequest.is_external``)."""
 
 
 @dataclass
@@ -75,14 +84,43 @@ def _timeout(timeouts: Timeouts) -> httpx.Timeout:
 def _headers(api_key: Secret | None, recording: bool) -> dict[str, str]:
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
     if api_key:
+        _check_key_characters(api_key)
         headers["Authorization"] = f"Bearer {api_key.reveal()}"
     if recording:
         headers["Accept-Encoding"] = "identity"  # keep recordings readable, not gzip
     return headers
 
 
-def _network_error(exc: Exception, base_url: str, timeouts: Timeouts) -> DeepInfraError:
-    """A one-line error with a remedy for an httpx failure (never including headers)."""
+def _check_key_characters(api_key: Secret) -> None:
+    """Refuse, with a remedy, a key an HTTP header cannot carry.
+
+    httpx would fail later with an encoding error or "Illegal header value" that quotes
+    the header and leaves it in traceback locals; this error names no character.
+    """
+    if not all(33 <= ord(char) <= 126 for char in api_key.reveal()):
+        raise ConfigurationError(
+            "The API key contains a space, line break or non-ASCII character, which an HTTP "
+            f"header cannot carry: copy it again from {KEYS_URL}."
+        )
+
+
+def _network_error(
+    exc: Exception, base_url: str, timeouts: Timeouts, *, mid_reply: bool = False
+) -> DeepInfraError:
+    """A one-line error with a remedy for an httpx failure (never including headers).
+
+    ``mid_reply``: the failure cut a streamed answer short. The message then only says
+    what happened, because the stream wraps it in a StreamError that adds how much text
+    is kept and what to do.
+    """
+    if mid_reply:
+        cause = redact(str(exc)) or type(exc).__name__
+        if isinstance(exc, httpx.TimeoutException):
+            return APITimeoutError(
+                f"No data from {base_url} for {timeouts.read:g} s in the middle of the reply "
+                "(read timeout; a larger timeout may help)"
+            )
+        return APIConnectionError(f"The connection to {base_url} broke mid-reply: {cause}")
     if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
         return APITimeoutError(
             f"Could not connect to {base_url} within {timeouts.connect:g} s. "
@@ -91,7 +129,8 @@ def _network_error(exc: Exception, base_url: str, timeouts: Timeouts) -> DeepInf
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(
             f"No data from {base_url} for {timeouts.read:g} s (read timeout). The model may be "
-            "busy: run again, or raise %config DeepInfraMagics.timeout."
+            "busy: run again, or raise the timeout (timeout=... or "
+            "%config DeepInfraMagics.timeout)."
         )
     if isinstance(exc, httpx.ConnectError):
         return APIConnectionError(
@@ -145,11 +184,24 @@ class _Attempts:
         return delay
 
 
-def _raw(response: httpx.Response, body: bytes | None = None) -> RawResponse:
+def _without_key(body: bytes, key: Secret | None) -> bytes:
+    """An error body with the key (and look-alikes) masked.
+
+    Some servers and proxies echo the Authorization header in their error pages; the body
+    then lives on in traceback locals, which IPython's verbose mode prints.
+    """
+    text = body.decode("utf-8", errors="replace")
+    clean = redact(text, key.reveal() if key else "")
+    return body if clean == text else clean.encode()
+
+
+def _raw(response: httpx.Response, key: Secret | None, body: bytes | None = None) -> RawResponse:
+    """The answer as plain data; error bodies lose any echo of the key."""
+    content = response.content if body is None else body
     return RawResponse(
         status=response.status_code,
         headers={k.lower(): v for k, v in response.headers.items()},
-        body=response.content if body is None else body,
+        body=_without_key(content, key) if response.status_code >= 400 else content,
     )
 
 
@@ -194,11 +246,141 @@ class _TransportBase:
         request = self._client.build_request(req.method, req.path, json=req.json, headers=headers)
         if req.is_external:  # hosted files live elsewhere: never send them our key
             request.headers.pop("authorization", None)
+            request.extensions[_EXTERNAL] = True
         return request
 
     def __repr__(self) -> str:
         mode = f", {self.recording.describe()}" if self.recording else ""
         return f"{type(self).__name__}({self.base_url!r}{mode})"
+
+
+# --- cutting blocked reads from another thread (sync image requests on Ctrl-C) ----------
+
+
+class _Aborts:
+    """Which worker thread reads or writes which socket, so another thread can cut it.
+
+    A thread blocked in ``recv`` cannot be woken by closing its socket, nor by Python
+    (Ctrl-C only reaches the main thread); ``shutdown`` wakes it, and the server sees the
+    hang-up and stops working (and billing) for nobody. Threads opt in with ``joined``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._groups: dict[int, threading.Event] = {}  # thread -> the stop event it obeys
+        self._busy: dict[int, httpcore.NetworkStream] = {}  # thread -> stream in use
+
+    @contextlib.contextmanager
+    def joined(self, stop: threading.Event) -> Iterator[None]:
+        ident = threading.get_ident()
+        with self._lock:
+            self._groups[ident] = stop
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._groups.pop(ident, None)
+
+    def abort(self, stop: threading.Event) -> None:
+        """Set ``stop`` and cut the connections its threads are using right now."""
+        stop.set()
+        with self._lock:
+            for ident, group in self._groups.items():
+                stream = self._busy.get(ident)
+                if group is stop and stream is not None:
+                    _shutdown(stream)
+
+    @contextlib.contextmanager
+    def using(self, stream: httpcore.NetworkStream) -> Iterator[None]:
+        """Around each read and write: refuse once stopped, else be cuttable meanwhile."""
+        ident = threading.get_ident()
+        with self._lock:
+            group = self._groups.get(ident)
+            if group is not None and group.is_set():
+                _shutdown(stream)
+                raise httpcore.ReadError("the request was stopped")
+            self._busy[ident] = stream
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy.pop(ident, None)
+
+
+def _shutdown(stream: httpcore.NetworkStream) -> None:
+    sock = stream.get_extra_info("socket")
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _AbortableStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream, aborts: _Aborts) -> None:
+        self._inner = inner
+        self._aborts = aborts
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        with self._aborts.using(self._inner):
+            return self._inner.read(max_bytes, timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        with self._aborts.using(self._inner):
+            self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(ssl_context, server_hostname, timeout)
+        return _AbortableStream(inner, self._aborts)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _AbortableBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend, aborts: _Aborts) -> None:
+        self._inner = inner
+        self._aborts = aborts
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _AbortableStream(stream, self._aborts)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_unix_socket(path, timeout, socket_options)
+        return _AbortableStream(stream, self._aborts)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _abortable_transport(aborts: _Aborts) -> httpx.HTTPTransport:
+    """httpx's own transport, its connections made cuttable by ``aborts``.
+
+    httpx offers no public hook for httpcore's network backend, so this reaches into its
+    pool; should that ever change, requests still work, only without being cut.
+    """
+    transport = httpx.HTTPTransport()
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, httpcore.NetworkBackend):
+        pool._network_backend = _AbortableBackend(backend, aborts)  # type: ignore[union-attr]
+    return transport
 
 
 class SyncTransport(_TransportBase):
@@ -217,7 +399,8 @@ class SyncTransport(_TransportBase):
         http_transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(base_url, timeouts, retry, recording)
-        inner: httpx.BaseTransport = http_transport or httpx.HTTPTransport()
+        self._aborts = _Aborts()
+        inner = http_transport or _abortable_transport(self._aborts)
         if recording is not None:
             inner = _recording_layer(recording, base_url, sync_inner=inner)
         self._client = httpx.Client(
@@ -234,7 +417,7 @@ class SyncTransport(_TransportBase):
         while True:
             attempts.next()
             try:
-                response = _raw(self._client.send(self._build(req)))
+                response = _raw(self._client.send(self._build(req)), self.key())
             except httpx.HTTPError as exc:
                 time.sleep(attempts.after_exception(exc))
                 continue
@@ -260,23 +443,32 @@ class SyncTransport(_TransportBase):
             if response.status_code < 400:
                 break
             try:
-                body = response.read()
+                body = _without_key(response.read(), self.key())
             except httpx.HTTPError:
                 body = b""  # an error answer whose body broke: the status says enough
             finally:
                 response.close()
-            time.sleep(attempts.after_status(_raw(response, body)))
+            time.sleep(attempts.after_status(_raw(response, None, body)))
         try:
             headers = {k.lower(): v for k, v in response.headers.items()}
             yield StreamBody(headers, self._chunks(response))
         finally:
             response.close()
 
+    def abortable(self, stop: threading.Event) -> contextlib.AbstractContextManager[None]:
+        """Send from this (worker) thread so that ``abort(stop)`` can cut its requests."""
+        return self._aborts.joined(stop)
+
+    def abort(self, stop: threading.Event) -> None:
+        """Stop the requests of the threads that joined with ``stop``, hanging up on the
+        server mid-request; the threads then fail with APIConnectionError."""
+        self._aborts.abort(stop)
+
     def _chunks(self, response: httpx.Response) -> Iterator[bytes]:
         try:
             yield from response.iter_bytes()
         except httpx.HTTPError as exc:
-            raise _network_error(exc, self.base_url, self.timeouts) from None
+            raise _network_error(exc, self.base_url, self.timeouts, mid_reply=True) from None
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -316,7 +508,7 @@ class AsyncTransport(_TransportBase):
         while True:
             attempts.next()
             try:
-                response = _raw(await self._client.send(self._build(req)))
+                response = _raw(await self._client.send(self._build(req)), self.key())
             except httpx.HTTPError as exc:
                 await asyncio.sleep(attempts.after_exception(exc))
                 continue
@@ -339,12 +531,12 @@ class AsyncTransport(_TransportBase):
             if response.status_code < 400:
                 break
             try:
-                body = await response.aread()
+                body = _without_key(await response.aread(), self.key())
             except httpx.HTTPError:
                 body = b""  # an error answer whose body broke: the status says enough
             finally:
                 await response.aclose()
-            await asyncio.sleep(attempts.after_status(_raw(response, body)))
+            await asyncio.sleep(attempts.after_status(_raw(response, None, body)))
         try:
             headers = {k.lower(): v for k, v in response.headers.items()}
             yield AsyncStreamBody(headers, self._chunks(response))
@@ -356,7 +548,7 @@ class AsyncTransport(_TransportBase):
             async for chunk in response.aiter_bytes():
                 yield chunk
         except httpx.HTTPError as exc:
-            raise _network_error(exc, self.base_url, self.timeouts) from None
+            raise _network_error(exc, self.base_url, self.timeouts, mid_reply=True) from None
 
     async def aclose(self) -> None:
         """Close pooled connections."""
@@ -380,9 +572,15 @@ def _recording_layer(
     return RecordingTransport(recording, base_url, sync_inner, async_inner)
 
 
-def _relative(url: httpx.URL, base_url: str) -> str:
-    """The API path of a URL under the base URL, or the absolute URL for other hosts."""
-    text = str(url)
+def _relative(request: httpx.Request, base_url: str) -> str:
+    """The API path of a request under the base URL, or its absolute URL.
+
+    Hosted files keep their absolute URL even when they live under the base URL: a replay
+    may run against another base URL, yet its recorded answers still name the original.
+    """
+    text = str(request.url)
+    if request.extensions.get(_EXTERNAL):
+        return text
     return text[len(base_url) :] if text.startswith(base_url + "/") else text
 
 
@@ -432,7 +630,7 @@ class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def _answer(self, request: httpx.Request) -> tuple[httpx.Response, float]:
         exchange = self.recording.find(
-            request.method, _relative(request.url, self.base_url), _json_body(request)
+            request.method, _relative(request, self.base_url), _json_body(request)
         )
         headers = {"content-type": exchange.content_type, REPLAY_HEADER: self.recording.path.name}
         if exchange.chunks is not None:
@@ -523,7 +721,7 @@ class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self, request: httpx.Request, response: httpx.Response, started: float
     ) -> httpx.Response:
         latency = time.monotonic() - started
-        secret = request.headers.get("authorization", "").partition(" ")[2]
+        secret = Secret(request.headers.get("authorization", "").partition(" ")[2])
         content_type = response.headers.get("content-type", "application/json")
         streaming = content_type.startswith("text/event-stream")
 
@@ -532,7 +730,7 @@ class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 return
             exchange = Exchange(
                 method=request.method,
-                path=_relative(request.url, self.base_url),
+                path=_relative(request, self.base_url),
                 body=_json_body(request),
                 status=response.status_code,
                 content_type=content_type,

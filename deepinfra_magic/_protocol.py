@@ -249,7 +249,7 @@ class ChatStreamDecoder:
 
     def error(self, message: str) -> StreamError:
         """A StreamError carrying everything received so far."""
-        kept = f" ({len(self.text)} characters received are kept)" if self._text else ""
+        kept = f"; the {len(self.text)} characters received are kept" if self._text else ""
         return StreamError(
             f"{message}{kept}. Run the cell again to retry.",
             partial_text=self.text,
@@ -342,8 +342,8 @@ def decode_data_uri(uri: str) -> ImageRef:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidResponseError(
-            f"An image ({declared or 'unknown type'}) had invalid base64 data, so it cannot be "
-            "shown; run the cell again."
+            f"An image ({declared or 'unknown type'}) had invalid base64 data "
+            f"({shorten(payload, 40)!r}), so it cannot be shown; run the cell again."
         ) from None
     return ImageRef(data=data, mime_type=_image_type(data, declared))
 

@@ -36,35 +36,35 @@ class SSEDecoder:
         self._id: str | None = None
         self._last_id: str | None = None
         self._retry: int | None = None
+        self._first_line = True  # a UTF-8 byte order mark may precede it
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Consume ``chunk`` and return the events it completes."""
         events: list[ServerSentEvent] = []
-        start = 0
-        if self._skip_lf and chunk[:1] == b"\n":
-            start = 1
-        self._skip_lf = False
-        length = len(chunk)
-        while start < length:
-            cr = chunk.find(b"\r", start)
-            lf = chunk.find(b"\n", start)
-            if cr < 0 and lf < 0:
-                self._pending += chunk[start:]
+        if not chunk:  # nothing to do; above all, a pending CR must still swallow its LF
+            return events
+        if self._skip_lf:
+            self._skip_lf = False
+            if chunk.startswith(b"\n"):
+                chunk = chunk[1:]
+        # bytes.splitlines splits on CR, LF and CRLF only (unlike str.splitlines), in C.
+        for piece in chunk.splitlines(keepends=True):
+            if piece.endswith(b"\r\n"):
+                line = piece[:-2]
+            elif piece.endswith((b"\r", b"\n")):
+                line = piece[:-1]
+            else:  # the unterminated end of the chunk: wait for the rest of the line
+                self._pending += piece
                 break
-            end = lf if cr < 0 or (0 <= lf < cr) else cr
-            self._pending += chunk[start:end]
-            event = self._line(bytes(self._pending))
-            self._pending.clear()
+            if self._pending:
+                self._pending += line
+                line = bytes(self._pending)
+                self._pending.clear()
+            event = self._line(line)
             if event is not None:
                 events.append(event)
-            if chunk[end] == 13:  # CR: swallow a following LF, possibly in the next chunk
-                if end + 1 < length:
-                    start = end + 2 if chunk[end + 1] == 10 else end + 1
-                else:
-                    self._skip_lf = True
-                    start = length
-            else:
-                start = end + 1
+        # A CR at the very end may be the first half of a CRLF split across chunks.
+        self._skip_lf = chunk.endswith(b"\r")
         return events
 
     def close(self) -> list[ServerSentEvent]:
@@ -86,6 +86,9 @@ class SSEDecoder:
 
     def _line(self, raw: bytes) -> ServerSentEvent | None:
         """Interpret one line; a blank line dispatches the event being built."""
+        if self._first_line:
+            self._first_line = False
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
         if not raw:
             return self._dispatch()
         line = raw.decode("utf-8", errors="replace")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -57,6 +58,8 @@ from .errors import (
     InvalidRequestError,
     InvalidResponseError,
     ModelNotFoundError,
+    ReplayError,
+    shorten,
 )
 from .images import GeneratedImage, ImageArrived, ImageResult, ImageWaiting
 from .recording import RecordingMode
@@ -111,11 +114,25 @@ def _image_requests(prompt: str, model: str, n: int, extra: Mapping[str, Any]) -
     return requests
 
 
-def _file_error(url: str, error: DeepInfraError) -> InvalidResponseError:
-    status = f" (HTTP {error.status_code})" if error.status_code else ""
+def _file_error(url: str, error: DeepInfraError) -> DeepInfraError:
+    """The error for a hosted image that could not be fetched.
+
+    A replay miss is passed on unchanged: it names what the recording lacks, whereas
+    "run the cell again" would only fail the same way.
+    """
+    if isinstance(error, ReplayError):
+        return error
+    reason = f"HTTP {error.status_code}" if error.status_code else shorten(error.message, 120)
     return InvalidResponseError(
-        f"An image could not be downloaded from {url}{status}; run the cell again."
+        f"An image could not be downloaded from {shorten(url, 120)} ({reason}); run the cell again."
     )
+
+
+def _as_secret(api_key: str | Secret | None) -> Secret | None:
+    """Wrap a key given as an argument at once, so that no traceback local shows it."""
+    if api_key is None or isinstance(api_key, Secret):
+        return api_key
+    return Secret(api_key.strip())
 
 
 class _ClientBase:
@@ -243,7 +260,7 @@ class _StreamState:
 
     def _broken(self, error: APIConnectionError) -> DeepInfraError:
         """A connection lost mid-reply is a broken stream that keeps its text."""
-        return self.decoder.error(f"The connection broke mid-reply: {error.message}")
+        return self.decoder.error(error.message.rstrip("."))
 
     def partial(self, *, interrupted: bool = False, error: str | None = None) -> ChatResult:
         """A result from what has arrived, for replies that were stopped or broke."""
@@ -297,12 +314,12 @@ class ChatStream(_StreamState):
             with transport.stream(self.request) as body:
                 opened = True
                 self.replayed = body.replayed
+                # After [DONE] the rest of the body (normally just its end) is still read:
+                # the connection can then be reused, and a recording sees a complete answer.
                 for chunk in body.chunks:
                     deltas = self.decoder.feed(chunk)
                     self._mark(deltas)
                     yield from deltas
-                    if self.decoder.done:
-                        break
                 if not self.decoder.done:
                     tail = self.decoder.close()
                     self._mark(tail)
@@ -310,9 +327,10 @@ class ChatStream(_StreamState):
         except ModelNotFoundError as exc:
             raise self._client._suggest(exc) from None
         except APIConnectionError as exc:
-            if opened:
+            if not opened:
+                raise
+            if not self.decoder.done:  # after [DONE] the reply is whole: a broken tail is moot
                 raise self._broken(exc) from None
-            raise
         self.result = self.partial()
         self._client._price(self.result)
         yield self.result
@@ -350,13 +368,11 @@ class AsyncChatStream(_StreamState):
             async with transport.stream(self.request) as body:
                 opened = True
                 self.replayed = body.replayed
-                async for chunk in body.chunks:
+                async for chunk in body.chunks:  # read to the end, as in ChatStream._run
                     deltas = self.decoder.feed(chunk)
                     self._mark(deltas)
                     for delta in deltas:
                         yield delta
-                    if self.decoder.done:
-                        break
                 if not self.decoder.done:
                     tail = self.decoder.close()
                     self._mark(tail)
@@ -365,9 +381,10 @@ class AsyncChatStream(_StreamState):
         except ModelNotFoundError as exc:
             raise await self._client._suggest(exc) from None
         except APIConnectionError as exc:
-            if opened:
+            if not opened:
+                raise
+            if not self.decoder.done:  # after [DONE] the reply is whole: a broken tail is moot
                 raise self._broken(exc) from None
-            raise
         self.result = self.partial()
         self._client._price(self.result)
         yield self.result
@@ -412,6 +429,7 @@ class DeepInfraClient(_ClientBase):
         catalog_disk_cache: bool = True,
         http_transport: Any = None,
     ) -> None:
+        api_key = _as_secret(api_key)  # first: no frame may hold the plain key as a local
         super().__init__(
             api_key, base_url, timeout, max_retries, recording, replay, record,
             replay_speed, catalog_ttl, catalog_disk_cache,
@@ -522,7 +540,13 @@ class DeepInfraClient(_ClientBase):
         pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=min(n, MAX_CONCURRENT_IMAGES), thread_name_prefix="deepinfra-image"
         )
-        futures = [pool.submit(self._one_image, request, prompt, model) for request in requests]
+        stop = threading.Event()
+
+        def run(request: ApiRequest) -> ImageResult:
+            with self._transport.abortable(stop):
+                return self._one_image(request, prompt, model)
+
+        futures = [pool.submit(run, request) for request in requests]
         order = {future: index for index, future in enumerate(futures)}
         pending: set[concurrent.futures.Future[ImageResult]] = set(futures)
         errors: list[BaseException] = []
@@ -540,9 +564,13 @@ class DeepInfraClient(_ClientBase):
                         errors.append(error)
                         continue
                     done += 1
-                    yield ImageArrived(future.result(), done, n)
+                    result = future.result()
+                    result.request_index = order[future]
+                    yield ImageArrived(result, done, n)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+            if pending:  # stopped early (Ctrl-C, close): hang up on requests still running
+                self._transport.abort(stop)
         if errors:
             raise errors[0]
 
@@ -621,6 +649,7 @@ class AsyncDeepInfraClient(_ClientBase):
         catalog_disk_cache: bool = True,
         http_transport: Any = None,
     ) -> None:
+        api_key = _as_secret(api_key)  # first: no frame may hold the plain key as a local
         super().__init__(
             api_key, base_url, timeout, max_retries, recording, replay, record,
             replay_speed, catalog_ttl, catalog_disk_cache,
@@ -747,7 +776,9 @@ class AsyncDeepInfraClient(_ClientBase):
                         errors.append(error)
                         continue
                     done += 1
-                    yield ImageArrived(task.result(), done, n)
+                    result = task.result()
+                    result.request_index = order[task]
+                    yield ImageArrived(result, done, n)
         finally:
             for task in pending:
                 task.cancel()

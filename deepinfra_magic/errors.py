@@ -349,4 +349,8 @@ def error_from_response(
             "Try again in a minute or pick another model.",
             **common,
         )
-    return DeepInfraError(f"Unexpected HTTP {status} from the API ({detail}).", **common)
+    return DeepInfraError(
+        f"Unexpected HTTP {status} from the API ({detail}). Check that DEEPINFRA_BASE_URL "
+        "points at the DeepInfra API, then run again.",
+        **common,
+    )

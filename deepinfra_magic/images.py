@@ -158,6 +158,9 @@ class ImageResult:
     runtime_ms: int | None = None
     replayed: bool = False
     request_ids: list[str] = field(default_factory=list)
+    # Position among concurrent requests (set by iter_images), so merge restores request
+    # order whatever order the answers arrived in.
+    request_index: int | None = field(default=None, repr=False, compare=False)
 
     @property
     def seed(self) -> int | None:
@@ -166,10 +169,13 @@ class ImageResult:
 
     @classmethod
     def merge(cls, parts: Iterable[ImageResult]) -> ImageResult:
-        """Combine the results of concurrent requests, in request order."""
+        """Combine the results of concurrent requests, in request order (``request_index``
+        when every part has one, else the order given)."""
         parts = list(parts)
         if not parts:
             raise ValueError("merge needs at least one result")
+        if all(part.request_index is not None for part in parts):
+            parts.sort(key=lambda part: part.request_index or 0)
         costs = [p.cost for p in parts if p.cost is not None]
         runtimes = [p.runtime_ms for p in parts if p.runtime_ms is not None]
         return cls(

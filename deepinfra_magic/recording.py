@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigurationError, ReplayError, redact, shorten
+from ._config import Secret
+from .errors import ConfigurationError, ReplayError, shorten
 
 __all__ = ["Exchange", "Recording", "RecordingMode"]
 
@@ -190,7 +191,13 @@ class Recording:
             recording = cls.load(file)
         else:
             recording = cls(file, note="Recorded with deepinfra-magic. Holds no key or header.")
-        recording.save()
+        try:
+            recording.save()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"Cannot write the recording {file} ({shorten(exc.strerror or str(exc), 80)}): "
+                "choose another path."
+            ) from None
         return recording
 
     def dumps(self) -> str:
@@ -231,7 +238,7 @@ class Recording:
             Path(temp).unlink(missing_ok=True)
             raise
 
-    def append(self, exchange: Exchange, *secrets: str) -> None:
+    def append(self, exchange: Exchange, *secrets: str | Secret) -> None:
         """Record one exchange (scrubbing the given secret values) and save the file."""
         if secrets:
             exchange = _scrubbed(exchange, secrets)
@@ -272,15 +279,22 @@ class Recording:
         )
 
 
-def _scrubbed(exchange: Exchange, secrets: tuple[str, ...]) -> Exchange:
-    """A copy with every occurrence of the secrets removed from texts and the request."""
-    body = json.loads(redact(json.dumps(exchange.body, ensure_ascii=False), *secrets))
+def _scrubbed(exchange: Exchange, wrapped: tuple[str | Secret, ...]) -> Exchange:
+    """A copy with every occurrence of the secret values replaced, in request and answer.
+
+    Only the exact values: replay matches requests by their body and must give back the
+    very text that was recorded, so look-alikes (a prompt about ``token=...``, a reply
+    showing ``sk-...``) are kept as they are.
+    """
+    secrets = [s.reveal() if isinstance(s, Secret) else s for s in wrapped]
+    secrets = [s for s in secrets if s]
+    body = _without_secrets(exchange.body, secrets)
     chunks = (
-        [(delay, redact(text, *secrets)) for delay, text in exchange.chunks]
+        [(delay, _without_secrets(text, secrets)) for delay, text in exchange.chunks]
         if exchange.chunks is not None
         else None
     )
-    text = redact(exchange.text, *secrets) if exchange.text is not None else None
+    text = _without_secrets(exchange.text, secrets) if exchange.text is not None else None
     return Exchange(
         exchange.method,
         exchange.path,
@@ -292,6 +306,19 @@ def _scrubbed(exchange: Exchange, secrets: tuple[str, ...]) -> Exchange:
         chunks,
         exchange.latency,
     )
+
+
+def _without_secrets(value: Any, secrets: list[str]) -> Any:
+    """A JSON value with each secret replaced in its strings (the structure stays valid)."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "[redacted]")
+        return value
+    if isinstance(value, list):
+        return [_without_secrets(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {key: _without_secrets(item, secrets) for key, item in value.items()}
+    return value
 
 
 def _last_user_message(body: Any) -> str | None:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.fake_server import FakeDeepInfra
+from tests.fake_server import CANARY_KEY, FakeDeepInfra
+from tests.kernel_helpers import MAGIC_ENV_VARS
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from deepinfra_magic.client import DeepInfraClient
 
 # ---- Fake DeepInfra server (tests/fake_server.py) ---------------------------------------------
 # One in-process server for the whole session; each test gets it reset to a clean state.
@@ -28,3 +37,135 @@ def fake_server(_fake_server_session: FakeDeepInfra) -> FakeDeepInfra:
 
 
 # ---- end of fake DeepInfra server fixtures ----------------------------------------------------
+
+
+# ---- IPython shell and kernel environment for the magics (tests/test_magics_*.py, -------------
+# ---- tests/test_kernel_*.py) ------------------------------------------------------------------
+# The magics run in IPython's real InteractiveShell against the fake server: the key (the canary)
+# and the server URL come from the environment as for a user, and the catalog's disk cache lives
+# in a per-test directory. The shell is IPython's singleton, so the fixture loads the extension
+# fresh for each test and puts back everything it changed.
+
+
+@pytest.fixture
+def magic_env(
+    fake_server: FakeDeepInfra, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Path]:
+    """Environment of a user with a key and the fake server; yields the catalog cache dir.
+
+    The process-wide in-memory catalog is cleared before and after, so every test starts
+    like a new session (the disk cache directory is the test's own).
+    """
+    from deepinfra_magic.catalog import CATALOG_CACHE
+
+    for name in MAGIC_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DEEPINFRA_API_KEY", CANARY_KEY)
+    monkeypatch.setenv("DEEPINFRA_BASE_URL", fake_server.url)
+    cache = tmp_path / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    CATALOG_CACHE.clear()
+    yield cache
+    CATALOG_CACHE.clear()
+
+
+def _interactive_shell() -> InteractiveShell:
+    """IPython's singleton shell, created without the history database if it is new."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    if InteractiveShell.initialized():
+        return InteractiveShell.instance()
+    config = Config()
+    config.HistoryManager.enabled = False  # no SQLite per test ("too many open files")
+    return InteractiveShell.instance(config=config)
+
+
+@pytest.fixture
+def ip(magic_env: Path) -> Iterator[InteractiveShell]:
+    """The shell with ``deepinfra_magic`` freshly loaded (new DeepInfraMagics, default settings).
+
+    Its display publisher is IPython's plain one (what terminal IPython uses); wrap a call in
+    ``IPython.utils.capture.capture_output()`` for a rich frontend. Markdown is an active
+    format, as in Jupyter. Teardown unloads the extension and restores the shell.
+    """
+    shell = _interactive_shell()
+    formatter = shell.display_formatter
+    saved_types = list(formatter.active_types)
+    saved_publisher = shell.display_pub
+    saved_names = set(shell.user_ns)
+    # ``%config`` merges into the shell's config, which every later instance inherits.
+    saved_config = copy.deepcopy(dict.get(shell.config, "DeepInfraMagics"))
+    formatter.active_types = list(formatter.format_types)
+    manager = shell.extension_manager
+    if "deepinfra_magic" in manager.loaded:
+        manager.unload_extension("deepinfra_magic")
+    manager.load_extension("deepinfra_magic")
+    try:
+        yield shell
+    finally:
+        if "deepinfra_magic" in manager.loaded:
+            manager.unload_extension("deepinfra_magic")
+        shell.display_pub = saved_publisher
+        formatter.active_types = saved_types
+        shell.rl_next_input = None
+        shell.config.pop("DeepInfraMagics", None)
+        if saved_config is not None:
+            shell.config["DeepInfraMagics"] = saved_config
+        for name in set(shell.user_ns) - saved_names:
+            del shell.user_ns[name]
+
+
+# ---- end of IPython shell and kernel fixtures -------------------------------------------------
+
+
+# ---- Core library tests (test_sse, test_protocol, test_client*, test_recording, ...) ----------
+# Each client test runs with no DeepInfra variables from the developer's shell, with the model
+# catalog's disk cache under tmp_path (never the real home) and an empty process-wide catalog.
+
+_LIBRARY_ENV_VARS = (
+    "DEEPINFRA_API_KEY",
+    "DEEPINFRA_API_TOKEN",
+    "DEEPINFRA_BASE_URL",
+    "DEEPINFRA_MAGIC_REPLAY",
+    "DEEPINFRA_MAGIC_RECORD",
+    "DEEPINFRA_MAGIC_REPLAY_SPEED",
+)
+
+
+@pytest.fixture
+def library_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """A clean environment for the library; yields the catalog cache directory's parent."""
+    from deepinfra_magic.catalog import CATALOG_CACHE
+
+    for name in _LIBRARY_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    cache_home = tmp_path / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+    CATALOG_CACHE.clear()
+    yield cache_home
+    CATALOG_CACHE.clear()
+
+
+@pytest.fixture
+def make_client(
+    library_env: Path, fake_server: FakeDeepInfra
+) -> Iterator[Callable[..., DeepInfraClient]]:
+    """``make_client(**kwargs)``: a DeepInfraClient on the fake server with the canary key
+    (override either by keyword); every client made is closed after the test."""
+    from deepinfra_magic.client import DeepInfraClient
+
+    clients: list[DeepInfraClient] = []
+
+    def make(api_key: str | None = CANARY_KEY, **kwargs: Any) -> DeepInfraClient:
+        kwargs.setdefault("base_url", fake_server.url)
+        client = DeepInfraClient(api_key, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+# ---- end of core library fixtures -------------------------------------------------------------
