@@ -16,6 +16,8 @@ from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
 
+from .errors import redact
+
 __all__ = [
     "MagicParser",
     "bounded_float",
@@ -36,7 +38,10 @@ class MagicParser(argparse.ArgumentParser):
         )  # fmt: skip
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}. Usage: {self.format_usage().strip()[7:]}")
+        # argparse wraps a long usage over several lines: keep the error on one line. An
+        # unknown ``--api-key sk-…`` is echoed by argparse: mask what looks like a key.
+        usage = " ".join(self.format_usage().split()).removeprefix("usage: ")
+        raise UsageError(f"{self.prog}: {redact(message)}. Usage: {usage}")
 
     def parse_line(self, line: str) -> argparse.Namespace:
         """Parse a magic's option line, with shell-like quoting."""

@@ -259,22 +259,26 @@ class ReplyView:
         self.answer.append(delta)
 
     def finish(self, footer: str, metadata: dict[str, Any], note: str = "") -> None:
-        """Final updates (always sent: normal end, error or interrupt), then the footer."""
+        """Final updates (always sent: normal end, error or interrupt), then the footer
+        (none when ``footer`` is empty)."""
         if self.reasoning is not None:
             self.reasoning.flush(metadata)
         suffix = f"\n\n{note}" if note else ""
         if self.answer is not None:
             self.answer.flush(metadata, suffix)
-        elif self._placeholder_free:  # nothing arrived: turn the placeholder into the note
+        elif self._placeholder_free:  # no answer: turn the placeholder into the note
             text = note or "*(empty reply)*"
             self._publish(
-                markdown_bundle(text),
+                markdown_bundle(text, _plain(text)),
                 metadata_for(metadata),
                 transient={"display_id": self._placeholder},
                 update=True,
             )
             self._placeholder_free = False
-        self._publish(markdown_bundle(footer, _plain(footer)), metadata_for(metadata))
+        elif note:  # only reasoning arrived: the note goes below it
+            self._publish(markdown_bundle(note, _plain(note)), metadata_for(metadata))
+        if footer:
+            self._publish(markdown_bundle(footer, _plain(footer)), metadata_for(metadata))
 
     @property
     def updates(self) -> int:
@@ -330,7 +334,7 @@ class StdoutReplyView:
         del metadata  # text frontends have no output metadata
         if note:
             self._out.write(f"\n\n{_plain(note)}")
-        self._out.write(f"\n\n{_plain(footer)}\n")
+        self._out.write(f"\n\n{_plain(footer)}\n" if footer else "\n")
         self._out.flush()
 
 

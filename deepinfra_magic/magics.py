@@ -7,6 +7,7 @@ client (httpx) is imported on the first magic that needs it.
 from __future__ import annotations
 
 import getpass
+import keyword
 import os
 import re
 import sys
@@ -158,7 +159,7 @@ _PARSERS = {
 
 
 def _check_variable_name(name: str | None, option: str = "-o/--out") -> None:
-    if name is not None and not name.isidentifier():
+    if name is not None and (not name.isidentifier() or keyword.iskeyword(name)):
         raise UsageError(f"{option} needs a Python variable name, got {name!r}.")
 
 
@@ -770,6 +771,13 @@ class DeepInfraMagics(Magics):
             print("Recording off.")
             return
         self.record = _absolute(args.path)
+        # The model list is usually in memory already, so no later request would put it in
+        # the recording: fetch it now, so that a replay can list models and tell image
+        # models from text models.
+        try:
+            self.client().models(refresh=True)
+        except DeepInfraError:
+            pass
         print(f"Recording to {Path(self.record).name} (keys and headers are never written).")
 
     def _mode_status(self) -> str:
