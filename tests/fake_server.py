@@ -1218,22 +1218,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.events_sent = 0
         self.extra_headers = {}
         path = unquote(urlsplit(self.path).path)
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        try:
-            payload = json.loads(body) if body else None
-        except ValueError:
-            payload = None
         if path.startswith(CONTROL_PREFIX):
-            self._control(path, payload)
+            self._control(path, self._read_json())
             return
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        fake._log_request(RequestRecord(self.command, path, headers, payload, time.time()))
+        # Counted from the request line on, so a test's wait_streams_closed() also covers
+        # a request whose body is still being read and which has not been logged yet.
         with fake._response_open():
+            payload = self._read_json()
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            fake._log_request(RequestRecord(self.command, path, headers, payload, time.time()))
             try:
                 self._serve(path, payload)
             except OSError:  # BrokenPipe, ConnectionReset, _ClientGone: the client left
                 self.close_connection = True
                 fake._record_disconnect(path, self.events_sent)
+
+    def _read_json(self) -> Any:
+        """The request body as JSON (None when empty or not JSON)."""
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            return json.loads(body) if body else None
+        except ValueError:
+            return None
 
     def _control(self, path: str, payload: Any) -> None:
         try:
