@@ -16,6 +16,8 @@ import socket
 import ssl
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,9 +56,9 @@ class StreamBody:
     chunks: Iterator[bytes]
 
     @property
-    def replayed(self) -> bool:
-        """True when the stream comes from a recording."""
-        return REPLAY_HEADER in self.headers
+    def replayed_from(self) -> str | None:
+        """The recording file the stream comes from (None when live)."""
+        return self.headers.get(REPLAY_HEADER)
 
 
 @dataclass
@@ -67,9 +69,9 @@ class AsyncStreamBody:
     chunks: AsyncIterator[bytes]
 
     @property
-    def replayed(self) -> bool:
-        """True when the stream comes from a recording."""
-        return REPLAY_HEADER in self.headers
+    def replayed_from(self) -> str | None:
+        """The recording file the stream comes from (None when live)."""
+        return self.headers.get(REPLAY_HEADER)
 
 
 # --- shared decisions ------------------------------------------------------------------
@@ -237,7 +239,8 @@ class _TransportBase:
         header = self._client.headers.get("authorization", "")
         return Secret(header.partition(" ")[2]) if header else None
 
-    def _check_key(self, req: ApiRequest) -> None:
+    def check_key(self, req: ApiRequest) -> None:
+        """Fail before any network call when ``req`` needs a key that is not there."""
         if req.needs_key and not self.has_key and not self.replaying:
             raise missing_key_error()
 
@@ -369,13 +372,26 @@ class _AbortableBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def _abortable_transport(aborts: _Aborts) -> httpx.HTTPTransport:
+def proxy_for(base_url: str, proxy: str | None) -> str | None:
+    """The proxy to use: an explicit one, else the environment's (``HTTPS_PROXY``…,
+    honouring ``NO_PROXY``). httpx only reads these itself when it builds the transport,
+    and ours is built here."""
+    if proxy:
+        return proxy
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all")
+
+
+def _abortable_transport(aborts: _Aborts, proxy: str | None) -> httpx.HTTPTransport:
     """httpx's own transport, its connections made cuttable by ``aborts``.
 
     httpx offers no public hook for httpcore's network backend, so this reaches into its
     pool; should that ever change, requests still work, only without being cut.
     """
-    transport = httpx.HTTPTransport()
+    transport = httpx.HTTPTransport(proxy=proxy)
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if isinstance(backend, httpcore.NetworkBackend):
@@ -397,10 +413,11 @@ class SyncTransport(_TransportBase):
         retry: RetryPolicy,
         recording: RecordingMode | None = None,
         http_transport: httpx.BaseTransport | None = None,
+        proxy: str | None = None,
     ) -> None:
         super().__init__(base_url, timeouts, retry, recording)
         self._aborts = _Aborts()
-        inner = http_transport or _abortable_transport(self._aborts)
+        inner = http_transport or _abortable_transport(self._aborts, proxy_for(base_url, proxy))
         if recording is not None:
             inner = _recording_layer(recording, base_url, sync_inner=inner)
         self._client = httpx.Client(
@@ -412,7 +429,7 @@ class SyncTransport(_TransportBase):
 
     def send(self, req: ApiRequest) -> RawResponse:
         """Send and read a whole answer, retrying transient failures; raise typed errors."""
-        self._check_key(req)
+        self.check_key(req)
         attempts = _Attempts(self.retry, self.base_url, self.timeouts, req.model)
         while True:
             attempts.next()
@@ -431,7 +448,7 @@ class SyncTransport(_TransportBase):
 
         The response is closed in ``finally``: on normal end, error, or Ctrl-C.
         """
-        self._check_key(req)
+        self.check_key(req)
         attempts = _Attempts(self.retry, self.base_url, self.timeouts, req.model)
         while True:
             attempts.next()
@@ -489,9 +506,12 @@ class AsyncTransport(_TransportBase):
         retry: RetryPolicy,
         recording: RecordingMode | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
+        proxy: str | None = None,
     ) -> None:
         super().__init__(base_url, timeouts, retry, recording)
-        inner: httpx.AsyncBaseTransport = http_transport or httpx.AsyncHTTPTransport()
+        inner: httpx.AsyncBaseTransport = http_transport or httpx.AsyncHTTPTransport(
+            proxy=proxy_for(base_url, proxy)
+        )
         if recording is not None:
             inner = _recording_layer(recording, base_url, async_inner=inner)
         self._client = httpx.AsyncClient(
@@ -503,7 +523,7 @@ class AsyncTransport(_TransportBase):
 
     async def send(self, req: ApiRequest) -> RawResponse:
         """Send and read a whole answer, retrying transient failures; raise typed errors."""
-        self._check_key(req)
+        self.check_key(req)
         attempts = _Attempts(self.retry, self.base_url, self.timeouts, req.model)
         while True:
             attempts.next()
@@ -519,7 +539,7 @@ class AsyncTransport(_TransportBase):
     @contextlib.asynccontextmanager
     async def stream(self, req: ApiRequest) -> AsyncIterator[AsyncStreamBody]:
         """Open a streaming answer; retries happen only before its body is read."""
-        self._check_key(req)
+        self.check_key(req)
         attempts = _Attempts(self.retry, self.base_url, self.timeouts, req.model)
         while True:
             attempts.next()
@@ -567,7 +587,7 @@ def _recording_layer(
 ) -> Any:
     """The httpx transport for a recording mode, wrapping the real one when recording."""
     if mode.mode == "replay":
-        return ReplayTransport(Recording.load(mode.path), base_url, mode.speed)
+        return ReplayTransport(Recording.load(*mode.paths), base_url, mode.speed)
     recording = Recording.open_for_recording(mode.path)
     return RecordingTransport(recording, base_url, sync_inner, async_inner)
 
@@ -632,7 +652,8 @@ class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         exchange = self.recording.find(
             request.method, _relative(request, self.base_url), _json_body(request)
         )
-        headers = {"content-type": exchange.content_type, REPLAY_HEADER: self.recording.path.name}
+        source = exchange.source or self.recording.path.name
+        headers = {"content-type": exchange.content_type, REPLAY_HEADER: source}
         if exchange.chunks is not None:
             chunks = [(delay, text.encode()) for delay, text in exchange.chunks]
             stream = _ReplayStream(chunks, self.speed)

@@ -73,9 +73,9 @@ class RawResponse:
     body: bytes
 
     @property
-    def replayed(self) -> bool:
-        """True when the answer came from a recording, not the network."""
-        return REPLAY_HEADER in self.headers
+    def replayed_from(self) -> str | None:
+        """The recording file the answer came from (None when it came from the network)."""
+        return self.headers.get(REPLAY_HEADER)
 
 
 REPLAY_HEADER = "x-deepinfra-magic-replay"
@@ -448,7 +448,10 @@ class RetryPolicy:
         if attempt > self.max_retries:
             return None
         if retry_after is not None:
-            return retry_after if retry_after <= self.max_retry_after else None
+            if retry_after > self.max_retry_after:
+                return None
+            # A little jitter, so a room of clients told the same wait do not return as a herd.
+            return retry_after * random.uniform(1.0, 1.2)
         backoff: float = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         return backoff * random.uniform(0.75, 1.25)
 

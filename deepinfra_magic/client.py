@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import os
 import threading
 import time
@@ -89,14 +90,15 @@ def _recording_mode(
 ) -> RecordingMode | None:
     if replay is not None and record is not None:
         raise ConfigurationError("Pass replay= or record=, not both.")
-    if replay is not None or record is not None:
-        mode = "replay" if replay is not None else "record"
-        path = Path(str(replay if replay is not None else record)).expanduser()
-        return RecordingMode(mode, path, 1.0 if replay_speed is None else replay_speed)
+    speed = 1.0 if replay_speed is None else replay_speed
+    if replay is not None:
+        return RecordingMode.replaying(os.fspath(replay), speed)
+    if record is not None:
+        return RecordingMode("record", Path(os.fspath(record)).expanduser(), speed)
     if isinstance(recording, _FromEnvironment):
         recording = RecordingMode.from_env()
     if recording is not None and replay_speed is not None:
-        recording = RecordingMode(recording.mode, recording.path, replay_speed)
+        recording = dataclasses.replace(recording, speed=replay_speed)
     return recording
 
 
@@ -159,11 +161,9 @@ class _ClientBase:
         self.recording = _recording_mode(recording, replay, record, replay_speed)
         self.key_source = "argument" if api_key is not None else key_source()
         self._catalog_ttl = catalog_ttl
-        self._disk = (
-            DiskCache(ttl=catalog_ttl)
-            if catalog_disk_cache and (self.recording is None or self.recording.mode != "replay")
-            else None
-        )
+        # Replay answers from its file; recording must fetch, so the file gets the list.
+        use_disk = catalog_disk_cache and self.recording is None
+        self._disk = DiskCache(ttl=catalog_ttl) if use_disk else None
 
     @property
     def replaying(self) -> bool:
@@ -172,10 +172,11 @@ class _ClientBase:
 
     @property
     def catalog_key(self) -> str:
-        """Catalogs are shared per API root; a recording has its own."""
-        if self.replaying:
-            assert self.recording is not None
-            return f"replay:{self.recording.path.resolve()}"
+        """Catalogs are shared per API root; each recording (replayed or written) has its
+        own, so a catalog fetched live never hides the recorded one, or escapes recording."""
+        if self.recording is not None:
+            files = ":".join(str(path.resolve()) for path in self.recording.paths)
+            return f"{self.recording.mode}:{files}"
         return self.base_url
 
     def cached_catalog(self) -> ModelCatalog | None:
@@ -205,7 +206,7 @@ class _ClientBase:
 
     @staticmethod
     def _image_parts(
-        answer: ImageAnswer, prompt: str, model: str, replayed: bool
+        answer: ImageAnswer, prompt: str, model: str, replayed_from: str | None
     ) -> tuple[ImageResult, list[tuple[int, str]]]:
         """An ImageResult with the inline images, plus (position, url) still to fetch."""
         result = ImageResult(
@@ -213,7 +214,7 @@ class _ClientBase:
             model=model,
             cost=answer.cost,
             runtime_ms=answer.runtime_ms,
-            replayed=replayed,
+            replayed_from=replayed_from,
             request_ids=[answer.request_id] if answer.request_id else [],
         )
         to_fetch = []
@@ -240,7 +241,7 @@ class _StreamState:
         self.model = model
         self.decoder = ChatStreamDecoder(model)
         self.result: ChatResult | None = None
-        self.replayed = False
+        self.replayed_from: str | None = None
         self.started: float | None = None
         self.first_token_at: float | None = None
 
@@ -273,7 +274,7 @@ class _StreamState:
             usage=self.decoder.usage,
             interrupted=interrupted,
             error=error,
-            replayed=self.replayed,
+            replayed_from=self.replayed_from,
             time_to_first_token=self._since_start(self.first_token_at),
             duration=self._since_start(now),
         )
@@ -313,7 +314,7 @@ class ChatStream(_StreamState):
         try:
             with transport.stream(self.request) as body:
                 opened = True
-                self.replayed = body.replayed
+                self.replayed_from = body.replayed_from
                 # After [DONE] the rest of the body (normally just its end) is still read:
                 # the connection can then be reused, and a recording sees a complete answer.
                 for chunk in body.chunks:
@@ -367,7 +368,7 @@ class AsyncChatStream(_StreamState):
         try:
             async with transport.stream(self.request) as body:
                 opened = True
-                self.replayed = body.replayed
+                self.replayed_from = body.replayed_from
                 async for chunk in body.chunks:  # read to the end, as in ChatStream._run
                     deltas = self.decoder.feed(chunk)
                     self._mark(deltas)
@@ -410,7 +411,9 @@ class DeepInfraClient(_ClientBase):
     * ``base_url`` – the API root; else ``DEEPINFRA_BASE_URL``, else DeepInfra's.
     * ``timeout`` – read timeout in seconds (connect stays short), or a ``Timeouts``.
     * ``max_retries`` – retries for 429/5xx/connect failures before any body is read.
-    * ``replay`` / ``record`` – a recording file to answer from, or to write to.
+    * ``replay`` / ``record`` – a recording file to answer from (several: separated by
+      ``os.pathsep``), or to write to.
+    * ``proxy`` – an HTTP(S) proxy URL; by default ``HTTPS_PROXY`` and friends apply.
     * ``replay_speed`` – 1 replays at the recorded pace, 2 twice as fast, 0 instantly.
     """
 
@@ -428,6 +431,7 @@ class DeepInfraClient(_ClientBase):
         catalog_ttl: float = 24 * 3600,
         catalog_disk_cache: bool = True,
         http_transport: Any = None,
+        proxy: str | None = None,
     ) -> None:
         api_key = _as_secret(api_key)  # first: no frame may hold the plain key as a local
         super().__init__(
@@ -441,6 +445,7 @@ class DeepInfraClient(_ClientBase):
             retry=self.retry,
             recording=self.recording,
             http_transport=http_transport,
+            proxy=proxy,
         )
 
     @property
@@ -492,6 +497,7 @@ class DeepInfraClient(_ClientBase):
             messages, model, stream=stream, temperature=temperature,
             max_tokens=max_tokens, params=params,
         )  # fmt: skip
+        self._transport.check_key(request)  # a missing key fails here, not on iteration
         if stream:
             return ChatStream(self, request, model)
         started = time.perf_counter()
@@ -502,7 +508,7 @@ class DeepInfraClient(_ClientBase):
         text, reasoning, finish, usage, _ = parse_chat_completion(parse_json(raw, "chat"), model)
         elapsed = time.perf_counter() - started
         result = ChatResult(
-            text, model, reasoning, finish, usage, replayed=raw.replayed,
+            text, model, reasoning, finish, usage, replayed_from=raw.replayed_from,
             time_to_first_token=elapsed, duration=elapsed,
         )  # fmt: skip
         self._price(result)
@@ -580,7 +586,7 @@ class DeepInfraClient(_ClientBase):
         except ModelNotFoundError as exc:
             raise self._suggest(exc) from None
         answer = parse_image_answer(parse_json(raw, "image"), raw.body)
-        result, to_fetch = self._image_parts(answer, prompt, model, raw.replayed)
+        result, to_fetch = self._image_parts(answer, prompt, model, raw.replayed_from)
         for position, url in to_fetch:
             try:
                 fetched = self._transport.send(file_request(url))
@@ -599,7 +605,7 @@ class DeepInfraClient(_ClientBase):
 
     def _fetch_catalog(self) -> tuple[list[dict[str, Any]], bool]:
         raw = self._transport.send(catalog_request())
-        return parse_catalog(parse_json(raw, "model catalog")), raw.replayed
+        return parse_catalog(parse_json(raw, "model catalog")), raw.replayed_from is not None
 
     def validate_key(self) -> bool | None:
         """Check the key with one cheap authenticated request: True if accepted, an
@@ -648,6 +654,7 @@ class AsyncDeepInfraClient(_ClientBase):
         catalog_ttl: float = 24 * 3600,
         catalog_disk_cache: bool = True,
         http_transport: Any = None,
+        proxy: str | None = None,
     ) -> None:
         api_key = _as_secret(api_key)  # first: no frame may hold the plain key as a local
         super().__init__(
@@ -661,6 +668,7 @@ class AsyncDeepInfraClient(_ClientBase):
             retry=self.retry,
             recording=self.recording,
             http_transport=http_transport,
+            proxy=proxy,
         )
         self._catalog_lock: asyncio.Lock | None = None
 
@@ -710,6 +718,7 @@ class AsyncDeepInfraClient(_ClientBase):
             messages, model, stream=stream, temperature=temperature,
             max_tokens=max_tokens, params=params,
         )  # fmt: skip
+        self._transport.check_key(request)  # a missing key fails here, not on iteration
         if stream:
             return AsyncChatStream(self, request, model)
         started = time.perf_counter()
@@ -720,7 +729,7 @@ class AsyncDeepInfraClient(_ClientBase):
         text, reasoning, finish, usage, _ = parse_chat_completion(parse_json(raw, "chat"), model)
         elapsed = time.perf_counter() - started
         result = ChatResult(
-            text, model, reasoning, finish, usage, replayed=raw.replayed,
+            text, model, reasoning, finish, usage, replayed_from=raw.replayed_from,
             time_to_first_token=elapsed, duration=elapsed,
         )  # fmt: skip
         self._price(result)
@@ -791,7 +800,7 @@ class AsyncDeepInfraClient(_ClientBase):
         except ModelNotFoundError as exc:
             raise await self._suggest(exc) from None
         answer = parse_image_answer(parse_json(raw, "image"), raw.body)
-        result, to_fetch = self._image_parts(answer, prompt, model, raw.replayed)
+        result, to_fetch = self._image_parts(answer, prompt, model, raw.replayed_from)
         for position, url in to_fetch:
             try:
                 fetched = await self._transport.send(file_request(url))
@@ -811,7 +820,7 @@ class AsyncDeepInfraClient(_ClientBase):
 
     async def _fetch_catalog(self) -> tuple[list[dict[str, Any]], bool]:
         raw = await self._transport.send(catalog_request())
-        return parse_catalog(parse_json(raw, "model catalog")), raw.replayed
+        return parse_catalog(parse_json(raw, "model catalog")), raw.replayed_from is not None
 
     async def validate_key(self) -> bool | None:
         """See :meth:`DeepInfraClient.validate_key`."""

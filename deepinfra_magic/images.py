@@ -156,11 +156,16 @@ class ImageResult:
     images: list[GeneratedImage] = field(default_factory=list)
     cost: float | None = None
     runtime_ms: int | None = None
-    replayed: bool = False
+    replayed_from: str | None = None  # the recording file, when replayed
     request_ids: list[str] = field(default_factory=list)
     # Position among concurrent requests (set by iter_images), so merge restores request
     # order whatever order the answers arrived in.
     request_index: int | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def replayed(self) -> bool:
+        """True when the images came from a recording, not the network."""
+        return self.replayed_from is not None
 
     @property
     def seed(self) -> int | None:
@@ -184,7 +189,7 @@ class ImageResult:
             images=[image for part in parts for image in part.images],
             cost=sum(costs) if costs else None,
             runtime_ms=max(runtimes) if runtimes else None,
-            replayed=any(p.replayed for p in parts),
+            replayed_from=next((p.replayed_from for p in parts if p.replayed_from), None),
             request_ids=[rid for part in parts for rid in part.request_ids],
         )
 
@@ -203,6 +208,7 @@ class ImageResult:
             "prompt": self.prompt,
             "seeds": [image.seed for image in self.images],
             "replayed": self.replayed,
+            "replayed_from": self.replayed_from,
         }
 
     def __len__(self) -> int:

@@ -46,6 +46,7 @@ class Exchange:
     binary: bytes | None = None  # a complete binary body (hosted images)
     chunks: list[tuple[float, str]] | None = None  # a stream: (delay before, text)
     latency: float = 0.0  # seconds from request to the answer's first bytes
+    source: str = ""  # the recording file it was read from (shown on replayed outputs)
 
     @property
     def key(self) -> str:
@@ -68,27 +69,49 @@ class Exchange:
             response["chunks"] = [[round(delay, 4), text] for delay, text in self.chunks]
         elif self.binary is not None:
             response["base64"] = base64.b64encode(self.binary).decode("ascii")
+        elif (parsed := _json_or_none(self.text, self.content_type)) is not None:
+            response["json"] = parsed  # readable and diffable, not one escaped string
         else:
             response["text"] = self.text or ""
         request = {"method": self.method, "path": self.path, "json": self.body}
         return {"request": request, "response": response}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Exchange:
+    def from_json(cls, data: Mapping[str, Any], source: str = "") -> Exchange:
         """Read one stored exchange."""
         request, response = data["request"], data["response"]
         chunks = response.get("chunks")
+        text = response.get("text")
+        if "json" in response:
+            text = json.dumps(response["json"], ensure_ascii=False)
         return cls(
             method=str(request["method"]),
             path=str(request["path"]),
             body=request.get("json"),
             status=int(response["status"]),
             content_type=str(response.get("content_type") or "application/json"),
-            text=response.get("text"),
+            text=text,
             binary=base64.b64decode(response["base64"]) if "base64" in response else None,
             chunks=[(float(d), str(t)) for d, t in chunks] if chunks is not None else None,
             latency=float(response.get("latency") or 0.0),
+            source=source,
         )
+
+
+def _json_or_none(text: str | None, content_type: str) -> Any:
+    """The parsed body of a JSON answer, or None when it is not JSON."""
+    if text is None or not content_type.startswith("application/json"):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def request_key(method: str, path: str, body: Any) -> str:
@@ -114,6 +137,13 @@ class RecordingMode:
     mode: str  # "replay" | "record"
     path: Path
     speed: float = 1.0
+    more: tuple[Path, ...] = ()  # further recordings to replay from (searched together)
+
+    @classmethod
+    def replaying(cls, paths: str, speed: float = 1.0) -> RecordingMode:
+        """Replay from one file, or several separated by ``os.pathsep`` (``a.json:b.json``)."""
+        files = [Path(part).expanduser() for part in paths.split(os.pathsep) if part.strip()]
+        return cls("replay", files[0], speed, tuple(files[1:]))
 
     @classmethod
     def from_env(cls) -> RecordingMode | None:
@@ -121,16 +151,21 @@ class RecordingMode:
         speed = _speed_from_env()
         replay = os.environ.get(REPLAY_ENV, "").strip()
         if replay:
-            return cls("replay", Path(replay).expanduser(), speed)
+            return cls.replaying(replay, speed)
         record = os.environ.get(RECORD_ENV, "").strip()
         if record:
             return cls("record", Path(record).expanduser(), speed)
         return None
 
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """Every file of this mode."""
+        return (self.path, *self.more)
+
     def describe(self) -> str:
         """For users: ``replaying quickstart.json`` / ``recording to x.json``."""
         verb = "replaying" if self.mode == "replay" else "recording to"
-        return f"{verb} {self.path.name}"
+        return f"{verb} {' + '.join(path.name for path in self.paths)}"
 
 
 def _speed_from_env() -> float:
@@ -161,8 +196,16 @@ class Recording:
     # --- files --------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Recording:
-        """Read a recording, with a one-line error naming the file when it is unusable."""
+    def load(cls, path: str | os.PathLike[str], *more: str | os.PathLike[str]) -> Recording:
+        """Read a recording (or several, searched together), with a one-line error naming
+        the file when one is unusable."""
+        recording = cls._load_one(path)
+        for extra in more:
+            recording.exchanges += cls._load_one(extra).exchanges
+        return recording
+
+    @classmethod
+    def _load_one(cls, path: str | os.PathLike[str]) -> Recording:
         file = Path(path).expanduser()
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
@@ -178,7 +221,7 @@ class Recording:
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
             raise ConfigurationError(f"{file} is not a deepinfra-magic recording.")
         try:
-            exchanges = [Exchange.from_json(item) for item in data.get("exchanges", [])]
+            exchanges = [Exchange.from_json(item, file.name) for item in data.get("exchanges", [])]
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigurationError(f"Recording {file} is damaged: {shorten(str(exc))}.") from None
         return cls(file, exchanges, note=str(data.get("note") or ""))
@@ -233,6 +276,7 @@ class Recording:
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 out.write(self.dumps())
+            os.chmod(temp, 0o666 & ~_umask())  # an ordinary file, not mkstemp's private one
             os.replace(temp, self.path)
         except BaseException:
             Path(temp).unlink(missing_ok=True)

@@ -78,11 +78,16 @@ class ChatResult:
     usage: Usage | None = None
     interrupted: bool = False
     error: str | None = None
-    replayed: bool = False
+    replayed_from: str | None = None  # the recording file, when replayed
     request_id: str | None = None
     time_to_first_token: float | None = None
     duration: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def replayed(self) -> bool:
+        """True when the reply came from a recording, not the network."""
+        return self.replayed_from is not None
 
     @property
     def complete(self) -> bool:
@@ -108,6 +113,7 @@ class ChatResult:
             "interrupted": self.interrupted,
             "error": self.error,
             "replayed": self.replayed,
+            "replayed_from": self.replayed_from,
         }
 
     def __str__(self) -> str:

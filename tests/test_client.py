@@ -563,9 +563,8 @@ def test_async_catalog_key_check_and_missing_key(fake_server: FakeDeepInfra) -> 
             assert await client.models() is catalog
             valid = await client.validate_key()
         async with async_client(fake_server, api_key=None) as keyless:
-            stream = await keyless.chat(MESSAGES)
             with pytest.raises(MissingAPIKeyError) as caught:
-                [event async for event in stream]
+                await keyless.chat(MESSAGES)  # at the call, before any request
         return catalog, valid, caught.value
 
     catalog, valid, missing = asyncio.run(run())

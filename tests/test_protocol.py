@@ -396,7 +396,8 @@ def test_image_request_path_and_empty_prompt() -> None:
 
 def test_retry_policy_is_bounded_and_honours_retry_after() -> None:
     policy = RetryPolicy(max_retries=2)
-    assert policy.delay(1, retry_after=3.0) == 3.0
+    waited = policy.delay(1, retry_after=3.0)
+    assert waited is not None and 3.0 <= waited <= 3.6  # never sooner; a little jitter
     assert policy.delay(3) is None  # retries used up
     assert policy.delay(1, retry_after=3600.0) is None  # too long to wait: tell the user
     first, second = policy.delay(1), policy.delay(2)
