@@ -292,8 +292,9 @@ def _plain_bundle(text: str) -> dict[str, str]:
 
 
 def _plain(markdown: str) -> str:
-    """A footer's text/plain: the same words without Markdown emphasis or code marks."""
-    return markdown.replace("`", "").replace("*", "")
+    """A footer's text/plain: the same words without Markdown emphasis, code marks or the
+    escapes that keep ``$`` from starting LaTeX in Jupyter's Markdown."""
+    return markdown.replace("`", "").replace("*", "").replace("\\$", "$")
 
 
 class StdoutReplyView:
@@ -338,12 +339,15 @@ class StdoutReplyView:
         self._out.flush()
 
 
-def _money(dollars: float) -> str:
-    return "<$0.0001" if 0 < dollars < 0.0001 else f"${dollars:.4f}"
+def money(dollars: float) -> str:
+    """Dollars for Markdown: ``\\$`` so Jupyter does not read two prices as LaTeX."""
+    return "<\\$0.0001" if 0 < dollars < 0.0001 else f"\\${dollars:.4f}"
 
 
-def reply_footer(result: ChatResult, replay_file: str | None = None) -> str:
-    """One Markdown line under a reply: model, tokens, first-token time, speed, cost."""
+def reply_footer(result: ChatResult, *, timing: bool = True) -> str:
+    """One Markdown line under a reply: model, tokens, first-token time, speed, cost.
+
+    ``timing=False`` leaves out times that mean nothing (an instant replay)."""
     parts = []
     if result.interrupted:
         parts.append("⏹ **interrupted**")
@@ -355,21 +359,21 @@ def reply_footer(result: ChatResult, replay_file: str | None = None) -> str:
         parts.append(f"{usage.prompt_tokens:,} in / {usage.completion_tokens:,} out tokens")
     else:
         parts.append(f"{len(result.text):,} characters")
-    if result.time_to_first_token is not None:
+    if timing and result.time_to_first_token is not None:
         parts.append(f"first token {result.time_to_first_token:.2f} s")
     speed = result.tokens_per_second
-    if speed is not None:
+    if timing and speed is not None:
         parts.append(f"{speed:,.0f} tok/s")
     if usage is not None and usage.estimated_cost is not None:
-        parts.append(_money(usage.estimated_cost))
+        parts.append(money(usage.estimated_cost))
     if result.finish_reason == "length":
         parts.append("cut off at max_tokens")
-    if result.replayed:
-        parts.append(f"▶ replayed from {replay_file}" if replay_file else "▶ replayed")
+    if result.replayed_from:
+        parts.append(f"▶ replayed from {result.replayed_from}")
     return " · ".join(parts)
 
 
-def image_caption(result: ImageResult, elapsed: float, replay_file: str | None = None) -> str:
+def image_caption(result: ImageResult, elapsed: float) -> str:
     """One Markdown line under images: model, seeds, size, runtime, cost."""
     parts = [f"`{result.model}`"]
     seeds = [str(image.seed) for image in result.images if image.seed is not None]
@@ -381,9 +385,9 @@ def image_caption(result: ImageResult, elapsed: float, replay_file: str | None =
     runtime = result.runtime_ms / 1000 if result.runtime_ms is not None else elapsed
     parts.append(f"{runtime:.1f} s")
     if result.cost is not None:
-        parts.append(_money(result.cost))
-    if result.replayed:
-        parts.append(f"▶ replayed from {replay_file}" if replay_file else "▶ replayed")
+        parts.append(money(result.cost))
+    if result.replayed_from:
+        parts.append(f"▶ replayed from {result.replayed_from}")
     return " · ".join(parts)
 
 

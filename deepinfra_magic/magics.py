@@ -60,7 +60,7 @@ from .types import ChatResult, ContentDelta, ReasoningDelta
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from .catalog import ModelCatalog
+    from .catalog import ModelCatalog, ModelInfo
     from .client import DeepInfraClient
     from .images import ImageResult
 
@@ -177,7 +177,7 @@ class DeepInfraMagics(Magics):
         config=True
     )
     temperature = Float(0.7, help="Sampling temperature (0–2).").tag(config=True)
-    max_tokens = Int(1028, help="Most tokens a reply may have.").tag(config=True)
+    max_tokens = Int(4096, help="Most tokens a reply may have.").tag(config=True)
     max_history = Int(5, help="Previous exchanges sent with each %%deepinfra cell.").tag(
         config=True
     )
@@ -263,7 +263,7 @@ class DeepInfraMagics(Magics):
 
         recording = None
         if self.replay:
-            recording = RecordingMode("replay", Path(self.replay), self.replay_speed)
+            recording = RecordingMode.replaying(self.replay, self.replay_speed)
         elif self.record:
             recording = RecordingMode("record", Path(self.record), self.replay_speed)
         return {
@@ -327,8 +327,8 @@ class DeepInfraMagics(Magics):
             return rich_display_available(self.ip)
         return self.display_mode == "markdown"
 
-    def _replay_name(self) -> str | None:
-        return Path(self.replay).name if self.replay else None
+    def _replay_names(self) -> str:
+        return " + ".join(Path(part).name for part in self.replay.split(os.pathsep) if part)
 
     # --- %%deepinfra ------------------------------------------------------------------------
 
@@ -376,7 +376,7 @@ class DeepInfraMagics(Magics):
             client, view, messages, model, temperature, max_tokens, params, not args.no_stream
         )
         note = ""
-        footer = reply_footer(result, self._replay_name())
+        footer = reply_footer(result, timing=not (result.replayed and self.replay_speed == 0))
         arrived = bool(result.text or result.reasoning)
         if result.interrupted:
             note = (
@@ -539,7 +539,7 @@ class DeepInfraMagics(Magics):
                 raise problem
             return
         result = ImageResult.merge(parts)
-        caption = image_caption(result, elapsed, self._replay_name())
+        caption = image_caption(result, elapsed)
         if len(result.images) < count:
             caption += f" · ⚠ {len(result.images)} of {count} images"
         if save:
@@ -567,7 +567,7 @@ class DeepInfraMagics(Magics):
         status = f"{self._key_status(client)} · {self._source_status(catalog)}"
         header = "| Model | Type | Context | Price |\n|---|---|---|---|"
         rows = [
-            f"| `{m.name}` | {m.kind} | {_context(m.context_length)} | {m.price_text() or '—'} |"
+            f"| `{m.name}` | {m.kind} | {_context(m.context_length)} | {_price(m)} |"
             for m in models
         ]
         if not rows:
@@ -584,7 +584,7 @@ class DeepInfraMagics(Magics):
     def _key_status(self, client: DeepInfraClient) -> str:
         """Which key source is set, never the value."""
         if client.replaying:
-            return f"Key: not needed (replaying {self._replay_name()})"
+            return f"Key: not needed (replaying {self._replay_names()})"
         if self._login and client.has_key:
             return "Key: entered with %deepinfra_login"
         source = key_source()
@@ -704,8 +704,8 @@ class DeepInfraMagics(Magics):
         # prompts and replies (``2*3``, ``**bold**``) stay as they were written.
         lines = [
             (
-                f"**{len(conversation)} exchanges**, the last {sent} are sent with the next cell.",
-                f"{len(conversation)} exchanges, the last {sent} are sent with the next cell.",
+                f"**{_exchanges(len(conversation))}**, {_sent_note(sent, len(conversation))}.",
+                f"{_exchanges(len(conversation))}, {_sent_note(sent, len(conversation))}.",
             )
         ]
         if conversation.system_prompt:
@@ -749,13 +749,14 @@ class DeepInfraMagics(Magics):
         path = _absolute(args.path)
         if args.if_no_key and (self._login or key_source()):
             self.replay = ""
-            print(f"A key is set, so requests go to the API live ({Path(path).name} not used).")
+            names = " + ".join(Path(part).name for part in path.split(os.pathsep))
+            print(f"A key is set, so requests go to the API live ({names} not used).")
             return
         from .recording import Recording
 
-        Recording.load(path)  # a clear error now beats one at the first request
+        Recording.load(*path.split(os.pathsep))  # a clear error now beats one later
         self.replay = path
-        print(f"Replaying {Path(path).name}: answers come from the recording (no key needed).")
+        print(f"Replaying {self._replay_names()}: answers come from the recording (no key needed).")
 
     @no_var_expand
     @line_magic
@@ -793,9 +794,29 @@ def os_environ(name: str) -> str:
     return os.environ.get(name, "").strip()
 
 
-def _absolute(path: str) -> str:
-    """Recordings are resolved when named, so a later ``cd`` does not move them."""
-    return str(Path(path).expanduser().resolve()) if path else ""
+def _absolute(paths: str) -> str:
+    """Recordings are resolved when named, so a later ``cd`` does not move them (several
+    replay files are separated by ``os.pathsep``)."""
+    parts = [str(Path(part).expanduser().resolve()) for part in paths.split(os.pathsep) if part]
+    return os.pathsep.join(parts)
+
+
+def _price(model: ModelInfo) -> str:
+    """The price for a Markdown table: dollar signs escaped so they are not read as LaTeX."""
+    return model.price_text().replace("$", "\\$") or "—"
+
+
+def _exchanges(count: int) -> str:
+    return f"{count} exchange" if count == 1 else f"{count} exchanges"
+
+
+def _sent_note(sent: int, total: int) -> str:
+    if sent == 0:
+        return "none is sent with the next cell (max_history is 0)"
+    if sent == total:
+        return "it is sent with the next cell" if sent == 1 else "all are sent with the next cell"
+    last = "the last one is" if sent == 1 else f"the last {sent} are"
+    return f"{last} sent with the next cell"
 
 
 def _context(tokens: int | None) -> str:

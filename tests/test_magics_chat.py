@@ -194,7 +194,7 @@ def test_max_history_sends_only_the_last_exchanges(
     with capture_output() as captured:
         ip.run_line_magic("deepinfra_history", "")
     shown = captured.outputs[0].data[PLAIN]
-    assert shown.startswith("3 exchanges, the last 1 are sent with the next cell.")
+    assert shown.startswith("3 exchanges, the last one is sent with the next cell.")
     assert "You (not sent): one" in shown and "You (not sent): two" in shown
     assert "You: three" in shown
     assert f"{DEFAULT}: " + default_reply(DEFAULT, "three") in shown  # asterisks kept

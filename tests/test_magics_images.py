@@ -67,6 +67,7 @@ def test_one_image_progress_then_image_then_caption(
         "seeds": [5],
         "seed": 5,
         "replayed": False,
+        "replayed_from": None,
     }
     # The progress display becomes the caption.
     assert caption.update is True and display_id(caption) == ident
