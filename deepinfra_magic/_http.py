@@ -284,6 +284,14 @@ class _Aborts:
             with self._lock:
                 self._groups.pop(ident, None)
 
+    def watches_this_thread(self) -> bool:
+        """True when the current thread joined a stop group (only image worker threads do).
+
+        A plain dict membership test, without the lock: only this thread adds or removes
+        its own entry, so the answer cannot change under it.
+        """
+        return threading.get_ident() in self._groups
+
     def abort(self, stop: threading.Event) -> None:
         """Set ``stop`` and cut the connections its threads are using right now."""
         stop.set()
@@ -323,10 +331,15 @@ class _AbortableStream(httpcore.NetworkStream):
         self._aborts = aborts
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if not self._aborts.watches_this_thread():  # a chat stream's hot path: no overhead
+            return self._inner.read(max_bytes, timeout)
         with self._aborts.using(self._inner):
             return self._inner.read(max_bytes, timeout)
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not self._aborts.watches_this_thread():
+            self._inner.write(buffer, timeout)
+            return
         with self._aborts.using(self._inner):
             self._inner.write(buffer, timeout)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from ._buffer import TextBuffer
 from ._sse import SSEDecoder
 from .errors import InvalidRequestError, InvalidResponseError, StreamError, shorten
 from .types import ContentDelta, ReasoningDelta, Usage
@@ -45,6 +46,7 @@ CHAT_PATH = "/v1/openai/chat/completions"
 MODELS_PATH = "/v1/openai/models"
 INFERENCE_PREFIX = "/v1/inference/"
 IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
+_decode_json = json.JSONDecoder().decode  # json.loads without its per-call keyword checks
 
 
 @dataclass(frozen=True)
@@ -213,24 +215,28 @@ class ChatStreamDecoder:
     usage: Usage | None = None
     done: bool = False
     _sse: SSEDecoder = field(default_factory=SSEDecoder)
-    _text: list[str] = field(default_factory=list)
-    _reasoning: list[str] = field(default_factory=list)
+    _text: TextBuffer = field(default_factory=TextBuffer)
+    _reasoning: TextBuffer = field(default_factory=TextBuffer)
 
     @property
     def text(self) -> str:
         """All answer text received so far."""
-        return "".join(self._text)
+        return str(self._text)
 
     @property
     def reasoning(self) -> str:
         """All reasoning text received so far."""
-        return "".join(self._reasoning)
+        return str(self._reasoning)
 
     def feed(self, chunk: bytes) -> list[ContentDelta | ReasoningDelta]:
         """Decode a network chunk; raises StreamError (with the partial text) on bad data."""
         if self.done:
             return []
         deltas: list[ContentDelta | ReasoningDelta] = []
+        data = self._sse.single_data(chunk)
+        if data is not None:  # one token per network chunk: the usual case, kept short
+            self._event(data, deltas)
+            return deltas
         for event in self._sse.feed(chunk):
             self._event(event.data, deltas)
             if self.done:
@@ -257,36 +263,45 @@ class ChatStreamDecoder:
         )
 
     def _event(self, data: str, deltas: list[ContentDelta | ReasoningDelta]) -> None:
+        # This runs once per streamed token, so it is written for speed: json gives plain
+        # dicts and lists, and exact type checks cost a fraction of isinstance(x, Mapping).
         if data == "[DONE]":
             self.done = True
             return
         try:
-            payload = json.loads(data)
+            payload = _decode_json(data)
         except ValueError:
             raise self.error(f"The stream carried malformed data {shorten(data, 60)!r}") from None
-        if not isinstance(payload, dict):
+        if type(payload) is not dict:
             raise self.error(f"The stream carried unexpected data {shorten(data, 60)!r}")
-        problem = _error_message(payload)
-        if problem:
-            raise self.error(f"The model stopped with an error: {shorten(problem, 160)}")
+        choices = payload.get("choices")
+        if choices and type(choices) is list and type(choice := choices[0]) is dict:
+            delta = choice.get("delta")
+            if delta and type(delta) is dict:
+                content = delta.get("content")
+                if "reasoning_content" in delta or "reasoning" in delta:
+                    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                    if reasoning:
+                        self._reasoning.append(reasoning)
+                        deltas.append(ReasoningDelta(reasoning))
+                if content:
+                    self._text.append(content)
+                    deltas.append(ContentDelta(content))
+            finish_reason = choice.get("finish_reason")
+            if finish_reason:
+                self.finish_reason = finish_reason
+        if "error" in payload or "usage" in payload:
+            self._extra_fields(payload)
+
+    def _extra_fields(self, payload: dict[str, Any]) -> None:
+        """An ``error`` object raises (keeping the text); a ``usage`` object is kept."""
+        if "error" in payload:
+            problem = _error_message(payload)
+            if problem:
+                raise self.error(f"The model stopped with an error: {shorten(problem, 160)}")
         usage = payload.get("usage")
-        if isinstance(usage, Mapping):
+        if type(usage) is dict:
             self.usage = Usage.from_json(usage)
-        choice = _first_choice(payload)
-        if choice is None:
-            return
-        delta = choice.get("delta")
-        if isinstance(delta, Mapping):
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if reasoning:
-                self._reasoning.append(reasoning)
-                deltas.append(ReasoningDelta(reasoning))
-            content = delta.get("content")
-            if content:
-                self._text.append(content)
-                deltas.append(ContentDelta(content))
-        if choice.get("finish_reason"):
-            self.finish_reason = choice["finish_reason"]
 
 
 # --- images ----------------------------------------------------------------------------

@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from ._buffer import TextBuffer
+
 if TYPE_CHECKING:
     from .images import GeneratedImage, ImageResult
     from .types import ChatResult
@@ -34,7 +36,7 @@ __all__ = [
 METADATA_KEY = "deepinfra_magic"
 # Coalescing: at least `update_interval` between updates, and at most this many bytes of
 # update traffic per second, so the interval grows with the text being resent.
-UPDATE_BYTES_PER_SECOND = 8_000
+UPDATE_BYTES_PER_SECOND = 6_000
 # A live segment longer than this is frozen at a paragraph break (outside code fences).
 SEGMENT_CHARS = 8_000
 
@@ -94,8 +96,8 @@ class Throttle:
 
     def due(self, size: int) -> bool:
         """True if an update of ``size`` characters may be sent now."""
-        wait = max(self.interval, size / self.bytes_per_second)
-        return self.clock() - self.last >= wait
+        elapsed = self.clock() - self.last
+        return elapsed >= self.interval and elapsed >= size / self.bytes_per_second
 
     def sent(self) -> None:
         """Note that an update went out now."""
@@ -148,7 +150,7 @@ class LiveSection:
         self._segment_chars = segment_chars
         self._display_id = display_id  # an existing handle to take over, if any
         self._shown = display_id is not None
-        self._parts: list[str] = []
+        self._parts = TextBuffer()
         self._live_start = 0  # index in the full text where the live segment starts
         self._length = 0
         self._dirty = False
@@ -158,7 +160,7 @@ class LiveSection:
     @property
     def text(self) -> str:
         """Everything appended so far."""
-        return "".join(self._parts)
+        return str(self._parts)
 
     def append(self, delta: str) -> None:
         """Add text; an update goes out if one is due."""
@@ -308,7 +310,6 @@ class StdoutReplyView:
         self._out = stream if stream is not None else sys.stdout
         self._throttle = Throttle(update_interval, bytes_per_second=float("inf"))
         self._section = ""
-        self._text: list[str] = []
         self._out.write(f"⏳ {model}…\n")
 
     def _write(self, section: str, header: str, delta: str) -> None:
@@ -328,7 +329,6 @@ class StdoutReplyView:
         """Answer text."""
         header = "\n\n" if self._section == "reasoning" else ""
         self._write("answer", header, delta)
-        self._text.append(delta)
 
     def finish(self, footer: str, metadata: dict[str, Any], note: str = "") -> None:
         """End the reply with the note (interrupt/error) and the footer line."""

@@ -15,14 +15,14 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ContentDelta:
-    """A piece of the answer text, in arrival order."""
+    """A piece of the answer text, in arrival order (one per streamed token: kept cheap)."""
 
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ReasoningDelta:
     """A piece of a reasoning model's ``reasoning_content``: shown apart from the answer."""
 
