@@ -219,11 +219,17 @@ class ReplyView:
     """A streamed reply in a notebook: placeholder, reasoning, answer, footer."""
 
     def __init__(
-        self, publish: Publisher, model: str, update_interval: float, markdown: bool = True
+        self,
+        publish: Publisher,
+        model: str,
+        update_interval: float,
+        markdown: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._publish = publish
         self._interval = update_interval
         self._markdown = markdown
+        self._clock = clock  # replaceable, so a benchmark can replay a reply's timing
         self._placeholder = uuid.uuid4().hex
         self._placeholder_free = True
         label = f"⏳ *Asking `{model}`…*"
@@ -240,7 +246,8 @@ class ReplyView:
         """A new section, taking over the placeholder if it is still unused."""
         display_id = self._placeholder if self._placeholder_free else None
         self._placeholder_free = False
-        return LiveSection(self._publish, render, Throttle(self._interval), display_id)
+        throttle = Throttle(self._interval, clock=self._clock)
+        return LiveSection(self._publish, render, throttle, display_id)
 
     def add_reasoning(self, delta: str) -> None:
         """Reasoning text: shown quoted and labelled, never mixed into the answer."""
