@@ -440,3 +440,27 @@ class ImageProgress:
 def show_image(publish: Publisher, image: GeneratedImage, metadata: dict[str, Any]) -> None:
     """Publish one image as plain display data (renders everywhere, headless included)."""
     publish(image.display_data(), metadata_for(metadata))
+
+
+def image_grid(images: list[GeneratedImage]) -> dict[str, Any] | None:
+    """A compact grid of thumbnails as an ipywidgets GridBox, for frontends with widgets.
+
+    Only ever in addition to the plain image outputs: a widget's content is not saved in
+    the notebook's outputs, so it must never hold the only copy of an image.
+    """
+    try:
+        import ipywidgets
+    except ImportError:
+        return None
+    tiles = [
+        ipywidgets.Image(
+            value=image.data,
+            format=image.mime_type.partition("/")[2],
+            layout=ipywidgets.Layout(width="160px", height="auto"),
+        )
+        for image in images
+    ]
+    layout = ipywidgets.Layout(grid_template_columns="repeat(auto-fill, 168px)", grid_gap="6px")
+    bundle: dict[str, Any] = ipywidgets.GridBox(tiles, layout=layout)._repr_mimebundle_()
+    bundle["text/plain"] = f"[a grid of the {len(images)} images shown above]"
+    return bundle

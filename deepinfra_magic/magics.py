@@ -11,6 +11,7 @@ import keyword
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ from .display import (
     ReplyView,
     StdoutReplyView,
     image_caption,
+    image_grid,
     markdown_bundle,
     reply_footer,
     rich_display_available,
@@ -517,9 +519,10 @@ class DeepInfraMagics(Magics):
         from .images import ImageArrived, ImageResult
 
         publish = self._publish()
-        progress = ImageProgress(publish, model, count, self._rich())
+        rich = self._rich()
+        progress = ImageProgress(publish, model, count, rich)
         parts: list[ImageResult] = []
-        elapsed = 0.0
+        started = time.perf_counter()
         problem: BaseException | None = None
         try:
             for event in client.iter_images(prompt, model, n=count, heartbeat=1.0, **extra):
@@ -528,7 +531,6 @@ class DeepInfraMagics(Magics):
                     for image in event.result.images:
                         show_image(publish, image, {**event.result.metadata(), "seed": image.seed})
                 else:
-                    elapsed = event.elapsed
                     progress.tick(event.elapsed, event.done)
         except (KeyboardInterrupt, DeepInfraError) as exc:
             problem = exc
@@ -539,13 +541,17 @@ class DeepInfraMagics(Magics):
                 raise problem
             return
         result = ImageResult.merge(parts)
-        caption = image_caption(result, elapsed)
+        caption = image_caption(result, time.perf_counter() - started)
         if len(result.images) < count:
             caption += f" · ⚠ {len(result.images)} of {count} images"
         if save:
             paths = result.save(save)
             caption += " · saved to " + ", ".join(f"`{p}`" for p in paths)
         progress.finish(caption, result.metadata())
+        if len(result.images) > 1 and rich and getattr(self.ip, "kernel", None) is not None:
+            grid = image_grid(result.images)  # widgets need a kernel (and a widget frontend)
+            if grid is not None:
+                publish(grid, {})
         self.last_images = result
         if out:
             self.ip.user_ns[out] = result
@@ -594,8 +600,6 @@ class DeepInfraMagics(Magics):
 
     @staticmethod
     def _source_status(catalog: ModelCatalog) -> str:
-        import time
-
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(catalog.fetched_at))
         return f"list from {catalog.source} ({when})"
 

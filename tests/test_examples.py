@@ -103,6 +103,17 @@ def test_example_runs_offline_from_its_recording(name: str, offline_env: None) -
             assert len(text) > 40 and "Markdown object" not in text
     assert chats >= 4
     assert images >= 1
+    widget = "application/vnd.jupyter.widget-view+json"
+    grids = [
+        o
+        for c in notebook.cells
+        if c.cell_type == "code"
+        for o in _outputs(c)
+        if widget in o.get("data", {})
+    ]
+    if name == "workshop":  # the three lighthouses also come as a compact grid (a widget) ...
+        assert len(grids) == 1 and "grid of the 3 images" in grids[0]["data"]["text/plain"]
+    # ... but never as the only copy: each image is plain display data as well (counted above).
 
 
 def test_quickstart_reply_text_is_the_recorded_one(offline_env: None) -> None:
