@@ -77,7 +77,9 @@ def chromium_path() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running on the
+# main thread while it lives, which would break asyncio.run() in every test after these.
+@pytest.fixture(scope="package")
 def jupyterlab_factory(
     chromium_path: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[JupyterLabFactory]:
@@ -87,7 +89,7 @@ def jupyterlab_factory(
     factory.stop_all(keep_logs=request.session.testsfailed > 0)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def jupyterlab(
     jupyterlab_factory: JupyterLabFactory, request: pytest.FixtureRequest
 ) -> JupyterLabServer:
@@ -96,9 +98,9 @@ def jupyterlab(
     return jupyterlab_factory(extra_env)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium_path: Path) -> Iterator[Browser]:
-    """Headless Chromium for the session (Playwright gives it a fresh temporary profile)."""
+    """Headless Chromium for the browser tests (Playwright gives it a fresh temporary profile)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
