@@ -17,6 +17,23 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
+from .errors import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    ConfigurationError,
+    DeepInfraError,
+    InsufficientCreditError,
+    InvalidRequestError,
+    InvalidResponseError,
+    MissingAPIKeyError,
+    ModelNotFoundError,
+    RateLimitError,
+    ReplayError,
+    ServerError,
+    StreamError,
+)
+from .types import ChatResult, ContentDelta, ReasoningDelta, Usage
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -24,26 +41,11 @@ if TYPE_CHECKING:
     from .catalog import ModelCatalog, ModelInfo
     from .client import AsyncChatStream, AsyncDeepInfraClient, ChatStream, DeepInfraClient
     from .conversation import Conversation
-    from .errors import (
-        APIConnectionError,
-        APITimeoutError,
-        AuthenticationError,
-        ConfigurationError,
-        DeepInfraError,
-        InsufficientCreditError,
-        InvalidRequestError,
-        InvalidResponseError,
-        MissingAPIKeyError,
-        ModelNotFoundError,
-        RateLimitError,
-        ReplayError,
-        ServerError,
-        StreamError,
-    )
     from .images import GeneratedImage, ImageResult
     from .recording import Recording
-    from .types import ChatResult, ContentDelta, ReasoningDelta, Usage
 
+# Errors and result types are light and imported above; these load on first use (the
+# client brings httpx), so ``%load_ext`` stays fast.
 _LAZY = {
     "DeepInfraClient": "client",
     "AsyncDeepInfraClient": "client",
@@ -55,29 +57,6 @@ _LAZY = {
     "GeneratedImage": "images",
     "ImageResult": "images",
     "Recording": "recording",
-    "ChatResult": "types",
-    "ContentDelta": "types",
-    "ReasoningDelta": "types",
-    "Usage": "types",
-    **{
-        name: "errors"
-        for name in (
-            "APIConnectionError",
-            "APITimeoutError",
-            "AuthenticationError",
-            "ConfigurationError",
-            "DeepInfraError",
-            "InsufficientCreditError",
-            "InvalidRequestError",
-            "InvalidResponseError",
-            "MissingAPIKeyError",
-            "ModelNotFoundError",
-            "RateLimitError",
-            "ReplayError",
-            "ServerError",
-            "StreamError",
-        )
-    },
 }
 
 __all__ = [

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, ClassVar, Literal, overload
 
 from ._config import (
     DEFAULT_IMAGE_MODEL,
@@ -138,21 +138,42 @@ def _as_secret(api_key: str | Secret | None) -> Secret | None:
 
 
 class _ClientBase:
-    """Configuration shared by both clients: base URL, key, timeouts, retries, recording."""
+    """What both clients share: configuration, the transport, and turning answers into
+    results. The two differ only in their transport (sync or async) and in awaiting.
+
+    **Parameters:**
+
+    * ``api_key`` – else ``DEEPINFRA_API_KEY``, else ``DEEPINFRA_API_TOKEN``.
+    * ``base_url`` – the API root; else ``DEEPINFRA_BASE_URL``, else DeepInfra's.
+    * ``timeout`` – read timeout in seconds (connect stays short), or a ``Timeouts``.
+    * ``max_retries`` – retries for 429/5xx/connect failures before any body is read.
+    * ``replay`` / ``record`` – a recording file to answer from (several: separated by
+      ``os.pathsep``), or to write to; by default ``DEEPINFRA_MAGIC_REPLAY``/``_RECORD``.
+    * ``replay_speed`` – 1 replays at the recorded pace, 2 twice as fast, 0 instantly.
+    * ``catalog_ttl`` / ``catalog_disk_cache`` – how long the on-disk model list is fresh.
+    * ``proxy`` – an HTTP(S) proxy URL; by default ``HTTPS_PROXY`` and friends apply.
+    """
+
+    _transport: SyncTransport | AsyncTransport
+    _transport_type: ClassVar[type[SyncTransport] | type[AsyncTransport]]
 
     def __init__(
         self,
-        api_key: str | Secret | None,
-        base_url: str | None,
-        timeout: float | Timeouts | None,
-        max_retries: int,
-        recording: RecordingMode | _FromEnvironment | None,
-        replay: str | os.PathLike[str] | None,
-        record: str | os.PathLike[str] | None,
-        replay_speed: float | None,
-        catalog_ttl: float,
-        catalog_disk_cache: bool,
+        api_key: str | Secret | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float | Timeouts | None = None,
+        max_retries: int = 2,
+        replay: str | os.PathLike[str] | None = None,
+        record: str | os.PathLike[str] | None = None,
+        replay_speed: float | None = None,
+        recording: RecordingMode | _FromEnvironment | None = FROM_ENVIRONMENT,
+        catalog_ttl: float = 24 * 3600,
+        catalog_disk_cache: bool = True,
+        http_transport: Any = None,
+        proxy: str | None = None,
     ) -> None:
+        api_key = _as_secret(api_key)  # first: no frame may hold the plain key as a local
         self.base_url = resolve_base_url(base_url)
         self.timeouts = Timeouts.from_value(timeout)
         if max_retries < 0:
@@ -160,10 +181,50 @@ class _ClientBase:
         self.retry = RetryPolicy(max_retries=max_retries)
         self.recording = _recording_mode(recording, replay, record, replay_speed)
         self.key_source = "argument" if api_key is not None else key_source()
-        self._catalog_ttl = catalog_ttl
         # Replay answers from its file; recording must fetch, so the file gets the list.
         use_disk = catalog_disk_cache and self.recording is None
         self._disk = DiskCache(ttl=catalog_ttl) if use_disk else None
+        self._transport = self._transport_type(
+            self.base_url,
+            resolve_key(api_key),
+            timeouts=self.timeouts,
+            retry=self.retry,
+            recording=self.recording,
+            http_transport=http_transport,
+            proxy=proxy,
+        )
+
+    @property
+    def has_key(self) -> bool:
+        """True when requests will carry a key."""
+        return self._transport.has_key
+
+    def _chat_request(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str,
+        stream: bool,
+        temperature: float | None,
+        max_tokens: int | None,
+        params: Mapping[str, Any],
+    ) -> ApiRequest:
+        request = chat_request(
+            messages, model, stream=stream, temperature=temperature,
+            max_tokens=max_tokens, params=params,
+        )  # fmt: skip
+        self._transport.check_key(request)  # a missing key fails at the call, not later
+        return request
+
+    def _completion(self, raw: RawResponse, model: str, started: float) -> ChatResult:
+        """The result of a non-streamed completion, priced from the catalog if needed."""
+        text, reasoning, finish, usage, _ = parse_chat_completion(parse_json(raw, "chat"), model)
+        elapsed = time.perf_counter() - started
+        result = ChatResult(
+            text, model, reasoning, finish, usage, replayed_from=raw.replayed_from,
+            time_to_first_token=elapsed, duration=elapsed,
+        )  # fmt: skip
+        self._price(result)
+        return result
 
     @property
     def replaying(self) -> bool:
@@ -403,55 +464,11 @@ class AsyncChatStream(_StreamState):
 
 
 class DeepInfraClient(_ClientBase):
-    """Blocking client for DeepInfra's chat, image and catalog endpoints.
+    """Blocking client for DeepInfra's chat, image and catalog endpoints (parameters: see
+    ``_ClientBase``). This is what the magics use, on the main thread."""
 
-    **Parameters:**
-
-    * ``api_key`` – else ``DEEPINFRA_API_KEY``, else ``DEEPINFRA_API_TOKEN``.
-    * ``base_url`` – the API root; else ``DEEPINFRA_BASE_URL``, else DeepInfra's.
-    * ``timeout`` – read timeout in seconds (connect stays short), or a ``Timeouts``.
-    * ``max_retries`` – retries for 429/5xx/connect failures before any body is read.
-    * ``replay`` / ``record`` – a recording file to answer from (several: separated by
-      ``os.pathsep``), or to write to.
-    * ``proxy`` – an HTTP(S) proxy URL; by default ``HTTPS_PROXY`` and friends apply.
-    * ``replay_speed`` – 1 replays at the recorded pace, 2 twice as fast, 0 instantly.
-    """
-
-    def __init__(
-        self,
-        api_key: str | Secret | None = None,
-        *,
-        base_url: str | None = None,
-        timeout: float | Timeouts | None = None,
-        max_retries: int = 2,
-        replay: str | os.PathLike[str] | None = None,
-        record: str | os.PathLike[str] | None = None,
-        replay_speed: float | None = None,
-        recording: RecordingMode | _FromEnvironment | None = FROM_ENVIRONMENT,
-        catalog_ttl: float = 24 * 3600,
-        catalog_disk_cache: bool = True,
-        http_transport: Any = None,
-        proxy: str | None = None,
-    ) -> None:
-        api_key = _as_secret(api_key)  # first: no frame may hold the plain key as a local
-        super().__init__(
-            api_key, base_url, timeout, max_retries, recording, replay, record,
-            replay_speed, catalog_ttl, catalog_disk_cache,
-        )  # fmt: skip
-        self._transport = SyncTransport(
-            self.base_url,
-            resolve_key(api_key),
-            timeouts=self.timeouts,
-            retry=self.retry,
-            recording=self.recording,
-            http_transport=http_transport,
-            proxy=proxy,
-        )
-
-    @property
-    def has_key(self) -> bool:
-        """True when requests will carry a key."""
-        return self._transport.has_key
+    _transport: SyncTransport
+    _transport_type = SyncTransport
 
     # --- chat ---------------------------------------------------------------------------
 
@@ -493,11 +510,7 @@ class DeepInfraClient(_ClientBase):
         ``stream=False`` returns the final :class:`ChatResult`. Extra OpenAI parameters
         (``top_p``, ``stop``, ``response_format``, …) pass through unchanged."""
         model = model or DEFAULT_MODEL
-        request = chat_request(
-            messages, model, stream=stream, temperature=temperature,
-            max_tokens=max_tokens, params=params,
-        )  # fmt: skip
-        self._transport.check_key(request)  # a missing key fails here, not on iteration
+        request = self._chat_request(messages, model, stream, temperature, max_tokens, params)
         if stream:
             return ChatStream(self, request, model)
         started = time.perf_counter()
@@ -505,14 +518,7 @@ class DeepInfraClient(_ClientBase):
             raw = self._transport.send(request)
         except ModelNotFoundError as exc:
             raise self._suggest(exc) from None
-        text, reasoning, finish, usage, _ = parse_chat_completion(parse_json(raw, "chat"), model)
-        elapsed = time.perf_counter() - started
-        result = ChatResult(
-            text, model, reasoning, finish, usage, replayed_from=raw.replayed_from,
-            time_to_first_token=elapsed, duration=elapsed,
-        )  # fmt: skip
-        self._price(result)
-        return result
+        return self._completion(raw, model, started)
 
     # --- images -------------------------------------------------------------------------
 
@@ -640,42 +646,9 @@ class DeepInfraClient(_ClientBase):
 class AsyncDeepInfraClient(_ClientBase):
     """The asyncio twin of :class:`DeepInfraClient`, for library users who ``await``."""
 
-    def __init__(
-        self,
-        api_key: str | Secret | None = None,
-        *,
-        base_url: str | None = None,
-        timeout: float | Timeouts | None = None,
-        max_retries: int = 2,
-        replay: str | os.PathLike[str] | None = None,
-        record: str | os.PathLike[str] | None = None,
-        replay_speed: float | None = None,
-        recording: RecordingMode | _FromEnvironment | None = FROM_ENVIRONMENT,
-        catalog_ttl: float = 24 * 3600,
-        catalog_disk_cache: bool = True,
-        http_transport: Any = None,
-        proxy: str | None = None,
-    ) -> None:
-        api_key = _as_secret(api_key)  # first: no frame may hold the plain key as a local
-        super().__init__(
-            api_key, base_url, timeout, max_retries, recording, replay, record,
-            replay_speed, catalog_ttl, catalog_disk_cache,
-        )  # fmt: skip
-        self._transport = AsyncTransport(
-            self.base_url,
-            resolve_key(api_key),
-            timeouts=self.timeouts,
-            retry=self.retry,
-            recording=self.recording,
-            http_transport=http_transport,
-            proxy=proxy,
-        )
-        self._catalog_lock: asyncio.Lock | None = None
-
-    @property
-    def has_key(self) -> bool:
-        """True when requests will carry a key."""
-        return self._transport.has_key
+    _transport: AsyncTransport
+    _transport_type = AsyncTransport
+    _catalog_lock: asyncio.Lock | None = None
 
     @overload
     async def chat(
@@ -714,11 +687,7 @@ class AsyncDeepInfraClient(_ClientBase):
         """Chat completion: ``stream = await client.chat(...)`` then ``async for``;
         ``stream=False`` returns the final :class:`ChatResult`."""
         model = model or DEFAULT_MODEL
-        request = chat_request(
-            messages, model, stream=stream, temperature=temperature,
-            max_tokens=max_tokens, params=params,
-        )  # fmt: skip
-        self._transport.check_key(request)  # a missing key fails here, not on iteration
+        request = self._chat_request(messages, model, stream, temperature, max_tokens, params)
         if stream:
             return AsyncChatStream(self, request, model)
         started = time.perf_counter()
@@ -726,14 +695,7 @@ class AsyncDeepInfraClient(_ClientBase):
             raw = await self._transport.send(request)
         except ModelNotFoundError as exc:
             raise await self._suggest(exc) from None
-        text, reasoning, finish, usage, _ = parse_chat_completion(parse_json(raw, "chat"), model)
-        elapsed = time.perf_counter() - started
-        result = ChatResult(
-            text, model, reasoning, finish, usage, replayed_from=raw.replayed_from,
-            time_to_first_token=elapsed, duration=elapsed,
-        )  # fmt: skip
-        self._price(result)
-        return result
+        return self._completion(raw, model, started)
 
     async def generate_image(
         self, prompt: str, model: str | None = None, *, n: int = 1, **extra: Any
