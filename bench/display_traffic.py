@@ -81,6 +81,7 @@ def _simulate(tokens: list[str], delay: float) -> dict[str, Any]:
     clock = _VirtualClock()
     publisher = WirePublisher(clock=clock)
     view = ReplyView(publisher.publish, MODEL, UPDATE_INTERVAL, clock=clock)
+    view.start()
     for index, token in enumerate(tokens):
         clock.now = index * delay
         view.add_answer(token)

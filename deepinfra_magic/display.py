@@ -230,17 +230,25 @@ class ReplyView:
         self._interval = update_interval
         self._markdown = markdown
         self._clock = clock  # replaceable, so a benchmark can replay a reply's timing
+        self._model = model
         self._placeholder = uuid.uuid4().hex
         self._placeholder_free = True
-        label = f"⏳ *Asking `{model}`…*"
-        publish(
-            markdown_bundle(label, f"⏳ Asking {model}…"),
+        self.reasoning: LiveSection | None = None
+        self.answer: LiveSection | None = None
+
+    def start(self) -> None:
+        """Show the placeholder naming the model (nothing empty before the first token).
+
+        Separate from construction, so the caller can show it inside the region where a
+        Ctrl-C still leads to :meth:`finish`: its display id exists before it is sent.
+        """
+        label = f"⏳ *Asking `{self._model}`…*"
+        self._publish(
+            markdown_bundle(label, f"⏳ Asking {self._model}…"),
             {},
             transient={"display_id": self._placeholder},
             update=False,
         )
-        self.reasoning: LiveSection | None = None
-        self.answer: LiveSection | None = None
 
     def _section(self, render: Callable[[str], dict[str, str]]) -> LiveSection:
         """A new section, taking over the placeholder if it is still unused."""
@@ -315,9 +323,13 @@ class StdoutReplyView:
 
     def __init__(self, model: str, update_interval: float, stream: TextIO | None = None) -> None:
         self._out = stream if stream is not None else sys.stdout
+        self._model = model
         self._throttle = Throttle(update_interval, bytes_per_second=float("inf"))
         self._section = ""
-        self._out.write(f"⏳ {model}…\n")
+
+    def start(self) -> None:
+        """Say which model is being asked."""
+        self._out.write(f"⏳ {self._model}…\n")
 
     def _write(self, section: str, header: str, delta: str) -> None:
         if self._section != section:
@@ -408,6 +420,9 @@ class ImageProgress:
         self._total = total
         self._rich = rich
         self._id = uuid.uuid4().hex
+
+    def start(self) -> None:
+        """Show the progress line (apart from construction, like ``ReplyView.start``)."""
         self._show(self._status(0.0, 0), update=False)
 
     def _status(self, elapsed: float, done: int) -> str:

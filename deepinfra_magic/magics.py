@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from .catalog import ModelCatalog, ModelInfo
-    from .client import DeepInfraClient
+    from .client import ChatStream, DeepInfraClient
     from .images import ImageResult
 
 __all__ = ["DeepInfraMagics", "load", "unload"]
@@ -368,9 +368,8 @@ class DeepInfraMagics(Magics):
         messages = self.conversation.messages(prompt, args.system)
         temperature = self.temperature if args.temperature is None else args.temperature
         max_tokens = self.max_tokens if args.max_tokens is None else args.max_tokens
-        rich = self._rich()
         view: ReplyView | StdoutReplyView
-        if rich:
+        if self._rich():
             view = ReplyView(self._publish(), model, self.update_interval, args.format != "text")
         else:
             view = StdoutReplyView(model, self.update_interval)
@@ -417,37 +416,41 @@ class DeepInfraMagics(Magics):
         params: dict[str, Any],
         stream: bool,
     ) -> tuple[ChatResult, DeepInfraError | None]:
-        """Feed the reply into the view; on Ctrl-C or an error keep what arrived."""
-        if not stream:
-            try:
+        """Feed the reply into the view; on Ctrl-C or an error keep what arrived.
+
+        The placeholder is shown and the request made inside the try: an interrupt that
+        lands before the first byte (even while the placeholder is being sent) is a stopped
+        reply like any other, and the view still gets its final update.
+        """
+        reply: ChatStream | None = None
+        try:
+            view.start()
+            if not stream:
                 result = client.chat(
                     messages, model, stream=False, temperature=temperature,
                     max_tokens=max_tokens, **params,
                 )  # fmt: skip
-            except KeyboardInterrupt:
-                return ChatResult("", model, interrupted=True), None
-            except DeepInfraError as exc:
-                return ChatResult("", model, error=exc.message), exc
-            if result.reasoning:
-                view.add_reasoning(result.reasoning)
-            view.add_answer(result.text)
-            return result, None
-        chat = client.chat(
-            messages, model, stream=True, temperature=temperature, max_tokens=max_tokens, **params
-        )
-        try:
-            with chat:
-                for event in chat:
+                if result.reasoning:
+                    view.add_reasoning(result.reasoning)
+                view.add_answer(result.text)
+                return result, None
+            reply = client.chat(
+                messages, model, temperature=temperature, max_tokens=max_tokens, **params
+            )
+            with reply:
+                for event in reply:
                     if isinstance(event, ContentDelta):
                         view.add_answer(event.text)
                     elif isinstance(event, ReasoningDelta):
                         view.add_reasoning(event.text)
         except KeyboardInterrupt:
-            return chat.partial(interrupted=True), None
+            stopped = reply.partial(interrupted=True) if reply else None
+            return stopped or ChatResult("", model, interrupted=True), None
         except DeepInfraError as exc:
-            return chat.partial(error=exc.message), exc
-        assert chat.result is not None
-        return chat.result, None
+            failed = reply.partial(error=exc.message) if reply else None
+            return failed or ChatResult("", model, error=exc.message), exc
+        assert reply.result is not None
+        return reply.result, None
 
     def _code_to_next_cell(self, text: str) -> str:
         code = first_code_block(text)
@@ -525,6 +528,7 @@ class DeepInfraMagics(Magics):
         started = time.perf_counter()
         problem: BaseException | None = None
         try:
+            progress.start()
             for event in client.iter_images(prompt, model, n=count, heartbeat=1.0, **extra):
                 if isinstance(event, ImageArrived):
                     parts.append(event.result)

@@ -80,6 +80,9 @@ def test_twenty_interrupts_at_random_points_keep_text_and_close_connections(
             for m in execution.of_type("display_data", "update_display_data")
             if KEY in m["content"]["metadata"] and m["content"]["data"].get(MARKDOWN)
         ]
+        kinds = [m["msg_type"] for m in execution.messages]
+        trace = "\n".join(execution.error["traceback"]) if execution.error else ""
+        assert len(finals) >= 2, (attempt, stop_after, kinds, trace)
         *_, reply, footer = finals  # the reply's final update, then the footer under it
         assert footer["data"][PLAIN].startswith("⏹ interrupted")
         assert reply["metadata"][KEY]["interrupted"] is True
