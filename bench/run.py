@@ -79,7 +79,7 @@ def _mark(met: bool | None) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    """The results as a Markdown table, notes as a numbered list under it."""
+    """The results as a Markdown table, notes as a list under it."""
     lines = [
         "| Benchmark | Ours | Baseline | Ratio | Goal | Met? |",
         "|---|---|---|---|---|---|",
@@ -88,7 +88,10 @@ def table(rows: list[Row]) -> str:
         f"| {r.benchmark} | {r.ours} | {r.baseline} | {r.ratio} | {r.goal} | {_mark(r.met)} |"
         for r in rows
     ]
-    notes = [f"- {r.benchmark.split(' ', 1)[0]} {r.note}" for r in rows if r.note]
+    # dict.fromkeys: rows of one benchmark often share a note; print it once.
+    notes = list(
+        dict.fromkeys(f"- {r.benchmark.split(' ', 1)[0]} {r.note}" for r in rows if r.note)
+    )
     return "\n".join([*lines, "", *notes] if notes else lines)
 
 
