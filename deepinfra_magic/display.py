@@ -154,8 +154,6 @@ class LiveSection:
         self._live_start = 0  # index in the full text where the live segment starts
         self._length = 0
         self._dirty = False
-        self.updates = 0  # messages sent, for tests and benchmarks
-        self.bytes_sent = 0
 
     @property
     def text(self) -> str:
@@ -206,8 +204,6 @@ class LiveSection:
             update=update,
         )
         self._shown = True
-        self.updates += 1
-        self.bytes_sent += sum(len(value) for value in bundle.values())
 
 
 def _quote(text: str) -> str:
@@ -296,12 +292,6 @@ class ReplyView:
             self._publish(markdown_bundle(note, _plain(note)), metadata_for(metadata))
         if footer:
             self._publish(markdown_bundle(footer, _plain(footer)), metadata_for(metadata))
-
-    @property
-    def updates(self) -> int:
-        """Display messages sent for the reply so far (placeholder included)."""
-        sections = [s for s in (self.reasoning, self.answer) if s is not None]
-        return 1 + sum(s.updates for s in sections)
 
 
 def _plain_bundle(text: str) -> dict[str, str]:

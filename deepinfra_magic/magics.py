@@ -376,24 +376,7 @@ class DeepInfraMagics(Magics):
         result, problem = self._stream_reply(
             client, view, messages, model, temperature, max_tokens, params, not args.no_stream
         )
-        note = ""
-        footer = reply_footer(result, timing=not (result.replayed and self.replay_speed == 0))
-        arrived = bool(result.text or result.reasoning)
-        if result.interrupted:
-            note = (
-                "*⏹ Interrupted: the partial reply is kept (not added to the conversation).*"
-                if arrived
-                else "*⏹ Interrupted before the reply began.*"
-            )
-        elif result.error and not arrived:
-            # Nothing to keep: the placeholder says so and the one-line error tells why.
-            note, footer = "*⚠ No reply: the request failed (the error is below).*", ""
-        elif result.error:
-            note = (
-                "*⚠ The reply stopped early: what arrived is kept (not added to the conversation).*"
-            )
-        elif args.format == "code":
-            note = self._code_to_next_cell(result.text)
+        note, footer = self._ending(result, args.format)
         view.finish(footer, result.metadata(), note)
         self.last_response = result
         if args.out:
@@ -451,6 +434,27 @@ class DeepInfraMagics(Magics):
             return failed or ChatResult("", model, error=exc.message), exc
         assert reply.result is not None
         return reply.result, None
+
+    def _ending(self, result: ChatResult, format_: str) -> tuple[str, str]:
+        """The note under a reply (why it stopped, or where its code went) and its footer."""
+        footer = reply_footer(result, timing=not (result.replayed and self.replay_speed == 0))
+        arrived = bool(result.text or result.reasoning)
+        if result.interrupted and arrived:
+            return (
+                "*⏹ Interrupted: the partial reply is kept (not added to the conversation).*",
+                footer,
+            )
+        if result.interrupted:
+            return "*⏹ Interrupted before the reply began.*", footer
+        if result.error and not arrived:
+            # Nothing to keep: the placeholder says so and the one-line error tells why.
+            return "*⚠ No reply: the request failed (the error is below).*", ""
+        if result.error:
+            kept = "what arrived is kept (not added to the conversation)"
+            return f"*⚠ The reply stopped early: {kept}.*", footer
+        if format_ == "code":
+            return self._code_to_next_cell(result.text), footer
+        return "", footer
 
     def _code_to_next_cell(self, text: str) -> str:
         code = first_code_block(text)
