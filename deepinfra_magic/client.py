@@ -19,7 +19,15 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from pathlib import Path
 from typing import Any, ClassVar, Literal, overload
 
@@ -114,6 +122,25 @@ def _image_requests(prompt: str, model: str, n: int, extra: Mapping[str, Any]) -
             body["seed"] = int(seed) + index
         requests.append(image_request(prompt, model, body))
     return requests
+
+
+def _arrivals(
+    finished: Iterable[Any], order: dict[Any, int], errors: list[BaseException], n: int
+) -> list[ImageArrived]:
+    """Progress events for the requests that just finished, in request order. Failures
+    are set aside in ``errors``: the other images still arrive; the first error is raised
+    at the end. ``order`` loses each finished request, so what is left counts the rest."""
+    events = []
+    for future in sorted(finished, key=order.__getitem__):
+        index = order.pop(future)
+        error = future.exception()
+        if error is not None:
+            errors.append(error)
+            continue
+        result = future.result()
+        result.request_index = index
+        events.append(ImageArrived(result, n - len(order) - len(errors), n))
+    return events
 
 
 def _file_error(url: str, error: DeepInfraError) -> DeepInfraError:
@@ -570,15 +597,9 @@ class DeepInfraClient(_ClientBase):
                 )
                 if not finished:
                     yield ImageWaiting(time.perf_counter() - started, done, n)
-                for future in sorted(finished, key=order.__getitem__):
-                    error = future.exception()
-                    if error is not None:
-                        errors.append(error)
-                        continue
-                    done += 1
-                    result = future.result()
-                    result.request_index = order[future]
-                    yield ImageArrived(result, done, n)
+                for event in _arrivals(finished, order, errors, n):
+                    done = event.done
+                    yield event
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
             if pending:  # stopped early (Ctrl-C, close): hang up on requests still running
@@ -741,15 +762,9 @@ class AsyncDeepInfraClient(_ClientBase):
                 )
                 if not finished:
                     yield ImageWaiting(time.perf_counter() - started, done, n)
-                for task in sorted(finished, key=order.__getitem__):
-                    error = task.exception()
-                    if error is not None:
-                        errors.append(error)
-                        continue
-                    done += 1
-                    result = task.result()
-                    result.request_index = order[task]
-                    yield ImageArrived(result, done, n)
+                for event in _arrivals(finished, order, errors, n):
+                    done = event.done
+                    yield event
         finally:
             for task in pending:
                 task.cancel()
