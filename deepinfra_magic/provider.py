@@ -118,8 +118,10 @@ class DeepInfra:
         api_key = kwargs.pop("api_key", None)
         api_base = _root(kwargs.pop("api_base", None))
         timeout = kwargs.pop("timeout", None)
-        kwargs.pop("proxy", None)  # proxies are configured through httpx's environment variables
-        async with AsyncDeepInfraClient(api_key, base_url=api_base, timeout=timeout) as client:
+        proxy = kwargs.pop("proxy", None)
+        async with AsyncDeepInfraClient(
+            api_key, base_url=api_base, timeout=timeout, proxy=proxy
+        ) as client:
             if not stream:
                 result = await client.chat(
                     messages, model, stream=False, temperature=temperature,
@@ -150,9 +152,9 @@ class DeepInfra:
         """Text to image: ``{"prompt": prompt, **extra_data}`` to ``/v1/inference/{model}``."""
         from .client import AsyncDeepInfraClient
 
-        del proxy, kwargs  # proxies come from httpx's environment variables
+        del kwargs  # g4f passes provider-wide options this call does not use
         async with AsyncDeepInfraClient(
-            api_key, base_url=_root(api_base), timeout=timeout
+            api_key, base_url=_root(api_base), timeout=timeout, proxy=proxy
         ) as client:
             return await client.generate_image(
                 prompt, model or cls.default_image_model, **dict(extra_data or {})
