@@ -192,6 +192,7 @@ class Recording:
         self.exchanges = list(exchanges)
         self._lock = threading.Lock()
         self._served: dict[str, int] = {}
+        self._by_key: dict[str, list[Exchange]] | None = None  # built on the first replay
 
     # --- files --------------------------------------------------------------------------
 
@@ -296,7 +297,11 @@ class Recording:
         """The recorded answer for a request; identical requests are served in order."""
         key = request_key(method, path, body)
         with self._lock:
-            matches = [exchange for exchange in self.exchanges if exchange.key == key]
+            if self._by_key is None:  # a replayed recording does not change: index it once
+                self._by_key = {}
+                for exchange in self.exchanges:
+                    self._by_key.setdefault(exchange.key, []).append(exchange)
+            matches = self._by_key.get(key)
             if not matches:
                 raise ReplayError(self._mismatch_message(method, path, body))
             served = self._served.get(key, 0)

@@ -63,6 +63,16 @@ FILES_PREFIX = "/files/"
 CONTROL_PREFIX = "/_fake/"
 
 ImageStyle = Literal["images", "images_single", "output", "image_url", "url", "jpeg", "webp"]
+IMAGE_STYLE_MIME: dict[str, str] = {
+    "images": "image/png",
+    "images_single": "image/png",
+    "output": "image/png",
+    "image_url": "image/png",
+    "url": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+}
+"""Each answer style, and the MIME type of the images it carries (for parametrised tests)."""
 ImageSize = Literal["small", "full"]
 BodyStyle = Literal["detail_str", "detail_obj", "detail_list", "error_obj", "html", "text", "empty"]
 ImageFault = Literal["invalid_base64", "unknown_mime", "zero_images", "big", "url_404"]

@@ -33,6 +33,7 @@ from tests.fake_server import (
     CHAT_PATH,
     DEFAULT_CATALOG,
     FEATURED_PATH,
+    IMAGE_STYLE_MIME,
     INFERENCE_PREFIX,
     TINY_JPEG,
     TINY_WEBP,
@@ -246,18 +247,7 @@ def test_the_public_catalog_needs_no_key(make_client: MakeClient) -> None:
 # ---- images -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("style", "mime"),
-    [
-        ("images", "image/png"),
-        ("images_single", "image/png"),
-        ("output", "image/png"),
-        ("image_url", "image/png"),
-        ("url", "image/png"),
-        ("jpeg", "image/jpeg"),
-        ("webp", "image/webp"),
-    ],
-)
+@pytest.mark.parametrize(("style", "mime"), list(IMAGE_STYLE_MIME.items()))
 def test_image_answer_styles(
     make_client: MakeClient, fake_server: FakeDeepInfra, style: Any, mime: str
 ) -> None:

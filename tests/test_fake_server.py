@@ -26,6 +26,7 @@ import pytest
 
 from tests.fake_server import (
     CANARY_KEY,
+    IMAGE_STYLE_MIME,
     URL_LINE_PREFIX,
     FakeDeepInfra,
     ServerConfig,
@@ -647,18 +648,7 @@ def test_max_concurrent_gives_429_and_records_peak(fake_server: FakeDeepInfra) -
 # ---- images ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("style", "mime"),
-    [
-        ("images", "image/png"),
-        ("images_single", "image/png"),
-        ("output", "image/png"),
-        ("image_url", "image/png"),
-        ("url", "image/png"),
-        ("jpeg", "image/jpeg"),
-        ("webp", "image/webp"),
-    ],
-)
+@pytest.mark.parametrize(("style", "mime"), list(IMAGE_STYLE_MIME.items()))
 def test_image_styles_decode_to_valid_images(
     fake_server: FakeDeepInfra, client: httpx.Client, style: str, mime: str
 ) -> None:

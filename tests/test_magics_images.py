@@ -13,7 +13,13 @@ from IPython.utils.capture import RichOutput, capture_output
 
 from deepinfra_magic.errors import InvalidRequestError, ModelNotFoundError
 from deepinfra_magic.images import ImageResult
-from tests.fake_server import CANARY_KEY, FILES_PREFIX, INFERENCE_PREFIX, FakeDeepInfra
+from tests.fake_server import (
+    CANARY_KEY,
+    FILES_PREFIX,
+    IMAGE_STYLE_MIME,
+    INFERENCE_PREFIX,
+    FakeDeepInfra,
+)
 from tests.kernel_helpers import (
     MARKDOWN,
     METADATA_KEY,
@@ -100,18 +106,7 @@ def test_three_images_are_requested_at_once_and_shown_as_they_arrive(
     assert [image.seed for image in result] == [10, 11, 12]
 
 
-@pytest.mark.parametrize(
-    ("style", "mime"),
-    [
-        ("images", "image/png"),
-        ("images_single", "image/png"),
-        ("output", "image/png"),
-        ("image_url", "image/png"),
-        ("url", "image/png"),
-        ("jpeg", "image/jpeg"),
-        ("webp", "image/webp"),
-    ],
-)
+@pytest.mark.parametrize(("style", "mime"), list(IMAGE_STYLE_MIME.items()))
 def test_every_answer_style_is_shown_with_the_type_the_server_sent(
     ip: InteractiveShell, fake_server: FakeDeepInfra, style: str, mime: str
 ) -> None:
