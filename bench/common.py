@@ -211,6 +211,6 @@ def magic_shell(base_url: str) -> tuple[InteractiveShell, DeepInfraMagics, WireP
         shell.run_line_magic("load_ext", "deepinfra_magic")
     magics = shell.magics_manager.registry["DeepInfraMagics"]
     assert isinstance(magics, DeepInfraMagics)
-    magics.base_url = base_url
+    magics.base_url = f"{base_url}/v1/openai"  # the fake server stands in for DeepInfra
     magics.display_mode = "auto"
     return shell, magics, publisher

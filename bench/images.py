@@ -23,7 +23,7 @@ PROMPT = "a lighthouse at dusk"
 def _library(url: str) -> Callable[[int], None]:
     from deepinfra_magic import DeepInfraClient
 
-    client = DeepInfraClient(base_url=url, catalog_disk_cache=False)
+    client = DeepInfraClient(base_url=f"{url}/v1/openai", catalog_disk_cache=False)
 
     def run(n: int) -> None:
         result = client.generate_image(PROMPT, IMAGE_MODEL, n=n)

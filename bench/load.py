@@ -51,7 +51,7 @@ print(json.dumps({
 
 
 def _child_env(base_url: str) -> dict[str, str]:
-    env = dict(os.environ, DEEPINFRA_BASE_URL=base_url)
+    env = dict(os.environ, DEEPINFRA_BASE_URL=f"{base_url}/v1/openai")
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 

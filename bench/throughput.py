@@ -72,7 +72,7 @@ def _openai_sdk(url: str) -> Callable[[], str]:
 def _library(url: str) -> Callable[[], str]:
     from deepinfra_magic import ContentDelta, DeepInfraClient
 
-    client = DeepInfraClient(base_url=url, catalog_disk_cache=False)
+    client = DeepInfraClient(base_url=f"{url}/v1/openai", catalog_disk_cache=False)
 
     def run() -> str:
         parts = []

@@ -44,7 +44,7 @@ def _raw_httpx(url: str) -> Callable[[], float]:
 def _library(url: str) -> Callable[[], float]:
     from deepinfra_magic import ContentDelta, DeepInfraClient
 
-    client = DeepInfraClient(base_url=url, catalog_disk_cache=False)
+    client = DeepInfraClient(base_url=f"{url}/v1/openai", catalog_disk_cache=False)
     messages = chat_body()["messages"]
 
     def run() -> float:

@@ -17,12 +17,16 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_IMAGE_MODEL",
     "DEFAULT_MODEL",
+    "FLAVOURS",
+    "FLAVOUR_ENV",
     "KEY_ENV_VARS",
     "Secret",
     "Timeouts",
     "key_source",
     "missing_key_error",
+    "resolve_api_url",
     "resolve_base_url",
+    "resolve_flavour",
     "resolve_key",
 ]
 
@@ -31,6 +35,9 @@ DEFAULT_MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
 DEFAULT_IMAGE_MODEL = "black-forest-labs/FLUX-1-schnell"
 BASE_URL_ENV = "DEEPINFRA_BASE_URL"
 KEY_ENV_VARS = ("DEEPINFRA_API_KEY", "DEEPINFRA_API_TOKEN")
+# Which routes the base URL gets: "auto" decides from the URL (see _routes.decide_flavour).
+FLAVOUR_ENV = "DEEPINFRA_FLAVOUR"
+FLAVOURS = ("auto", "deepinfra", "generic")
 # People often paste the OpenAI-compatible root; the API root is what we need.
 _OPENAI_SUFFIX = "/v1/openai"
 
@@ -82,19 +89,37 @@ class Timeouts:
         return cls(read=float(value))
 
 
-def resolve_base_url(base_url: str | None = None) -> str:
-    """The API root to use, validated and without a trailing slash."""
+def resolve_api_url(base_url: str | None = None) -> str:
+    """The base URL as configured (argument > environment > DeepInfra), validated and
+    without a trailing slash; ``/v1/openai`` is kept, since it tells DeepInfra's routes."""
     raw = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
     url = raw.strip().rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         where = "base_url" if base_url else BASE_URL_ENV
         raise ConfigurationError(
-            f"{where} must be an http(s) URL such as {DEFAULT_BASE_URL}, not {raw!r}."
+            f"{where} must be an http(s) URL such as {DEFAULT_BASE_URL} or "
+            f"http://127.0.0.1:8000/v1, not {raw!r}."
         )
-    if parts.path.endswith(_OPENAI_SUFFIX):
+    return url
+
+
+def resolve_base_url(base_url: str | None = None) -> str:
+    """DeepInfra's API root: the configured URL without a trailing ``/v1/openai``."""
+    url = resolve_api_url(base_url)
+    if urlsplit(url).path.endswith(_OPENAI_SUFFIX):
         url = url[: -len(_OPENAI_SUFFIX)]
     return url
+
+
+def resolve_flavour(flavour: str | None = None) -> str:
+    """The forced flavour (argument > ``DEEPINFRA_FLAVOUR``), or "auto" to decide by URL."""
+    raw = flavour or os.environ.get(FLAVOUR_ENV, "").strip() or "auto"
+    value = raw.strip().lower()
+    if value not in FLAVOURS:
+        where = "flavour" if flavour else FLAVOUR_ENV
+        raise ConfigurationError(f"{where} must be one of {', '.join(FLAVOURS)}, not {raw!r}.")
+    return value
 
 
 def key_source() -> str | None:

@@ -150,11 +150,20 @@ _RETRYABLE_EXCEPTIONS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTim
 class _Attempts:
     """Counts attempts and decides, per failure, whether to wait and retry or give up."""
 
-    def __init__(self, policy: RetryPolicy, base_url: str, timeouts: Timeouts, model: str | None):
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        base_url: str,
+        timeouts: Timeouts,
+        req: ApiRequest,
+        server: str | None = None,
+    ):
         self.policy = policy
         self.base_url = base_url
         self.timeouts = timeouts
-        self.model = model
+        self.model = req.model
+        self.url = req.path if req.is_external else base_url + req.path
+        self.server = server  # a server other than DeepInfra, named in its errors
         self.count = 0
 
     def next(self) -> None:
@@ -173,7 +182,10 @@ class _Attempts:
         """Seconds to wait before retrying an error status, or raise the typed error."""
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         delay = None
-        if self.policy.should_retry_status(response.status):
+        # Another server's 500 is its own verdict (llama.cpp answers a bad parameter so),
+        # which a retry would only repeat.
+        generic_500 = self.server is not None and response.status == 500
+        if self.policy.should_retry_status(response.status) and not generic_500:
             delay = self.policy.delay(self.count, retry_after=retry_after)
         if delay is None:
             raise error_from_response(
@@ -182,6 +194,8 @@ class _Attempts:
                 headers=response.headers,
                 model=self.model,
                 attempts=self.count,
+                server=self.server,
+                url=self.url,
             )
         return delay
 
@@ -218,11 +232,13 @@ class _TransportBase:
         timeouts: Timeouts,
         retry: RetryPolicy,
         recording: RecordingMode | None,
+        server: str | None = None,
     ) -> None:
         self.base_url = base_url
         self.timeouts = timeouts
         self.retry = retry
         self.recording = recording
+        self.server = server
 
     @property
     def has_key(self) -> bool:
@@ -427,8 +443,9 @@ class SyncTransport(_TransportBase):
         recording: RecordingMode | None = None,
         http_transport: httpx.BaseTransport | None = None,
         proxy: str | None = None,
+        server: str | None = None,
     ) -> None:
-        super().__init__(base_url, timeouts, retry, recording)
+        super().__init__(base_url, timeouts, retry, recording, server)
         self._aborts = _Aborts()
         inner = http_transport or _abortable_transport(self._aborts, proxy_for(base_url, proxy))
         if recording is not None:
@@ -443,7 +460,7 @@ class SyncTransport(_TransportBase):
     def send(self, req: ApiRequest) -> RawResponse:
         """Send and read a whole answer, retrying transient failures; raise typed errors."""
         self.check_key(req)
-        attempts = _Attempts(self.retry, self.base_url, self.timeouts, req.model)
+        attempts = _Attempts(self.retry, self.base_url, self.timeouts, req, self.server)
         while True:
             attempts.next()
             try:
@@ -462,7 +479,7 @@ class SyncTransport(_TransportBase):
         The response is closed in ``finally``: on normal end, error, or Ctrl-C.
         """
         self.check_key(req)
-        attempts = _Attempts(self.retry, self.base_url, self.timeouts, req.model)
+        attempts = _Attempts(self.retry, self.base_url, self.timeouts, req, self.server)
         while True:
             attempts.next()
             try:
@@ -520,8 +537,9 @@ class AsyncTransport(_TransportBase):
         recording: RecordingMode | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
         proxy: str | None = None,
+        server: str | None = None,
     ) -> None:
-        super().__init__(base_url, timeouts, retry, recording)
+        super().__init__(base_url, timeouts, retry, recording, server)
         inner: httpx.AsyncBaseTransport = http_transport or httpx.AsyncHTTPTransport(
             proxy=proxy_for(base_url, proxy)
         )
@@ -537,7 +555,7 @@ class AsyncTransport(_TransportBase):
     async def send(self, req: ApiRequest) -> RawResponse:
         """Send and read a whole answer, retrying transient failures; raise typed errors."""
         self.check_key(req)
-        attempts = _Attempts(self.retry, self.base_url, self.timeouts, req.model)
+        attempts = _Attempts(self.retry, self.base_url, self.timeouts, req, self.server)
         while True:
             attempts.next()
             try:
@@ -553,7 +571,7 @@ class AsyncTransport(_TransportBase):
     async def stream(self, req: ApiRequest) -> AsyncIterator[AsyncStreamBody]:
         """Open a streaming answer; retries happen only before its body is read."""
         self.check_key(req)
-        attempts = _Attempts(self.retry, self.base_url, self.timeouts, req.model)
+        attempts = _Attempts(self.retry, self.base_url, self.timeouts, req, self.server)
         while True:
             attempts.next()
             try:

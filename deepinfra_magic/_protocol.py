@@ -17,7 +17,14 @@ from urllib.parse import quote
 
 from ._buffer import TextBuffer
 from ._sse import SSEDecoder
-from .errors import InvalidRequestError, InvalidResponseError, StreamError, shorten
+from .errors import (
+    ContextLengthError,
+    InvalidRequestError,
+    InvalidResponseError,
+    StreamError,
+    context_overflow_message,
+    shorten,
+)
 from .types import ContentDelta, ReasoningDelta, Usage
 
 __all__ = [
@@ -214,6 +221,10 @@ class ChatStreamDecoder:
     finish_reason: str | None = None
     usage: Usage | None = None
     done: bool = False
+    # llama.cpp answers a prompt longer than its context with a 200 stream that ends with
+    # no text and no finish_reason; True reads that ending as a context overflow.
+    empty_is_overflow: bool = False
+    reported_model: str | None = None  # the ``model`` of the first chunk ("" if none)
     _sse: SSEDecoder = field(default_factory=SSEDecoder)
     _text: TextBuffer = field(default_factory=TextBuffer)
     _reasoning: TextBuffer = field(default_factory=TextBuffer)
@@ -249,9 +260,21 @@ class ChatStreamDecoder:
         if not self.done:
             for event in self._sse.close():
                 self._event(event.data, deltas)
+        self.check_end()
         if not self.done and self.finish_reason is None:
             raise self.error("The stream ended before the reply finished")
         return deltas
+
+    def check_end(self) -> None:
+        """At the end of the body: raise for an empty, unfinished reply that means overflow."""
+        empty = not (self._text or self._reasoning)
+        if self.empty_is_overflow and empty and self.finish_reason is None:
+            raise ContextLengthError(
+                context_overflow_message(
+                    "the server ended the reply with no text and no finish reason",
+                    f"'{self.model}'",
+                )
+            )
 
     def error(self, message: str) -> StreamError:
         """A StreamError carrying everything received so far."""
@@ -274,6 +297,8 @@ class ChatStreamDecoder:
             raise self.error(f"The stream carried malformed data {shorten(data, 60)!r}") from None
         if type(payload) is not dict:
             raise self.error(f"The stream carried unexpected data {shorten(data, 60)!r}")
+        if self.reported_model is None:
+            self.reported_model = str(payload.get("model") or "")
         choices = payload.get("choices")
         if choices and type(choices) is list and type(choice := choices[0]) is dict:
             delta = choice.get("delta")

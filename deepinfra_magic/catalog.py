@@ -249,6 +249,8 @@ class CatalogCache:
 
     def __init__(self) -> None:
         self._catalogs: dict[str, ModelCatalog] = {}
+        # A list the server refused (4xx: it has no such route, say) is asked for once.
+        self._refused: dict[str, DeepInfraError] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -302,6 +304,8 @@ class CatalogCache:
     ) -> tuple[ModelCatalog | None, tuple[list[dict[str, Any]], float] | None]:
         if not refresh and key in self._catalogs:
             return self._catalogs[key], None
+        if not refresh and key in self._refused:
+            raise self._refused[key]
         stored = disk.load(key) if disk is not None else None
         if stored is not None and not refresh and disk is not None and disk.fresh(stored[1]):
             catalog = ModelCatalog.from_entries(stored[0], "disk cache", stored[1])
@@ -316,6 +320,7 @@ class CatalogCache:
             disk.save(key, entries, now)
         catalog = ModelCatalog.from_entries(entries, "recording" if replayed else "network", now)
         self._catalogs[key] = catalog
+        self._refused.pop(key, None)
         return catalog
 
     def _fallback(
@@ -325,6 +330,8 @@ class CatalogCache:
         error: DeepInfraError,
     ) -> ModelCatalog:
         if stored is None:
+            if error.status_code is not None and 400 <= error.status_code < 500:
+                self._refused[key] = error
             raise error
         catalog = ModelCatalog.from_entries(stored[0], "stale cache", stored[1])
         catalog.warning = (
@@ -339,8 +346,10 @@ class CatalogCache:
         with self._guard:
             if key is None:
                 self._catalogs.clear()
+                self._refused.clear()
             else:
                 self._catalogs.pop(key, None)
+                self._refused.pop(key, None)
 
 
 CATALOG_CACHE = CatalogCache()

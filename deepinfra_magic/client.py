@@ -37,7 +37,8 @@ from ._config import (
     Secret,
     Timeouts,
     key_source,
-    resolve_base_url,
+    resolve_api_url,
+    resolve_flavour,
     resolve_key,
 )
 from ._http import AsyncTransport, SyncTransport
@@ -51,13 +52,13 @@ from ._protocol import (
     chat_request,
     file_request,
     image_from_bytes,
-    image_request,
     models_request,
     parse_catalog,
     parse_chat_completion,
     parse_image_answer,
     parse_json,
 )
+from ._routes import Routes, fit_max_tokens
 from .catalog import CATALOG_CACHE, DiskCache, ModelCatalog
 from .errors import (
     APIConnectionError,
@@ -110,7 +111,9 @@ def _recording_mode(
     return recording
 
 
-def _image_requests(prompt: str, model: str, n: int, extra: Mapping[str, Any]) -> list[ApiRequest]:
+def _image_requests(
+    routes: Routes, prompt: str, model: str, n: int, extra: Mapping[str, Any]
+) -> list[ApiRequest]:
     """One request per image; a given seed becomes seed, seed+1, … so images differ."""
     if not isinstance(n, int) or n < 1:
         raise InvalidRequestError(f"n must be a whole number of images ≥ 1, not {n!r}.")
@@ -120,7 +123,7 @@ def _image_requests(prompt: str, model: str, n: int, extra: Mapping[str, Any]) -
         body = dict(extra)
         if seed is not None and n > 1:
             body["seed"] = int(seed) + index
-        requests.append(image_request(prompt, model, body))
+        requests.append(routes.image_request(prompt, model, body))
     return requests
 
 
@@ -171,7 +174,10 @@ class _ClientBase:
     **Parameters:**
 
     * ``api_key`` – else ``DEEPINFRA_API_KEY``, else ``DEEPINFRA_API_TOKEN``.
-    * ``base_url`` – the API root; else ``DEEPINFRA_BASE_URL``, else DeepInfra's.
+    * ``base_url`` – the API root; else ``DEEPINFRA_BASE_URL``, else DeepInfra's. Any
+      OpenAI-compatible root works too, such as ``http://127.0.0.1:8000/v1``.
+    * ``flavour`` – "deepinfra" or "generic" forces the routes; by default (else
+      ``DEEPINFRA_FLAVOUR``) DeepInfra's host or a ``…/v1/openai`` path means DeepInfra.
     * ``timeout`` – read timeout in seconds (connect stays short), or a ``Timeouts``.
     * ``max_retries`` – retries for 429/5xx/connect failures before any body is read.
     * ``replay`` / ``record`` – a recording file to answer from (several: separated by
@@ -199,9 +205,11 @@ class _ClientBase:
         catalog_disk_cache: bool = True,
         http_transport: Any = None,
         proxy: str | None = None,
+        flavour: str | None = None,
     ) -> None:
         api_key = _as_secret(api_key)  # first: no frame may hold the plain key as a local
-        self.base_url = resolve_base_url(base_url)
+        self.routes = Routes.for_url(resolve_api_url(base_url), resolve_flavour(flavour))
+        self.base_url = self.routes.root
         self.timeouts = Timeouts.from_value(timeout)
         if max_retries < 0:
             raise ConfigurationError(f"max_retries must be 0 or more, not {max_retries!r}.")
@@ -209,7 +217,8 @@ class _ClientBase:
         self.recording = _recording_mode(recording, replay, record, replay_speed)
         self.key_source = "argument" if api_key is not None else key_source()
         # Replay answers from its file; recording must fetch, so the file gets the list.
-        use_disk = catalog_disk_cache and self.recording is None
+        # A local server's list changes as models are pulled, and it is quick to ask.
+        use_disk = catalog_disk_cache and self.recording is None and not self.routes.generic
         self._disk = DiskCache(ttl=catalog_ttl) if use_disk else None
         self._transport = self._transport_type(
             self.base_url,
@@ -219,6 +228,7 @@ class _ClientBase:
             recording=self.recording,
             http_transport=http_transport,
             proxy=proxy,
+            server=self.routes.server,
         )
 
     @property
@@ -235,23 +245,48 @@ class _ClientBase:
         max_tokens: int | None,
         params: Mapping[str, Any],
     ) -> ApiRequest:
-        request = chat_request(
-            messages, model, stream=stream, temperature=temperature,
-            max_tokens=max_tokens, params=params,
+        catalog = self.cached_catalog()
+        info = catalog.get(model) if catalog is not None else None
+        if info is not None:
+            max_tokens = fit_max_tokens(max_tokens, info.context_length, messages)
+        request = self.routes.adapt(
+            chat_request(
+                messages, model, stream=stream, temperature=temperature,
+                max_tokens=max_tokens, params=params,
+            )
         )  # fmt: skip
         self._transport.check_key(request)  # a missing key fails at the call, not later
         return request
 
     def _completion(self, raw: RawResponse, model: str, started: float) -> ChatResult:
         """The result of a non-streamed completion, priced from the catalog if needed."""
-        text, reasoning, finish, usage, _ = parse_chat_completion(parse_json(raw, "chat"), model)
+        payload = parse_json(raw, "chat")
+        text, reasoning, finish, usage, answered = parse_chat_completion(payload, model)
         elapsed = time.perf_counter() - started
         result = ChatResult(
-            text, model, reasoning, finish, usage, replayed_from=raw.replayed_from,
+            text, answered, reasoning, finish, usage, replayed_from=raw.replayed_from,
             time_to_first_token=elapsed, duration=elapsed,
         )  # fmt: skip
-        self._price(result)
+        self._price(result, model)
         return result
+
+    def default_model(
+        self, preferred: str, catalog: ModelCatalog | None, *, image: bool = False
+    ) -> str:
+        """The model to ask for when none is named: on DeepInfra ``preferred``; on another
+        server ``preferred`` if it lists it, else (for chat) the first model it lists."""
+        if not self.routes.generic:
+            return preferred
+        names = [m.name for m in catalog.models] if catalog is not None else []
+        if preferred in names:
+            return preferred
+        if names and not image:
+            return names[0]
+        listed = f"it lists {', '.join(names[:4])}" if names else "its model list is not available"
+        raise InvalidRequestError(
+            f"No {'image ' if image else ''}model named, and {self.routes.server} does not "
+            f"have the default {preferred!r} ({listed}): name one with -m/--model or model=."
+        )
 
     @property
     def replaying(self) -> bool:
@@ -271,13 +306,14 @@ class _ClientBase:
         """The catalog already in memory, with no I/O (None if not fetched yet)."""
         return CATALOG_CACHE.peek(self.catalog_key)
 
-    def _price(self, result: ChatResult) -> None:
-        """Fill in the cost from catalog prices when the API did not report it."""
+    def _price(self, result: ChatResult, model: str) -> None:
+        """Fill in the cost from the catalog prices of the requested ``model`` when the API
+        did not report it."""
         usage = result.usage
         catalog = self.cached_catalog()
         if usage is None or usage.estimated_cost is not None or catalog is None:
             return
-        info = catalog.get(result.model)
+        info = catalog.get(model)
         cost = info.cost(usage) if info else None
         if cost is not None:
             result.usage = type(usage)(
@@ -286,11 +322,19 @@ class _ClientBase:
 
     def _describe(self) -> str:
         key = f"key from {self.key_source}" if self.key_source else "no key"
+        if self.routes.generic:
+            key = f"OpenAI-compatible, {key}"
         mode = f", {self.recording.describe()}" if self.recording else ""
         return f"{type(self).__name__}(base_url={self.base_url!r}, {key}{mode})"
 
     def __repr__(self) -> str:
         return self._describe()
+
+    def _parse_catalog(self, raw: RawResponse) -> list[dict[str, Any]]:
+        """Catalog entries from DeepInfra's featured list or another server's model list."""
+        payload = parse_json(raw, "model catalog")
+        generic = self.routes.parse_catalog(payload)
+        return parse_catalog(payload) if generic is None else generic
 
     @staticmethod
     def _image_parts(
@@ -324,10 +368,10 @@ class _ClientBase:
 class _StreamState:
     """Bookkeeping shared by the sync and async streams: text so far and timing."""
 
-    def __init__(self, request: ApiRequest, model: str) -> None:
+    def __init__(self, request: ApiRequest, model: str, generic: bool = False) -> None:
         self.request = request
         self.model = model
-        self.decoder = ChatStreamDecoder(model)
+        self.decoder = ChatStreamDecoder(model, empty_is_overflow=generic)
         self.result: ChatResult | None = None
         self.replayed_from: str | None = None
         self.started: float | None = None
@@ -356,7 +400,7 @@ class _StreamState:
         now = time.perf_counter()
         return ChatResult(
             text=self.decoder.text,
-            model=self.model,
+            model=self.decoder.reported_model or self.model,
             reasoning=self.decoder.reasoning,
             finish_reason=self.decoder.finish_reason,
             usage=self.decoder.usage,
@@ -386,7 +430,7 @@ class ChatStream(_StreamState):
     """
 
     def __init__(self, client: DeepInfraClient, request: ApiRequest, model: str) -> None:
-        super().__init__(request, model)
+        super().__init__(request, model, client.routes.generic)
         self._client = client
         self._events: Generator[ChatEvent, None, None] | None = None
 
@@ -413,6 +457,7 @@ class ChatStream(_StreamState):
                     tail = self.decoder.close()
                     self._mark(tail)
                     yield from tail
+                self.decoder.check_end()
         except ModelNotFoundError as exc:
             raise self._client._suggest(exc) from None
         except APIConnectionError as exc:
@@ -421,7 +466,7 @@ class ChatStream(_StreamState):
             if not self.decoder.done:  # after [DONE] the reply is whole: a broken tail is moot
                 raise self._broken(exc) from None
         self.result = self.partial()
-        self._client._price(self.result)
+        self._client._price(self.result, self.model)
         yield self.result
 
     def close(self) -> None:
@@ -440,7 +485,7 @@ class AsyncChatStream(_StreamState):
     """The async twin of :class:`ChatStream`: ``async for event in stream``."""
 
     def __init__(self, client: AsyncDeepInfraClient, request: ApiRequest, model: str) -> None:
-        super().__init__(request, model)
+        super().__init__(request, model, client.routes.generic)
         self._client = client
         self._events: AsyncGenerator[ChatEvent, None] | None = None
 
@@ -467,6 +512,7 @@ class AsyncChatStream(_StreamState):
                     self._mark(tail)
                     for delta in tail:
                         yield delta
+                self.decoder.check_end()
         except ModelNotFoundError as exc:
             raise await self._client._suggest(exc) from None
         except APIConnectionError as exc:
@@ -475,7 +521,7 @@ class AsyncChatStream(_StreamState):
             if not self.decoder.done:  # after [DONE] the reply is whole: a broken tail is moot
                 raise self._broken(exc) from None
         self.result = self.partial()
-        self._client._price(self.result)
+        self._client._price(self.result, self.model)
         yield self.result
 
     async def aclose(self) -> None:
@@ -536,7 +582,7 @@ class DeepInfraClient(_ClientBase):
         """Chat completion. Streaming returns a :class:`ChatStream` of typed events;
         ``stream=False`` returns the final :class:`ChatResult`. Extra OpenAI parameters
         (``top_p``, ``stop``, ``response_format``, …) pass through unchanged."""
-        model = model or DEFAULT_MODEL
+        model = model or self.default_model(DEFAULT_MODEL, self._catalog_for_default())
         request = self._chat_request(messages, model, stream, temperature, max_tokens, params)
         if stream:
             return ChatStream(self, request, model)
@@ -573,8 +619,10 @@ class DeepInfraClient(_ClientBase):
         """Yield each request's images as they arrive (and, with ``heartbeat``, a waiting
         event every so many seconds). If some requests fail, the others still arrive and
         the first error is raised at the end."""
-        model = model or DEFAULT_IMAGE_MODEL
-        requests = _image_requests(prompt, model, n, extra)
+        model = model or self.default_model(
+            DEFAULT_IMAGE_MODEL, self._catalog_for_default(), image=True
+        )
+        requests = _image_requests(self.routes, prompt, model, n, extra)
         started = time.perf_counter()
         pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=min(n, MAX_CONCURRENT_IMAGES), thread_name_prefix="deepinfra-image"
@@ -631,14 +679,25 @@ class DeepInfraClient(_ClientBase):
         )
 
     def _fetch_catalog(self) -> tuple[list[dict[str, Any]], bool]:
-        raw = self._transport.send(catalog_request())
-        return parse_catalog(parse_json(raw, "model catalog")), raw.replayed_from is not None
+        raw = self._transport.send(self.routes.adapt(catalog_request()))
+        return self._parse_catalog(raw), raw.replayed_from is not None
+
+    def _catalog_for_default(self) -> ModelCatalog | None:
+        """The catalog, when another server's default model must be chosen from it."""
+        if not self.routes.generic:
+            return None
+        try:
+            return self.models()
+        except DeepInfraError as exc:
+            if exc.status_code is None:  # unreachable: the chat would fail the same way
+                raise
+            return None
 
     def validate_key(self) -> bool | None:
         """Check the key with one cheap authenticated request: True if accepted, an
         AuthenticationError if refused, None when this server cannot tell."""
         try:
-            self._transport.send(models_request())
+            self._transport.send(self.routes.adapt(models_request()))
         except AuthenticationError:
             raise
         except DeepInfraError:
@@ -707,7 +766,7 @@ class AsyncDeepInfraClient(_ClientBase):
     ) -> AsyncChatStream | ChatResult:
         """Chat completion: ``stream = await client.chat(...)`` then ``async for``;
         ``stream=False`` returns the final :class:`ChatResult`."""
-        model = model or DEFAULT_MODEL
+        model = model or self.default_model(DEFAULT_MODEL, await self._catalog_for_default())
         request = self._chat_request(messages, model, stream, temperature, max_tokens, params)
         if stream:
             return AsyncChatStream(self, request, model)
@@ -739,8 +798,10 @@ class AsyncDeepInfraClient(_ClientBase):
         **extra: Any,
     ) -> AsyncIterator[ImageEvent]:
         """Yield each request's images as they arrive; see :meth:`DeepInfraClient.iter_images`."""
-        model = model or DEFAULT_IMAGE_MODEL
-        requests = _image_requests(prompt, model, n, extra)
+        model = model or self.default_model(
+            DEFAULT_IMAGE_MODEL, await self._catalog_for_default(), image=True
+        )
+        requests = _image_requests(self.routes, prompt, model, n, extra)
         started = time.perf_counter()
         semaphore = asyncio.Semaphore(MAX_CONCURRENT_IMAGES)
 
@@ -796,13 +857,24 @@ class AsyncDeepInfraClient(_ClientBase):
             )
 
     async def _fetch_catalog(self) -> tuple[list[dict[str, Any]], bool]:
-        raw = await self._transport.send(catalog_request())
-        return parse_catalog(parse_json(raw, "model catalog")), raw.replayed_from is not None
+        raw = await self._transport.send(self.routes.adapt(catalog_request()))
+        return self._parse_catalog(raw), raw.replayed_from is not None
+
+    async def _catalog_for_default(self) -> ModelCatalog | None:
+        """The catalog, when another server's default model must be chosen from it."""
+        if not self.routes.generic:
+            return None
+        try:
+            return await self.models()
+        except DeepInfraError as exc:
+            if exc.status_code is None:  # unreachable: the chat would fail the same way
+                raise
+            return None
 
     async def validate_key(self) -> bool | None:
         """See :meth:`DeepInfraClient.validate_key`."""
         try:
-            await self._transport.send(models_request())
+            await self._transport.send(self.routes.adapt(models_request()))
         except AuthenticationError:
             raise
         except DeepInfraError:

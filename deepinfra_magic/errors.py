@@ -8,11 +8,13 @@ Hierarchy::
 
     DeepInfraError
     ├── ConfigurationError          bad base URL or setting
+    │   └── RouteNotFoundError      404 from a route the server does not have
     ├── AuthenticationError         401/403
     │   └── MissingAPIKeyError      no key anywhere (raised before any request)
     ├── InsufficientCreditError     402
     ├── ModelNotFoundError          404 (with close matches from the catalog)
     ├── InvalidRequestError         400/422 (with the field detail)
+    │   └── ContextLengthError      the conversation does not fit the model's context
     ├── RateLimitError              429 (with Retry-After)
     ├── ServerError                 5xx
     ├── APIConnectionError          could not connect / connection dropped
@@ -34,6 +36,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "ConfigurationError",
+    "ContextLengthError",
     "DeepInfraError",
     "InsufficientCreditError",
     "InvalidRequestError",
@@ -42,6 +45,7 @@ __all__ = [
     "ModelNotFoundError",
     "RateLimitError",
     "ReplayError",
+    "RouteNotFoundError",
     "ServerError",
     "StreamError",
     "error_from_response",
@@ -79,6 +83,10 @@ class DeepInfraError(Exception):
 
 class ConfigurationError(DeepInfraError):
     """A setting is unusable (for example a base URL that is not http(s))."""
+
+
+class RouteNotFoundError(ConfigurationError):
+    """The server has no such route (404): the base URL or its flavour is wrong."""
 
 
 class AuthenticationError(DeepInfraError):
@@ -137,6 +145,10 @@ class InvalidRequestError(DeepInfraError):
     ) -> None:
         super().__init__(message, status_code=status_code, request_id=request_id)
         self.detail = detail
+
+
+class ContextLengthError(InvalidRequestError):
+    """The prompt plus the reply do not fit the model's context; running again cannot help."""
 
 
 class RateLimitError(DeepInfraError):
@@ -200,10 +212,15 @@ _SECRET_PATTERNS = (
 )
 
 
+# Keys shorter than this are placeholders for servers that need none ("x", "EMPTY"):
+# masking every occurrence of them would mangle the text and protect nothing.
+MIN_SECRET_LENGTH = 8
+
+
 def redact(text: str, *secrets: str) -> str:
     """Mask anything that looks like a credential, plus the given secret values."""
     for secret in secrets:
-        if secret:
+        if len(secret) >= MIN_SECRET_LENGTH:
             text = text.replace(secret, "[redacted]")
     text = _SECRET_PATTERNS[0].sub("Bearer [redacted]", text)
     text = _SECRET_PATTERNS[1].sub("sk-[redacted]", text)
@@ -287,6 +304,88 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(seconds, 0.0)
 
 
+_CONTEXT_OVERFLOW = re.compile(
+    r"(?i)maximum context length|context (length|window) (is|of|exceeded)|"
+    r"exceeds? (the )?(model'?s? )?context|too many tokens"
+)
+_ROUTE_404 = ("not found", "404 page not found", "unexpected endpoint", "empty response body")
+
+
+def context_overflow_message(detail: str, server: str = "the model") -> str:
+    """The one-line remedy for a conversation longer than the model's context."""
+    return (
+        f"The conversation is longer than {server} can take ({detail}). Start over with "
+        "--new (or %deepinfra_reset), ask for fewer tokens with --max-tokens, or send fewer "
+        "exchanges with %config DeepInfraMagics.max_history = 1."
+    )
+
+
+def _is_route_404(detail: str, generic: bool) -> bool:
+    """A 404 from a route the server lacks, not from a model it lacks.
+
+    Servers name the model when they do not have it (vLLM, Ollama, DeepInfra's own
+    answers); routes they lack get a bare "Not Found" (FastAPI), "404 page not found" (Go),
+    LM Studio's "Unexpected endpoint", or HTML. DeepInfra also answers an unknown model
+    with an empty 404, so an empty body is a route only on other servers.
+    """
+    lowered = detail.lower().strip(" .")
+    if "model" in lowered:
+        return False
+    if lowered.startswith("an html page"):
+        return True
+    return lowered.startswith(_ROUTE_404) and (generic or lowered != "empty response body")
+
+
+def _generic_error(
+    status: int,
+    detail: str,
+    server: str,
+    model: str | None,
+    retry_after: float | None,
+    tried: str,
+    common: dict[str, Any],
+) -> DeepInfraError:
+    """Errors from a server other than DeepInfra, worded without DeepInfra's remedies."""
+    server_ = server[0].upper() + server[1:]
+    if status in (401, 403):
+        return AuthenticationError(
+            f"{server_} refused the key ({status}: {detail}). Set the key it expects in "
+            "DEEPINFRA_API_KEY or with %deepinfra_login.",
+            **common,
+        )
+    if status == 404 and model:
+        return ModelNotFoundError(
+            f"{server_} has no model '{model}' (404: {detail}). "
+            "List its models with %deepinfra_models.",
+            model=model,
+            **common,
+        )
+    if status in (400, 422):
+        return InvalidRequestError(
+            f"{server_} rejected the request ({status}: {detail}). Fix that parameter and "
+            "run again.",
+            detail=detail,
+            **common,
+        )
+    if status == 429:
+        return RateLimitError(
+            f"Rate limited by {server}{tried} (429: {detail}). Wait a little and run again.",
+            retry_after=retry_after,
+            **common,
+        )
+    if status >= 500:
+        return ServerError(
+            f"{server_} failed{tried} ({status}: {detail}). An out-of-range parameter can "
+            "cause this; otherwise check the server's log, then run again.",
+            **common,
+        )
+    return DeepInfraError(
+        f"Unexpected HTTP {status} from {server} ({detail}). Check DEEPINFRA_BASE_URL, "
+        "then run again.",
+        **common,
+    )
+
+
 def error_from_response(
     status: int,
     body: bytes,
@@ -294,13 +393,35 @@ def error_from_response(
     headers: Mapping[str, str] | None = None,
     model: str | None = None,
     attempts: int = 1,
+    server: str | None = None,
+    url: str | None = None,
 ) -> DeepInfraError:
-    """Turn an HTTP error answer into the matching typed error with a one-line remedy."""
+    """Turn an HTTP error answer into the matching typed error with a one-line remedy.
+
+    ``server`` names a server other than DeepInfra ("the server at http://…"), so that its
+    errors neither blame nor send the user to DeepInfra; ``url`` is the URL tried.
+    """
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     detail = describe_body(body, headers.get("content-type", ""))
     request_id = headers.get("x-request-id") or headers.get("x-deepinfra-request-id")
     tried = f" after {attempts} attempts" if attempts > 1 else ""
     common: dict[str, Any] = {"status_code": status, "request_id": request_id}
+    if status == 404 and url and _is_route_404(detail, server is not None):
+        return RouteNotFoundError(
+            f"{url} does not exist on {server or 'this server'} (404: {detail}). Check the "
+            "base URL: DeepInfra's is https://api.deepinfra.com, another OpenAI-compatible "
+            "server's is the part before /chat/completions, such as http://127.0.0.1:8000/v1.",
+            **common,
+        )
+    if status in (400, 413, 422) and _CONTEXT_OVERFLOW.search(detail):
+        return ContextLengthError(
+            context_overflow_message(f"{status}: {detail}", f"'{model}'" if model else "the model"),
+            detail=detail,
+            **common,
+        )
+    if server is not None:
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        return _generic_error(status, detail, server, model, retry_after, tried, common)
     if status == 401:
         return AuthenticationError(
             f"DeepInfra rejected the API key (401: {detail}). Check DEEPINFRA_API_KEY "

@@ -82,6 +82,7 @@ MAGIC_NAMES = {
 }
 _CLIENT_TRAITS = (
     "base_url",
+    "flavour",
     "timeout",
     "max_retries",
     "replay",
@@ -196,6 +197,11 @@ class DeepInfraMagics(Magics):
     base_url = Unicode("", help="API root; empty means DEEPINFRA_BASE_URL or DeepInfra.").tag(
         config=True
     )
+    flavour = Unicode(
+        "",
+        help="Routes: deepinfra, generic (any OpenAI-compatible server) or auto; empty means "
+        "DEEPINFRA_FLAVOUR, else auto (DeepInfra's host or a …/v1/openai path is DeepInfra).",
+    ).tag(config=True)
     catalog_ttl = Float(24 * 3600.0, help="Seconds the on-disk model list stays fresh.").tag(
         config=True
     )
@@ -270,6 +276,7 @@ class DeepInfraMagics(Magics):
             recording = RecordingMode("record", Path(self.record), self.replay_speed)
         return {
             "base_url": self.base_url or None,
+            "flavour": self.flavour or None,
             "timeout": self.timeout,
             "max_retries": self.max_retries,
             "recording": recording,
@@ -300,7 +307,7 @@ class DeepInfraMagics(Magics):
     def _ready_client(self) -> DeepInfraClient:
         """The client, or a one-line error before anything is shown if it has no key."""
         client = self.client()
-        if not client.has_key and not client.replaying:
+        if not client.has_key and not client.replaying and not client.routes.generic:
             raise missing_key_error()
         return client
 
@@ -358,8 +365,8 @@ class DeepInfraMagics(Magics):
             prompt = fill_variables(prompt, self.ip.user_ns)
         params = parse_params(args.param)
         client = self._ready_client()
-        model = args.model or self.default_model
         catalog = self._catalog_if_available(client)
+        model = args.model or client.default_model(self.default_model, catalog)
         if catalog is not None and catalog.is_image_model(model):
             self._make_images(client, prompt, model, 1, params, None, args.out)
             return
@@ -382,7 +389,7 @@ class DeepInfraMagics(Magics):
         if args.out:
             self.ip.user_ns[args.out] = result
         if result.complete:
-            self.conversation.add(prompt, result.text, model)
+            self.conversation.add(prompt, result.text, result.model)
         if result.interrupted and self.raise_on_interrupt:
             raise KeyboardInterrupt
         if problem is not None:
@@ -502,9 +509,10 @@ class DeepInfraMagics(Magics):
         }
         extra.update(parse_params(args.param))
         client = self._ready_client()
-        model = args.model or self.default_image_model
         catalog = self._catalog_if_available(client)
-        if catalog is not None and catalog.is_text_model(model):
+        model = args.model or client.default_model(self.default_image_model, catalog, image=True)
+        # Another server's list does not tell image models from chat models.
+        if catalog is not None and catalog.is_text_model(model) and not client.routes.generic:
             names = ", ".join(m.name for m in catalog.image_models[:4]) or "none listed"
             raise UsageError(
                 f"%deepinfra_image: {model} is a text model; image models include {names} "
@@ -579,6 +587,8 @@ class DeepInfraMagics(Magics):
         kind = "text" if args.text else "image" if args.images else None
         models = catalog.filter(args.pattern, kind)
         status = f"{self._key_status(client)} · {self._source_status(catalog)}"
+        if client.routes.generic or client.routes.forced:
+            status = f"{client.routes.describe()} · {status}"
         header = "| Model | Type | Context | Price |\n|---|---|---|---|"
         rows = [
             f"| `{m.name}` | {m.kind} | {_context(m.context_length)} | {_price(m)} |"
@@ -604,6 +614,8 @@ class DeepInfraMagics(Magics):
         source = key_source()
         if source:
             return f"Key: {source} is set"
+        if client.routes.generic:
+            return "Key: none sent (none set)"
         return f"Key: none ({' / '.join(KEY_ENV_VARS)} unset; run %deepinfra_login)"
 
     @staticmethod

@@ -82,7 +82,9 @@ class DeepInfra:
         if not cls.models:
             from .client import DeepInfraClient
 
-            with DeepInfraClient(base_url=_root(kwargs.get("api_base"))) as client:
+            with DeepInfraClient(
+                base_url=_root(kwargs.get("api_base")), flavour="deepinfra"
+            ) as client:
                 catalog = client.models()
             cls.image_models = [model.name for model in catalog.image_models]
             cls.models = [model.name for model in catalog.text_models] + cls.image_models
@@ -120,7 +122,7 @@ class DeepInfra:
         timeout = kwargs.pop("timeout", None)
         proxy = kwargs.pop("proxy", None)
         async with AsyncDeepInfraClient(
-            api_key, base_url=api_base, timeout=timeout, proxy=proxy
+            api_key, base_url=api_base, timeout=timeout, proxy=proxy, flavour="deepinfra"
         ) as client:
             if not stream:
                 result = await client.chat(
@@ -154,7 +156,7 @@ class DeepInfra:
 
         del kwargs  # g4f passes provider-wide options this call does not use
         async with AsyncDeepInfraClient(
-            api_key, base_url=_root(api_base), timeout=timeout, proxy=proxy
+            api_key, base_url=_root(api_base), timeout=timeout, proxy=proxy, flavour="deepinfra"
         ) as client:
             return await client.generate_image(
                 prompt, model or cls.default_image_model, **dict(extra_data or {})

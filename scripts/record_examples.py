@@ -201,7 +201,7 @@ def record(name: str, live: bool) -> Path:
             ) as server:
                 for match, text, reasoning in SCRIPTS[name]:
                     server.script_reply(text, match=match, reasoning=reasoning)
-                env |= {"DEEPINFRA_BASE_URL": server.url, "DEEPINFRA_API_KEY": PLACEHOLDER_KEY}
+                env |= {"DEEPINFRA_BASE_URL": server.api_url, "DEEPINFRA_API_KEY": PLACEHOLDER_KEY}
                 run_notebook(name, env)
     check(target, [PLACEHOLDER_KEY, os.environ.get("DEEPINFRA_API_KEY", "")])
     return target

@@ -61,7 +61,7 @@ def magic_env(
     for name in MAGIC_ENV_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DEEPINFRA_API_KEY", CANARY_KEY)
-    monkeypatch.setenv("DEEPINFRA_BASE_URL", fake_server.url)
+    monkeypatch.setenv("DEEPINFRA_BASE_URL", fake_server.api_url)
     cache = tmp_path / "xdg-cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     CATALOG_CACHE.clear()
@@ -158,7 +158,7 @@ def make_client(
     clients: list[DeepInfraClient] = []
 
     def make(api_key: str | None = CANARY_KEY, **kwargs: Any) -> DeepInfraClient:
-        kwargs.setdefault("base_url", fake_server.url)
+        kwargs.setdefault("base_url", fake_server.api_url)
         client = DeepInfraClient(api_key, **kwargs)
         clients.append(client)
         return client

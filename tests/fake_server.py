@@ -911,6 +911,9 @@ class FakeDeepInfra:
         self._serving = False
         self._closed = False
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        # The base URL a user gives for DeepInfra's OpenAI-compatible API (DeepInfra's docs:
+        # https://api.deepinfra.com/v1/openai); the path is what marks a host as DeepInfra.
+        self.api_url = self.url + "/v1/openai"
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -211,7 +211,7 @@ def test_base_url_argument_beats_the_environment(
     library_env: Path, fake_server: FakeDeepInfra, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DEEPINFRA_BASE_URL", CLOSED_URL)
-    with DeepInfraClient(CANARY_KEY, base_url=fake_server.url) as client:
+    with DeepInfraClient(CANARY_KEY, base_url=fake_server.api_url) as client:
         assert client.chat(MESSAGES, stream=False).text
     assert fake_server.count(CHAT_PATH) == 1
 
@@ -390,9 +390,9 @@ def test_catalog_is_cached_per_base_url(
     make_client: MakeClient, fake_server: FakeDeepInfra
 ) -> None:
     make_client().models()
-    make_client(base_url=fake_server.url + "/").models()  # the same API root
+    make_client(base_url=fake_server.api_url + "/").models()  # the same API root
     assert fake_server.count(FEATURED_PATH) == 1
-    other_root = fake_server.url.replace("127.0.0.1", "localhost")
+    other_root = fake_server.api_url.replace("127.0.0.1", "localhost")
     make_client(base_url=other_root).models()
     assert fake_server.count(FEATURED_PATH) == 2
 
@@ -435,7 +435,7 @@ def test_stale_disk_cache_stands_in_when_the_api_is_unreachable(
     # A copy left by an earlier session, three days ago, for an API that is now unreachable.
     three_days_ago = time.time() - 3 * 86400
     DiskCache().save(CLOSED_URL, [m.to_json() for m in DEFAULT_CATALOG], three_days_ago)
-    catalog = make_client(base_url=CLOSED_URL, max_retries=0).models()
+    catalog = make_client(base_url=CLOSED_URL + "/v1/openai", max_retries=0).models()
     assert catalog.source == "stale cache" and catalog.fetched_at == three_days_ago
     assert {m.name for m in catalog.image_models} == IMAGE_MODELS
     assert catalog.warning is not None
@@ -497,7 +497,7 @@ def test_validate_key(make_client: MakeClient, fake_server: FakeDeepInfra) -> No
 
 
 def async_client(server: FakeDeepInfra, **kwargs: Any) -> AsyncDeepInfraClient:
-    kwargs.setdefault("base_url", server.url)
+    kwargs.setdefault("base_url", server.api_url)
     return AsyncDeepInfraClient(kwargs.pop("api_key", CANARY_KEY), **kwargs)
 
 

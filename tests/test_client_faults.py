@@ -178,7 +178,7 @@ def test_async_client_error_answers_and_retries(fake_server: FakeDeepInfra, stre
 
     async def run() -> tuple[str, BaseException]:
         async with AsyncDeepInfraClient(
-            CANARY_KEY, base_url=fake_server.url, max_retries=2
+            CANARY_KEY, base_url=fake_server.api_url, max_retries=2
         ) as client:
 
             async def once() -> ChatResult:
@@ -262,7 +262,7 @@ def test_async_stream_errors_keep_the_text(fake_server: FakeDeepInfra) -> None:
 
     async def run() -> list[StreamError]:
         errors = []
-        async with AsyncDeepInfraClient(CANARY_KEY, base_url=fake_server.url) as client:
+        async with AsyncDeepInfraClient(CANARY_KEY, base_url=fake_server.api_url) as client:
             for _ in range(2):
                 chat = await client.chat(MESSAGES)
                 try:
@@ -480,7 +480,7 @@ def test_async_images_stopped_early_hang_up(fake_server: FakeDeepInfra) -> None:
     fake_server.image_delay_by_seed = {1: 0.5, 2: 60.0, 3: 60.0}
 
     async def run() -> None:
-        async with AsyncDeepInfraClient(CANARY_KEY, base_url=fake_server.url) as client:
+        async with AsyncDeepInfraClient(CANARY_KEY, base_url=fake_server.api_url) as client:
             events = client.iter_images("owls", n=3, seed=1)
             async for event in events:
                 assert isinstance(event, ImageArrived) and event.result.seed == 1
@@ -614,7 +614,7 @@ def test_leaving_a_with_block_hangs_up(
 
 def test_async_stream_closed_early_hangs_up(fake_server: FakeDeepInfra, long_reply: str) -> None:
     async def run() -> str:
-        async with AsyncDeepInfraClient(CANARY_KEY, base_url=fake_server.url) as client:
+        async with AsyncDeepInfraClient(CANARY_KEY, base_url=fake_server.api_url) as client:
             async with await client.chat(MESSAGES) as chat:
                 async for event in chat:
                     if isinstance(event, ContentDelta):
@@ -646,7 +646,9 @@ def test_workshop_load_everyone_gets_an_answer(
 
     def participant(number: int) -> None:
         try:
-            with DeepInfraClient(CANARY_KEY, base_url=fake_server.url, max_retries=10) as client:
+            with DeepInfraClient(
+                CANARY_KEY, base_url=fake_server.api_url, max_retries=10
+            ) as client:
                 barrier.wait()
                 chat = client.chat([{"role": "user", "content": f"participant {number}"}])
                 *_, result = chat

@@ -26,7 +26,7 @@ def offline_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     """No key, and an API root nobody listens on: any live request would fail loudly."""
     for name in ("DEEPINFRA_API_KEY", "DEEPINFRA_API_TOKEN", "DEEPINFRA_MAGIC_RECORD"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DEEPINFRA_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("DEEPINFRA_BASE_URL", "http://127.0.0.1:9/v1/openai")
     monkeypatch.setenv("DEEPINFRA_MAGIC_REPLAY_SPEED", "0")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))

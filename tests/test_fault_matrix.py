@@ -30,7 +30,7 @@ MARKDOWN, PLAIN, KEY = "text/markdown", "text/plain", "deepinfra_magic"
 @pytest.fixture
 def kernel(fake_server: FakeDeepInfra, tmp_path: Path) -> Iterator[Any]:
     manager = KernelManager(kernel_name="python3")
-    manager.start_kernel(env=magic_process_env(fake_server.url, tmp_path))
+    manager.start_kernel(env=magic_process_env(fake_server.api_url, tmp_path))
     client = manager.client()
     client.start_channels()
     try:
@@ -156,7 +156,7 @@ def test_the_canary_key_appears_nowhere_across_the_fault_matrix(
     cells += [_cell("%config DeepInfraMagics", raises=False), _cell("%deepinfra_models", False)]
     notebook = nbformat.v4.new_notebook(cells=cells)
     history = tmp_path / "history.sqlite"
-    env = magic_process_env(fake_server.url, tmp_path)
+    env = magic_process_env(fake_server.api_url, tmp_path)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     log = tmp_path / "kernel.log"

@@ -112,7 +112,7 @@ def executed(
         # nbclient keeps history in memory by default; use the file a user's kernel has.
         ipython_hist_file=str(root / "ipython" / "profile_default" / "history.sqlite"),
     )
-    client.execute(env=magic_process_env(server.url, root))
+    client.execute(env=magic_process_env(server.api_url, root))
     saved = root / "executed.ipynb"
     nbformat.write(nb, saved)
     return Executed(nbformat.read(saved, as_version=4), saved, server.requests, root)
@@ -180,7 +180,7 @@ def kernel(
     executed: Executed, fake_server: FakeDeepInfra, tmp_path: Path
 ) -> Iterator[tuple[Any, Path]]:
     """A kernel with no key in its environment, sharing the first kernel's catalog cache."""
-    env = magic_process_env(fake_server.url, tmp_path, key=None)
+    env = magic_process_env(fake_server.api_url, tmp_path, key=None)
     env["XDG_CACHE_HOME"] = str(executed.root / "xdg-cache")
     manager = KernelManager(kernel_name="python3")
     manager.start_kernel(env=env)

@@ -52,7 +52,7 @@ def assert_no_canary(*texts: str) -> None:
 def keyed_env(monkeypatch: pytest.MonkeyPatch, fake_server: FakeDeepInfra) -> FakeDeepInfra:
     """The canary in DEEPINFRA_API_KEY and the fake server in DEEPINFRA_BASE_URL."""
     monkeypatch.setenv("DEEPINFRA_API_KEY", canary())
-    monkeypatch.setenv("DEEPINFRA_BASE_URL", fake_server.url)
+    monkeypatch.setenv("DEEPINFRA_BASE_URL", fake_server.api_url)
     return fake_server
 
 
@@ -216,7 +216,7 @@ def test_configuration_errors_with_a_key_argument_never_show_it(
     a_file = tmp_path / "file"
     a_file.write_text("")
     kwargs = {k: v.format(file=a_file) if isinstance(v, str) else v for k, v in kwargs.items()}
-    kwargs.setdefault("base_url", fake_server.url)
+    kwargs.setdefault("base_url", fake_server.api_url)
     with pytest.raises(ConfigurationError) as caught:
         DeepInfraClient(bad_key(), **kwargs)
     message = str(caught.value)
@@ -229,7 +229,7 @@ def test_a_key_an_http_header_cannot_carry_is_refused_with_a_remedy(
     fake_server: FakeDeepInfra,
 ) -> None:
     with pytest.raises(ConfigurationError) as caught:
-        DeepInfraClient("sk-abc\u00e9def", base_url=fake_server.url)
+        DeepInfraClient("sk-abc\u00e9def", base_url=fake_server.api_url)
     assert "copy it again from https://deepinfra.com/dash/api_keys" in str(caught.value)
 
 

@@ -190,7 +190,7 @@ def test_network_down_uses_the_stale_copy_and_warns_once(
     ip: InteractiveShell, magic_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with FakeDeepInfra() as elsewhere:  # a server that will go away
-        monkeypatch.setenv("DEEPINFRA_BASE_URL", elsewhere.url)
+        monkeypatch.setenv("DEEPINFRA_BASE_URL", elsewhere.api_url)
         ip.run_line_magic("reload_ext", "deepinfra_magic")
         models(ip)
         assert elsewhere.count(FEATURED_PATH) == 1

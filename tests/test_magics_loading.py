@@ -99,7 +99,7 @@ def test_load_ext_imports_no_httpx_and_makes_no_request(
         print("after a chat:", "httpx" in sys.modules)
         """
     )
-    env = magic_process_env(fake_server.url, tmp_path)
+    env = magic_process_env(fake_server.api_url, tmp_path)
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
@@ -122,7 +122,7 @@ def test_profile_config_loads_the_extension_in_terminal_ipython(
         "c.DeepInfraMagics.update_interval = 0.01\n"
     )
     fake_server.configure(reply_tokens=150, token_delay=0.002)
-    env = magic_process_env(fake_server.url, tmp_path)
+    env = magic_process_env(fake_server.api_url, tmp_path)
     done = subprocess.run(
         [
             str(VENV_BIN / "ipython"),

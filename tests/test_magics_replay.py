@@ -29,11 +29,11 @@ PROMPT = "Tell me about lighthouses"
 
 
 def dead_url() -> str:
-    """An address on which nothing listens."""
+    """DeepInfra's API at an address on which nothing listens."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{port}/v1/openai"
 
 
 def record(ip: InteractiveShell, path: Path) -> tuple[str, str, bytes]:

@@ -21,7 +21,7 @@ def env(
     fake_server: FakeDeepInfra, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[FakeDeepInfra]:
     """The provider pointed at the fake server through the environment, with a fresh cache."""
-    monkeypatch.setenv("DEEPINFRA_BASE_URL", fake_server.url)
+    monkeypatch.setenv("DEEPINFRA_BASE_URL", fake_server.api_url)
     monkeypatch.setenv("DEEPINFRA_API_KEY", CANARY_KEY)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(DeepInfra, "models", [])

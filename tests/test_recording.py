@@ -26,7 +26,7 @@ from tests.fake_server import CANARY_KEY, CHAT_PATH, FakeDeepInfra
 
 pytestmark = pytest.mark.usefixtures("library_env")
 
-CLOSED_URL = "http://127.0.0.1:9"  # nothing listens there: replay must not need the network
+CLOSED_URL = "http://127.0.0.1:9/v1/openai"  # nothing listens there: replay must not need the network
 MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
 STREAMED = [{"role": "user", "content": "Stream me a haiku"}]
 PLAIN = [{"role": "user", "content": "Answer in one go"}]
@@ -60,7 +60,7 @@ def record(server: FakeDeepInfra, path: Path) -> Session:
     server.script_reply("Autumn moonlight—\na worm digs silently\ninto the chestnut.")
     server.script_reply("First answer.", match="Same question twice")
     server.script_reply("Second answer.", match="Same question twice")
-    with DeepInfraClient(CANARY_KEY, base_url=server.url, record=path) as client:
+    with DeepInfraClient(CANARY_KEY, base_url=server.api_url, record=path) as client:
         names = [m.name for m in client.models().models]
         stream = client.chat(STREAMED)
         deltas = [event.text for event in stream if isinstance(event, ContentDelta)]
@@ -215,7 +215,7 @@ def test_interrupted_and_broken_streams_are_not_recorded(
     fake_server.add_fault(disconnect_after=3, times=1)
     closed_early = [{"role": "user", "content": "closed early"}]
     broken = [{"role": "user", "content": "broken"}]
-    with DeepInfraClient(CANARY_KEY, base_url=fake_server.url, record=path) as client:
+    with DeepInfraClient(CANARY_KEY, base_url=fake_server.api_url, record=path) as client:
         with pytest.raises(StreamError):
             list(client.chat(broken))
         with client.chat(closed_early) as stream:
@@ -275,7 +275,7 @@ def test_prompts_that_look_like_secrets_still_replay(
     path = tmp_path / "lookalikes.json"
     lookalike = [{"role": "user", "content": "Why does token=abcdefghijklmnop0123 fail?"}]
     with_key = [{"role": "user", "content": f"Is {CANARY_KEY} a valid key?"}]
-    with DeepInfraClient(CANARY_KEY, base_url=fake_server.url, record=path) as client:
+    with DeepInfraClient(CANARY_KEY, base_url=fake_server.api_url, record=path) as client:
         recorded = client.chat(lookalike, stream=False).text
         client.chat(with_key, stream=False)
     text = path.read_text(encoding="utf-8")
