@@ -26,7 +26,9 @@ from tests.fake_server import CANARY_KEY, CHAT_PATH, FakeDeepInfra
 
 pytestmark = pytest.mark.usefixtures("library_env")
 
-CLOSED_URL = "http://127.0.0.1:9/v1/openai"  # nothing listens there: replay must not need the network
+CLOSED_URL = (
+    "http://127.0.0.1:9/v1/openai"  # nothing listens there: replay must not need the network
+)
 MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
 STREAMED = [{"role": "user", "content": "Stream me a haiku"}]
 PLAIN = [{"role": "user", "content": "Answer in one go"}]

@@ -1,0 +1,122 @@
+"""llama-cpp-python's OpenAI-compatible server, run as a user runs it, on a tiny model.
+
+``python -m llama_cpp.server --model M --model_alias tiny --host 127.0.0.1 --port P``
+(the recipe in llama-cpp-python's README). Its output is collected line by line, so a
+test can wait for what the server says, such as that a client hung up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from tests.llama.tiny_model import write_tiny_llama
+
+MODEL = "tiny"
+CONTEXT = 32768  # n_ctx: room for a long reply that a test can interrupt mid-way
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class LlamaServer:
+    """A running ``llama_cpp.server`` process: its URL and everything it printed."""
+
+    def __init__(self, model: Path, *, context: int = CONTEXT) -> None:
+        self.port = free_port()
+        self.root = f"http://127.0.0.1:{self.port}"
+        self.url = self.root + "/v1"  # what a user sets as DEEPINFRA_BASE_URL
+        self._lines: list[str] = []
+        self._changed = threading.Condition()
+        command = [
+            sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+            "--model_alias", MODEL, "--host", "127.0.0.1", "--port", str(self.port),
+            "--n_ctx", str(context), "--n_threads", "1", "--n_threads_batch", "1",
+        ]  # fmt: skip
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self._process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        self._reader = threading.Thread(target=self._read, name="llama-server-log", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            with self._changed:
+                self._lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def log(self) -> str:
+        """Everything the server printed so far."""
+        with self._changed:
+            return "\n".join(self._lines)
+
+    def mark(self) -> int:
+        """A position in the log, to wait for lines printed after it."""
+        with self._changed:
+            return len(self._lines)
+
+    def wait_for_line(self, text: str, *, after: int = 0, timeout: float = 30.0) -> bool:
+        """True once the server prints a line containing ``text`` (after ``mark()``)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not any(text in line for line in self._lines[after:]):
+                left = deadline - time.monotonic()
+                if left <= 0 or (self._process.poll() is not None and not self._reader.is_alive()):
+                    return False
+                self._changed.wait(left)
+            return True
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Poll ``GET /v1/models`` until it answers; fail with the server's log if it dies."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=5) as http:
+            while True:
+                if self._process.poll() is not None:
+                    raise RuntimeError(f"llama_cpp.server exited early:\n{self.log[-3000:]}")
+                with contextlib.suppress(httpx.TransportError):
+                    if http.get(self.url + "/models").status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"llama_cpp.server not ready in {timeout:g} s")
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(0.1)  # the poll interval, and it notices an exit
+
+    def stop(self) -> None:
+        """Terminate the server and wait for it."""
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(20)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(20)
+        self._reader.join(5)
+
+
+@contextlib.contextmanager
+def running_server(directory: Path) -> Iterator[LlamaServer]:
+    """A tiny random model written into ``directory``, served until the block ends."""
+    server = LlamaServer(write_tiny_llama(directory / "tiny.gguf"))
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,199 @@
+"""Any OpenAI-compatible server: the flavour decision, its routes, errors that name the
+server, context overflow, key redaction for short keys, and model choice.
+
+The real llama.cpp server is in tests/llama; here the fake DeepInfra server stands in for a
+server that lacks routes, and the sans-I/O parts are tested directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from deepinfra_magic import DeepInfraClient
+from deepinfra_magic._protocol import ChatStreamDecoder
+from deepinfra_magic._routes import Routes, decide_flavour, fit_max_tokens
+from deepinfra_magic.errors import (
+    ContextLengthError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    RouteNotFoundError,
+    ServerError,
+    error_from_response,
+    redact,
+)
+from tests.fake_server import (
+    CANARY_KEY,
+    CHAT_PATH,
+    DEFAULT_CATALOG,
+    FEATURED_PATH,
+    TEXT_GENERATION,
+    CatalogModel,
+    FakeDeepInfra,
+)
+
+MakeClient = Callable[..., DeepInfraClient]
+MESSAGES = [{"role": "user", "content": "Hello"}]
+
+
+@pytest.mark.parametrize(
+    ("url", "flavour", "root", "chat"),
+    [
+        ("https://api.deepinfra.com", "deepinfra", "https://api.deepinfra.com", CHAT_PATH),
+        (
+            "https://api.deepinfra.com/v1/openai",
+            "deepinfra",
+            "https://api.deepinfra.com",
+            CHAT_PATH,
+        ),
+        ("http://proxy.corp/v1/openai", "deepinfra", "http://proxy.corp", CHAT_PATH),
+        ("http://127.0.0.1:8000/v1", "generic", "http://127.0.0.1:8000/v1", "/chat/completions"),
+        ("http://localhost:11434/v1", "generic", "http://localhost:11434/v1", "/chat/completions"),
+        ("http://litellm.corp:4000", "generic", "http://litellm.corp:4000", "/chat/completions"),
+    ],
+)
+def test_the_flavour_and_routes_follow_the_base_url(
+    url: str, flavour: str, root: str, chat: str
+) -> None:
+    routes = Routes.for_url(url)
+    assert (routes.flavour, routes.root, routes.chat) == (flavour, root, chat)
+    assert routes.models == ("/models" if flavour == "generic" else "/v1/openai/models")
+
+
+def test_a_setting_forces_the_flavour(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert decide_flavour("http://127.0.0.1:8000/v1", "deepinfra") == "deepinfra"
+    monkeypatch.setenv("DEEPINFRA_FLAVOUR", "generic")
+    with DeepInfraClient(base_url="https://api.deepinfra.com/v1/openai") as client:
+        assert client.routes.generic and client.base_url == "https://api.deepinfra.com/v1/openai"
+        assert "OpenAI-compatible" in repr(client)
+    monkeypatch.setenv("DEEPINFRA_FLAVOUR", "vllm")
+    with pytest.raises(Exception, match="DEEPINFRA_FLAVOUR must be one of auto, deepinfra"):
+        DeepInfraClient(base_url="http://127.0.0.1:8000/v1")
+
+
+def test_a_generic_server_needs_no_key_and_gets_none(
+    make_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    client = make_client(api_key=None, base_url=fake_server.url + "/v1", max_retries=0)
+    with pytest.raises(RouteNotFoundError):
+        client.chat(MESSAGES, "some-model", stream=False)
+    (request,) = fake_server.requests
+    assert request.path == "/v1/chat/completions" and "authorization" not in request.headers
+
+
+def test_a_missing_route_names_the_url_and_not_deepinfra(
+    make_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    client = make_client(base_url=fake_server.url + "/v1", max_retries=0)
+    with pytest.raises(RouteNotFoundError) as caught:
+        client.chat(MESSAGES, "tiny", stream=False)
+    message = caught.value.message
+    assert f"{fake_server.url}/v1/chat/completions does not exist on the server at" in message
+    assert "DeepInfra has" not in message and "Model 'tiny' was not found" not in message
+    assert "http://127.0.0.1:8000/v1" in message  # what a right base URL looks like
+
+
+def test_a_failed_model_list_is_asked_for_once_per_session(
+    make_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    client = make_client(base_url=fake_server.url + "/v1", max_retries=0)
+    for _ in range(3):
+        with pytest.raises(RouteNotFoundError, match="/v1/models does not exist"):
+            client.models()
+    assert [r.path for r in fake_server.requests] == ["/v1/models"]
+
+
+def test_no_model_on_a_server_without_a_list_asks_for_one(
+    make_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    client = make_client(base_url=fake_server.url + "/v1", max_retries=0)
+    with pytest.raises(InvalidRequestError) as caught:
+        client.chat(MESSAGES)
+    assert "does not have the default 'meta-llama/Llama-3.3-70B-Instruct-Turbo'" in str(
+        caught.value
+    )
+    assert "name one with -m/--model" in str(caught.value)
+    assert [r.path for r in fake_server.requests] == ["/v1/models"]  # no chat was sent
+
+
+def test_deepinfra_still_finds_missing_models_with_close_matches(make_client: MakeClient) -> None:
+    with pytest.raises(ModelNotFoundError, match="Did you mean"):
+        make_client().chat(MESSAGES, "meta-llama/Llama-3.3-70B", stream=False)
+
+
+def test_max_tokens_is_capped_by_a_known_context_length(
+    make_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    small = CatalogModel("small/ctx-100", TEXT_GENERATION, "A small context.", 100)
+    fake_server.configure(catalog=(*DEFAULT_CATALOG, small))
+    client = make_client()
+    client.models()
+    client.chat(MESSAGES * 10, small.name, stream=False, max_tokens=4096)
+    client.chat(MESSAGES, DEFAULT_CATALOG[0].name, stream=False, max_tokens=4096)
+    sent = [r.json["max_tokens"] for r in fake_server.requests if r.path == CHAT_PATH]
+    # Ten short messages are about 50 tokens by the estimate; the big model keeps its 4096.
+    assert sent == [50, 4096]
+
+
+def test_fit_max_tokens_leaves_an_overfull_prompt_to_the_server() -> None:
+    assert fit_max_tokens(1000, None, MESSAGES) == 1000
+    assert fit_max_tokens(1000, 8, [{"role": "user", "content": "x" * 400}]) == 8
+
+
+def test_a_vllm_context_overflow_is_one_line_with_remedies_and_not_retried(
+    make_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    # vLLM's wording (reference: openai-compatible-servers.md, "What it sends").
+    detail = (
+        "This model's maximum context length is 2048 tokens. However, you requested 4096 "
+        "tokens (3000 in the messages, 1096 in the completion)."
+    )
+    fake_server.add_fault(status=400, message=detail, times=None)
+    with pytest.raises(ContextLengthError) as caught:
+        make_client().chat(MESSAGES, DEFAULT_CATALOG[0].name, stream=False)
+    message = caught.value.message
+    assert "\n" not in message and "maximum context length is 2048" in message
+    assert "--new" in message and "--max-tokens" in message and "max_history" in message
+    assert "run the cell again" not in message.lower()
+    assert fake_server.count(CHAT_PATH) == 1
+
+
+def test_an_empty_unfinished_stream_from_another_server_is_a_context_overflow() -> None:
+    # llama.cpp: a prompt over n_ctx gets a 200 stream with no text and no finish_reason.
+    decoder = ChatStreamDecoder("tiny", empty_is_overflow=True)
+    assert decoder.feed(b'data: {"model": "tiny", "choices": [{"delta": {"role": "x"}}]}\n\n') == []
+    with pytest.raises(ContextLengthError, match="longer than 'tiny' can take"):
+        decoder.close()
+    # On DeepInfra the same ending stays a broken stream.
+    with pytest.raises(Exception, match="ended before the reply finished"):
+        ChatStreamDecoder("m").close()
+
+
+def test_errors_from_another_server_do_not_send_the_user_to_deepinfra() -> None:
+    server = "the server at http://127.0.0.1:8000/v1"
+    body = b'{"detail": "top_p: Input should be less than or equal to 1"}'
+    error = error_from_response(500, body, model="tiny", attempts=1, server=server, url="u")
+    assert isinstance(error, ServerError)
+    assert error.message.startswith("The server at http://127.0.0.1:8000/v1 failed (500: top_p")
+    assert "DeepInfra" not in error.message and "pick another model" not in error.message
+    missing = error_from_response(
+        404, b'{"message": "The model `x` does not exist."}', model="x", server=server, url="u"
+    )
+    assert isinstance(missing, ModelNotFoundError) and "DeepInfra" not in missing.message
+    refused = error_from_response(401, b"", server=server, url="u")
+    assert "deepinfra.com" not in refused.message
+
+
+@pytest.mark.parametrize("key", ["x", "EMPTY", "e", "sk-no-key-required"])
+def test_short_placeholder_keys_do_not_mangle_error_text(key: str) -> None:
+    text = "Input should be less than or equal to 1 (EMPTY value, type=less_than_equal)"
+    assert redact(text, key) == text
+
+
+def test_a_real_key_never_appears(make_client: MakeClient, fake_server: FakeDeepInfra) -> None:
+    assert CANARY_KEY not in redact(f"echo: {CANARY_KEY} and {CANARY_KEY[:-1]}x", CANARY_KEY)
+    fake_server.add_fault(path=FEATURED_PATH, status=500, message=f"saw {CANARY_KEY}", times=None)
+    with pytest.raises(ServerError) as caught:
+        make_client(max_retries=0).models()
+    assert CANARY_KEY not in caught.value.message and "[redacted]" in caught.value.message
