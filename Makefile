@@ -4,6 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# llama-cpp-python (the llama extra) builds from its sdist: CPU only, no tools or examples,
+# no download at run time; pip's cache keeps the wheel, so later installs are quick.
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF \
+	-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_CURL=OFF -DGGML_OPENMP=OFF
 
 .PHONY: demo test bench lint record-examples clean
 
@@ -11,6 +15,15 @@ $(VENV)/installed-%: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[$*]"
+	touch $@
+
+# The real llama.cpp server of tests/llama and the bench, built with the tools it needs.
+$(VENV)/installed-llama: pyproject.toml
+	scripts/ensure-build-tools
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+		$(PY) -m pip install --quiet -e ".[llama]"
 	touch $@
 
 demo: $(VENV)/installed-examples
@@ -21,11 +34,11 @@ lint: $(VENV)/installed-test
 	$(PY) -m ruff format --check deepinfra_magic tests bench scripts
 	$(PY) -m mypy
 
-test: lint
+test: lint $(VENV)/installed-llama
 	scripts/ensure-chromium
 	$(PY) -m pytest
 
-bench: $(VENV)/installed-bench
+bench: $(VENV)/installed-bench $(VENV)/installed-llama
 	$(PY) -m bench.run
 
 record-examples: $(VENV)/installed-test

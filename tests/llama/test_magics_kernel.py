@@ -1,0 +1,83 @@
+"""The magics in a real kernel whose environment has no key and DEEPINFRA_BASE_URL set to
+a real llama.cpp server: %deepinfra_models, %%deepinfra with -o, the history, and Ctrl-C
+mid-reply (the server must see the hang-up)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client.manager import KernelManager
+
+from tests.kernel_helpers import MARKDOWN, PLAIN, collect, magic_process_env, run
+from tests.llama.server import MODEL, LlamaServer
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture(scope="module")
+def kc(llama: LlamaServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A kernel with the extension loaded, no key, and the llama.cpp server as its API."""
+    root: Path = tmp_path_factory.mktemp("llama-kernel")
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(env=magic_process_env(llama.url, root, key=None))
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        client.manager = manager
+        assert run(client, "%load_ext deepinfra_magic").error is None
+        yield client
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def markdown(message: dict[str, Any]) -> str:
+    return str(message["content"]["data"].get(MARKDOWN, ""))
+
+
+def test_models_lists_the_servers_models_and_says_which_server(kc: Any, llama: LlamaServer) -> None:
+    done = run(kc, "%deepinfra_models")
+    assert done.error is None
+    (table,) = done.of_type("display_data")
+    text = markdown(table)
+    assert text.startswith(f"Server: OpenAI-compatible at {llama.url} · Key: none sent")
+    assert f"| `{MODEL}` | text |" in text
+
+
+def test_chat_with_no_key_stores_the_result_and_history(kc: Any) -> None:
+    done = run(kc, "%%deepinfra -o r --max-tokens 20 -t 0\nTell me about rivers.")
+    assert done.error is None
+    displays = done.of_type("display_data", "update_display_data")
+    footer = displays[-1]["content"]["data"][PLAIN]
+    assert footer.startswith(f"{MODEL} · ") and "cut off at max_tokens" in footer
+    shown = run(kc, "print(r.model, r.finish_reason, bool(r.text.strip()), r.interrupted)")
+    assert shown.stdout.split() == [MODEL, "length", "True", "False"]
+    history = run(kc, "%deepinfra_history")
+    (listing,) = history.of_type("display_data")
+    assert f"**{MODEL}**: " in markdown(listing)
+
+
+def test_ctrl_c_mid_reply_keeps_the_text_and_the_server_sees_the_hang_up(
+    kc: Any, llama: LlamaServer
+) -> None:
+    mark = llama.mark()
+    msg_id = kc.execute("%%deepinfra --max-tokens 30000 -o cut\nGo on forever.", allow_stdin=False)
+    seen: list[dict[str, Any]] = []
+    while True:  # until reply text is on screen
+        message = kc.get_iopub_msg(timeout=60)
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        seen.append(message)
+        text = markdown(message) if message["msg_type"] == "update_display_data" else ""
+        if text and not text.startswith("⏳"):
+            break
+    kc.manager.interrupt_kernel()
+    execution = collect(kc, msg_id, seen=seen)
+    assert execution.reply["content"]["ename"] == "KeyboardInterrupt"
+    assert llama.wait_for_line("Disconnected from client", after=mark, timeout=30)
+    kept = run(kc, "print(cut.interrupted, len(cut.text) > 0, cut.model)")
+    assert kept.stdout.split() == ["True", "True", MODEL]
