@@ -22,9 +22,16 @@ from typing import Any
 
 from .common import REPO_ROOT, Row, isolated_environment
 
-BENCHMARKS = ("load", "throughput", "ttft", "display_traffic", "images", "memory")
+BENCHMARKS = ("load", "throughput", "ttft", "display_traffic", "images", "memory", "llama")
 DEFAULT_OUTPUT = REPO_ROOT / "bench" / "results" / "latest.json"
-_PACKAGES = ("deepinfra-magic", "ipython", "httpx", "openai", "jupyter-ai-magics")
+_PACKAGES = (
+    "deepinfra-magic",
+    "ipython",
+    "httpx",
+    "openai",
+    "jupyter-ai-magics",
+    "llama-cpp-python",
+)
 
 
 def _cpu_model() -> str:
