@@ -83,11 +83,10 @@ class Routes:
         return path if path.startswith(("http://", "https://")) else self.root + path
 
     def describe(self) -> str:
-        """One line for status displays: which server, and whether a setting chose it."""
+        """Which server, for status lines (and whether a setting chose its flavour)."""
         how = " (flavour set by setting)" if self.forced else ""
-        if self.generic:
-            return f"Server: OpenAI-compatible at {self.root}{how}"
-        return f"Server: DeepInfra at {self.root}{how}"
+        kind = "OpenAI-compatible server" if self.generic else "DeepInfra"
+        return f"{kind} at {self.root}{how}"
 
     def adapt(self, request: ApiRequest) -> ApiRequest:
         """A chat or models request sent to this server's route; generic servers need no key."""

@@ -586,9 +586,9 @@ class DeepInfraMagics(Magics):
         catalog = self._catalog(client, refresh=args.refresh)
         kind = "text" if args.text else "image" if args.images else None
         models = catalog.filter(args.pattern, kind)
-        status = f"{self._key_status(client)} · {self._source_status(catalog)}"
-        if client.routes.generic or client.routes.forced:
-            status = f"{client.routes.describe()} · {status}"
+        status = " · ".join(
+            (self._key_status(client), self._source_status(catalog), client.routes.describe())
+        )
         header = "| Model | Type | Context | Price |\n|---|---|---|---|"
         rows = [
             f"| `{m.name}` | {m.kind} | {_context(m.context_length)} | {_price(m)} |"

@@ -28,7 +28,8 @@ IMAGE_MODELS = [
     "stabilityai/sd3.5",
 ]
 STATUS = re.compile(
-    r"^Key: (?P<key>.+) · list from (?P<source>[a-z ]+) \(\d{4}-\d\d-\d\d \d\d:\d\d\)$"
+    r"^Key: (?P<key>.+) · list from (?P<source>[a-z ]+) \(\d{4}-\d\d-\d\d \d\d:\d\d\)"
+    r" · DeepInfra at http://127\.0\.0\.1:\d+$"
 )
 
 

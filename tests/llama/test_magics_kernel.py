@@ -44,7 +44,9 @@ def test_models_lists_the_servers_models_and_says_which_server(kc: Any, llama: L
     assert done.error is None
     (table,) = done.of_type("display_data")
     text = markdown(table)
-    assert text.startswith(f"Server: OpenAI-compatible at {llama.url} · Key: none sent")
+    status = text.splitlines()[0]
+    assert status.startswith("Key: none sent (none set) · list from network")
+    assert status.endswith(f" · OpenAI-compatible server at {llama.url}")
     assert f"| `{MODEL}` | text |" in text
 
 
