@@ -414,13 +414,13 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def parse_image_answer(payload: Any, body: bytes) -> ImageAnswer:
-    """Images under ``images``, ``output`` or ``image_url`` (one value or a list)."""
+    """Images under ``images``, ``output``, ``image_url`` or (OpenAI's shape) ``data``."""
     if not isinstance(payload, Mapping):
         raise InvalidResponseError(
             f"Unexpected image answer: {shorten(body.decode(errors='replace'))}."
         )
     values: list[Any] = []
-    for key in ("images", "output", "image_url"):
+    for key in ("images", "output", "image_url", "data"):
         values = _as_list(payload.get(key))
         if values:
             break

@@ -7,12 +7,14 @@ server that lacks routes, and the sans-I/O parts are tested directly.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 
 import pytest
 
 from deepinfra_magic import DeepInfraClient
-from deepinfra_magic._protocol import ChatStreamDecoder
+from deepinfra_magic._protocol import ChatStreamDecoder, parse_image_answer
 from deepinfra_magic._routes import Routes, decide_flavour, fit_max_tokens
 from deepinfra_magic.errors import (
     ContextLengthError,
@@ -31,6 +33,7 @@ from tests.fake_server import (
     TEXT_GENERATION,
     CatalogModel,
     FakeDeepInfra,
+    make_png,
 )
 
 MakeClient = Callable[..., DeepInfraClient]
@@ -197,3 +200,17 @@ def test_a_real_key_never_appears(make_client: MakeClient, fake_server: FakeDeep
     with pytest.raises(ServerError) as caught:
         make_client(max_retries=0).models()
     assert CANARY_KEY not in caught.value.message and "[redacted]" in caught.value.message
+
+
+def test_images_on_another_server_use_the_openai_shape_with_base64() -> None:
+    routes = Routes.for_url("http://127.0.0.1:8000/v1")
+    request = routes.image_request("a fox", "sdxl", {"width": 512, "height": 256, "seed": 3})
+    assert request.path == "/images/generations" and not request.needs_key
+    assert request.json == {
+        "model": "sdxl", "prompt": "a fox", "size": "512x256", "n": 1,
+        "response_format": "b64_json", "seed": 3,
+    }  # fmt: skip
+    png = make_png(8, 8, (200, 10, 10))
+    body = json.dumps({"created": 1, "data": [{"b64_json": base64.b64encode(png).decode()}]})
+    answer = parse_image_answer(json.loads(body), body.encode())
+    assert [(ref.data, ref.mime_type) for ref in answer.refs] == [(png, "image/png")]
