@@ -49,6 +49,7 @@ API_KEY = "bench-key-not-secret"
 # Settings of the user's environment that would change what is measured.
 _CLEARED_ENV = (
     "DEEPINFRA_BASE_URL",
+    "DEEPINFRA_FLAVOUR",
     "DEEPINFRA_API_TOKEN",
     "DEEPINFRA_MAGIC_REPLAY",
     "DEEPINFRA_MAGIC_RECORD",

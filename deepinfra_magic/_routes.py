@@ -35,10 +35,14 @@ def decide_flavour(url: str, forced: str = "auto") -> str:
     if forced != "auto":
         return forced
     parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if host == DEEPINFRA_DOMAIN or host.endswith("." + DEEPINFRA_DOMAIN):
+    if _is_deepinfra_host(parts.hostname):
         return "deepinfra"
     return "deepinfra" if parts.path.rstrip("/").endswith(OPENAI_SUFFIX) else "generic"
+
+
+def _is_deepinfra_host(hostname: str | None) -> bool:
+    host = (hostname or "").lower()
+    return host == DEEPINFRA_DOMAIN or host.endswith("." + DEEPINFRA_DOMAIN)
 
 
 @dataclass(frozen=True)
@@ -54,8 +58,11 @@ class Routes:
         """Routes for a validated base URL (DeepInfra's root loses its ``/v1/openai``)."""
         flavour = decide_flavour(url, forced)
         root = url.rstrip("/")
-        if flavour == "deepinfra" and urlsplit(root).path.endswith(OPENAI_SUFFIX):
+        parts = urlsplit(root)
+        if flavour == "deepinfra" and parts.path.endswith(OPENAI_SUFFIX):
             root = root[: -len(OPENAI_SUFFIX)]
+        elif _is_deepinfra_host(parts.hostname) and parts.path == "/v1":
+            root = f"{parts.scheme}://{parts.netloc}"  # DeepInfra's own host: its API root
         return cls(flavour, root, forced != "auto")
 
     @property

@@ -50,6 +50,7 @@ MESSAGES = [{"role": "user", "content": "Hello"}]
             "https://api.deepinfra.com",
             CHAT_PATH,
         ),
+        ("https://api.deepinfra.com/v1", "deepinfra", "https://api.deepinfra.com", CHAT_PATH),
         ("http://proxy.corp/v1/openai", "deepinfra", "http://proxy.corp", CHAT_PATH),
         ("http://127.0.0.1:8000/v1", "generic", "http://127.0.0.1:8000/v1", "/chat/completions"),
         ("http://localhost:11434/v1", "generic", "http://localhost:11434/v1", "/chat/completions"),
