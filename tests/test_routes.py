@@ -11,6 +11,7 @@ import base64
 import json
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 from deepinfra_magic import DeepInfraClient
@@ -215,3 +216,33 @@ def test_images_on_another_server_use_the_openai_shape_with_base64() -> None:
     body = json.dumps({"created": 1, "data": [{"b64_json": base64.b64encode(png).decode()}]})
     answer = parse_image_answer(json.loads(body), body.encode())
     assert [(ref.data, ref.mime_type) for ref in answer.refs] == [(png, "image/png")]
+
+
+def _answers_as(model: str) -> httpx.MockTransport:
+    """httpx's own mock transport: an OpenAI-style server whose replies name ``model``
+    (OpenAI and some proxies answer with the model that actually ran)."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content).get("stream"):
+            chunks = [
+                {"model": model, "choices": [{"delta": {"content": "Hi"}, "finish_reason": None}]},
+                {"model": model, "choices": [{"delta": {}, "finish_reason": "stop"}]},
+            ]
+            body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+            return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+        message = {"role": "assistant", "content": "Hi"}
+        return httpx.Response(
+            200, json={"model": model, "choices": [{"message": message, "finish_reason": "stop"}]}
+        )
+
+    return httpx.MockTransport(handle)
+
+
+def test_the_result_names_the_model_the_server_says_answered(library_env: object) -> None:
+    transport = _answers_as("gpt-4o-2024-08-06")
+    with DeepInfraClient(base_url="http://openai.test/v1", http_transport=transport) as client:
+        with client.chat(MESSAGES, "gpt-4o") as stream:
+            list(stream)
+        whole = client.chat(MESSAGES, "gpt-4o", stream=False)
+    assert stream.result is not None and stream.result.model == "gpt-4o-2024-08-06"
+    assert whole.model == "gpt-4o-2024-08-06" and whole.text == "Hi"
