@@ -31,7 +31,8 @@ _CONTEXT_FIELDS = ("max_model_len", "context_length", "context_window", "max_con
 
 
 def decide_flavour(url: str, forced: str = "auto") -> str:
-    """ "deepinfra" for DeepInfra's host or a path ending in ``/v1/openai``, else "generic"."""
+    """DeepInfra's routes for its host or a path ending in ``/v1/openai``, else generic ones
+    (``forced``: "deepinfra" or "generic" from a setting, "auto" to decide)."""
     if forced != "auto":
         return forced
     parts = urlsplit(url)
