@@ -83,3 +83,18 @@ def test_ctrl_c_mid_reply_keeps_the_text_and_the_server_sees_the_hang_up(
     assert llama.wait_for_line("Disconnected from client", after=mark, timeout=30)
     kept = run(kc, "print(cut.interrupted, len(cut.text) > 0, cut.model)")
     assert kept.stdout.split() == ["True", "True", MODEL]
+
+
+def test_a_conversation_over_the_context_is_one_line_that_says_what_to_do(
+    kc: Any, llama: LlamaServer
+) -> None:
+    mark = llama.mark()
+    assert run(kc, 'big = "bada " * 33000').error is None
+    done = run(kc, "%%deepinfra --vars --max-tokens 10\n{big}")
+    error = done.error
+    assert error is not None and error["ename"] == "ContextLengthError"
+    (line,) = error["traceback"]
+    assert "--new" in line and "--max-tokens" in line and "max_history" in line
+    assert "run the cell again" not in line.lower()
+    assert llama.wait_for_line("exceed context window", after=mark)
+    assert sum('"POST /v1/chat/completions' in x for x in llama.log.splitlines()[mark:]) == 1
