@@ -20,6 +20,9 @@ __all__ = [
     "FLAVOURS",
     "FLAVOUR_ENV",
     "KEY_ENV_VARS",
+    "MAX_IMAGE_PIXELS",
+    "TABLE_CHAR_BUDGET",
+    "TRACEBACK_CHAR_BUDGET",
     "Secret",
     "Timeouts",
     "key_source",
@@ -33,6 +36,11 @@ __all__ = [
 DEFAULT_BASE_URL = "https://api.deepinfra.com"
 DEFAULT_MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
 DEFAULT_IMAGE_MODEL = "black-forest-labs/FLUX-1-schnell"
+# Attachments (--see, {Err}, %deepinfra_explain): images are downscaled to at most this many
+# pixels; a table or a traceback is cut to fit its character budget.
+MAX_IMAGE_PIXELS = 1_500_000
+TABLE_CHAR_BUDGET = 4_000
+TRACEBACK_CHAR_BUDGET = 4_000
 BASE_URL_ENV = "DEEPINFRA_BASE_URL"
 KEY_ENV_VARS = ("DEEPINFRA_API_KEY", "DEEPINFRA_API_TOKEN")
 # Which routes the base URL gets: "auto" decides from the URL (see _routes.decide_flavour).

@@ -24,10 +24,39 @@ from typing import Any
 from .errors import DeepInfraError
 from .types import Usage
 
-__all__ = ["CATALOG_CACHE", "CatalogCache", "DiskCache", "ModelCatalog", "ModelInfo"]
+__all__ = [
+    "CATALOG_CACHE",
+    "CatalogCache",
+    "DiskCache",
+    "ModelCatalog",
+    "ModelInfo",
+    "looks_like_vision_model",
+]
 
 TEXT_TYPE = "text-generation"
 IMAGE_TYPE = "text-to-image"
+# Which chat models can see images. DeepInfra's catalog entries carry ``tags`` (OpenAPI
+# ``ModelOut.tags``); a model is a vision model when a tag says so. Names that say so count
+# too, for entries without such tags and for models used by name that are not featured.
+VISION_TAGS = frozenset({"vision", "multimodal", "image-text-to-text", "vlm"})
+VISION_NAME_PATTERNS = (
+    "*vision*",  # meta-llama/Llama-3.2-11B-Vision-Instruct, ...
+    "*-vl-*",  # Qwen/Qwen2.5-VL-32B-Instruct, Qwen/Qwen3-VL-...
+    "*-vl",
+    "*llava*",
+    "*pixtral*",
+    "*llama-4-*",  # Llama 4 Scout and Maverick take images natively
+    "*minicpm-v*",
+    "*internvl*",
+    "*paligemma*",
+    "*ocr*",  # allenai/olmOCR, deepseek-ai/DeepSeek-OCR, ...
+)
+
+
+def looks_like_vision_model(name: str) -> bool:
+    """True when a model's name matches one of ``VISION_NAME_PATTERNS``."""
+    lowered = name.lower()
+    return any(fnmatch.fnmatchcase(lowered, pattern) for pattern in VISION_NAME_PATTERNS)
 
 
 def _number(value: Any) -> float | None:
@@ -94,6 +123,21 @@ class ModelInfo:
             return f"${self.image_price:.4g} / image"
         return ""
 
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The catalog's tags for this model (``ModelOut.tags``)."""
+        tags = self.raw.get("tags")
+        return tuple(str(t) for t in tags) if isinstance(tags, (list, tuple)) else ()
+
+    @property
+    def vision(self) -> bool:
+        """True for a chat model that accepts images: tagged so, or named so."""
+        if self.kind != "text":
+            return False
+        return bool(VISION_TAGS & {t.lower() for t in self.tags}) or looks_like_vision_model(
+            self.name
+        )
+
     def cost(self, usage: Usage) -> float | None:
         """Dollars for a request's usage, from the catalog's token prices."""
         if self.input_price is None and self.output_price is None:
@@ -130,6 +174,19 @@ class ModelCatalog:
     def image_models(self) -> list[ModelInfo]:
         """Text-to-image models (``reported_type == "text-to-image"``)."""
         return [m for m in self.models if m.kind == "image"]
+
+    @property
+    def vision_models(self) -> list[ModelInfo]:
+        """Chat models that accept images (see ``ModelInfo.vision``)."""
+        return [m for m in self.text_models if m.vision]
+
+    def can_see(self, name: str) -> bool | None:
+        """Whether ``name`` accepts images: from the catalog, else from its name (None when
+        a model that is not listed has no telling name)."""
+        model = self.get(name)
+        if model is not None:
+            return model.vision
+        return True if looks_like_vision_model(name) else None
 
     def get(self, name: str) -> ModelInfo | None:
         """The entry for a model name (exact, then case-insensitive), or None."""
@@ -169,7 +226,9 @@ class ModelCatalog:
     def filter(self, pattern: str | None = None, kind: str | None = None) -> list[ModelInfo]:
         """Models of a kind whose name matches a glob (``*flux*``) or contains a substring."""
         selected = [m for m in self.models if m.kind in ("text", "image")]
-        if kind:
+        if kind == "vision":
+            selected = [m for m in selected if m.vision]
+        elif kind:
             selected = [m for m in selected if m.kind == kind]
         if pattern:
             needle = pattern.lower()

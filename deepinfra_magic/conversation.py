@@ -1,10 +1,19 @@
-"""A chat conversation: the system prompt, then the last few complete exchanges."""
+"""A chat conversation: the system prompt, then the last few complete exchanges.
+
+Exchanges remember the notebook cell they came from: running a cell again replaces its
+earlier exchange, so a re-run never feeds the model its own stale answer.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["Conversation", "Exchange"]
+__all__ = ["Content", "Conversation", "Exchange"]
+
+Content = str | list[dict[str, Any]]  # a string, or OpenAI-style content parts
 
 
 @dataclass(frozen=True)
@@ -14,6 +23,14 @@ class Exchange:
     prompt: str
     reply: str
     model: str
+    cell: str | None = None  # which cell asked (its id, or its source outside notebooks)
+    label: str = ""  # how to show that cell, e.g. ``In [7]``
+    content: Content | None = None  # what was sent, when it was more than the prompt
+
+    @property
+    def sent(self) -> Content:
+        """The user message content as it was sent."""
+        return self.prompt if self.content is None else self.content
 
 
 @dataclass
@@ -25,25 +42,56 @@ class Conversation:
     max_history: int = 5
     exchanges: list[Exchange] = field(default_factory=list)
 
-    def messages(self, prompt: str, system_prompt: str | None = None) -> list[dict[str, str]]:
-        """The messages to send for ``prompt``: system first, then the last exchanges."""
+    def messages(
+        self,
+        prompt: Content,
+        system_prompt: str | None = None,
+        *,
+        cell: str | None = None,
+        images: bool = True,
+    ) -> list[dict[str, Any]]:
+        """The messages to send for ``prompt``: system first, then the last exchanges.
+
+        ``cell``'s own earlier exchange is left out (it is being re-run). An image already
+        in a later message is sent only there; ``images=False`` (a model that cannot see)
+        replaces earlier images with a short note.
+        """
         system = self.system_prompt if system_prompt is None else system_prompt
-        messages = [{"role": "system", "content": system}] if system else []
-        for exchange in self.window():
-            messages.append({"role": "user", "content": exchange.prompt})
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+        for exchange in self.window(cell):
+            messages.append({"role": "user", "content": exchange.sent})
             messages.append({"role": "assistant", "content": exchange.reply})
         messages.append({"role": "user", "content": prompt})
-        return messages
+        return _images_once(messages, keep=images)
 
-    def window(self) -> list[Exchange]:
-        """The exchanges that are sent: the last ``max_history`` ones."""
+    def window(self, cell: str | None = None) -> list[Exchange]:
+        """The exchanges that are sent: the last ``max_history`` ones (not ``cell``'s)."""
         if self.max_history <= 0:
             return []
-        return self.exchanges[-self.max_history :]
+        others = [e for e in self.exchanges if cell is None or e.cell != cell]
+        return others[-self.max_history :]
 
-    def add(self, prompt: str, reply: str, model: str) -> None:
-        """Remember a complete exchange."""
-        self.exchanges.append(Exchange(prompt, reply, model))
+    def add(
+        self,
+        prompt: str,
+        reply: str,
+        model: str,
+        *,
+        cell: str | None = None,
+        label: str = "",
+        content: Content | None = None,
+    ) -> None:
+        """Remember a complete exchange; one from the same cell is replaced."""
+        if cell is not None:
+            self.exchanges = [e for e in self.exchanges if e.cell != cell]
+        self.exchanges.append(Exchange(prompt, reply, model, cell, label, content))
+
+    def label(self, cell: str, label: str) -> None:
+        """Name the cell an exchange came from (known once the cell has run)."""
+        self.exchanges = [
+            dataclasses.replace(e, label=label) if e.cell == cell and not e.label else e
+            for e in self.exchanges
+        ]
 
     def reset(self) -> None:
         """Forget every exchange (the system prompt stays)."""
@@ -51,3 +99,32 @@ class Conversation:
 
     def __len__(self) -> int:
         return len(self.exchanges)
+
+
+def _images_once(messages: list[dict[str, Any]], keep: bool) -> list[dict[str, Any]]:
+    """Each distinct image only in the last message that holds it (or nowhere, for a
+    model that cannot see: then earlier images become a note, the last message is kept)."""
+    seen: set[str] = set()
+    result: list[dict[str, Any]] = []
+    for position, message in enumerate(reversed(messages)):
+        content = message.get("content")
+        if not isinstance(content, list):
+            result.append(message)
+            continue
+        parts: list[dict[str, Any]] = []
+        for part in content:
+            url = part.get("image_url", {}).get("url") if part.get("type") == "image_url" else None
+            if not isinstance(url, str):
+                parts.append(part)
+                continue
+            digest = hashlib.sha256(url.encode()).hexdigest()
+            if digest in seen:
+                parts.append({"type": "text", "text": "[the same image is attached below]"})
+            elif keep or position == 0:
+                seen.add(digest)
+                parts.append(part)
+            else:
+                parts.append({"type": "text", "text": "[an image was attached here]"})
+        result.append({**message, "content": parts})
+    result.reverse()
+    return result

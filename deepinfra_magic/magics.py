@@ -38,6 +38,7 @@ from ._config import (
     DEFAULT_IMAGE_MODEL,
     DEFAULT_MODEL,
     KEY_ENV_VARS,
+    MAX_IMAGE_PIXELS,
     Secret,
     key_source,
     missing_key_error,
@@ -56,14 +57,17 @@ from .display import (
     show_image,
 )
 from .errors import DeepInfraError
+from .notebook import CellLog, NotebookReferenceError
 from .recording import RECORD_ENV, REPLAY_ENV, REPLAY_SPEED_ENV
 from .types import ChatResult, ContentDelta, ReasoningDelta
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
+    from .attachments import Attachment
     from .catalog import ModelCatalog, ModelInfo
     from .client import ChatStream, DeepInfraClient
+    from .conversation import Content
     from .images import ImageResult
 
 __all__ = ["DeepInfraMagics", "load", "unload"]
@@ -76,6 +80,7 @@ MAGIC_NAMES = {
         "deepinfra_login",
         "deepinfra_reset",
         "deepinfra_history",
+        "deepinfra_explain",
         "deepinfra_replay",
         "deepinfra_record",
     ),
@@ -113,6 +118,17 @@ def _chat_parser() -> MagicParser:
     parser.add_argument("-f", "--format", choices=("markdown", "text", "code"), default="markdown")
     parser.add_argument("-o", "--out", metavar="VAR")
     parser.add_argument("--vars", action="store_true", help="fill {name} from the notebook")
+    parser.add_argument("--see", action="append", metavar="EXPR", help="attach a plot or table")
+    return parser
+
+
+def _explain_parser() -> MagicParser:
+    parser = MagicParser("%deepinfra_explain", "Explain the last error, or cell N's.")
+    parser.add_argument("cell", nargs="?", type=bounded_int(1), metavar="N")
+    parser.add_argument("-m", "--model")
+    parser.add_argument("-f", "--format", choices=("markdown", "text", "code"), default="markdown")
+    parser.add_argument("-o", "--out", metavar="VAR")
+    parser.add_argument("--no-stream", action="store_true")
     return parser
 
 
@@ -137,6 +153,7 @@ def _models_parser() -> MagicParser:
     kind = parser.add_mutually_exclusive_group()
     kind.add_argument("--text", action="store_true")
     kind.add_argument("--images", action="store_true")
+    kind.add_argument("--vision", action="store_true", help="chat models that can see images")
     parser.add_argument("--refresh", action="store_true")
     parser.add_argument("--pick", action="store_true")
     parser.add_argument("pattern", nargs="?")
@@ -154,6 +171,7 @@ def _replay_parser(name: str) -> MagicParser:
 
 _PARSERS = {
     "chat": _chat_parser(),
+    "explain": _explain_parser(),
     "image": _image_parser(),
     "models": _models_parser(),
     "replay": _replay_parser("%deepinfra_replay"),
@@ -217,6 +235,12 @@ class DeepInfraMagics(Magics):
     raise_on_interrupt = Bool(
         True, help="Re-raise KeyboardInterrupt after keeping a stopped reply (stops Run All)."
     ).tag(config=True)
+    max_image_pixels = Int(
+        MAX_IMAGE_PIXELS, help="Images attached with --see are downscaled to this many pixels."
+    ).tag(config=True)
+    explain_errors = Bool(
+        False, help="After a failing cell, show a hint to run %deepinfra_explain (no request)."
+    ).tag(config=True)
 
     def __init__(self, shell: InteractiveShell) -> None:
         super().__init__(shell=shell)
@@ -226,6 +250,8 @@ class DeepInfraMagics(Magics):
         self._client: DeepInfraClient | None = None
         self._login: bool = False  # the client carries a key from %deepinfra_login
         self._warned: set[int] = set()
+        self.cells = CellLog()
+        self._publisher: Any = None  # the display publisher whose images we note
 
     @property
     def ip(self) -> InteractiveShell:
@@ -347,12 +373,16 @@ class DeepInfraMagics(Magics):
         """Chat with a DeepInfra model; the cell body is the prompt, streamed back live.
 
         Usage: ``%%deepinfra [-m MODEL] [-s SYSTEM] [-t TEMP] [--max-tokens N]
-        [-p KEY=VALUE ...] [--new] [--no-stream] [-f markdown|text|code] [-o VAR] [--vars]``
+        [-p KEY=VALUE ...] [--new] [--no-stream] [-f markdown|text|code] [-o VAR] [--vars]
+        [--see EXPR ...]``
 
-        Each cell sees the previous exchanges (``max_history``); ``--new`` or
-        ``%deepinfra_reset`` start over. ``-f code`` puts the first code block of the
-        reply into the next cell. ``--vars`` fills ``{name}`` from the notebook. Ctrl-C
-        stops the reply and keeps what arrived. An image model makes an image.
+        Each cell sees the previous exchanges (``max_history``); re-running a cell replaces
+        its earlier exchange; ``--new`` or ``%deepinfra_reset`` start over. ``-f code`` puts
+        the first code block of the reply into the next cell. ``--vars`` fills ``{name}``,
+        ``{In[3]}``, ``{Out[3]}``, ``{Err[3]}`` and ``{Err}`` from the notebook. ``--see``
+        attaches a figure (or ``plt``), image, array, file, ``Out[n]``, ``cell:n`` or
+        DataFrame. Ctrl-C stops the reply and keeps what arrived. An image model makes an
+        image.
         """
         args = _PARSERS["chat"].parse_line(line)
         _check_variable_name(args.out)
@@ -362,19 +392,49 @@ class DeepInfraMagics(Magics):
                 "%%deepinfra: the cell is empty; write the prompt below the magic line."
             )
         if args.vars:
-            prompt = fill_variables(prompt, self.ip.user_ns)
+            prompt = fill_variables(prompt, self._template_namespace())
+        attachments = self._attachments(args.see or [])
         params = parse_params(args.param)
         client = self._ready_client()
         catalog = self._catalog_if_available(client)
         model = args.model or client.default_model(self.default_model, catalog)
         if catalog is not None and catalog.is_image_model(model):
+            if attachments:
+                raise UsageError(
+                    f"%%deepinfra: {model} makes images from text; --see needs a chat model "
+                    "that can see (see %deepinfra_models --vision)."
+                )
             self._make_images(client, prompt, model, 1, params, None, args.out)
             return
+        can_see = self._check_can_see(model, attachments, catalog)
         if args.new:
             self.conversation.reset()
-        messages = self.conversation.messages(prompt, args.system)
-        temperature = self.temperature if args.temperature is None else args.temperature
-        max_tokens = self.max_tokens if args.max_tokens is None else args.max_tokens
+        content: Content = prompt
+        if attachments:
+            from .attachments import user_content
+
+            content = user_content(prompt, attachments)
+        self._converse(client, prompt, content, model, args, params, can_see, attachments)
+
+    def _converse(
+        self,
+        client: DeepInfraClient,
+        prompt: str,
+        content: Content,
+        model: str,
+        args: Any,
+        params: dict[str, Any],
+        can_see: bool,
+        attachments: list[Attachment],
+    ) -> None:
+        """Send one exchange in this cell's place in the conversation and stream it back."""
+        cell_id = self.cells.current
+        system = getattr(args, "system", None)
+        messages = self.conversation.messages(content, system, cell=cell_id, images=can_see)
+        temperature = getattr(args, "temperature", None)
+        temperature = self.temperature if temperature is None else temperature
+        max_tokens = getattr(args, "max_tokens", None)
+        max_tokens = self.max_tokens if max_tokens is None else max_tokens
         view: ReplyView | StdoutReplyView
         if self._rich():
             view = ReplyView(self._publish(), model, self.update_interval, args.format != "text")
@@ -384,22 +444,183 @@ class DeepInfraMagics(Magics):
             client, view, messages, model, temperature, max_tokens, params, not args.no_stream
         )
         note, footer = self._ending(result, args.format)
+        if footer and attachments:
+            from .attachments import summary
+
+            footer += " · " + summary(attachments)
         view.finish(footer, result.metadata(), note)
         self.last_response = result
         if args.out:
             self.ip.user_ns[args.out] = result
         if result.complete:
-            self.conversation.add(prompt, result.text, result.model)
+            sent = None if content == prompt else content
+            self.conversation.add(prompt, result.text, result.model, cell=cell_id, content=sent)
         if result.interrupted and self.raise_on_interrupt:
             raise KeyboardInterrupt
         if problem is not None:
             raise problem
 
+    # --- the notebook as context --------------------------------------------------------------
+
+    def _template_namespace(self) -> dict[str, Any]:
+        """The user's variables, with ``In``/``Out``/``Err`` resolving to cell sources,
+        outputs (tables as text) and tracebacks."""
+        from .notebook import reference_namespace
+
+        history = self.ip.history_manager
+        sources = list(history.input_hist_raw) if history is not None else []
+        outputs = self.ip.user_ns.get("Out", {})
+        return reference_namespace(self.ip.user_ns, sources, outputs, self.cells, _describe)
+
+    def _attachments(self, expressions: list[str]) -> list[Attachment]:
+        """Each ``--see EXPR`` as an attachment, or a one-line UsageError."""
+        from .attachments import AttachmentError, attach, image_from_bytes
+        from .notebook import ShownImage, see_target
+
+        attached: list[Attachment] = []
+        outputs = self.ip.user_ns.get("Out", {})
+        for expression in expressions:
+            label = expression.strip()
+            try:
+                target = see_target(label, outputs, self.cells)
+                if target is None:
+                    target = self._evaluate(label)
+                if _is_pyplot(target) and not target.get_fignums():
+                    target = self.cells.last_image()  # inline plots are closed once shown
+                    if target is None:
+                        raise AttachmentError(f"{label}: no figure is open and none was shown.")
+                shown = target if isinstance(target, list) else [target]
+                for item in shown:
+                    if isinstance(item, ShownImage):
+                        attached.append(image_from_bytes(item.data, label, self.max_image_pixels))
+                    else:
+                        attached.append(attach(item, label, max_pixels=self.max_image_pixels))
+            except (AttachmentError, NotebookReferenceError) as exc:
+                raise UsageError(f"%%deepinfra --see {exc}") from None
+        return attached
+
+    def _evaluate(self, expression: str) -> Any:
+        """``--see EXPR``'s value in the user namespace; a file path when it is not Python."""
+        from .attachments import SUPPORTED_KINDS, AttachmentError
+
+        try:
+            return eval(expression, self.ip.user_global_ns, self.ip.user_ns)  # the user's code
+        except (NameError, SyntaxError) as exc:
+            if Path(expression).expanduser().is_file():
+                return expression
+            reason = f"{type(exc).__name__}: {exc}"
+            raise AttachmentError(
+                f"{expression}: {reason}; --see takes {SUPPORTED_KINDS}."
+            ) from None
+        except Exception as exc:
+            raise AttachmentError(f"{expression}: {type(exc).__name__}: {exc}.") from None
+
+    def _check_can_see(
+        self, model: str, attachments: list[Attachment], catalog: ModelCatalog | None
+    ) -> bool:
+        """Whether images may be sent to ``model``; a one-line error naming vision models
+        when this cell attaches images to a model known not to see."""
+        from .catalog import looks_like_vision_model
+
+        can_see = catalog.can_see(model) if catalog is not None else None
+        if can_see is None:
+            can_see = True if looks_like_vision_model(model) else None
+        if can_see is False and any(hasattr(a, "data_url") for a in attachments):
+            vision = catalog.vision_models if catalog is not None else []
+            names = ", ".join(m.name for m in vision[:4]) or "none in the catalog"
+            raise UsageError(
+                f"%%deepinfra: {model} cannot see images; vision models: {names} "
+                "(pick one with -m; %deepinfra_models --vision lists them)."
+            )
+        return can_see is not False
+
+    def _connect(self) -> None:
+        """Follow the cells: which one runs, what fails, which images are shown."""
+        self.ip.events.register("pre_run_cell", self._pre_run_cell)
+        self.ip.events.register("post_run_cell", self._post_run_cell)
+        publisher = self.ip.display_pub
+        original = publisher.publish
+
+        def publish(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+            if not kwargs.get("update"):
+                self.cells.shown(data)
+            original(data, *args, **kwargs)
+
+        publisher.publish = publish  # type: ignore[method-assign]  # one instance, undone on unload
+        self._publisher = (publisher, publish)
+
+    def _disconnect(self) -> None:
+        for event, callback in (
+            ("pre_run_cell", self._pre_run_cell),
+            ("post_run_cell", self._post_run_cell),
+        ):
+            if callback in self.ip.events.callbacks[event]:
+                self.ip.events.unregister(event, callback)
+        if self._publisher is not None:
+            publisher, ours = self._publisher
+            if vars(publisher).get("publish") is ours:
+                del publisher.publish
+            self._publisher = None
+
+    def _pre_run_cell(self, info: Any) -> None:
+        self.cells.started(getattr(info, "cell_id", None), info.raw_cell)
+
+    def _post_run_cell(self, result: Any) -> None:
+        count = result.execution_count
+        if self.cells.current is not None and count is not None:
+            self.conversation.label(self.cells.current, f"In [{count}]")
+        self.cells.finished(count)
+        error = result.error_in_exec or result.error_before_exec
+        if error is None or isinstance(error, (KeyboardInterrupt, UsageError, DeepInfraError)):
+            return
+        count = count if count is not None else self.ip.execution_count
+        self.cells.failed(count, result.info.raw_cell, self._traceback(error, result))
+        if self.explain_errors:
+            hint = "💡 `%deepinfra_explain` asks the model why this cell failed."
+            self._publish()(markdown_bundle(hint, hint.replace("`", "")), {})
+
+    def _traceback(self, error: BaseException, result: Any) -> str:
+        """The traceback as IPython showed it (colour codes are stripped later)."""
+        import traceback
+
+        if result.error_before_exec is not None:
+            return "".join(traceback.format_exception_only(type(error), error))
+        try:
+            lines = self.ip.InteractiveTB.structured_traceback(
+                type(error), error, error.__traceback__
+            )
+            return "\n".join(lines)
+        except Exception:  # a formatter failure must not break the user's cell
+            return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+
+    # --- %deepinfra_explain -------------------------------------------------------------------
+
+    @no_var_expand
+    @line_magic
+    def deepinfra_explain(self, line: str) -> None:
+        """Explain the last error (or cell N's): ``%deepinfra_explain [N] [-m MODEL]
+        [-f markdown|text|code] [-o VAR] [--no-stream]``. Sends the cell's source and its
+        traceback; ``-f code`` puts the fixed cell into the next cell."""
+        from .notebook import explain_prompt
+
+        args = _PARSERS["explain"].parse_line(line)
+        _check_variable_name(args.out)
+        try:
+            error = self.cells.error_for(args.cell)
+        except NotebookReferenceError as exc:
+            raise UsageError(f"%deepinfra_explain: {exc}") from None
+        client = self._ready_client()
+        model = args.model or self.default_model
+        can_see = self._check_can_see(model, [], self._catalog_if_available(client))
+        prompt = f"Explain the error of In [{error.count}]"
+        content = explain_prompt(error)
+        self._converse(client, prompt, content, model, args, {}, can_see, [])
+
     def _stream_reply(
         self,
         client: DeepInfraClient,
         view: ReplyView | StdoutReplyView,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         model: str,
         temperature: float,
         max_tokens: int,
@@ -585,13 +806,14 @@ class DeepInfraMagics(Magics):
         client = self.client()
         catalog = self._catalog(client, refresh=args.refresh)
         kind = "text" if args.text else "image" if args.images else None
+        kind = "vision" if args.vision else kind
         models = catalog.filter(args.pattern, kind)
         status = " · ".join(
             (self._key_status(client), self._source_status(catalog), client.routes.describe())
         )
         header = "| Model | Type | Context | Price |\n|---|---|---|---|"
         rows = [
-            f"| `{m.name}` | {m.kind} | {_context(m.context_length)} | {_price(m)} |"
+            f"| `{m.name}` | {_kind(m)} | {_context(m.context_length)} | {_price(m)} |"
             for m in models
         ]
         if not rows:
@@ -743,8 +965,13 @@ class DeepInfraMagics(Magics):
         for index, exchange in enumerate(conversation.exchanges):
             sent_here = index >= first_sent
             mark, plain_mark = ("", "") if sent_here else (" *(not sent)*", " (not sent)")
+            where = f" ({exchange.label})" if exchange.label else ""
+            extra = _attached_note(exchange.content)
             lines.append(
-                (f"**You**{mark}: {exchange.prompt}", f"You{plain_mark}: {exchange.prompt}")
+                (
+                    f"**You**{where}{mark}: {exchange.prompt}{extra}",
+                    f"You{where}{plain_mark}: {exchange.prompt}{extra}",
+                )
             )
             lines.append(
                 (f"**{exchange.model}**: {exchange.reply}", f"{exchange.model}: {exchange.reply}")
@@ -825,9 +1052,40 @@ def _absolute(paths: str) -> str:
     return os.pathsep.join(parts)
 
 
+def _kind(model: ModelInfo) -> str:
+    """The Type column: ``text``, ``image``, or ``text, vision`` for models that can see."""
+    return f"{model.kind}, vision" if model.vision else model.kind
+
+
+def _is_pyplot(value: Any) -> bool:
+    return getattr(value, "__name__", None) == "matplotlib.pyplot"
+
+
+def _describe(value: Any) -> str:
+    """An output for a --vars template: a DataFrame as its text summary, else its repr."""
+    from .attachments import describe_table
+    from .errors import shorten
+
+    if type(value).__module__.startswith("pandas") and type(value).__name__ in (
+        "DataFrame",
+        "Series",
+    ):
+        return describe_table(value).text
+    text = repr(value)
+    return text if len(text) <= 4000 else shorten(text, 4000)
+
+
 def _price(model: ModelInfo) -> str:
     """The price for a Markdown table: dollar signs escaped so they are not read as LaTeX."""
     return model.price_text().replace("$", "\\$") or "—"
+
+
+def _attached_note(content: Any) -> str:
+    """`` [+ 1 image]`` after a prompt that was sent with images."""
+    if not isinstance(content, list):
+        return ""
+    images = sum(1 for part in content if part.get("type") == "image_url")
+    return f" [+ {images} image{'s' if images != 1 else ''}]" if images else ""
 
 
 def _exchanges(count: int) -> str:
@@ -851,7 +1109,7 @@ def _context(tokens: int | None) -> str:
 
 def _text_table(models: list[Any]) -> str:
     rows = [("MODEL", "TYPE", "CONTEXT", "PRICE")]
-    rows += [(m.name, m.kind, _context(m.context_length), m.price_text() or "—") for m in models]
+    rows += [(m.name, _kind(m), _context(m.context_length), m.price_text() or "—") for m in models]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join(
         f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}"
@@ -863,7 +1121,9 @@ def load(shell: InteractiveShell) -> None:
     """Register the magics once (a second load replaces the first)."""
     if "DeepInfraMagics" in shell.magics_manager.registry:
         unload(shell)
-    shell.register_magics(DeepInfraMagics(shell))
+    magics = DeepInfraMagics(shell)
+    shell.register_magics(magics)
+    magics._connect()
 
 
 def unload(shell: InteractiveShell) -> None:
@@ -876,6 +1136,7 @@ def unload(shell: InteractiveShell) -> None:
             if getattr(bound, "__self__", None) is instance:
                 table.pop(name, None)
     if isinstance(instance, DeepInfraMagics):
+        instance._disconnect()
         if instance._client is not None:
             instance._client.close()
             instance._client = None

@@ -3,8 +3,12 @@
 A recording is one readable JSON file: each exchange holds the request (method, path and
 JSON body; never any header) and the answer (status, content type, and either the body or
 the stream's chunks with the delay before each). One chunk per line keeps diffs small.
-Replay matches requests by content (model, messages, parameters, prompt); identical
-requests are answered in recorded order. The transports in ``_http`` use this module.
+Images attached to chat messages (data URLs) are stored once, in ``images``, and the
+requests name them by content hash (``sha256:...``).
+Replay matches requests by content (model, messages, parameters, prompt, image hashes);
+identical requests are answered in recorded order. When only the bytes of attached images
+differ (a plot drawn by another matplotlib version), the request with the same images in
+the same places answers. The transports in ``_http`` use this module.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import base64
 import codecs
 import difflib
+import hashlib
 import json
 import os
 import tempfile
@@ -120,6 +125,40 @@ def request_key(method: str, path: str, body: Any) -> str:
     return f"{method.upper()} {path} {canonical}"
 
 
+IMAGE_REF = "sha256:"
+
+
+def pack_images(body: Any, images: dict[str, str] | None = None, ref: str | None = None) -> Any:
+    """``body`` with each data-URL image of its chat messages replaced by ``sha256:<hex>``
+    (or by ``ref``); the data URLs are put into ``images`` when it is given."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("messages"), list):
+        return body
+    messages = []
+    for message in body["messages"]:
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if not isinstance(content, list):
+            messages.append(message)
+            continue
+        parts = []
+        for part in content:
+            image = part.get("image_url") if isinstance(part, Mapping) else None
+            url = image.get("url") if isinstance(image, Mapping) else None
+            if (
+                isinstance(image, Mapping)
+                and isinstance(url, str)
+                and url.startswith(("data:", IMAGE_REF))
+            ):
+                name = url
+                if url.startswith("data:"):
+                    name = IMAGE_REF + hashlib.sha256(url.encode()).hexdigest()
+                    if images is not None:
+                        images[name] = url
+                part = {**part, "image_url": {**image, "url": ref or name}}
+            parts.append(part)
+        messages.append({**message, "content": parts})
+    return {**body, "messages": messages}
+
+
 class ChunkText:
     """Turns network chunks into text without breaking characters split across chunks."""
 
@@ -186,13 +225,21 @@ def _speed_from_env() -> float:
 class Recording:
     """A recording file in memory: thread-safe lookup for replay, append-and-save for record."""
 
-    def __init__(self, path: Path, exchanges: Iterable[Exchange] = (), note: str = "") -> None:
+    def __init__(
+        self,
+        path: Path,
+        exchanges: Iterable[Exchange] = (),
+        note: str = "",
+        images: Mapping[str, str] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.note = note
         self.exchanges = list(exchanges)
+        self.images = dict(images or {})  # sha256:<hex> -> data URL, each image once
         self._lock = threading.Lock()
         self._served: dict[str, int] = {}
         self._by_key: dict[str, list[Exchange]] | None = None  # built on the first replay
+        self._by_shape: dict[str, list[Exchange]] = {}  # the same, image bytes aside
 
     # --- files --------------------------------------------------------------------------
 
@@ -202,7 +249,9 @@ class Recording:
         the file when one is unusable."""
         recording = cls._load_one(path)
         for extra in more:
-            recording.exchanges += cls._load_one(extra).exchanges
+            other = cls._load_one(extra)
+            recording.exchanges += other.exchanges
+            recording.images.update(other.images)
         return recording
 
     @classmethod
@@ -223,9 +272,10 @@ class Recording:
             raise ConfigurationError(f"{file} is not a deepinfra-magic recording.")
         try:
             exchanges = [Exchange.from_json(item, file.name) for item in data.get("exchanges", [])]
+            images = {str(k): str(v) for k, v in dict(data.get("images") or {}).items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigurationError(f"Recording {file} is damaged: {shorten(str(exc))}.") from None
-        return cls(file, exchanges, note=str(data.get("note") or ""))
+        return cls(file, exchanges, note=str(data.get("note") or ""), images=images)
 
     @classmethod
     def open_for_recording(cls, path: str | os.PathLike[str]) -> Recording:
@@ -251,8 +301,11 @@ class Recording:
             f' "format": {json.dumps(FORMAT_NAME)},',
             f' "version": {FORMAT_VERSION},',
             f' "note": {json.dumps(self.note, ensure_ascii=False)},',
-            ' "exchanges": [',
         ]
+        if self.images:
+            rows = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in self.images.items()]
+            lines += [' "images": {', ",\n".join(rows), " },"]
+        lines.append(' "exchanges": [')
         for index, exchange in enumerate(self.exchanges):
             data = exchange.to_json()
             chunks = data["response"].pop("chunks", None)
@@ -288,6 +341,7 @@ class Recording:
         if secrets:
             exchange = _scrubbed(exchange, secrets)
         with self._lock:
+            exchange.body = pack_images(exchange.body, self.images)
             self.exchanges.append(exchange)
             self.save()
 
@@ -295,13 +349,19 @@ class Recording:
 
     def find(self, method: str, path: str, body: Any) -> Exchange:
         """The recorded answer for a request; identical requests are served in order."""
+        body = pack_images(body)
         key = request_key(method, path, body)
         with self._lock:
             if self._by_key is None:  # a replayed recording does not change: index it once
                 self._by_key = {}
                 for exchange in self.exchanges:
                     self._by_key.setdefault(exchange.key, []).append(exchange)
+                    shape = request_key(exchange.method, exchange.path, _shape(exchange.body))
+                    self._by_shape.setdefault(shape, []).append(exchange)
             matches = self._by_key.get(key)
+            if not matches and _shape(body) != body:
+                key = request_key(method, path, _shape(body))
+                matches = self._by_shape.get(key)
             if not matches:
                 raise ReplayError(self._mismatch_message(method, path, body))
             served = self._served.get(key, 0)
@@ -326,6 +386,11 @@ class Recording:
             f"No recorded answer for {method.upper()} {path} ({asked}) {where}; the closest "
             f"recorded request differs in {difference}. {remedy}"
         )
+
+
+def _shape(body: Any) -> Any:
+    """A chat body with every image reference alike: what matches when only bytes differ."""
+    return pack_images(body, ref="image")
 
 
 def _scrubbed(exchange: Exchange, wrapped: tuple[str | Secret, ...]) -> Exchange:

@@ -835,6 +835,69 @@ def _chat_body_problem(payload: Any) -> str | None:
     return None
 
 
+# Vision input: a user message's ``content`` may be a list of parts, and an image part is
+# ``{"type": "image_url", "image_url": {"url": "https://..." | "data:image/png;base64,..."}}``
+# (docs.deepinfra.com/chat/vision; OpenAPI ChatCompletionContentPartImage / ImageURL, which
+# is OpenAI's content-part shape). The fake checks that every data URL decodes to an image
+# of the type it states, with a readable width and height, and answers 422 otherwise.
+_DATA_URL = re.compile(r"^data:(image/(?:png|jpeg|webp|gif));base64,(.*)$", re.DOTALL)
+
+
+def _stated_image_size(data: bytes, mime: str) -> tuple[int, int] | None:
+    """Width and height from the header of a PNG/JPEG/WebP/GIF of type ``mime``, or None."""
+    if mime == "image/png" and data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    if mime == "image/gif" and data[:6] in (b"GIF87a", b"GIF89a"):
+        return struct.unpack("<HH", data[6:10])
+    if mime == "image/webp" and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        kind = data[12:16]
+        if kind == b"VP8X":
+            width, height = data[24:27], data[27:30]
+            return 1 + int.from_bytes(width, "little"), 1 + int.from_bytes(height, "little")
+        if kind == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if kind == b"VP8 ":
+            width, height = struct.unpack("<HH", data[26:30])
+            return width & 0x3FFF, height & 0x3FFF
+        return None
+    if mime == "image/jpeg" and data.startswith(b"\xff\xd8"):
+        index = 2
+        while index + 9 < len(data):
+            marker = data[index + 1]
+            if data[index] == 0xFF and 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                height, width = struct.unpack(">HH", data[index + 5 : index + 9])
+                return width, height
+            index += 2 + struct.unpack(">H", data[index + 2 : index + 4])[0]
+    return None
+
+
+def _image_part_problem(messages: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """(field, message) for the first ``image_url`` part that is not a valid image."""
+    for m, message in enumerate(messages):
+        parts = message.get("content")
+        for p, part in enumerate(parts if isinstance(parts, list) else []):
+            if not isinstance(part, dict) or part.get("type") != "image_url":
+                continue
+            where = f"messages.{m}.content.{p}.image_url"
+            url = (part.get("image_url") or {}).get("url")
+            if not isinstance(url, str):
+                return where, "field required"
+            if url.startswith("https://"):
+                continue
+            match = _DATA_URL.match(url)
+            if match is None:
+                return where, "expected an https URL or a data:image/...;base64 URL"
+            try:
+                data = base64.b64decode(match.group(2), validate=True)
+            except ValueError:
+                return where, "invalid base64 image data"
+            size = _stated_image_size(data, match.group(1))
+            if size is None or min(size) < 1:
+                return where, f"the data is not a valid {match.group(1)} image"
+    return None
+
+
 def _positive_int(value: Any, default: int) -> int:
     """``value`` if it is a positive int (bools excluded), else ``default``."""
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
@@ -1318,6 +1381,10 @@ class _Handler(BaseHTTPRequestHandler):
         problem = _chat_body_problem(payload)
         if problem is not None:
             self._send_json(422, validation_error(problem))
+            return
+        image_problem = _image_part_problem(payload["messages"])
+        if image_problem is not None:
+            self._send_json(422, validation_error(*image_problem))
             return
         entry = config.model(payload["model"])
         if (
