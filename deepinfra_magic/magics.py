@@ -392,7 +392,10 @@ class DeepInfraMagics(Magics):
                 "%%deepinfra: the cell is empty; write the prompt below the magic line."
             )
         if args.vars:
-            prompt = fill_variables(prompt, self._template_namespace())
+            try:
+                prompt = fill_variables(prompt, self._template_namespace())
+            except NotebookReferenceError as exc:
+                raise UsageError(f"--vars: {exc}") from None
         attachments = self._attachments(args.see or [])
         params = parse_params(args.param)
         client = self._ready_client()
