@@ -8,7 +8,7 @@ were made (no live key was used), and it is reproducible offline.
 environment. The key is never written (the recorder writes no headers and scrubs the key
 value from everything it writes); the script checks the files afterwards anyway.
 
-    python scripts/record_examples.py [--live] [quickstart|workshop ...]
+    python scripts/record_examples.py [--live] [quickstart|workshop|ask_about_your_plot ...]
 """
 
 from __future__ import annotations
@@ -125,6 +125,62 @@ SCRIPTS: dict[str, list[tuple[str, str, str | None]]] = {
             "composite. And 143 = 11 × 13. So 1001 = 7 × 11 × 13.",
         ),
     ],
+    "ask_about_your_plot": [
+        (
+            "What does this plot show",
+            "The bar chart shows **units sold per month in 2025**. Sales climb steadily from "
+            "about **120 in January** to **180 in June**, then **drop sharply in August to "
+            "about 95**, the lowest month of the year, before recovering in September and "
+            "rising to a peak of about **260 in December**.\n\n"
+            "The August dip is the unusual part: it breaks an otherwise smooth trend, so it is "
+            "worth checking whether it is real (a holiday closure, a stock-out) or missing data. "
+            "The December peak looks like holiday demand.",
+            None,
+        ),
+        (
+            "Summarise this table",
+            "- **12 rows**, one per month of 2025, with `month` (text), `units` (whole numbers) "
+            "and `price` (decimals).\n"
+            "- Units range from **95 in August** to **260 in December**; the average is about "
+            "**168** a month.\n"
+            "- The price rises twice, **9.5 → 9.9 in April** and **9.9 → 10.5 in September**, "
+            "and sales keep growing after both increases.",
+            None,
+        ),
+        (
+            "A cell in my Jupyter notebook failed",
+            "`august` is a plain dictionary made from one row of `sales`, so its keys are the "
+            "table's columns: `month`, `units` and `price`. There is no `revenue` column, so "
+            "`august[\"revenue\"]` raises `KeyError: 'revenue'`. Revenue is units times price:\n\n"
+            "```python\n"
+            "august = sales.iloc[7].to_dict()  # August\n"
+            'august["units"] * august["price"]\n'
+            "```\n\n"
+            "To have it for every month, add a column: "
+            '`sales["revenue"] = sales["units"] * sales["price"]`.',
+            None,
+        ),
+        (
+            "what check would have made this error clearer",
+            "Checking the key first, for example "
+            '`assert "revenue" in august, f"no revenue; keys are {list(august)}"`, would have '
+            "named the columns that do exist instead of only the missing one.",
+            None,
+        ),
+    ],
+}
+
+# Server settings per notebook (the default catalog has no vision model).
+VISION_MODEL = fake_server.CatalogModel(
+    "meta-llama/Llama-3.2-11B-Vision-Instruct",
+    fake_server.TEXT_GENERATION,
+    "Llama 3.2 11B Vision: answers questions about images.",
+    131072,
+    fake_server.token_pricing(4.9e-06, 4.9e-06),
+    ("chat", "vision"),
+)
+SERVER_CONFIG: dict[str, dict[str, object]] = {
+    "ask_about_your_plot": {"catalog": (*fake_server.DEFAULT_CATALOG, VISION_MODEL)},
 }
 
 
@@ -197,7 +253,7 @@ def record(name: str, live: bool) -> Path:
         else:
             fake_server.render_image = scene_png  # nicer pictures than the test patterns
             with fake_server.FakeDeepInfra(
-                token_delay=0.025, image_delay=1.5, image_size="full"
+                token_delay=0.025, image_delay=1.5, image_size="full", **SERVER_CONFIG.get(name, {})
             ) as server:
                 for match, text, reasoning in SCRIPTS[name]:
                     server.script_reply(text, match=match, reasoning=reasoning)

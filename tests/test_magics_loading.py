@@ -91,6 +91,8 @@ def test_load_ext_imports_no_httpx_and_makes_no_request(
         ip = InteractiveShell.instance()
         ip.run_line_magic("load_ext", "deepinfra_magic")
         print("after load:", "httpx" in sys.modules)
+        heavy = ("numpy", "PIL", "matplotlib", "pandas")
+        print("heavy after load:", [name for name in heavy if name in sys.modules])
         ip.run_line_magic("config", "DeepInfraMagics.default_model = 'google/gemma-3-27b-it'")
         ip.run_line_magic("deepinfra_history", "")
         ip.run_line_magic("deepinfra_reset", "")
@@ -106,6 +108,7 @@ def test_load_ext_imports_no_httpx_and_makes_no_request(
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "after load: False" in lines and "after settings: False" in lines
+    assert "heavy after load: []" in lines  # --see imports them only when handed such a value
     assert "after a chat: True" in lines  # the first request is where httpx comes in
     assert [r.path for r in fake_server.requests][-1] == "/v1/openai/chat/completions"
     assert chat_bodies(fake_server)[0]["model"] == "google/gemma-3-27b-it"

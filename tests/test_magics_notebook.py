@@ -21,7 +21,7 @@ from deepinfra_magic.errors import ReplayError
 from deepinfra_magic.notebook import shorten_traceback, strip_ansi
 from tests.fake_server import CANARY_KEY, DEFAULT_CATALOG, FakeDeepInfra, default_reply
 from tests.kernel_helpers import PLAIN, Reply, chat_bodies
-from tests.test_magics_see import VISION, VISION_ENTRY, sent_images
+from tests.test_magics_see import VISION, VISION_ENTRY
 
 matplotlib.use("Agg")
 
@@ -271,4 +271,3 @@ def test_recordings_store_each_image_once_and_replay_matches_on_it(
     # ... but a request without the image does not.
     with pytest.raises(ReplayError, match="No recorded answer"):
         ip.run_cell_magic("deepinfra", "--new", "What colour is it?")
-    assert sent_images  # (the helper is shared with test_magics_see)
