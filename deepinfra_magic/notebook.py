@@ -221,7 +221,8 @@ def reference_namespace(
     describe: Callable[[Any], str],
     budget: int = TRACEBACK_CHAR_BUDGET,
 ) -> dict[str, Any]:
-    """The user's variables plus ``In``/``Out``/``Err`` views for a --vars template.
+    """The user's variables plus ``In``/``Out``/``Err`` views for a --vars template
+    (tracebacks come in a code fence, so they read as written).
 
     ``sources`` are the raw cell sources (index = execution count), ``outputs`` the ``Out``
     dict, ``describe`` turns an output into text (a table as text, anything else as repr).
@@ -231,7 +232,7 @@ def reference_namespace(
         error = log.last_error()
         if error is None:
             raise NotebookReferenceError("{Err} has nothing to show: no cell has failed yet.")
-        return shorten_traceback(error.traceback, budget)
+        return _fence(shorten_traceback(error.traceback, budget))
 
     cells = [n for n in range(1, len(sources)) if sources[n].strip()]
     return {
@@ -241,7 +242,7 @@ def reference_namespace(
         "Err": _Lookup(
             "Err",
             sorted(log.errors),
-            lambda n: shorten_traceback(log.errors[n].traceback, budget),
+            lambda n: _fence(shorten_traceback(log.errors[n].traceback, budget)),
             "failed",
             last_error,
         ),

@@ -138,6 +138,12 @@ SCRIPTS: dict[str, list[tuple[str, str, str | None]]] = {
             None,
         ),
         (
+            "which month stands out",
+            "**August** stands out: at about 95 units it is far below both July and "
+            "September, breaking an otherwise steady climb.",
+            None,
+        ),
+        (
             "Summarise this table",
             "- **12 rows**, one per month of 2025, with `month` (text), `units` (whole numbers) "
             "and `price` (decimals).\n"

@@ -137,12 +137,13 @@ def _check_ask_about_your_plot(notebook: Any) -> None:
     assert "text, vision" in shown("%deepinfra_models --vision")
     assert "· 1 image 800×400" in shown("%%deepinfra --see fig")
     assert "August" in shown("%%deepinfra --see fig")
+    assert "· 1 image " in shown("%%deepinfra --see plt")  # the plot shown inline
     assert "· 1 table 12×3" in shown("%%deepinfra --see sales")
     assert "💡 %deepinfra_explain" in shown("august = ")
     assert 'august["price"]' in shown("%deepinfra_explain")
     history = shown("%deepinfra_history")
     assert "You (In [6]): What does this plot show?" in history
-    assert "You (In [9]): Explain the error of In [8]" in history
+    assert "You (In [10]): Explain the error of In [9]" in history
 
 
 def test_quickstart_reply_text_is_the_recorded_one(offline_env: None) -> None:
