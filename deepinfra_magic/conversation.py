@@ -87,9 +87,12 @@ class Conversation:
         self.exchanges.append(Exchange(prompt, reply, model, cell, label, content))
 
     def label(self, cell: str, label: str) -> None:
-        """Name the cell an exchange came from (known once the cell has run)."""
+        """Name the cell an exchange came from (known once the cell has run); ``cell`` also
+        names the exchanges whose key is ``cell#<topic>``."""
         self.exchanges = [
-            dataclasses.replace(e, label=label) if e.cell == cell and not e.label else e
+            dataclasses.replace(e, label=label)
+            if e.cell and not e.label and e.cell.partition("#")[0] == cell
+            else e
             for e in self.exchanges
         ]
 

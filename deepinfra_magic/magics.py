@@ -429,9 +429,11 @@ class DeepInfraMagics(Magics):
         params: dict[str, Any],
         can_see: bool,
         attachments: list[Attachment],
+        topic: str = "",
     ) -> None:
-        """Send one exchange in this cell's place in the conversation and stream it back."""
-        cell_id = self.cells.current
+        """Send one exchange in this cell's place in the conversation and stream it back
+        (``topic`` tells apart exchanges that one cell's source may ask about)."""
+        cell_id = self.cells.current and self.cells.current + topic
         system = getattr(args, "system", None)
         messages = self.conversation.messages(content, system, cell=cell_id, images=can_see)
         temperature = getattr(args, "temperature", None)
@@ -617,7 +619,10 @@ class DeepInfraMagics(Magics):
         can_see = self._check_can_see(model, [], self._catalog_if_available(client))
         prompt = f"Explain the error of In [{error.count}]"
         content = explain_prompt(error)
-        self._converse(client, prompt, content, model, args, {}, can_see, [])
+        # Outside notebooks a cell is known by its text: the same "%deepinfra_explain" about
+        # another error is another exchange, about the same error a re-run.
+        topic = f"#error-{error.count}"
+        self._converse(client, prompt, content, model, args, {}, can_see, [], topic)
 
     def _stream_reply(
         self,

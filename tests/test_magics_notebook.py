@@ -271,3 +271,18 @@ def test_recordings_store_each_image_once_and_replay_matches_on_it(
     # ... but a request without the image does not.
     with pytest.raises(ReplayError, match="No recorded answer"):
         ip.run_cell_magic("deepinfra", "--new", "What colour is it?")
+
+
+def test_explaining_another_error_from_the_same_source_adds_an_exchange(
+    ip: InteractiveShell, fake_server: FakeDeepInfra
+) -> None:
+    rich_cell(ip, "1 / 0")
+    rich_cell(ip, "%deepinfra_explain")
+    rich_cell(ip, "%deepinfra_explain")  # the same error again: a re-run, replaced
+    rich_cell(ip, "[][1]")
+    rich_cell(ip, "%deepinfra_explain")  # another error: another exchange
+    magics = ip.magics_manager.registry["DeepInfraMagics"]
+    prompts = [e.prompt for e in magics.conversation.exchanges]
+    first, second = (ip.execution_count - n for n in (5, 2))
+    assert prompts == [f"Explain the error of In [{first}]", f"Explain the error of In [{second}]"]
+    assert all(e.label.startswith("In [") for e in magics.conversation.exchanges)
