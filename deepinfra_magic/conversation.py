@@ -7,7 +7,6 @@ earlier exchange, so a re-run never feeds the model its own stale answer.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +106,8 @@ class Conversation:
 def _images_once(messages: list[dict[str, Any]], keep: bool) -> list[dict[str, Any]]:
     """Each distinct image only in the last message that holds it (or nowhere, for a
     model that cannot see: then earlier images become a note, the last message is kept)."""
+    import hashlib  # here, not at the top: loading the extension stays light
+
     seen: set[str] = set()
     result: list[dict[str, Any]] = []
     for position, message in enumerate(reversed(messages)):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,7 +71,7 @@ class CellLog:
 
     def started(self, cell_id: str | None, source: str) -> None:
         """A cell starts: notebooks give it an id; elsewhere its source stands in."""
-        self.current = cell_id or "source:" + hashlib.sha256(source.encode()).hexdigest()[:16]
+        self.current = cell_id or "source:" + source
         self._pending.clear()
 
     def finished(self, count: int | None) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import codecs
 import difflib
-import hashlib
 import json
 import os
 import tempfile
@@ -131,6 +130,8 @@ IMAGE_REF = "sha256:"
 def pack_images(body: Any, images: dict[str, str] | None = None, ref: str | None = None) -> Any:
     """``body`` with each data-URL image of its chat messages replaced by ``sha256:<hex>``
     (or by ``ref``); the data URLs are put into ``images`` when it is given."""
+    import hashlib  # here, not at the top: loading the extension stays light
+
     if not isinstance(body, Mapping) or not isinstance(body.get("messages"), list):
         return body
     messages = []
@@ -443,8 +444,17 @@ def _last_user_message(body: Any) -> str | None:
         return None
     for message in reversed(messages):
         if isinstance(message, Mapping) and message.get("role") == "user":
-            return str(message.get("content"))
+            return _content_text(message.get("content"))
     return None
+
+
+def _content_text(content: Any) -> str:
+    """A message's text; content parts as their text plus ``[+N images]``."""
+    if not isinstance(content, list):
+        return str(content)
+    texts = [str(p.get("text", "")) for p in content if isinstance(p, Mapping) and "text" in p]
+    images = sum(1 for p in content if isinstance(p, Mapping) and p.get("type") == "image_url")
+    return " ".join(texts) + (f" [+{images} image{'s' if images != 1 else ''}]" if images else "")
 
 
 def _describe_request(path: str, body: Any) -> str:
@@ -482,7 +492,11 @@ def _describe_difference(recorded: Any, asked: Any) -> str:
 def _describe_messages(was: list[Any], now: list[Any]) -> str:
     for index, (old, new) in enumerate(zip(was, now, strict=False)):
         if old != new:
-            old_text = shorten(str(old.get("content") if isinstance(old, Mapping) else old), 40)
-            new_text = shorten(str(new.get("content") if isinstance(new, Mapping) else new), 40)
+            old_text = shorten(
+                _content_text(old.get("content") if isinstance(old, Mapping) else old), 40
+            )
+            new_text = shorten(
+                _content_text(new.get("content") if isinstance(new, Mapping) else new), 40
+            )
             return f"messages[{index}] (recorded {old_text!r}, now {new_text!r})"
     return f"the number of messages (recorded {len(was)}, now {len(now)})"

@@ -343,3 +343,29 @@ def test_the_key_appears_nowhere_in_what_is_sent_shown_or_recorded(
     assert CANARY_KEY not in all_text(reply.outputs) + all_text(history.outputs)
     assert CANARY_KEY not in recording.read_text()
     assert "[+ 1 image]" in history.outputs[0].data["text/plain"]
+
+
+def test_the_attachment_library_works_without_ipython(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import sys
+        from deepinfra_magic.attachments import attach, summary, user_content
+        from deepinfra_magic.conversation import Conversation
+        assert not any(n in sys.modules for n in ("numpy", "PIL", "pandas", "matplotlib"))
+        image = attach(open(sys.argv[1], "rb").read(), "pic")
+        content = user_content("What is it?", [image])
+        messages = Conversation().messages(content)
+        print(summary([image]), len(messages[0]["content"]), "IPython" in sys.modules)
+        """
+    )
+    picture = tmp_path / "pic.png"
+    picture.write_bytes(png((30, 20)))
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(picture)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "image", "30×20", "2", "False"]
