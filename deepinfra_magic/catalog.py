@@ -181,10 +181,11 @@ class ModelCatalog:
         return [m for m in self.text_models if m.vision]
 
     def can_see(self, name: str) -> bool | None:
-        """Whether ``name`` accepts images: from the catalog, else from its name (None when
-        a model that is not listed has no telling name)."""
+        """Whether ``name`` accepts images: from the catalog, else from its name. None when
+        it cannot be told: a model that is not listed, or a list without tags (another
+        OpenAI-compatible server), and no telling name."""
         model = self.get(name)
-        if model is not None:
+        if model is not None and (model.vision or isinstance(model.raw.get("tags"), list)):
             return model.vision
         return True if looks_like_vision_model(name) else None
 

@@ -615,8 +615,9 @@ class DeepInfraMagics(Magics):
         except NotebookReferenceError as exc:
             raise UsageError(f"%deepinfra_explain: {exc}") from None
         client = self._ready_client()
-        model = args.model or self.default_model
-        can_see = self._check_can_see(model, [], self._catalog_if_available(client))
+        catalog = self._catalog_if_available(client)
+        model = args.model or client.default_model(self.default_model, catalog)
+        can_see = self._check_can_see(model, [], catalog)
         prompt = f"Explain the error of In [{error.count}]"
         content = explain_prompt(error)
         # Outside notebooks a cell is known by its text: the same "%deepinfra_explain" about

@@ -215,7 +215,7 @@ def test_explain_errors_adds_a_hint_to_failing_cells_without_a_request(
 def dead_url() -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+        return f"http://127.0.0.1:{probe.getsockname()[1]}/v1/openai"
 
 
 def test_recordings_store_each_image_once_and_replay_matches_on_it(

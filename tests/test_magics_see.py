@@ -369,3 +369,19 @@ def test_the_attachment_library_works_without_ipython(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "image", "30×20", "2", "False"]
+
+
+def test_whether_a_model_can_see_comes_from_tags_then_names() -> None:
+    from deepinfra_magic.catalog import ModelCatalog
+
+    entries = [
+        {"model_name": "a/Text", "type": "text-generation", "tags": ["chat"]},
+        {"model_name": "b/Seer", "type": "text-generation", "tags": ["chat", "vision"]},
+        {"model_name": "c/local-model", "type": "text-generation"},  # another server: no tags
+        {"model_name": "d/Qwen2.5-VL-7B-Instruct", "type": "text-generation", "tags": []},
+    ]
+    catalog = ModelCatalog.from_entries(entries, "network")
+    names = ("a/Text", "b/Seer", "c/local-model", "d/Qwen2.5-VL-7B-Instruct", "e/unlisted")
+    assert [catalog.can_see(n) for n in names] == [False, True, None, True, None]
+    assert catalog.can_see("f/Llama-3.2-90B-Vision-Instruct") is True  # not listed, but named so
+    assert [m.name for m in catalog.vision_models] == ["b/Seer", "d/Qwen2.5-VL-7B-Instruct"]
