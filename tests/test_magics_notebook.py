@@ -4,8 +4,11 @@ through ``InteractiveShell.run_cell`` (with history and cell ids, as a kernel ru
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +23,15 @@ from deepinfra_magic.catalog import CATALOG_CACHE
 from deepinfra_magic.errors import ReplayError
 from deepinfra_magic.notebook import shorten_traceback, strip_ansi
 from tests.fake_server import CANARY_KEY, DEFAULT_CATALOG, FakeDeepInfra, default_reply
-from tests.kernel_helpers import PLAIN, Reply, chat_bodies
-from tests.test_magics_see import VISION, VISION_ENTRY
+from tests.kernel_helpers import (
+    PLAIN,
+    Execution,
+    Reply,
+    chat_bodies,
+    collect,
+    magic_process_env,
+)
+from tests.test_magics_see import VISION, VISION_ENTRY, sent_images
 
 matplotlib.use("Agg")
 
@@ -288,3 +298,66 @@ def test_explaining_another_error_from_the_same_source_adds_an_exchange(
     first, second = (ip.execution_count - n for n in (5, 2))
     assert prompts == [f"Explain the error of In [{first}]", f"Explain the error of In [{second}]"]
     assert all(e.label.startswith("In [") for e in magics.conversation.exchanges)
+
+
+# --- in a real kernel: the frontend's cell ids, and plots shown inline ----------------------
+
+
+@pytest.fixture
+def kernel(fake_server: FakeDeepInfra, tmp_path: Path) -> Iterator[Any]:
+    """A kernel with the canary key and the fake server, as a user's kernel would have."""
+    from jupyter_client.manager import KernelManager
+
+    fake_server.configure(catalog=(*DEFAULT_CATALOG, VISION_ENTRY))
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(env=magic_process_env(fake_server.api_url, tmp_path))
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        yield client
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def in_cell(kc: Any, code: str, cell_id: str) -> Execution:
+    """Execute ``code`` as JupyterLab does: the cell's id in the request metadata."""
+    content = {
+        "code": code,
+        "silent": False,
+        "store_history": True,
+        "user_expressions": {},
+        "allow_stdin": False,
+        "stop_on_error": True,
+    }
+    message = kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
+    kc.shell_channel.send(message)
+    return collect(kc, message["header"]["msg_id"])
+
+
+@pytest.mark.kernel
+def test_in_a_kernel_cell_ids_and_inline_plots_are_followed(
+    kernel: Any, fake_server: FakeDeepInfra
+) -> None:
+    assert in_cell(kernel, "%load_ext deepinfra_magic", "load").error is None
+    in_cell(kernel, f"%config DeepInfraMagics.default_model = {VISION!r}", "config")
+    plot = in_cell(
+        kernel,
+        "import matplotlib.pyplot as plt\nplt.figure(figsize=(3, 2), dpi=50)\nplt.plot([1, 2])\n"
+        "plt.show()",
+        "plot",
+    )
+    (shown,) = plot.of_type("display_data")  # the inline backend showed the plot
+    png = base64.b64decode(shown["content"]["data"]["image/png"])
+    size = Image.open(io.BytesIO(png)).size
+    count = plot.reply["content"]["execution_count"]
+    in_cell(kernel, f"%%deepinfra --see cell:{count}\nWhat is it?", "ask")
+    in_cell(kernel, "%%deepinfra\nAnd the colour?", "follow-up")
+    rerun = in_cell(kernel, f"%%deepinfra --see cell:{count}\nWhat is it, in short?", "ask")
+    assert rerun.error is None
+    first, _, third = chat_bodies(fake_server)
+    assert sent_images(first) == sent_images(third) == [("image/png", size)]
+    # The re-run of "ask" is not fed its own earlier exchange; the follow-up stays.
+    assert [m["role"] for m in third["messages"]] == ["user", "assistant", "user"]
+    assert third["messages"][0]["content"] == "And the colour?"
