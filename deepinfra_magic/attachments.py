@@ -157,8 +157,9 @@ def attach(
                 f"{what}this IPython Image holds a URL, not image data; pass the file or bytes."
             )
         return image_from_bytes(data, label, max_pixels)
+    kind_name = type(value).__name__
     raise AttachmentError(
-        f"{what}cannot attach a {type(value).__name__}; --see takes {SUPPORTED_KINDS}."
+        f"{what}cannot attach a value of type {kind_name}; --see takes {SUPPORTED_KINDS}."
     )
 
 

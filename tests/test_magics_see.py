@@ -232,8 +232,8 @@ def test_a_dataframe_goes_as_text_with_shape_dtypes_head_and_tail(
 
 
 UNSUPPORTED = {
-    "a number": ("42", rf"42: cannot attach a int; {SUPPORTED}"),
-    "a dict": ("{'a': 1}", rf"cannot attach a dict; {SUPPORTED}"),
+    "a number": ("42", rf"42: cannot attach a value of type int; {SUPPORTED}"),
+    "a dict": ("{'a': 1}", rf"cannot attach a value of type dict; {SUPPORTED}"),
     "an unknown name": ("nothing_here", rf"name 'nothing_here' is not defined; {SUPPORTED}"),
     "a missing file": ("'missing.png'", r"cannot read the file 'missing.png' \(No such file"),
     "bytes that are no image": ("b'hello'", r"not a PNG, JPEG, WebP or GIF image"),
