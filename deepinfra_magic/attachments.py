@@ -232,7 +232,7 @@ def _pil_image(image: Any, label: str, max_pixels: int, source_mime: str) -> Ima
     else:
         if image.mode not in ("RGB", "RGBA", "L", "LA"):
             image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-        image.save(out, format="PNG", optimize=True)
+        image.save(out, format="PNG")
         mime = "image/png"
     return ImageAttachment(out.getvalue(), mime, width, height, original, label)
 
@@ -259,6 +259,11 @@ def _figure(figure: Any, label: str, max_pixels: int) -> ImageAttachment:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, facecolor="white")
     data = buffer.getvalue()
+    from .images import image_size
+
+    size = image_size(data)
+    if size is not None and size[0] * size[1] <= max_pixels:  # already fits: no re-encoding
+        return ImageAttachment(data, "image/png", size[0], size[1], size, label)
     from PIL import Image  # matplotlib depends on Pillow
 
     image = Image.open(io.BytesIO(data))
