@@ -24,7 +24,7 @@ from IPython.core.magic import (
     magics_class,
     no_var_expand,
 )
-from traitlets import Bool, Enum, Float, Int, Unicode, default, observe
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, observe, validate
 
 from ._args import (
     MagicParser,
@@ -276,6 +276,16 @@ class DeepInfraMagics(Magics):
             return max(float(raw), 0.0) if raw else 1.0
         except ValueError:
             return 1.0
+
+    @validate("max_image_pixels")
+    def _check_image_pixels(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        if value < 4096:
+            raise TraitError(
+                f"max_image_pixels must be at least 4096 (64×64), not {value}; "
+                f"the default is {MAX_IMAGE_PIXELS:,}."
+            )
+        return value
 
     @observe("system_prompt", "max_history")
     def _sync_conversation(self, change: Any) -> None:

@@ -385,3 +385,14 @@ def test_whether_a_model_can_see_comes_from_tags_then_names() -> None:
     assert [catalog.can_see(n) for n in names] == [False, True, None, True, None]
     assert catalog.can_see("f/Llama-3.2-90B-Vision-Instruct") is True  # not listed, but named so
     assert [m.name for m in catalog.vision_models] == ["b/Seer", "d/Qwen2.5-VL-7B-Instruct"]
+
+
+def test_a_tiny_max_image_pixels_is_refused_in_one_line(vip: InteractiveShell) -> None:
+    from traitlets import TraitError
+
+    magics = vip.magics_manager.registry["DeepInfraMagics"]
+    with pytest.raises(
+        TraitError, match=r"at least 4096 \(64×64\), not 10; the default is 1,500,000"
+    ):
+        magics.max_image_pixels = 10
+    assert magics.max_image_pixels == 1_500_000
