@@ -26,7 +26,7 @@ import httpcore
 import httpx
 
 from ._config import Secret, Timeouts, missing_key_error
-from ._protocol import REPLAY_HEADER, ApiRequest, RawResponse, RetryPolicy
+from ._protocol import LOADING_STATUS, REPLAY_HEADER, ApiRequest, RawResponse, RetryPolicy
 from ._version import __version__
 from .errors import (
     KEYS_URL,
@@ -144,7 +144,14 @@ def _network_error(
     )
 
 
-_RETRYABLE_EXCEPTIONS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Failures before the request went out: safe to repeat whatever the request.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# A chat request may also be repeated when the connection broke before any reply byte
+# (``send`` returns once the status line and headers are in, so these come before them).
+_NO_REPLY = (*_NOT_SENT, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+Notice = Callable[[str], None]
+"""Receives one-line progress notes, such as "the model is loading" (may run in a thread)."""
 
 
 class _Attempts:
@@ -157,14 +164,18 @@ class _Attempts:
         timeouts: Timeouts,
         req: ApiRequest,
         server: str | None = None,
+        notice: Notice | None = None,
     ):
         self.policy = policy
         self.base_url = base_url
         self.timeouts = timeouts
-        self.model = req.model
+        self.req = req
         self.url = req.path if req.is_external else base_url + req.path
         self.server = server  # a server other than DeepInfra, named in its errors
+        self.notice = notice
         self.count = 0
+        self.retries = 0  # retries counted against max_retries (a loading model's are not)
+        self.loading_waited = 0.0
 
     def next(self) -> None:
         """Start an attempt."""
@@ -173,7 +184,11 @@ class _Attempts:
     def after_exception(self, exc: Exception) -> float:
         """Seconds to wait before retrying a failed connection, or raise the mapped error."""
         error = _network_error(exc, self.base_url, self.timeouts)
-        delay = self.policy.delay(self.count) if isinstance(exc, _RETRYABLE_EXCEPTIONS) else None
+        repeatable = _NO_REPLY if self.req.kind == "chat" else _NOT_SENT
+        delay = None
+        if isinstance(exc, repeatable):
+            self.retries += 1
+            delay = self.policy.delay(self.retries)
         if delay is None:
             raise error from None
         return delay
@@ -181,22 +196,51 @@ class _Attempts:
     def after_status(self, response: RawResponse) -> float:
         """Seconds to wait before retrying an error status, or raise the typed error."""
         retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if response.status == LOADING_STATUS:
+            return self._loading(response, retry_after)
         delay = None
         # Another server's 500 is its own verdict (llama.cpp answers a bad parameter so),
         # which a retry would only repeat.
         generic_500 = self.server is not None and response.status == 500
-        if self.policy.should_retry_status(response.status) and not generic_500:
-            delay = self.policy.delay(self.count, retry_after=retry_after)
+        kind = self.req.kind
+        if not generic_500 and self.policy.should_retry_status(
+            response.status, kind, response.body
+        ):
+            self.retries += 1
+            delay = self.policy.delay(self.retries, retry_after=retry_after)
         if delay is None:
             raise error_from_response(
                 response.status,
                 response.body,
                 headers=response.headers,
-                model=self.model,
+                model=self.req.model,
                 attempts=self.count,
                 server=self.server,
                 url=self.url,
             )
+        return delay
+
+    def _loading(self, response: RawResponse, retry_after: float | None) -> float:
+        """Wait for a model that is being deployed, saying so once; bounded in time."""
+        delay = self.policy.loading_wait(self.loading_waited, retry_after=retry_after)
+        if delay is None:
+            raise error_from_response(
+                response.status,
+                response.body,
+                headers=response.headers,
+                model=self.req.model,
+                attempts=self.count,
+                waited=self.loading_waited,
+                server=self.server,
+                url=self.url,
+            )
+        if self.loading_waited == 0 and self.notice is not None:
+            model = self.req.model or "The model"
+            self.notice(
+                f"⏳ {model} is loading on the server (HTTP 423); waiting up to "
+                f"{self.policy.loading_timeout:g} s…"
+            )
+        self.loading_waited += delay
         return delay
 
 
@@ -239,6 +283,7 @@ class _TransportBase:
         self.retry = retry
         self.recording = recording
         self.server = server
+        self.notice: Notice | None = None  # set by the client: where progress notes go
 
     @property
     def has_key(self) -> bool:
@@ -460,7 +505,9 @@ class SyncTransport(_TransportBase):
     def send(self, req: ApiRequest) -> RawResponse:
         """Send and read a whole answer, retrying transient failures; raise typed errors."""
         self.check_key(req)
-        attempts = _Attempts(self.retry, self.base_url, self.timeouts, req, self.server)
+        attempts = _Attempts(
+            self.retry, self.base_url, self.timeouts, req, self.server, self.notice
+        )
         while True:
             attempts.next()
             try:
@@ -479,7 +526,9 @@ class SyncTransport(_TransportBase):
         The response is closed in ``finally``: on normal end, error, or Ctrl-C.
         """
         self.check_key(req)
-        attempts = _Attempts(self.retry, self.base_url, self.timeouts, req, self.server)
+        attempts = _Attempts(
+            self.retry, self.base_url, self.timeouts, req, self.server, self.notice
+        )
         while True:
             attempts.next()
             try:
@@ -555,7 +604,9 @@ class AsyncTransport(_TransportBase):
     async def send(self, req: ApiRequest) -> RawResponse:
         """Send and read a whole answer, retrying transient failures; raise typed errors."""
         self.check_key(req)
-        attempts = _Attempts(self.retry, self.base_url, self.timeouts, req, self.server)
+        attempts = _Attempts(
+            self.retry, self.base_url, self.timeouts, req, self.server, self.notice
+        )
         while True:
             attempts.next()
             try:
@@ -571,7 +622,9 @@ class AsyncTransport(_TransportBase):
     async def stream(self, req: ApiRequest) -> AsyncIterator[AsyncStreamBody]:
         """Open a streaming answer; retries happen only before its body is read."""
         self.check_key(req)
-        attempts = _Attempts(self.retry, self.base_url, self.timeouts, req, self.server)
+        attempts = _Attempts(
+            self.retry, self.base_url, self.timeouts, req, self.server, self.notice
+        )
         while True:
             attempts.next()
             try:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import random
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +25,7 @@ from .errors import (
     InvalidResponseError,
     StreamError,
     context_overflow_message,
+    names_cause,
     shorten,
 )
 from .types import ContentDelta, ReasoningDelta, Usage
@@ -51,6 +54,9 @@ __all__ = [
 CATALOG_PATH = "/models/featured"
 CHAT_PATH = "/v1/openai/chat/completions"
 MODELS_PATH = "/v1/openai/models"
+# DeepInfra's OpenAPI marks this HTTPBearer; it costs nothing and holds no personal data.
+# (/v1/openai/models is marked HTTPBearer too, but is reported to answer without a key.)
+KEY_CHECK_PATH = "/v1/me/rate_limit"
 INFERENCE_PREFIX = "/v1/inference/"
 IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 _decode_json = json.JSONDecoder().decode  # json.loads without its per-call keyword checks
@@ -66,6 +72,7 @@ class ApiRequest:
     stream: bool = False
     needs_key: bool = True
     model: str | None = None
+    kind: str = "read"  # "read" (GET), "chat" or "billable" (image generation): see RetryPolicy
 
     @property
     def is_external(self) -> bool:
@@ -98,9 +105,9 @@ def catalog_request() -> ApiRequest:
     return ApiRequest("GET", CATALOG_PATH, needs_key=False)
 
 
-def models_request() -> ApiRequest:
-    """The OpenAI-compatible model list: cheap and authenticated, so it validates a key."""
-    return ApiRequest("GET", MODELS_PATH)
+def key_check_request() -> ApiRequest:
+    """A free request that DeepInfra answers only for a valid key (see KEY_CHECK_PATH)."""
+    return ApiRequest("GET", KEY_CHECK_PATH)
 
 
 def _check_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -140,20 +147,49 @@ def chat_request(
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
     body.update(params)
+    _check_single_choice(body.get("n"))
     body["stream"] = stream
     if stream:
         body.setdefault("stream_options", {"include_usage": True})
-    return ApiRequest("POST", CHAT_PATH, json=body, stream=stream, model=model)
+    return ApiRequest("POST", CHAT_PATH, json=body, stream=stream, model=model, kind="chat")
 
 
-def image_request(prompt: str, model: str, extra: Mapping[str, Any]) -> ApiRequest:
-    """Text-to-image on the native inference endpoint: ``{"prompt": ..., **extra}``."""
+def _check_single_choice(n: Any) -> None:
+    """Refuse ``n > 1``: its replies would arrive interleaved, and one cell shows one reply."""
+    if n is None or n == 1:
+        return
+    raise InvalidRequestError(
+        f"n={n!r} asks for several replies at once, which are not shown apart: leave n out "
+        "and run the cell (or call chat) once per reply."
+    )
+
+
+def image_request(
+    prompt: str, model: str, extra: Mapping[str, Any], *, cog: bool = False
+) -> ApiRequest:
+    """Text-to-image on the native inference endpoint: ``{"prompt": ..., **extra}``, or
+    ``{"input": {...}}`` for Cog-packaged models (DeepInfra's Node SDK sends that shape)."""
     if not prompt or not prompt.strip():
         raise InvalidRequestError("The image prompt is empty: describe the picture you want.")
     if not model:
         raise InvalidRequestError("No image model given (see %deepinfra_models --images).")
     path = INFERENCE_PREFIX + quote(model, safe="/-_.~")
-    return ApiRequest("POST", path, json={"prompt": prompt, **extra}, model=model)
+    fields = {"prompt": prompt, **extra}
+    body = {"input": fields} if cog else fields
+    return ApiRequest("POST", path, json=body, model=model, kind="billable")
+
+
+_WANTS_INPUT = re.compile(r"\bbody\.input: field required", re.IGNORECASE)
+
+
+def wants_cog_input(detail: str) -> bool:
+    """True when a 422's detail says the model wants its fields under ``input`` (Cog)."""
+    return bool(_WANTS_INPUT.search(detail))
+
+
+def as_cog_request(req: ApiRequest) -> ApiRequest:
+    """The same image request with its fields moved under ``input``."""
+    return dataclasses.replace(req, json={"input": dict(req.json or {})})
 
 
 def file_request(url: str) -> ApiRequest:
@@ -204,6 +240,14 @@ def parse_chat_completion(
     choice = _first_choice(payload) or {}
     message = choice.get("message") or {}
     usage = payload.get("usage")
+    if choice.get("finish_reason") == "error":
+        text = str(message.get("content") or "")
+        kept = f"; the {len(text)} characters received are kept" if text else ""
+        raise StreamError(
+            f"The model stopped with an error (finish_reason 'error'){kept}. Run the cell "
+            "again to retry.",
+            partial_text=text,
+        )
     return (
         str(message.get("content") or ""),
         str(message.get("reasoning_content") or message.get("reasoning") or ""),
@@ -315,6 +359,8 @@ class ChatStreamDecoder:
             finish_reason = choice.get("finish_reason")
             if finish_reason:
                 self.finish_reason = finish_reason
+                if finish_reason == "error":  # vLLM-family servers end a failed reply so
+                    raise self.error("The model stopped with an error (finish_reason 'error')")
         if "error" in payload or "usage" in payload:
             self._extra_fields(payload)
 
@@ -350,6 +396,7 @@ class ImageAnswer:
     cost: float | None = None
     runtime_ms: int | None = None
     request_id: str | None = None
+    nsfw: tuple[bool, ...] = ()  # per image: flagged by the safety checker
 
 
 _SIGNATURES = (
@@ -413,44 +460,63 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _seed(value: Any) -> int | None:
+    """A seed sent as a number or, as DeepInfra's Python SDK types it, as a string."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def _image_values(payload: Mapping[str, Any]) -> list[Any]:
+    """The image entries: ``images``, Cog's ``output``, ``image_url``, or OpenAI's ``data``."""
+    for key in ("images", "output", "image_url", "data"):
+        values = _as_list(payload.get(key))
+        if values:
+            return values
+    return []
+
+
 def parse_image_answer(payload: Any, body: bytes) -> ImageAnswer:
-    """Images under ``images``, ``output``, ``image_url`` or (OpenAI's shape) ``data``."""
+    """Images under ``images``, ``output``, ``image_url`` (one value or a list) or (OpenAI's
+    shape) ``data``."""
     if not isinstance(payload, Mapping):
         raise InvalidResponseError(
             f"Unexpected image answer: {shorten(body.decode(errors='replace'))}."
         )
-    values: list[Any] = []
-    for key in ("images", "output", "image_url", "data"):
-        values = _as_list(payload.get(key))
-        if values:
-            break
     refs: list[ImageRef] = []
-    for value in values:
+    for value in _image_values(payload):
         if isinstance(value, Mapping):  # some models wrap it: {"url": ...} / {"b64_json": ...}
             value = value.get("url") or value.get("image_url") or value.get("b64_json") or ""
             if value and not str(value).startswith(("data:", "http")):
-                value = "data:image/png;base64," + str(value)
+                value = "data:image/png;base64," + str(value)  # the bytes decide the type
         text = str(value)
         if text.startswith("data:"):
             refs.append(decode_data_uri(text))
         elif text.startswith(("http://", "https://")):
             refs.append(ImageRef(url=text))
     if not refs:
+        problem = _error_message(payload)  # Cog answers carry {"status": "failed", "error": …}
+        reason = f" ({shorten(problem, 160)})" if problem else ""
         raise InvalidResponseError(
-            "The answer held no images: "
+            f"The answer held no images{reason}: "
             f"{shorten(body.decode('utf-8', errors='replace'), 160)}. Try another prompt or model."
         )
     status = payload.get("inference_status")
     status = status if isinstance(status, Mapping) else {}
-    seed = payload.get("seed")
     cost = status.get("cost")
     runtime = status.get("runtime_ms")
+    flags = payload.get("nsfw_content_detected")
     return ImageAnswer(
         refs=refs,
-        seed=int(seed) if isinstance(seed, (int, float)) else None,
+        seed=_seed(payload.get("seed")),
         cost=float(cost) if isinstance(cost, (int, float)) else None,
         runtime_ms=int(runtime) if isinstance(runtime, (int, float)) else None,
         request_id=str(payload["request_id"]) if payload.get("request_id") else None,
+        nsfw=tuple(flag is True for flag in flags) if isinstance(flags, list) else (),
     )
 
 
@@ -471,17 +537,34 @@ def parse_catalog(payload: Any) -> list[dict[str, Any]]:
 
 # --- retries ---------------------------------------------------------------------------
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Which answers are worth sending again, by kind of request. DeepInfra's own Python SDK
+# retries statuses only on GETs, "because a 502/503/504 on a POST may have already ...
+# billed an inference": a generated image is paid for even if its answer is lost, so an
+# image POST is repeated only after a 429 (refused, so nothing ran). A chat request is
+# repeated only before any reply byte, after a 429 or a gateway failure. A 500 whose body
+# names its cause ("Requested input length … exceeds maximum …") fails the same way again.
+RETRY_STATUSES: Mapping[str, frozenset[int]] = {
+    "read": frozenset({429, 500, 502, 503, 504}),
+    "chat": frozenset({429, 502, 503, 504}),
+    "billable": frozenset({429}),
+}
+LOADING_STATUS = 423  # DeepInfra's OpenAPI: /v1/inference answers 423 while a model deploys
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded exponential backoff with jitter; honours Retry-After up to a ceiling."""
+    """Bounded exponential backoff with jitter; honours Retry-After up to a ceiling.
+
+    A model that is still loading (423) is waited for separately, up to ``loading_timeout``
+    seconds in all, polling every ``loading_delay`` seconds (or as Retry-After says).
+    """
 
     max_retries: int = 2
     base_delay: float = 0.5
     max_delay: float = 8.0
     max_retry_after: float = 30.0
+    loading_timeout: float = 120.0
+    loading_delay: float = 5.0
 
     def delay(self, attempt: int, *, retry_after: float | None = None) -> float | None:
         """Seconds to wait before retry number ``attempt`` (1-based), or None to give up."""
@@ -495,6 +578,15 @@ class RetryPolicy:
         backoff: float = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         return backoff * random.uniform(0.75, 1.25)
 
-    def should_retry_status(self, status: int) -> bool:
-        """Statuses worth retrying: rate limits and transient server or gateway failures."""
-        return status in RETRY_STATUSES
+    def loading_wait(self, waited: float, *, retry_after: float | None = None) -> float | None:
+        """Seconds to wait for a loading model after ``waited`` seconds so far, or None."""
+        step = self.loading_delay if retry_after is None else retry_after
+        if waited + step > self.loading_timeout:
+            return None
+        return step
+
+    def should_retry_status(self, status: int, kind: str = "read", body: bytes = b"") -> bool:
+        """Whether an error answer is worth sending again (see RETRY_STATUSES)."""
+        if status not in RETRY_STATUSES.get(kind, RETRY_STATUSES["billable"]):
+            return False
+        return not (status == 500 and names_cause(body))

@@ -105,10 +105,13 @@ class Routes:
             request, path=path.get(request.path, request.path), needs_key=False
         )
 
-    def image_request(self, prompt: str, model: str, extra: Mapping[str, Any]) -> ApiRequest:
-        """DeepInfra's native inference call, or the OpenAI images call asking for base64."""
+    def image_request(
+        self, prompt: str, model: str, extra: Mapping[str, Any], *, cog: bool = False
+    ) -> ApiRequest:
+        """DeepInfra's native inference call (``cog``: fields under ``input``), or the
+        OpenAI images call asking for base64."""
         if not self.generic:
-            return image_request(prompt, model, extra)
+            return image_request(prompt, model, extra, cog=cog)
         image_request(prompt, model, {})  # the same checks of prompt and model
         body: dict[str, Any] = {"model": model, "prompt": prompt}
         fields = dict(extra)
@@ -117,7 +120,9 @@ class Routes:
             body["size"] = f"{width or height}x{height or width}"
         body.update({"n": 1, "response_format": "b64_json"})
         body.update(fields)
-        return ApiRequest("POST", GENERIC_IMAGES, json=body, needs_key=False, model=model)
+        return ApiRequest(
+            "POST", GENERIC_IMAGES, json=body, needs_key=False, model=model, kind="billable"
+        )
 
     def parse_catalog(self, payload: Any) -> list[dict[str, Any]] | None:
         """Catalog entries from a generic ``{"data": [{"id": ...}]}`` list (None on DeepInfra,

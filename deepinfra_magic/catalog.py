@@ -73,6 +73,8 @@ class ModelInfo:
     context_length: int | None = None
     pricing: Mapping[str, Any] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    deprecated: float | None = None  # when DeepInfra deprecated it (epoch seconds)
+    replaced_by: str | None = None
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> ModelInfo:
@@ -92,7 +94,17 @@ class ModelInfo:
             context_length=int(context) if context else None,
             pricing=dict(pricing) if isinstance(pricing, Mapping) else {},
             raw=dict(entry),
+            deprecated=_number(entry.get("deprecated")),
+            replaced_by=str(entry["replaced_by"]) if entry.get("replaced_by") else None,
         )
+
+    def deprecation_note(self) -> str:
+        """One line saying the model is deprecated and what replaces it ('' if it is not)."""
+        if self.deprecated is None:
+            return ""
+        since = time.strftime("%Y-%m-%d", time.gmtime(self.deprecated))
+        instead = f"; use {self.replaced_by} instead" if self.replaced_by else ""
+        return f"{self.name} is deprecated on DeepInfra (since {since}){instead}."
 
     @property
     def input_price(self) -> float | None:
@@ -108,8 +120,12 @@ class ModelInfo:
 
     @property
     def image_price(self) -> float | None:
-        """Dollars per image unit (about one 1024×1024 image), when the catalog says."""
-        cents = _number(self.pricing.get("cents_per_image_unit"))
+        """Dollars for one image at the default size and steps, when the catalog says:
+        ``default_price_cents`` when given (flat-priced models such as sd3.5), else one
+        image unit (which DeepInfra normalises to the default width × height × steps)."""
+        cents = _number(self.pricing.get("default_price_cents"))
+        if cents is None:
+            cents = _number(self.pricing.get("cents_per_image_unit"))
         return cents / 100 if cents is not None else None
 
     def price_text(self) -> str:

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import logging
 import os
 import threading
 import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
+    Callable,
     Generator,
     Iterable,
     Iterator,
@@ -48,15 +50,17 @@ from ._protocol import (
     ImageAnswer,
     RawResponse,
     RetryPolicy,
+    as_cog_request,
     catalog_request,
     chat_request,
     file_request,
     image_from_bytes,
-    models_request,
+    key_check_request,
     parse_catalog,
     parse_chat_completion,
     parse_image_answer,
     parse_json,
+    wants_cog_input,
 )
 from ._routes import Routes, fit_max_tokens
 from .catalog import CATALOG_CACHE, DiskCache, ModelCatalog
@@ -89,6 +93,9 @@ class _FromEnvironment:
 
 FROM_ENVIRONMENT = _FromEnvironment()
 MAX_CONCURRENT_IMAGES = 8
+COG_MODELS: set[str] = set()
+"""Image models that answered ``body.input: field required``: sent ``{"input": {...}}``."""
+_log = logging.getLogger("deepinfra_magic")
 
 
 def _recording_mode(
@@ -123,8 +130,17 @@ def _image_requests(
         body = dict(extra)
         if seed is not None and n > 1:
             body["seed"] = int(seed) + index
-        requests.append(routes.image_request(prompt, model, body))
+        requests.append(routes.image_request(prompt, model, body, cog=model in COG_MODELS))
     return requests
+
+
+def _cog_retry(request: ApiRequest, error: InvalidRequestError) -> ApiRequest | None:
+    """The Cog-shaped request to send instead, when a 422 asks for ``input`` (once)."""
+    body = request.json or {}
+    if request.model is None or "input" in body or not wants_cog_input(error.detail):
+        return None
+    COG_MODELS.add(request.model)
+    return as_cog_request(request)
 
 
 def _arrivals(
@@ -185,6 +201,8 @@ class _ClientBase:
     * ``replay_speed`` – 1 replays at the recorded pace, 2 twice as fast, 0 instantly.
     * ``catalog_ttl`` / ``catalog_disk_cache`` – how long the on-disk model list is fresh.
     * ``proxy`` – an HTTP(S) proxy URL; by default ``HTTPS_PROXY`` and friends apply.
+    * ``on_notice`` – receives one-line progress notes (a model that is still loading);
+      by default they are logged on the ``deepinfra_magic`` logger. It may run in a thread.
     """
 
     _transport: SyncTransport | AsyncTransport
@@ -206,6 +224,7 @@ class _ClientBase:
         http_transport: Any = None,
         proxy: str | None = None,
         flavour: str | None = None,
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
         api_key = _as_secret(api_key)  # first: no frame may hold the plain key as a local
         self.routes = Routes.for_url(resolve_api_url(base_url), resolve_flavour(flavour))
@@ -230,6 +249,7 @@ class _ClientBase:
             proxy=proxy,
             server=self.routes.server,
         )
+        self._transport.notice = on_notice or _log.warning
 
     @property
     def has_key(self) -> bool:
@@ -351,18 +371,22 @@ class _ClientBase:
         )
         to_fetch = []
         for position, ref in enumerate(answer.refs):
+            flagged = position < len(answer.nsfw) and answer.nsfw[position]
             if ref.data is not None and ref.mime_type:
-                result.images.append(GeneratedImage(ref.data, ref.mime_type, prompt, answer.seed))
+                result.images.append(
+                    GeneratedImage(ref.data, ref.mime_type, prompt, answer.seed, nsfw=flagged)
+                )
             elif ref.url:
                 to_fetch.append((position, ref.url))
-                result.images.append(GeneratedImage(b"", "", prompt, answer.seed, ref.url))
+                image = GeneratedImage(b"", "", prompt, answer.seed, ref.url, nsfw=flagged)
+                result.images.append(image)
         return result, to_fetch
 
     @staticmethod
     def _fetched(image: GeneratedImage, raw: RawResponse, url: str) -> GeneratedImage:
         ref = image_from_bytes(raw.body, raw.headers.get("content-type", ""), url)
         assert ref.data is not None and ref.mime_type is not None
-        return GeneratedImage(ref.data, ref.mime_type, image.prompt, image.seed, url)
+        return dataclasses.replace(image, data=ref.data, mime_type=ref.mime_type, url=url)
 
 
 class _StreamState:
@@ -657,7 +681,13 @@ class DeepInfraClient(_ClientBase):
 
     def _one_image(self, request: ApiRequest, prompt: str, model: str) -> ImageResult:
         try:
-            raw = self._transport.send(request)
+            try:
+                raw = self._transport.send(request)
+            except InvalidRequestError as exc:
+                cog = _cog_retry(request, exc)
+                if cog is None:
+                    raise
+                raw = self._transport.send(cog)
         except ModelNotFoundError as exc:
             raise self._suggest(exc) from None
         answer = parse_image_answer(parse_json(raw, "image"), raw.body)
@@ -694,10 +724,13 @@ class DeepInfraClient(_ClientBase):
             return None
 
     def validate_key(self) -> bool | None:
-        """Check the key with one cheap authenticated request: True if accepted, an
-        AuthenticationError if refused, None when this server cannot tell."""
+        """Check the key with one free request to an endpoint that requires it: True if
+        accepted, an AuthenticationError if refused, None when this server cannot tell
+        (another server's model list may answer any key, or none)."""
+        if self.routes.generic:
+            return None
         try:
-            self._transport.send(self.routes.adapt(models_request()))
+            self._transport.send(key_check_request())
         except AuthenticationError:
             raise
         except DeepInfraError:
@@ -834,7 +867,13 @@ class AsyncDeepInfraClient(_ClientBase):
 
     async def _one_image(self, request: ApiRequest, prompt: str, model: str) -> ImageResult:
         try:
-            raw = await self._transport.send(request)
+            try:
+                raw = await self._transport.send(request)
+            except InvalidRequestError as exc:
+                cog = _cog_retry(request, exc)
+                if cog is None:
+                    raise
+                raw = await self._transport.send(cog)
         except ModelNotFoundError as exc:
             raise await self._suggest(exc) from None
         answer = parse_image_answer(parse_json(raw, "image"), raw.body)
@@ -873,8 +912,10 @@ class AsyncDeepInfraClient(_ClientBase):
 
     async def validate_key(self) -> bool | None:
         """See :meth:`DeepInfraClient.validate_key`."""
+        if self.routes.generic:
+            return None
         try:
-            await self._transport.send(self.routes.adapt(models_request()))
+            await self._transport.send(key_check_request())
         except AuthenticationError:
             raise
         except DeepInfraError:

@@ -395,6 +395,10 @@ def image_caption(result: ImageResult, elapsed: float) -> str:
     parts.append(f"{runtime:.1f} s")
     if result.cost is not None:
         parts.append(money(result.cost))
+    flagged = [str(number) for number, image in enumerate(result.images, 1) if image.nsfw]
+    if flagged:
+        which = "image " + flagged[0] if len(flagged) == 1 else "images " + ", ".join(flagged)
+        parts.append(f"⚠ {which} filtered by the safety checker")
     if result.replayed_from:
         parts.append(f"▶ replayed from {result.replayed_from}")
     return " · ".join(parts)

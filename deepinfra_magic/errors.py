@@ -17,6 +17,7 @@ Hierarchy::
     │   └── ContextLengthError      the conversation does not fit the model's context
     ├── RateLimitError              429 (with Retry-After)
     ├── ServerError                 5xx
+    ├── ModelLoadingError           423: the model was still being deployed after waiting
     ├── APIConnectionError          could not connect / connection dropped
     │   └── APITimeoutError         connect or read timed out
     ├── StreamError                 broken or error-bearing stream (keeps the partial text)
@@ -42,6 +43,7 @@ __all__ = [
     "InvalidRequestError",
     "InvalidResponseError",
     "MissingAPIKeyError",
+    "ModelLoadingError",
     "ModelNotFoundError",
     "RateLimitError",
     "ReplayError",
@@ -49,6 +51,7 @@ __all__ = [
     "ServerError",
     "StreamError",
     "error_from_response",
+    "names_cause",
     "redact",
     "shorten",
 ]
@@ -168,6 +171,10 @@ class RateLimitError(DeepInfraError):
 
 class ServerError(DeepInfraError):
     """The API failed on its side (5xx), after the allowed retries."""
+
+
+class ModelLoadingError(DeepInfraError):
+    """The model was still being deployed (423) when the bounded wait ran out."""
 
 
 class APIConnectionError(DeepInfraError):
@@ -293,6 +300,21 @@ def describe_body(body: bytes, content_type: str = "") -> str:
     return shorten(_detail_from_json(payload), 240)
 
 
+_INPUT_TOO_LONG = re.compile(r"input length \d+ exceeds maximum", re.IGNORECASE)
+
+
+def names_cause(body: bytes) -> bool:
+    """True when a JSON error body carries a message of its own (not a bare status)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return False
+    error = payload.get("error") if isinstance(payload, Mapping) else None
+    message = error.get("message") if isinstance(error, Mapping) else error
+    generic = ("", "internal server error", "internal error")
+    return isinstance(message, str) and message.strip().lower() not in generic
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds form), or None."""
     if value is None:
@@ -395,6 +417,7 @@ def error_from_response(
     attempts: int = 1,
     server: str | None = None,
     url: str | None = None,
+    waited: float = 0.0,
 ) -> DeepInfraError:
     """Turn an HTTP error answer into the matching typed error with a one-line remedy.
 
@@ -425,6 +448,12 @@ def error_from_response(
     if status == 401:
         return AuthenticationError(
             f"DeepInfra rejected the API key (401: {detail}). Check DEEPINFRA_API_KEY "
+            f"or run %deepinfra_login with a key from {KEYS_URL}.",
+            **common,
+        )
+    if status == 403 and detail.lower().startswith("not authenticated"):
+        return AuthenticationError(
+            f"DeepInfra did not accept the API key (403: {detail}). Check DEEPINFRA_API_KEY "
             f"or run %deepinfra_login with a key from {KEYS_URL}.",
             **common,
         )
@@ -462,6 +491,26 @@ def error_from_response(
             f"Rate limited by DeepInfra{tried} (429: {detail}). {wait.capitalize()}, "
             "or send fewer requests at once.",
             retry_after=retry_after,
+            **common,
+        )
+    if status == 423:
+        name = f"Model '{model}'" if model else "The model"
+        after = f" after waiting {waited:.0f} s" if waited else ""
+        return ModelLoadingError(
+            f"{name} is still loading on DeepInfra{after} (423: {detail}). Run again in a "
+            "minute or two, or pick another model.",
+            **common,
+        )
+    if status >= 500 and _INPUT_TOO_LONG.search(detail):  # DeepInfra's own wording
+        return ContextLengthError(
+            context_overflow_message(f"{status}: {detail}", f"'{model}'" if model else "the model"),
+            detail=detail,
+            **common,
+        )
+    if status == 500 and names_cause(body):
+        return ServerError(
+            f"DeepInfra could not run this request ({status}: {detail}). Sending it again "
+            "would fail the same way: change the request or pick another model.",
             **common,
         )
     if status >= 500:

@@ -87,6 +87,7 @@ class GeneratedImage:
     prompt: str = ""
     seed: int | None = None
     url: str | None = None
+    nsfw: bool = False  # flagged by the server's safety checker (often sent blanked out)
 
     @property
     def extension(self) -> str:

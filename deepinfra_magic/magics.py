@@ -317,6 +317,7 @@ class DeepInfraMagics(Magics):
             "max_retries": self.max_retries,
             "recording": recording,
             "catalog_ttl": self.catalog_ttl,
+            "on_notice": _notice,
         }
 
     def client(self) -> DeepInfraClient:
@@ -411,6 +412,7 @@ class DeepInfraMagics(Magics):
         client = self._ready_client()
         catalog = self._catalog_if_available(client)
         model = args.model or client.default_model(self.default_model, catalog)
+        _warn_if_deprecated(catalog, model)
         if catalog is not None and catalog.is_image_model(model):
             if attachments:
                 raise UsageError(
@@ -751,6 +753,7 @@ class DeepInfraMagics(Magics):
         client = self._ready_client()
         catalog = self._catalog_if_available(client)
         model = args.model or client.default_model(self.default_image_model, catalog, image=True)
+        _warn_if_deprecated(catalog, model)
         # Another server's list does not tell image models from chat models.
         if catalog is not None and catalog.is_text_model(model) and not client.routes.generic:
             names = ", ".join(m.name for m in catalog.image_models[:4]) or "none listed"
@@ -832,7 +835,8 @@ class DeepInfraMagics(Magics):
         )
         header = "| Model | Type | Context | Price |\n|---|---|---|---|"
         rows = [
-            f"| `{m.name}` | {_kind(m)} | {_context(m.context_length)} | {_price(m)} |"
+            f"| `{m.name}`{_deprecated_mark(m)} | {_kind(m)} | {_context(m.context_length)} "
+            f"| {_price(m)} |"
             for m in models
         ]
         if not rows:
@@ -942,7 +946,10 @@ class DeepInfraMagics(Magics):
         if accepted:
             print("✓ Key accepted; kept for this kernel session only (never saved).")
         else:
-            print("Key kept for this kernel session only (it could not be checked right now).")
+            print(
+                "Key saved for this kernel session only (never written to disk); "
+                "it is checked on first use."
+            )
 
     # --- conversation -------------------------------------------------------------------------
 
@@ -1059,6 +1066,26 @@ class DeepInfraMagics(Magics):
         return "Live: requests go to the API (no recording)."
 
 
+def _notice(text: str) -> None:
+    """A progress note from the client (a model still loading), as one stderr line."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def _warn_if_deprecated(catalog: ModelCatalog | None, model: str) -> None:
+    """One stderr line when the catalog marks ``model`` deprecated, naming its successor."""
+    info = catalog.get(model) if catalog is not None else None
+    if info is not None and info.deprecation_note():
+        print(f"⚠ {info.deprecation_note()}", file=sys.stderr)
+
+
+def _deprecated_mark(model: ModelInfo) -> str:
+    """The table's note for a deprecated model (empty otherwise)."""
+    if model.deprecated is None:
+        return ""
+    successor = f", use `{model.replaced_by}`" if model.replaced_by else ""
+    return f" ⚠ deprecated{successor}"
+
+
 def os_environ(name: str) -> str:
     """An environment variable, stripped ('' when unset)."""
     return os.environ.get(name, "").strip()
@@ -1128,7 +1155,11 @@ def _context(tokens: int | None) -> str:
 
 def _text_table(models: list[Any]) -> str:
     rows = [("MODEL", "TYPE", "CONTEXT", "PRICE")]
-    rows += [(m.name, _kind(m), _context(m.context_length), m.price_text() or "—") for m in models]
+    rows += [
+        (m.name + _deprecated_mark(m).replace("`", ""), _kind(m), _context(m.context_length),
+         m.price_text() or "—")
+        for m in models
+    ]  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join(
         f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}"

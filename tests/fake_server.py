@@ -11,6 +11,13 @@ In-process::
         server.add_fault(status=502, body_style="html")
         ...  # point the client at server.url
 
+Every wire shape cites its source in a comment, by the ids of
+``shared/reference/deepinfra-real-shapes.md`` (public material nobody on this project wrote):
+S1 DeepInfra's streaming docs, S2 a model page's chat answer, S3/S4 the FLUX and sd3.5 model
+pages, S5 the inference docs, S6 the rate-limit docs, S7 DeepInfra's OpenAPI document, S8/S9
+DeepInfra's Python and Node SDKs, S13-S17 issue threads quoting real answers, S19 OpenAI's
+``include_usage`` chunk, S20 ``finish_reason: "error"``, S21 real catalog values.
+
 Out of process, ``python -m tests.fake_server`` prints ``FAKE_DEEPINFRA_URL=http://127.0.0.1:PORT``
 and serves until SIGTERM/SIGINT; it is then driven over HTTP under ``/_fake/`` (see
 ``FakeDeepInfra.control``), which calls the same methods as the Python API.
@@ -59,6 +66,8 @@ CHAT_PATH = "/v1/openai/chat/completions"
 MODELS_PATH = "/v1/openai/models"
 FEATURED_PATH = "/models/featured"
 INFERENCE_PREFIX = "/v1/inference/"
+OPENAI_IMAGES_PATH = "/v1/openai/images/generations"  # S3, S7 (OpenAIImagesOut)
+RATE_LIMIT_PATH = "/v1/me/rate_limit"  # S7: HTTPBearer, answers RateLimitOut
 FILES_PREFIX = "/files/"
 CONTROL_PREFIX = "/_fake/"
 
@@ -74,7 +83,9 @@ IMAGE_STYLE_MIME: dict[str, str] = {
 }
 """Each answer style, and the MIME type of the images it carries (for parametrised tests)."""
 ImageSize = Literal["small", "full"]
-BodyStyle = Literal["detail_str", "detail_obj", "detail_list", "error_obj", "html", "text", "empty"]
+BodyStyle = Literal[
+    "detail_str", "detail_obj", "detail_list", "error_obj", "deep_error", "html", "text", "empty"
+]
 ImageFault = Literal["invalid_base64", "unknown_mime", "zero_images", "big", "url_404"]
 
 SMALL_IMAGE_MAX_SIDE = 64
@@ -106,13 +117,24 @@ def token_pricing(cents_per_input_token: float, cents_per_output_token: float) -
     }
 
 
-def image_pricing(cents_per_image_unit: float, size: int = 1024) -> dict[str, Any]:
-    """Pricing block of a text-to-image model; one image unit is one default-sized image."""
+def image_pricing(
+    cents_per_image_unit: float,
+    size: int = 1024,
+    iterations: int = 1,
+    flat_cents: float | None = None,
+) -> dict[str, Any]:
+    """Pricing block of a text-to-image model (S7 ``ModelPricingImageUnits``): one image
+    unit is one image at the default width × height × iterations (S3, S21);
+    ``default_price_cents`` is the price of a default image, flat for models such as sd3.5
+    ("$0.06 / img", S4)."""
     return {
         "type": "image_units",
         "cents_per_image_unit": cents_per_image_unit,
         "default_width": size,
         "default_height": size,
+        "default_iterations": iterations,
+        "default_price_cents": flat_cents,
+        "usage_from_cost": False,
     }
 
 
@@ -127,6 +149,8 @@ class CatalogModel:
     pricing: dict[str, Any] | None = None
     tags: tuple[str, ...] = ()
     reported_type: str | None = None  # None: same as ``type``
+    deprecated: int | None = None  # S7 ModelOut, S21: epoch seconds of the deprecation
+    replaced_by: str | None = None  # S7 ModelOut, S21
 
     @property
     def is_text(self) -> bool:
@@ -153,7 +177,9 @@ class CatalogModel:
             "max_tokens": self.max_tokens,
             "pricing": self.pricing,
             "tags": list(self.tags),
-            "deprecated": None,
+            "deprecated": self.deprecated,
+            "replaced_by": self.replaced_by,
+            "quantization": None,
             "cover_img_url": f"https://shared.deepinfra.com/models/{self.name}/cover_image.webp",
         }
 
@@ -168,6 +194,8 @@ class CatalogModel:
             pricing=entry.get("pricing"),
             tags=tuple(entry.get("tags", ())),
             reported_type=entry.get("reported_type"),
+            deprecated=entry.get("deprecated"),
+            replaced_by=entry.get("replaced_by"),
         )
 
 
@@ -220,6 +248,26 @@ DEFAULT_CATALOG: tuple[CatalogModel, ...] = (
         TEXT_GENERATION,
         "Gemma 3 27B; no published context length or pricing.",
     ),
+    # S21: a real deprecated entry, and the model that replaces it.
+    CatalogModel(
+        "Austism/chronos-hermes-13b-v2",
+        TEXT_GENERATION,
+        "Chronos Hermes 13B v2 (deprecated).",
+        4096,
+        token_pricing(1.3e-05, 1.3e-05),
+        ("chat",),
+        deprecated=1727971605,
+        replaced_by="Gryphe/MythoMax-L2-13b",
+    ),
+    CatalogModel(
+        "Gryphe/MythoMax-L2-13b",
+        TEXT_GENERATION,
+        "MythoMax L2 13B.",
+        4096,
+        token_pricing(7.2e-06, 7.2e-06),
+        ("chat",),
+    ),
+    # S3: "$0.0005 x (width/1024) x (height/1024) x iters".
     CatalogModel(
         "black-forest-labs/FLUX-1-schnell",
         TEXT_TO_IMAGE,
@@ -233,15 +281,25 @@ DEFAULT_CATALOG: tuple[CatalogModel, ...] = (
         TEXT_TO_IMAGE,
         "FLUX.1 [dev]: higher quality, slower.",
         None,
-        image_pricing(0.9),
+        image_pricing(0.036, iterations=25),
         ("image",),
     ),
+    # S4: sd3.5 takes aspect_ratio (no width/height) and costs a flat "$0.06 / img".
     CatalogModel(
         "stabilityai/sd3.5",
         TEXT_TO_IMAGE,
         "Stable Diffusion 3.5 Large.",
         None,
-        image_pricing(0.6),
+        image_pricing(6.0, flat_cents=6.0),
+        ("image",),
+    ),
+    # S9: a Cog-packaged model: request {"input": {...}}, answer {"status", "output": [...]}.
+    CatalogModel(
+        "stability-ai/sdxl",
+        TEXT_TO_IMAGE,
+        "SDXL, packaged with Cog.",
+        None,
+        image_pricing(0.25),
         ("image",),
     ),
     CatalogModel(
@@ -261,6 +319,13 @@ DEFAULT_CATALOG: tuple[CatalogModel, ...] = (
 )
 
 
+ASPECT_RATIO_MODELS = frozenset({"stabilityai/sd3.5"})
+"""Models that size images by ``aspect_ratio`` and ignore width/height (S4)."""
+COG_MODELS = frozenset({"stability-ai/sdxl"})
+"""Models that want ``{"input": {...}}`` and answer in Cog's shape (S9)."""
+_ASPECT_RATIOS = {"1:1": (1, 1), "16:9": (16, 9), "9:16": (9, 16), "4:3": (4, 3), "3:4": (3, 4)}
+
+
 # --------------------------------------------------------------------------------------------
 # Wire shapes: every JSON body the server sends is built here.
 
@@ -270,19 +335,38 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
 
-def validation_error(field_name: str, msg: str = "field required") -> dict[str, Any]:
-    """FastAPI's 422 body for a missing or invalid request field."""
-    return {"detail": [{"loc": ["body", field_name], "msg": msg, "type": "value_error.missing"}]}
+def validation_error(
+    field_name: str, msg: str = "Field required", given: Any = None
+) -> dict[str, Any]:
+    """A 422 in pydantic v2's form (S17; S7 ``HTTPValidationError``)."""
+    item = {"type": "missing", "loc": ["body", field_name], "msg": msg, "input": given}
+    return {"detail": [item]}
 
 
 def detail_error(message: str) -> dict[str, Any]:
-    """``{"detail": "..."}``: DeepInfra's usual error body."""
+    """``{"detail": "..."}``: FastAPI's plain error body (S7's API is FastAPI)."""
     return {"detail": message}
 
 
+def deep_error(message: str) -> dict[str, Any]:
+    """S7 ``DeepError``: ``{"error": "Model not found"}`` (403/404/423 on /v1/inference)."""
+    return {"error": message}
+
+
 def model_unavailable() -> dict[str, Any]:
-    """DeepInfra's 404 body for a model it does not serve."""
-    return {"detail": {"error": "Model is not available"}}
+    """The 404 body for a model it does not serve (S7 ``DeepError`` example)."""
+    return deep_error("Model not found")
+
+
+def not_authenticated() -> dict[str, Any]:
+    """403 for a request without a key (S13)."""
+    return {"detail": {"error": "Not authenticated"}}
+
+
+def openai_error(message: str, status: int) -> dict[str, Any]:
+    """The OpenAI-style envelope DeepInfra uses on its OpenAI routes (S14, S15, S16)."""
+    error = {"message": message, "type": _error_type(status), "param": None, "code": None}
+    return {"error": error}
 
 
 def _error_type(status: int) -> str:
@@ -319,9 +403,11 @@ def error_body(
     elif style == "detail_obj":
         payload = {"detail": {"error": text}}
     elif style == "detail_list":
-        payload = validation_error("messages", message or "field required")
+        payload = validation_error("messages", message or "Field required")
+    elif style == "deep_error":
+        payload = deep_error(text)
     else:
-        payload = {"error": {"message": text, "type": _error_type(status), "code": status}}
+        payload = openai_error(text, status)
     return dumps(payload).encode(), "application/json"
 
 
@@ -342,7 +428,8 @@ def model_list(names: list[str]) -> dict[str, Any]:
 def usage_block(
     prompt_tokens: int, completion_tokens: int, model: CatalogModel | None
 ) -> dict[str, Any]:
-    """Token usage with DeepInfra's ``estimated_cost`` in dollars, from the catalog pricing."""
+    """Token usage with DeepInfra's ``estimated_cost`` in dollars (S2: a non-streamed
+    answer), from the catalog pricing."""
     pricing = model.pricing if model is not None else None
     cost = 0.0
     if pricing is not None and pricing.get("type") == "tokens":
@@ -359,27 +446,43 @@ def usage_block(
     }
 
 
+def finish_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """Usage as DeepInfra's streaming docs put it on the finish chunk: token counts only,
+    no ``total_tokens`` and no ``estimated_cost`` (S1)."""
+    return {
+        "prompt_tokens": usage["prompt_tokens"],
+        "completion_tokens": usage["completion_tokens"],
+    }
+
+
 def chat_chunk(
     completion_id: str,
     created: int,
     model: str,
-    delta: dict[str, Any],
+    delta: dict[str, Any] | None,
     finish_reason: str | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One ``chat.completion.chunk`` of a streamed reply."""
-    return {
+    """One ``chat.completion.chunk`` of a streamed reply (S1); the finish chunk carries
+    ``usage`` (S1)."""
+    chunk: dict[str, Any] = {
         "id": completion_id,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
     }
+    if usage is not None:
+        chunk["usage"] = usage
+    return chunk
 
 
 def usage_chunk(
     completion_id: str, created: int, model: str, usage: dict[str, Any]
 ) -> dict[str, Any]:
-    """The trailing chunk sent when ``stream_options.include_usage`` is true."""
+    """OpenAI's trailing chunk when ``stream_options.include_usage`` is true: no choices
+    (S19). Token counts only: no source shows ``estimated_cost`` in a stream."""
+    usage = {**finish_usage(usage), "total_tokens": usage["total_tokens"]}
     return {
         "id": completion_id,
         "object": "chat.completion.chunk",
@@ -414,9 +517,18 @@ def chat_completion(
 
 
 def image_response(
-    style: ImageStyle, refs: list[str], seed: int, runtime_ms: int, cost: float
+    style: ImageStyle,
+    refs: list[str],
+    seed: int | str,
+    runtime_ms: int,
+    cost: float,
+    nsfw: list[bool] | None = None,
 ) -> dict[str, Any]:
-    """Body of a successful ``/v1/inference`` call, with the images placed as ``style`` says."""
+    """Body of a successful ``/v1/inference`` call, with the images placed as ``style`` says.
+
+    The FLUX page's example (S3, S4, S5): ``request_id: null``, ``nsfw_content_detected``
+    per image, ``inference_status`` with ``"status": "unknown"``.
+    """
     images: dict[str, Any]
     if style == "images_single":
         images = {"images": refs[0] if refs else ""}
@@ -427,18 +539,39 @@ def image_response(
     else:
         images = {"images": refs}
     return {
-        "request_id": uuid.uuid4().hex,
+        "request_id": None,
         "seed": seed,
         **images,
-        "nsfw_content_detected": [False] * max(1, len(refs)),
+        "nsfw_content_detected": nsfw if nsfw is not None else [False] * max(1, len(refs)),
         "inference_status": {
-            "status": "succeeded",
+            "status": "unknown",
             "runtime_ms": runtime_ms,
             "cost": cost,
             "tokens_input": None,
             "tokens_generated": None,
         },
     }
+
+
+def cog_response(refs: list[str], runtime_ms: int, cost: float) -> dict[str, Any]:
+    """A Cog model's answer (S9 ``cog/response.ts``): status, ``output`` list, ``error``."""
+    return {
+        "request_id": None,
+        "status": "succeeded",
+        "output": refs,
+        "error": None,
+        "inference_status": {"status": "succeeded", "runtime_ms": runtime_ms, "cost": cost},
+    }
+
+
+def openai_images_response(images: list[bytes], prompt: str) -> dict[str, Any]:
+    """``POST /v1/openai/images/generations`` (S3, S7 ``OpenAIImagesOut``): raw base64 in
+    ``b64_json``, whatever the real format (S10)."""
+    data = [
+        {"b64_json": base64.b64encode(image).decode(), "revised_prompt": prompt, "url": None}
+        for image in images
+    ]
+    return {"created": int(time.time()), "data": data}
 
 
 def sse_event(data: str, *, eol: str = "\n", split_json: bool = False, end: bool = True) -> bytes:
@@ -623,6 +756,8 @@ class ServerConfig:
     image_delay_by_seed: dict[int, float] = field(default_factory=dict)  # overrides image_delay
     max_concurrent: int | None = None  # in-flight API requests before 429
     valid_keys: set[str] = field(default_factory=set)  # empty: any non-empty key is accepted
+    seed_as_string: bool = False  # image answers give the seed as a string (S8's type)
+    nsfw_seeds: set[int] = field(default_factory=set)  # images flagged by the safety checker
     extra_models: set[str] = field(default_factory=set)  # served though not in the catalog
     catalog: tuple[CatalogModel, ...] = DEFAULT_CATALOG
 
@@ -646,7 +781,7 @@ def _coerce_config(changes: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise TypeError(f"unknown config fields: {sorted(unknown)}")
     coerced = dict(changes)
-    for name in ("valid_keys", "extra_models"):
+    for name in ("valid_keys", "extra_models", "nsfw_seeds"):
         if name in coerced:
             coerced[name] = set(coerced[name])
     if "image_delay_by_seed" in coerced:
@@ -692,6 +827,7 @@ class FaultRule:
     comments: bool = False  # ``: keep-alive`` comments between events
     multi_data: bool = False  # the first content event's JSON over two ``data:`` lines
     crlf: bool = False  # CRLF line endings
+    finish_error: bool = False  # end with ``finish_reason: "error"`` (vLLM family, S20)
     image_fault: ImageFault | None = None
 
     def __post_init__(self) -> None:
@@ -747,9 +883,16 @@ class _ChatPlan:
     finish_reason: str
     usage: dict[str, Any]
 
-    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> str:
+    def chunk(
+        self,
+        delta: dict[str, Any],
+        finish_reason: str | None = None,
+        usage: dict[str, Any] | None = None,
+    ) -> str:
         """A stream chunk of this reply, as JSON text."""
-        return dumps(chat_chunk(self.completion_id, self.created, self.model, delta, finish_reason))
+        return dumps(
+            chat_chunk(self.completion_id, self.created, self.model, delta, finish_reason, usage)
+        )
 
     def usage_chunk(self) -> str:
         """The usage chunk of this reply, as JSON text."""
@@ -800,7 +943,7 @@ def _plan_chat(
     else:
         reasoning = []
 
-    finish_reason = "stop"
+    finish_reason = "error" if rule.finish_error else "stop"
     if rule.huge_chunk_bytes:
         content = [_fill_to_bytes(text, rule.huge_chunk_bytes)]
     else:
@@ -808,8 +951,7 @@ def _plan_chat(
         cap = payload.get("max_tokens")
         if isinstance(cap, int) and not isinstance(cap, bool) and 0 <= cap < len(content):
             content, finish_reason = content[:cap], "length"
-    prompt_chars = sum(len(_content_text(m.get("content"))) for m in messages)
-    usage = usage_block(max(1, math.ceil(prompt_chars / 4)), len(reasoning) + len(content), entry)
+    usage = usage_block(_prompt_tokens(messages), len(reasoning) + len(content), entry)
     return _ChatPlan(
         completion_id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),
@@ -819,6 +961,12 @@ def _plan_chat(
         finish_reason=finish_reason,
         usage=usage,
     )
+
+
+def _prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """The fake's token count of a prompt: one token per four characters."""
+    prompt_chars = sum(len(_content_text(m.get("content"))) for m in messages)
+    return max(1, math.ceil(prompt_chars / 4))
 
 
 def _chat_body_problem(payload: Any) -> str | None:
@@ -898,6 +1046,18 @@ def _image_part_problem(messages: list[dict[str, Any]]) -> tuple[str, str] | Non
     return None
 
 
+def _image_cost(pricing: dict[str, Any], payload: dict[str, Any], width: int, height: int) -> float:
+    """Dollars for one image: flat when ``default_price_cents`` is set (S4), else image
+    units of default width × height × iterations (S3's formula, S21)."""
+    if pricing.get("default_price_cents") is not None:
+        return float(pricing["default_price_cents"]) / 100
+    iterations = pricing.get("default_iterations") or 1
+    steps = _positive_int(payload.get("num_inference_steps"), iterations)
+    default_size: int = pricing["default_width"] * pricing["default_height"] * iterations
+    units = width * height * steps / default_size
+    return float(pricing["cents_per_image_unit"]) * units / 100
+
+
 def _positive_int(value: Any, default: int) -> int:
     """``value`` if it is a positive int (bools excluded), else ``default``."""
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
@@ -952,6 +1112,8 @@ class FakeDeepInfra:
     image_delay_by_seed = _ConfigField["dict[int, float]"]()
     max_concurrent = _ConfigField["int | None"]()
     valid_keys = _ConfigField["set[str]"]()
+    seed_as_string = _ConfigField[bool]()
+    nsfw_seeds = _ConfigField["set[int]"]()
     extra_models = _ConfigField["set[str]"]()
     catalog = _ConfigField["tuple[CatalogModel, ...]"]()
 
@@ -1332,8 +1494,8 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         with fake._admission(limited=not path.startswith(FILES_PREFIX)) as admitted:
             if not admitted:
-                message = "Rate limited: too many concurrent requests"
-                self._send_error(429, "detail_str", message, {"Retry-After": "1"})
+                # S15's body; S6 mentions no Retry-After, so none is sent.
+                self._send_error(429, "error_obj", "Model busy, retry later")
                 return
             rule = fake._take_fault(path)
             self.extra_headers = rule.headers
@@ -1348,11 +1510,18 @@ class _Handler(BaseHTTPRequestHandler):
         if get and path == FEATURED_PATH:
             self._send_json(200, [entry.to_json() for entry in config.catalog])
         elif get and path == MODELS_PATH:
-            if self._authorized(config):
-                names = [entry.name for entry in config.catalog if entry.is_text]
-                self._send_json(200, model_list(names + sorted(config.extra_models)))
+            # Marked HTTPBearer in S7, yet reported to answer without checking the key (row 30
+            # of the reference: an integration doc, and g4f's "backup URL that works without
+            # a key"): the fake takes the risky reading, so a key check must not rely on it.
+            names = [entry.name for entry in config.catalog if entry.is_text]
+            self._send_json(200, model_list(names + sorted(config.extra_models)))
+        elif get and path == RATE_LIMIT_PATH:
+            if self._authorized(config):  # S7: HTTPBearer; RateLimitOut
+                self._send_json(200, {"rate_limit": 200, "tpm_rate_limit": 1_000_000})
         elif post and path == CHAT_PATH:
             self._chat(payload, rule, config)
+        elif post and path == OPENAI_IMAGES_PATH:
+            self._openai_images(payload, config)
         elif post and path.startswith(INFERENCE_PREFIX):
             self._inference(path.removeprefix(INFERENCE_PREFIX), payload, rule, config)
         elif get and path.startswith(FILES_PREFIX):
@@ -1361,17 +1530,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, detail_error("Not Found"))
 
     def _authorized(self, config: ServerConfig) -> bool:
-        """Check ``Authorization: Bearer <key>``; answers 401 itself when it fails."""
+        """Check ``Authorization: Bearer <key>``; answers the failure itself.
+
+        No key: 403 ``{"detail":{"error":"Not authenticated"}}`` (S13). A key it does not
+        know: 401 in the OpenAI form (S14).
+        """
         scheme, _, key = self.headers.get("Authorization", "").partition(" ")
         key = key.strip()
-        if (
-            scheme.lower() == "bearer"
-            and key
-            and (not config.valid_keys or key in config.valid_keys)
-        ):
-            return True
-        self._send_json(401, detail_error("Missing or invalid Authorization header"))
-        return False
+        if scheme.lower() != "bearer" or not key:
+            self._send_json(403, not_authenticated())
+            return False
+        if config.valid_keys and key not in config.valid_keys:
+            self._send_json(401, openai_error("Not authenticated", 401))
+            return False
+        return True
 
     # -- chat --------------------------------------------------------------------------------
 
@@ -1392,6 +1564,15 @@ class _Handler(BaseHTTPRequestHandler):
             and payload["model"] not in config.extra_models
         ):
             self._send_json(404, model_unavailable())
+            return
+        prompt_tokens = _prompt_tokens(payload["messages"])
+        if entry is not None and entry.max_tokens is not None and prompt_tokens > entry.max_tokens:
+            # S16: a deterministic 500 that names its cause.
+            message = (
+                f"Requested input length {prompt_tokens} exceeds maximum input length "
+                f"{entry.max_tokens}"
+            )
+            self._send_json(500, openai_error(message, 500))
             return
         script = None
         if rule.text is None:
@@ -1428,7 +1609,9 @@ class _Handler(BaseHTTPRequestHandler):
             if index < len(plan.content):
                 content = plan.chunk({"content": plan.content[index]})
                 events.send(content, split_json=rule.multi_data and index == 0)
-        events.send(plan.chunk({}, plan.finish_reason), last=not include_usage)
+        # S1: usage rides on the finish chunk; S19: OpenAI's include_usage adds its own chunk.
+        finish = plan.chunk({}, plan.finish_reason, finish_usage(plan.usage))
+        events.send(finish, last=not include_usage)
         if include_usage:
             events.send(plan.usage_chunk(), last=True)
         if not rule.no_done:
@@ -1442,43 +1625,95 @@ class _Handler(BaseHTTPRequestHandler):
             return
         entry = config.model(model)
         if entry is None and model not in config.extra_models:
-            self._send_json(404, model_unavailable())
+            self._send_json(404, model_unavailable())  # S7: 404 DeepError
             return
         if entry is not None and not entry.is_image:
             self._send_json(422, detail_error(f"Model {model} is not a text-to-image model"))
             return
+        cog = model in COG_MODELS
+        if cog:  # S9: a Cog model reads its fields from "input"
+            fields = payload.get("input") if isinstance(payload, dict) else None
+            if not isinstance(fields, dict):
+                self._send_json(422, validation_error("input", given=payload))
+                return
+            payload = fields
         if not isinstance(payload, dict) or not isinstance(payload.get("prompt"), str):
-            self._send_json(422, validation_error("prompt"))
+            self._send_json(422, validation_error("prompt", given=payload))
             return
         started = time.monotonic()
         pricing = (entry.pricing if entry is not None else None) or image_pricing(0.0)
-        width = _positive_int(payload.get("width"), pricing["default_width"])
-        height = _positive_int(payload.get("height"), pricing["default_height"])
+        width, height = self._image_size(model, payload, pricing)
         seed = payload.get("seed")
         if not isinstance(seed, int) or isinstance(seed, bool):
             seed = random.randrange(2**32)
         count = _positive_int(payload.get("num_images"), 1)
         self.pause(config.image_delay_by_seed.get(seed, config.image_delay) * count)
-        units = count * width * height / (pricing["default_width"] * pricing["default_height"])
-        cost = pricing["cents_per_image_unit"] * units / 100  # dollars, at the requested size
+        cost = _image_cost(pricing, payload, width, height) * count
 
         if config.image_size == "small":
             scale = min(1.0, SMALL_IMAGE_MAX_SIDE / max(width, height))
             width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        seeds = [seed + index for index in range(0 if rule.image_fault == "zero_images" else count)]
+        nsfw = [each in config.nsfw_seeds for each in seeds]
         refs = [
-            self._image_ref(payload["prompt"], seed + index, width, height, rule, config)
-            for index in range(0 if rule.image_fault == "zero_images" else count)
+            self._image_ref(payload["prompt"], each, width, height, rule, config, flagged)
+            for each, flagged in zip(seeds, nsfw, strict=True)
         ]
-        style: ImageStyle = "images" if rule.image_fault == "zero_images" else config.image_style
         runtime_ms = int((time.monotonic() - started) * 1000)
-        self._send_json(200, image_response(style, refs, seed, runtime_ms, cost))
+        if cog:
+            self._send_json(200, cog_response(refs, runtime_ms, cost))
+            return
+        style: ImageStyle = "images" if rule.image_fault == "zero_images" else config.image_style
+        sent_seed: int | str = str(seed) if config.seed_as_string else seed  # S8: seed: str
+        self._send_json(200, image_response(style, refs, sent_seed, runtime_ms, cost, nsfw or None))
+
+    @staticmethod
+    def _image_size(
+        model: str, payload: dict[str, Any], pricing: dict[str, Any]
+    ) -> tuple[int, int]:
+        """Width and height: from ``aspect_ratio`` for the models that take it (S4), else
+        from ``width``/``height`` with the catalog's defaults."""
+        default_w, default_h = pricing["default_width"], pricing["default_height"]
+        if model in ASPECT_RATIO_MODELS:
+            across, down = _ASPECT_RATIOS.get(str(payload.get("aspect_ratio", "1:1")), (1, 1))
+            side = math.sqrt(default_w * default_h / (across * down))
+            return round(across * side), round(down * side)
+        return (
+            _positive_int(payload.get("width"), default_w),
+            _positive_int(payload.get("height"), default_h),
+        )
+
+    def _openai_images(self, payload: Any, config: ServerConfig) -> None:
+        """``POST /v1/openai/images/generations`` (S3, S7): JPEG bytes in ``b64_json`` (S3's
+        example starts ``/9j/``, a JPEG)."""
+        if not self._authorized(config):
+            return
+        if not isinstance(payload, dict) or not isinstance(payload.get("prompt"), str):
+            self._send_json(422, validation_error("prompt", given=payload))
+            return
+        model = payload.get("model")
+        entry = config.model(model) if isinstance(model, str) else None
+        if entry is None or not entry.is_image:
+            self._send_json(404, model_unavailable())
+            return
+        count = _positive_int(payload.get("n"), 1)
+        self._send_json(200, openai_images_response([TINY_JPEG] * count, payload["prompt"]))
 
     def _image_ref(
-        self, prompt: str, seed: int, width: int, height: int, rule: FaultRule, config: ServerConfig
+        self,
+        prompt: str,
+        seed: int,
+        width: int,
+        height: int,
+        rule: FaultRule,
+        config: ServerConfig,
+        flagged: bool = False,
     ) -> str:
         """One image of a response as a data URI or a URL, with any image fault applied."""
         fake = self.server.fake
-        if rule.image_fault == "big":
+        if flagged:  # a flagged image comes back blacked out
+            data, mime = make_png(width, height, (0, 0, 0)), "image/png"
+        elif rule.image_fault == "big":
             data, mime = big_png(), "image/png"
         elif config.image_style == "jpeg":
             data, mime = TINY_JPEG, "image/jpeg"

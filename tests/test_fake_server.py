@@ -140,9 +140,10 @@ def test_featured_catalog_has_text_image_and_filtered_models(client: httpx.Clien
             "pricing",
             "tags",
             "deprecated",
+            "replaced_by",
+            "quantization",
             "cover_img_url",
-        }
-        assert entry["deprecated"] is None
+        }  # S7 ModelOut
     text = [name for name, entry in entries.items() if entry["type"] == "text-generation"]
     images = [name for name, entry in entries.items() if entry["type"] == "text-to-image"]
     assert set(text) == {
@@ -152,8 +153,15 @@ def test_featured_catalog_has_text_image_and_filtered_models(client: httpx.Clien
         REASONING_MODEL,
         "mistralai/Mistral-Small-24B-Instruct-2501",
         "google/gemma-3-27b-it",
+        "Austism/chronos-hermes-13b-v2",
+        "Gryphe/MythoMax-L2-13b",
     }
-    assert set(images) == {IMAGE_MODEL, "black-forest-labs/FLUX-1-dev", "stabilityai/sd3.5"}
+    assert set(images) == {
+        IMAGE_MODEL,
+        "black-forest-labs/FLUX-1-dev",
+        "stabilityai/sd3.5",
+        "stability-ai/sdxl",
+    }
     assert {entry["type"] for entry in entries.values()} == {
         "text-generation",
         "text-to-image",
@@ -166,22 +174,32 @@ def test_featured_catalog_has_text_image_and_filtered_models(client: httpx.Clien
         "cents_per_output_token": 4e-05,
     }
     assert entries[PRICED_MODEL]["max_tokens"] == 131072
-    assert entries[IMAGE_MODEL]["pricing"] == {
+    assert entries[IMAGE_MODEL]["pricing"] == {  # S3, S7 ModelPricingImageUnits
         "type": "image_units",
         "cents_per_image_unit": 0.05,
         "default_width": 1024,
         "default_height": 1024,
+        "default_iterations": 1,
+        "default_price_cents": None,
+        "usage_from_cost": False,
     }
+    assert entries["stabilityai/sd3.5"]["pricing"]["default_price_cents"] == 6.0  # S4 flat
+    old = entries["Austism/chronos-hermes-13b-v2"]  # S21
+    assert (old["deprecated"], old["replaced_by"]) == (1727971605, "Gryphe/MythoMax-L2-13b")
+    assert entries[PRICED_MODEL]["deprecated"] is None
     gemma = entries["google/gemma-3-27b-it"]
     assert gemma["max_tokens"] is None and gemma["pricing"] is None
     assert "reasoning" in entries[REASONING_MODEL]["tags"]
     assert all(entry["reported_type"] == entry["type"] for entry in entries.values())
 
 
-def test_openai_model_list_needs_auth_and_lists_text_models(
+def test_openai_model_list_answers_without_a_key_and_lists_text_models(
     fake_server: FakeDeepInfra, client: httpx.Client
 ) -> None:
-    assert httpx.get(f"{fake_server.url}/v1/openai/models").status_code == 401
+    fake_server.valid_keys = {CANARY_KEY}
+    assert httpx.get(f"{fake_server.url}/v1/openai/models").status_code == 200
+    wrong = {"Authorization": "Bearer sk-wrong"}
+    assert httpx.get(f"{fake_server.url}/v1/openai/models", headers=wrong).status_code == 200
     fake_server.extra_models = {"my/private-model"}
     body = client.get("/v1/openai/models").json()
     assert body["object"] == "list"
@@ -202,7 +220,7 @@ def test_catalog_is_configurable(fake_server: FakeDeepInfra, client: httpx.Clien
 # ---- chat -----------------------------------------------------------------------------------
 
 
-def test_stream_shape_ends_with_done_and_has_no_usage_by_default(client: httpx.Client) -> None:
+def test_stream_shape_ends_with_done_and_usage_on_the_finish_chunk(client: httpx.Client) -> None:
     events, _ = stream(client)
     assert events[-1] == "[DONE]"
     parsed = chunks(events)
@@ -218,7 +236,9 @@ def test_stream_shape_ends_with_done_and_has_no_usage_by_default(client: httpx.C
         }
     ]
     assert finish["choices"][0]["delta"] == {} and finish["choices"][0]["finish_reason"] == "stop"
-    assert all("usage" not in chunk for chunk in parsed)
+    # S1: usage on the finish chunk, without total_tokens or estimated_cost.
+    assert set(finish["usage"]) == {"prompt_tokens", "completion_tokens"}
+    assert all("usage" not in chunk for chunk in parsed[:-1])
     assert len({chunk["id"] for chunk in parsed}) == 1
     for chunk in parsed[1:-1]:
         [token] = chunk["choices"][0]["delta"].values()
@@ -229,16 +249,15 @@ def test_usage_chunk_only_with_include_usage(client: httpx.Client) -> None:
     events, _ = stream(client, model=PRICED_MODEL, stream_options={"include_usage": True})
     assert events[-1] == "[DONE]"
     usage_chunk = json.loads(events[-2])
-    assert usage_chunk["choices"] == []
+    assert usage_chunk["choices"] == []  # S19
     usage = usage_chunk["usage"]
     content_events = len(chunks(events)) - 3  # role, finish and usage chunks
     assert usage["completion_tokens"] == content_events
     assert usage["prompt_tokens"] == len("Hello there") // 4 + 1
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
-    expected_cost = (usage["prompt_tokens"] * 2.3e-05 + usage["completion_tokens"] * 4e-05) / 100
-    assert usage["estimated_cost"] == pytest.approx(expected_cost)
+    assert "estimated_cost" not in usage  # no source shows it in a stream
     events, _ = stream(client, stream_options={"include_usage": False})
-    assert all("usage" not in chunk for chunk in chunks(events))
+    assert all(chunk["choices"] for chunk in chunks(events))  # no usage-only chunk
 
 
 def test_default_reply_echoes_prompt_and_has_python_block(client: httpx.Client) -> None:
@@ -283,6 +302,7 @@ def test_max_tokens_caps_content_and_finishes_with_length(client: httpx.Client) 
     parsed = chunks(events)
     assert len(parsed) == 1 + 5 + 2
     assert parsed[-2]["choices"][0]["finish_reason"] == "length"
+    assert parsed[-2]["usage"]["completion_tokens"] == 5
     assert parsed[-1]["usage"]["completion_tokens"] == 5
 
 
@@ -330,13 +350,46 @@ def test_tokenize_round_trips() -> None:
 # ---- auth and validation ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("header", [None, "Bearer", "Basic abc", "Bearer sk-wrong"])
-def test_auth_failures_give_401(fake_server: FakeDeepInfra, header: str | None) -> None:
-    fake_server.valid_keys = {CANARY_KEY}
+@pytest.mark.parametrize("header", [None, "Bearer", "Basic abc"])
+def test_no_key_gives_403_not_authenticated(fake_server: FakeDeepInfra, header: str | None) -> None:
     headers = {"Authorization": header} if header is not None else {}
     response = httpx.post(f"{fake_server.url}{CHAT}", json=chat_body(), headers=headers)
+    assert response.status_code == 403
+    assert response.json() == {"detail": {"error": "Not authenticated"}}  # S13
+
+
+def test_unknown_key_gives_401_in_openai_form(fake_server: FakeDeepInfra) -> None:
+    fake_server.valid_keys = {CANARY_KEY}
+    headers = {"Authorization": "Bearer sk-wrong"}
+    response = httpx.post(f"{fake_server.url}{CHAT}", json=chat_body(), headers=headers)
     assert response.status_code == 401
-    assert response.json() == {"detail": "Missing or invalid Authorization header"}
+    assert response.json() == {  # S14
+        "error": {
+            "message": "Not authenticated",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
+
+
+def test_rate_limit_endpoint_checks_the_key(fake_server: FakeDeepInfra) -> None:
+    fake_server.valid_keys = {CANARY_KEY}
+    url = f"{fake_server.url}/v1/me/rate_limit"
+    assert httpx.get(url).status_code == 403
+    assert httpx.get(url, headers={"Authorization": "Bearer sk-wrong"}).status_code == 401
+    good = httpx.get(url, headers={"Authorization": f"Bearer {CANARY_KEY}"})
+    assert good.status_code == 200 and set(good.json()) == {"rate_limit", "tpm_rate_limit"}
+
+
+def test_prompt_longer_than_the_context_gives_a_deterministic_500(client: httpx.Client) -> None:
+    prompt = "x" * (4 * 4096 + 40)  # chronos-hermes has a 4096-token context
+    for _ in range(2):
+        body = chat_body(prompt, model="Austism/chronos-hermes-13b-v2")
+        response = client.post(CHAT, json=body)
+        assert response.status_code == 500
+        message = response.json()["error"]["message"]  # S16
+        assert message == "Requested input length 4106 exceeds maximum input length 4096"
 
 
 def test_any_non_empty_key_is_accepted_by_default(fake_server: FakeDeepInfra) -> None:
@@ -349,7 +402,7 @@ def test_any_non_empty_key_is_accepted_by_default(fake_server: FakeDeepInfra) ->
 def test_unknown_or_non_text_model_gives_404(client: httpx.Client, model: str) -> None:
     response = client.post(CHAT, json=chat_body(model=model))
     assert response.status_code == 404
-    assert response.json() == {"detail": {"error": "Model is not available"}}
+    assert response.json() == {"error": "Model not found"}  # S7 DeepError
 
 
 def test_extra_models_are_served(fake_server: FakeDeepInfra, client: httpx.Client) -> None:
@@ -369,9 +422,13 @@ def test_extra_models_are_served(fake_server: FakeDeepInfra, client: httpx.Clien
 def test_malformed_chat_body_gives_422(client: httpx.Client, body: bytes, field: str) -> None:
     response = client.post(CHAT, content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 422
-    assert response.json() == {
-        "detail": [{"loc": ["body", field], "msg": "field required", "type": "value_error.missing"}]
-    }
+    [item] = response.json()["detail"]  # S17: pydantic v2
+    assert (item["type"], item["loc"], item["msg"]) == (
+        "missing",
+        ["body", field],
+        "Field required",
+    )
+    assert "input" in item
 
 
 # ---- error faults ---------------------------------------------------------------------------
@@ -386,7 +443,7 @@ def test_malformed_chat_body_gives_422(client: httpx.Client, body: bytes, field:
             "error_obj",
             "boom",
             "application/json",
-            {"error": {"message": "boom", "type": "server_error", "code": 503}},
+            {"error": {"message": "boom", "type": "server_error", "param": None, "code": None}},
         ),
         (
             "detail_list",
@@ -395,12 +452,19 @@ def test_malformed_chat_body_gives_422(client: httpx.Client, body: bytes, field:
             {
                 "detail": [
                     {
+                        "type": "missing",
                         "loc": ["body", "messages"],
-                        "msg": "field required",
-                        "type": "value_error.missing",
+                        "msg": "Field required",
+                        "input": None,
                     }
                 ]
             },
+        ),
+        (
+            "deep_error",
+            "Model is being deployed",
+            "application/json",
+            {"error": "Model is being deployed"},
         ),
         ("text", "upstream exploded", "text/plain; charset=utf-8", "upstream exploded"),
         ("empty", None, None, ""),
@@ -536,7 +600,7 @@ def test_no_done_leaves_last_event_unterminated(
     events, body = stream(client, stream_options={"include_usage": include_usage})
     assert "[DONE]" not in body
     assert body.endswith("}\n") and not body.endswith("\n\n")
-    assert ("usage" in json.loads(events[-1])) is include_usage
+    assert (json.loads(events[-1])["choices"] == []) is include_usage
 
 
 def test_huge_chunk_sends_reply_as_one_event(
@@ -637,9 +701,9 @@ def test_max_concurrent_gives_429_and_records_peak(fake_server: FakeDeepInfra) -
     rejected = asyncio.run(run())
     assert len(rejected) == 4
     for response in rejected:
-        assert response.status_code == 429
-        assert response.headers["retry-after"] == "1"
-        assert response.json() == {"detail": "Rate limited: too many concurrent requests"}
+        assert response.status_code == 429  # S15's body, no Retry-After (S6)
+        assert response.json()["error"]["message"] == "Model busy, retry later"
+        assert "retry-after" not in response.headers
     assert fake_server.wait_streams_closed(timeout=30)
     assert fake_server.peak_concurrency == 8
     assert fake_server.count(CHAT) == 12
@@ -657,7 +721,7 @@ def test_image_styles_decode_to_valid_images(
     assert response.status_code == 200
     body = response.json()
     assert body["seed"] == 42 and body["nsfw_content_detected"] == [False]
-    assert body["inference_status"]["status"] == "succeeded"
+    assert body["request_id"] is None and body["inference_status"]["status"] == "unknown"  # S3
     assert isinstance(body["inference_status"]["runtime_ms"], int)
     assert body["inference_status"]["cost"] == pytest.approx(0.0005)
     ref = {
@@ -717,11 +781,11 @@ def test_image_request_errors(fake_server: FakeDeepInfra, client: httpx.Client) 
     assert response.json() == {"detail": f"Model {TEXT_MODEL} is not a text-to-image model"}
     response = client.post("/v1/inference/nobody/nothing", json={"prompt": "x"})
     assert response.status_code == 404
-    assert response.json() == {"detail": {"error": "Model is not available"}}
+    assert response.json() == {"error": "Model not found"}  # S7 DeepError
     response = client.post(IMAGE_PATH, json={"width": 64})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "prompt"]
-    assert httpx.post(f"{fake_server.url}{IMAGE_PATH}", json={"prompt": "x"}).status_code == 401
+    assert httpx.post(f"{fake_server.url}{IMAGE_PATH}", json={"prompt": "x"}).status_code == 403
 
 
 def test_image_fault_invalid_base64(fake_server: FakeDeepInfra, client: httpx.Client) -> None:
@@ -921,3 +985,60 @@ def test_command_line_prints_exactly_one_url_line() -> None:
         process.terminate()
         remaining, _ = process.communicate(timeout=30)
     assert remaining == "" and process.returncode == 0
+
+
+# ---- shapes from DeepInfra's own material (see the ids in tests/fake_server.py) ---------------
+
+
+def test_finish_error_fault_ends_with_finish_reason_error(
+    fake_server: FakeDeepInfra, client: httpx.Client
+) -> None:
+    fake_server.add_fault(finish_error=True)
+    events, _ = stream(client)
+    assert chunks(events)[-1]["choices"][0]["finish_reason"] == "error"  # S20
+
+
+def test_seed_as_string_and_nsfw_flags(fake_server: FakeDeepInfra, client: httpx.Client) -> None:
+    fake_server.seed_as_string = True
+    fake_server.nsfw_seeds = {8}
+    body = client.post(IMAGE_PATH, json={"prompt": "x", "seed": 7, "num_images": 2}).json()
+    assert body["seed"] == "7"  # S8: seed typed as str
+    assert body["nsfw_content_detected"] == [False, True]  # S3
+
+
+def test_cog_model_wants_input_and_answers_output(client: httpx.Client) -> None:
+    path = "/v1/inference/stability-ai/sdxl"
+    refused = client.post(path, json={"prompt": "a red fox"})
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["body", "input"]  # S9, S17
+    body = client.post(path, json={"input": {"prompt": "a red fox"}}).json()
+    assert body["status"] == "succeeded" and body["error"] is None  # S9 cog/response.ts
+    assert body["output"][0].startswith("data:image/png;base64,")
+
+
+def test_sd35_takes_aspect_ratio_and_costs_a_flat_price(
+    fake_server: FakeDeepInfra, client: httpx.Client
+) -> None:
+    fake_server.image_size = "full"
+    path = "/v1/inference/stabilityai/sd3.5"
+    body = client.post(path, json={"prompt": "x", "aspect_ratio": "16:9", "width": 64}).json()
+    _, data = image_bytes(client, body["images"][0])
+    width, height = struct.unpack(">II", data[16:24])
+    assert width > height and width != 64  # S4: aspect_ratio, width ignored
+    assert body["inference_status"]["cost"] == pytest.approx(0.06)  # S4: "$0.06 / img"
+
+
+def test_image_cost_counts_iterations(client: httpx.Client) -> None:
+    path = "/v1/inference/black-forest-labs/FLUX-1-dev"
+    default = client.post(path, json={"prompt": "x"}).json()["inference_status"]["cost"]
+    double = client.post(path, json={"prompt": "x", "num_inference_steps": 50}).json()
+    assert double["inference_status"]["cost"] == pytest.approx(2 * default)  # S3's "x iters"
+
+
+def test_openai_images_endpoint_sends_raw_base64_jpeg(client: httpx.Client) -> None:
+    response = client.post(
+        "/v1/openai/images/generations", json={"model": IMAGE_MODEL, "prompt": "x", "n": 2}
+    )
+    body = response.json()  # S3, S7 OpenAIImagesOut
+    assert isinstance(body["created"], int) and len(body["data"]) == 2
+    assert base64.b64decode(body["data"][0]["b64_json"]).startswith(JPEG_MAGIC)  # S3, S10
