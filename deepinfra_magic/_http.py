@@ -175,7 +175,8 @@ class _Attempts:
         self.notice = notice
         self.count = 0
         self.retries = 0  # retries counted against max_retries (a loading model's are not)
-        self.loading_waited = 0.0
+        self.loading_polls = 0
+        self.loading_started: float | None = None
 
     def next(self) -> None:
         """Start an attempt."""
@@ -222,7 +223,9 @@ class _Attempts:
 
     def _loading(self, response: RawResponse, retry_after: float | None) -> float:
         """Wait for a model that is being deployed, saying so once; bounded in time."""
-        delay = self.policy.loading_wait(self.loading_waited, retry_after=retry_after)
+        delay = self.policy.loading_wait(self.loading_polls, retry_after=retry_after)
+        if self.loading_started is None:
+            self.loading_started = time.monotonic()
         if delay is None:
             raise error_from_response(
                 response.status,
@@ -230,17 +233,17 @@ class _Attempts:
                 headers=response.headers,
                 model=self.req.model,
                 attempts=self.count,
-                waited=self.loading_waited,
+                waited=time.monotonic() - self.loading_started,
                 server=self.server,
                 url=self.url,
             )
-        if self.loading_waited == 0 and self.notice is not None:
+        if self.loading_polls == 0 and self.notice is not None:
             model = self.req.model or "The model"
             self.notice(
                 f"⏳ {model} is loading on the server (HTTP 423); waiting up to "
                 f"{self.policy.loading_timeout:g} s…"
             )
-        self.loading_waited += delay
+        self.loading_polls += 1
         return delay
 
 

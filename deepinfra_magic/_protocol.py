@@ -578,12 +578,15 @@ class RetryPolicy:
         backoff: float = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         return backoff * random.uniform(0.75, 1.25)
 
-    def loading_wait(self, waited: float, *, retry_after: float | None = None) -> float | None:
-        """Seconds to wait for a loading model after ``waited`` seconds so far, or None."""
-        step = self.loading_delay if retry_after is None else retry_after
-        if waited + step > self.loading_timeout:
+    def loading_wait(self, polls: int, *, retry_after: float | None = None) -> float | None:
+        """Seconds to wait before asking a loading model again after ``polls`` tries, or
+        None once ``loading_timeout`` is used up (each poll counts ``loading_delay`` at
+        least, so a server saying "Retry-After: 0" is not asked without end)."""
+        if (polls + 1) * self.loading_delay > self.loading_timeout:
             return None
-        return step
+        if retry_after is None:
+            return self.loading_delay
+        return min(retry_after, self.loading_timeout)
 
     def should_retry_status(self, status: int, kind: str = "read", body: bytes = b"") -> bool:
         """Whether an error answer is worth sending again (see RETRY_STATUSES)."""

@@ -495,7 +495,7 @@ def error_from_response(
         )
     if status == 423:
         name = f"Model '{model}'" if model else "The model"
-        after = f" after waiting {waited:.0f} s" if waited else ""
+        after = f" after waiting {waited:.0f} s" if waited >= 1 else ""
         return ModelLoadingError(
             f"{name} is still loading on DeepInfra{after} (423: {detail}). Run again in a "
             "minute or two, or pick another model.",

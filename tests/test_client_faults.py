@@ -123,7 +123,7 @@ def test_error_answers(
     assert fake_server.count(CHAT_PATH) == 1
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@pytest.mark.parametrize("status", [502, 503, 504])
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "no-stream"])
 def test_server_errors_are_retried_a_bounded_number_of_times(
     make_client: MakeClient, fake_server: FakeDeepInfra, status: int, stream: bool
@@ -634,10 +634,11 @@ WORKSHOP_SIZE = 30
 def test_workshop_load_everyone_gets_an_answer(
     fake_server: FakeDeepInfra, library_env: Path
 ) -> None:
-    # The server admits 8 requests at a time and answers 429 "Retry-After: 1" beyond. A
-    # request is refused only while 8 others are in flight, and each takes ~0.2 s, far
-    # less than the 1 s wait: so the 8 in flight at each refusal of one participant are
-    # different, successful requests of the 29 others, which bounds the refusals per
+    # The server admits 8 requests at a time and answers 429 "Model busy" beyond, with no
+    # Retry-After (as DeepInfra's docs say), so clients back off: at least 0.375 s (0.5 s
+    # less 25% jitter), doubling. A request is refused only while 8 others are in flight,
+    # and each takes ~0.2 s, less than the shortest wait: so the 8 in flight at each
+    # refusal of one participant are different, successful requests of the 29 others, which bounds the refusals per
     # participant by 29 // 8 = 3. max_retries=10 leaves ample margin for a slow machine.
     fake_server.configure(max_concurrent=8, reply_tokens=20, token_delay=0.01)
     results: dict[int, ChatResult] = {}
@@ -676,4 +677,4 @@ def test_workshop_load_everyone_gets_an_answer(
         times = [
             r.time for r in requests if r.json["messages"][0]["content"] == f"participant {number}"
         ]
-        assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise(times))
+        assert all(later - earlier >= 0.375 for earlier, later in itertools.pairwise(times))

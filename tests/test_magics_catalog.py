@@ -21,11 +21,14 @@ TEXT_MODELS = [
     "mistralai/Mistral-Small-24B-Instruct-2501",
     "deepseek-ai/DeepSeek-R1",
     "google/gemma-3-27b-it",
+    "Austism/chronos-hermes-13b-v2",
+    "Gryphe/MythoMax-L2-13b",
 ]
 IMAGE_MODELS = [
     "black-forest-labs/FLUX-1-schnell",
     "black-forest-labs/FLUX-1-dev",
     "stabilityai/sd3.5",
+    "stability-ai/sdxl",
 ]
 STATUS = re.compile(
     r"^Key: (?P<key>.+) · list from (?P<source>[a-z ]+) \(\d{4}-\d\d-\d\d \d\d:\d\d\)"
@@ -42,7 +45,7 @@ def models(ip: InteractiveShell, line: str = "") -> tuple[str, str, str]:
 
 
 def listed(markdown: str) -> list[str]:
-    return re.findall(r"^\| `([^`]+)` \|", markdown, re.MULTILINE)
+    return re.findall(r"^\| `([^`]+)`", markdown, re.MULTILINE)
 
 
 def new_session(ip: InteractiveShell) -> None:
@@ -91,7 +94,7 @@ def test_table_in_markdown_and_text_with_key_source_and_list_origin(
         ("llama", TEXT_MODELS[:2]),
         ("LLAMA", TEXT_MODELS[:2]),
         ("*flux*", IMAGE_MODELS[:2]),
-        ("--images *sd*", ["stabilityai/sd3.5"]),
+        ("--images *sd*", ["stabilityai/sd3.5", "stability-ai/sdxl"]),
         ("--text qwen", ["Qwen/Qwen2.5-72B-Instruct"]),
         ("--images llama", []),
         ("meta-llama/*", TEXT_MODELS[:2]),

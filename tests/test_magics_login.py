@@ -10,7 +10,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from deepinfra_magic.errors import AuthenticationError, MissingAPIKeyError
-from tests.fake_server import CANARY_KEY, MODELS_PATH, FakeDeepInfra
+from tests.fake_server import CANARY_KEY, RATE_LIMIT_PATH, FakeDeepInfra
 from tests.kernel_helpers import MARKDOWN, all_text, chat_bodies, paths
 
 WRONG_KEY = "sk-wrong-key-0000000000000000"
@@ -63,8 +63,8 @@ def test_login_asks_hidden_checks_once_and_the_key_is_used(
         "✓ Key accepted; kept for this kernel session only (never saved).\n"
     )
     requests = fake_server.requests
-    assert paths(fake_server)[0] == f"GET {MODELS_PATH}"
-    assert [r.path for r in requests].count(MODELS_PATH) == 1
+    assert paths(fake_server)[0] == f"GET {RATE_LIMIT_PATH}"
+    assert [r.path for r in requests].count(RATE_LIMIT_PATH) == 1
     assert requests[0].headers["authorization"] == f"Bearer {CANARY_KEY}"
     chat = [r for r in requests if r.method == "POST"]
     assert [r.headers["authorization"] for r in chat] == [f"Bearer {CANARY_KEY}"]
@@ -88,7 +88,7 @@ def test_a_rejected_key_is_refused_and_not_kept(
     (line,) = captured.stdout.strip().splitlines()
     assert line.startswith("AuthenticationError: DeepInfra rejected the API key (401")
     assert WRONG_KEY not in line and "✓" not in captured.stdout
-    assert paths(fake_server) == [f"GET {MODELS_PATH}"]
+    assert paths(fake_server) == [f"GET {RATE_LIMIT_PATH}"]
     with pytest.raises(MissingAPIKeyError):
         ip.run_cell_magic("deepinfra", "", "hi")
     assert chat_bodies(fake_server) == []
@@ -98,12 +98,15 @@ def test_a_key_that_cannot_be_checked_is_kept(
     keyless: InteractiveShell, fake_server: FakeDeepInfra, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ip = keyless
-    fake_server.add_fault(path=MODELS_PATH, status=418)
+    fake_server.add_fault(path=RATE_LIMIT_PATH, status=418)
     type_key(monkeypatch, CANARY_KEY)
     with capture_output() as captured:
         ip.run_line_magic("deepinfra_login", "")
         ip.run_cell_magic("deepinfra", "", "hi")
-    assert captured.stdout.startswith("Key kept for this kernel session only (it could not be")
+    assert captured.stdout.startswith(
+        "Key saved for this kernel session only (never written to disk); it is checked on "
+        "first use."
+    )
     assert fake_server.requests[-1].headers["authorization"] == f"Bearer {CANARY_KEY}"
 
 

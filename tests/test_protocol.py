@@ -207,7 +207,7 @@ ERROR_CASES = [
     (403, "detail_str", AuthenticationError, ["403", "lack access"]),
     (402, "detail_str", InsufficientCreditError, ["402", "out of credit", "Add credit"]),
     (404, "detail_obj", ModelNotFoundError, ["'some/model'", "Model is gone", "%deepinfra_models"]),
-    (422, "detail_list", InvalidRequestError, ["body.messages: field required", "Fix that"]),
+    (422, "detail_list", InvalidRequestError, ["body.messages: Field required", "Fix that"]),
     (400, "error_obj", InvalidRequestError, ["bad temperature", "Fix that"]),
     (429, "detail_str", RateLimitError, ["429", "Wait 7 s", "fewer requests"]),
     (500, "text", ServerError, ["500", "non-JSON body: crashed", "Try again"]),
