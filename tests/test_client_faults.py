@@ -639,7 +639,8 @@ def test_workshop_load_everyone_gets_an_answer(
     # less 25% jitter), doubling. A request is refused only while 8 others are in flight,
     # and each takes ~0.2 s, less than the shortest wait: so the 8 in flight at each
     # refusal of one participant are different, successful requests of the 29 others,
-    # which bounds the refusals per participant by 29 // 8 = 3. max_retries=10 leaves ample margin for a slow machine.
+    # which bounds the refusals per participant by 29 // 8 = 3. max_retries=10 leaves
+    # ample margin for a slow machine.
     fake_server.configure(max_concurrent=8, reply_tokens=20, token_delay=0.01)
     results: dict[int, ChatResult] = {}
     failures: dict[int, BaseException] = {}
