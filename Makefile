@@ -34,7 +34,7 @@ lint: $(VENV)/installed-test
 	$(PY) -m ruff format --check deepinfra_magic tests bench scripts
 	$(PY) -m mypy
 
-test: lint $(VENV)/installed-llama
+test: lint $(VENV)/installed-llama $(VENV)/installed-g4f
 	scripts/ensure-chromium
 	$(PY) -m pytest
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import socket
 import ssl
@@ -462,13 +463,23 @@ def proxy_for(base_url: str, proxy: str | None) -> str | None:
     return proxies.get(parts.scheme) or proxies.get("all")
 
 
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One verifying SSL context for every client of the process.
+
+    Loading the CA bundle takes about 15 ms; httpx would do it for each new client (even
+    one that only speaks http://), which made a fresh client per call slow.
+    """
+    return httpx.create_ssl_context()
+
+
 def _abortable_transport(aborts: _Aborts, proxy: str | None) -> httpx.HTTPTransport:
     """httpx's own transport, its connections made cuttable by ``aborts``.
 
     httpx offers no public hook for httpcore's network backend, so this reaches into its
     pool; should that ever change, requests still work, only without being cut.
     """
-    transport = httpx.HTTPTransport(proxy=proxy)
+    transport = httpx.HTTPTransport(proxy=proxy, verify=shared_ssl_context())
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if isinstance(backend, httpcore.NetworkBackend):
@@ -593,7 +604,7 @@ class AsyncTransport(_TransportBase):
     ) -> None:
         super().__init__(base_url, timeouts, retry, recording, server)
         inner: httpx.AsyncBaseTransport = http_transport or httpx.AsyncHTTPTransport(
-            proxy=proxy_for(base_url, proxy)
+            proxy=proxy_for(base_url, proxy), verify=shared_ssl_context()
         )
         if recording is not None:
             inner = _recording_layer(recording, base_url, async_inner=inner)

@@ -1,101 +1,315 @@
-"""A gpt4free-compatible ``DeepInfra`` provider on top of this package's client.
+"""A gpt4free (g4f) ``DeepInfra`` provider on top of this package's clients.
 
-It keeps the attributes and the four classmethods of g4f's DeepInfra provider, and its
-behaviour that an image model passed to the chat call produces an image. It sends an
-honest User-Agent and requires a key (or a replay recording); there is no keyless path.
-The API root comes from ``DEEPINFRA_BASE_URL`` (or ``api_base=``), the key from
-``DEEPINFRA_API_KEY`` (or ``api_key=``).
+It works through g4f's own ``Client`` and ``AsyncClient`` (streamed and plain chat,
+``client.images.generate``, an image model used through chat, reasoning) and can also be
+called directly, g4f-style. When g4f is importable it yields g4f's own response types
+(``Reasoning``, ``ImageResponse``, ``Usage``, ``FinishReason``); without g4f it yields
+text, :class:`~deepinfra_magic.types.ReasoningDelta` and
+:class:`~deepinfra_magic.images.ImageResult`.
+
+It sends an honest User-Agent and requires a key (or a replay recording); there is no
+keyless path. The API root comes from ``base_url=`` (g4f's name; ``api_base=`` is still
+accepted), else ``DEEPINFRA_BASE_URL``; the key from ``api_key=``, else
+``DEEPINFRA_API_KEY``. Only known OpenAI parameters reach the request body: g4f's own
+keywords (``provider``, ``media``, ``conversation``, …) never do. One client is kept per
+(base URL, key, proxy, timeout), so calls after the first pay no setup.
 
 Examples (each works as written against a server at ``DEEPINFRA_BASE_URL``)::
 
     >>> from deepinfra_magic.provider import DeepInfra
     >>> DeepInfra.default_model in DeepInfra.get_models()
     True
-    >>> DeepInfra.default_image_model in DeepInfra.get_image_models()
-    True
 
-    >>> import asyncio
-    >>> async def chat() -> str:
-    ...     messages = [{"role": "user", "content": "Say hello"}]
-    ...     chunks = []
-    ...     async for chunk in DeepInfra.create_async_generator(
-    ...         DeepInfra.default_model, messages, stream=True
-    ...     ):
-    ...         chunks.append(chunk)
-    ...     return "".join(chunks)
-    >>> len(asyncio.run(chat())) > 0
-    True
-
-    >>> image = asyncio.run(
-    ...     DeepInfra.create_async_image("a red fox", DeepInfra.default_image_model)
-    ... )
-    >>> image.images[0].mime_type
-    'image/png'
+    >>> from g4f.client import Client                      # doctest: +SKIP
+    >>> Client(provider=DeepInfra).chat.completions.create(  # doctest: +SKIP
+    ...     messages=[{"role": "user", "content": "Say hello"}], model=DeepInfra.default_model
+    ... ).choices[0].message.content
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, ClassVar
+import asyncio
+import base64
+import hashlib
+import threading
+import weakref
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._config import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, resolve_base_url
+from ._config import (
+    DEFAULT_IMAGE_MODEL,
+    DEFAULT_MODEL,
+    Secret,
+    Timeouts,
+    resolve_base_url,
+    resolve_key,
+)
 from .images import ImageResult
-from .types import ContentDelta
+from .types import ChatResult, ContentDelta, ReasoningDelta, Usage
+
+if TYPE_CHECKING:
+    from .client import AsyncDeepInfraClient, DeepInfraClient
 
 __all__ = ["DeepInfra"]
 
 _INFERENCE_SUFFIX = "/v1/inference"
 
+FORWARDED_PARAMETERS = frozenset(
+    {
+        "top_p",
+        "top_k",
+        "min_p",
+        "stop",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "repetition_penalty",
+        "response_format",
+        "logit_bias",
+        "reasoning_effort",
+        "user",
+    }
+)
+"""The request parameters passed on to DeepInfra; every other keyword is g4f's own."""
+IMAGE_PARAMETERS = frozenset(
+    {"width", "height", "seed", "num_inference_steps", "guidance_scale", "negative_prompt"}
+)
+"""Keywords passed on to an image request (``extra_data`` adds any others)."""
 
-def _root(api_base: str | None) -> str | None:
+
+def _root(base_url: str | None) -> str:
     """Accept g4f-style bases (``…/v1/openai``, ``…/v1/inference``) as well as the root."""
-    if not api_base:
-        return None
-    base = api_base.rstrip("/")
+    base = (base_url or "").rstrip("/")
     if base.endswith(_INFERENCE_SUFFIX):
         base = base[: -len(_INFERENCE_SUFFIX)]
-    return resolve_base_url(base)
+    return resolve_base_url(base or None)
+
+
+Settings = tuple[str, Secret | None, str | None, float | None]
+
+
+def _settings(kwargs: Mapping[str, Any]) -> Settings:
+    """(base URL, key, proxy, timeout) from g4f's keywords (``api_base`` is the old name);
+    the key falls back to the environment, as the clients' does."""
+    base_url = kwargs.get("base_url") or kwargs.get("api_base")
+    api_key = kwargs.get("api_key")
+    timeout = kwargs.get("timeout")
+    return (
+        _root(base_url if isinstance(base_url, str) else None),
+        resolve_key(api_key if isinstance(api_key, str) and api_key.strip() else None),
+        kwargs.get("proxy") or None,
+        float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None,
+    )
+
+
+def _cache_key(settings: Settings) -> tuple[Any, ...]:
+    """The settings with the key replaced by its digest, so no cache holds the key itself."""
+    base_url, api_key, proxy, timeout = settings
+    digest = hashlib.sha256(api_key.reveal().encode()).hexdigest() if api_key else None
+    return base_url, digest, proxy, timeout
+
+
+_lock = threading.Lock()
+_sync_clients: dict[tuple[Any, ...], DeepInfraClient] = {}
+# An httpx AsyncClient belongs to the event loop that opened its connections, so async
+# clients are kept per loop (and forgotten with it).
+_async_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[Any, ...], AsyncDeepInfraClient]
+] = weakref.WeakKeyDictionary()
+
+
+def _timeouts(timeout: float | None) -> Timeouts | None:
+    return Timeouts(read=timeout) if timeout else None
+
+
+def sync_client(**kwargs: Any) -> DeepInfraClient:
+    """The process's blocking client for these settings (made once, then reused)."""
+    from .client import DeepInfraClient
+
+    settings = _settings(kwargs)
+    key = _cache_key(settings)
+    with _lock:
+        client = _sync_clients.get(key)
+        if client is None:
+            base_url, api_key, proxy, timeout = settings
+            client = DeepInfraClient(
+                api_key,
+                base_url=base_url,
+                proxy=proxy,
+                timeout=_timeouts(timeout),
+                flavour="deepinfra",  # this provider is DeepInfra's, whatever the URL
+            )
+            _sync_clients[key] = client
+    return client
+
+
+def async_client(**kwargs: Any) -> AsyncDeepInfraClient:
+    """This event loop's async client for these settings (made once, then reused)."""
+    from .client import AsyncDeepInfraClient
+
+    settings = _settings(kwargs)
+    key = _cache_key(settings)
+    clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
+    client = clients.get(key)
+    if client is None:
+        base_url, api_key, proxy, timeout = settings
+        client = AsyncDeepInfraClient(
+            api_key,
+            base_url=base_url,
+            proxy=proxy,
+            timeout=_timeouts(timeout),
+            flavour="deepinfra",  # this provider is DeepInfra's, whatever the URL
+        )
+        clients[key] = client
+    return client
+
+
+def _chat_options(
+    temperature: float | None, max_tokens: int | None, kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Sampling settings and the known OpenAI parameters; g4f's own keywords stay out."""
+    options = {name: value for name, value in kwargs.items() if name in FORWARDED_PARAMETERS}
+    return {"temperature": temperature, "max_tokens": max_tokens, **options}
+
+
+def _image_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    options = {name: value for name, value in kwargs.items() if name in IMAGE_PARAMETERS}
+    extra = kwargs.get("extra_data")
+    return {**options, **(dict(extra) if isinstance(extra, Mapping) else {})}
+
+
+def _prompt(messages: Sequence[Mapping[str, Any]], prompt: str | None) -> str:
+    """What an image model draws: g4f's ``prompt=``, else the last message's text."""
+    if prompt:
+        return prompt
+    content = messages[-1].get("content") if messages else ""
+    if isinstance(content, list):  # OpenAI content parts
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return str(content or "")
+
+
+# --- g4f's response types, when g4f is importable ------------------------------------------
+
+
+def _g4f_types() -> Any:
+    """g4f's response module, or None without g4f (imported on first use only)."""
+    try:
+        from g4f.providers import response
+    except ImportError:
+        return None
+    return response
+
+
+def _image_item(result: ImageResult, types: Any) -> Any:
+    """The images as g4f's ``ImageResponse`` (data URIs), or our ImageResult without g4f."""
+    if types is None:
+        return result
+    uris = [
+        f"data:{image.mime_type};base64,{base64.b64encode(image.data).decode()}"
+        for image in result.images
+    ]
+    return types.ImageResponse(uris, result.prompt)
+
+
+def _reasoning_item(text: str, types: Any) -> Any:
+    return ReasoningDelta(text) if types is None else types.Reasoning(text)
+
+
+def _closing_items(result: ChatResult, types: Any) -> list[Any]:
+    """Usage and finish reason in g4f's types (nothing without g4f)."""
+    if types is None:
+        return []
+    items: list[Any] = []
+    usage: Usage | None = result.usage
+    if usage is not None:
+        items.append(types.Usage(**usage.as_dict()))
+    if result.finish_reason:
+        items.append(types.FinishReason(result.finish_reason))
+    return items
 
 
 class DeepInfra:
-    """DeepInfra for g4f-style callers: catalog, streamed chat, and text-to-image."""
+    """DeepInfra for g4f: catalog, streamed chat with reasoning, and text-to-image."""
 
     label: ClassVar[str] = "DeepInfra"
     url: ClassVar[str] = "https://deepinfra.com"
     login_url: ClassVar[str] = "https://deepinfra.com/dash/api_keys"
     api_base: ClassVar[str] = "https://api.deepinfra.com/v1/openai"
     working: ClassVar[bool] = True
+    active_by_default: ClassVar[bool] = True
     needs_auth: ClassVar[bool] = True
     supports_stream: ClassVar[bool] = True
     supports_message_history: ClassVar[bool] = True
+    supports_system_message: ClassVar[bool] = True
+    use_stream_timeout: ClassVar[bool] = False
+    live: ClassVar[int] = 0  # g4f counts working calls here
     default_model: ClassVar[str] = DEFAULT_MODEL
     default_image_model: ClassVar[str] = DEFAULT_IMAGE_MODEL
     models: ClassVar[list[str]] = []
     image_models: ClassVar[list[str]] = []
 
+    # --- what g4f asks of every provider --------------------------------------------------
+
+    @classmethod
+    def get_dict(cls) -> dict[str, str]:
+        """Name, site and label, as g4f's client reports the provider."""
+        return {"name": cls.__name__, "url": cls.url, "label": cls.label}
+
+    @classmethod
+    def get_parent(cls) -> str:
+        """The name g4f files keys under (``DEEPINFRA_API_KEY``)."""
+        return cls.__name__
+
     @classmethod
     def get_models(cls, **kwargs: Any) -> list[str]:
-        """Featured text models, then image models (both usable with the chat call).
-
-        Fetched once per process from ``/models/featured``; later calls reuse it.
-        """
-        if not cls.models:
-            from .client import DeepInfraClient
-
-            with DeepInfraClient(
-                base_url=_root(kwargs.get("api_base")), flavour="deepinfra"
-            ) as client:
-                catalog = client.models()
-            cls.image_models = [model.name for model in catalog.image_models]
-            cls.models = [model.name for model in catalog.text_models] + cls.image_models
+        """Featured text models, then image models (both usable with the chat call)."""
+        catalog = sync_client(**kwargs).models()
+        cls.image_models = [model.name for model in catalog.image_models]
+        cls.models = [model.name for model in catalog.text_models] + cls.image_models
         return cls.models
 
     @classmethod
     def get_image_models(cls, **kwargs: Any) -> list[str]:
         """Featured text-to-image models."""
-        if not cls.image_models:
-            cls.get_models(**kwargs)
+        cls.get_models(**kwargs)
         return cls.image_models
+
+    # --- chat (and images through chat) -----------------------------------------------------
+
+    @classmethod
+    def create_completion(
+        cls,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        stream: bool = True,
+        prompt: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        **kwargs: Any,
+    ) -> Iterator[Any]:
+        """The blocking form g4f's ``Client`` uses: text chunks (and g4f's reasoning, usage
+        and finish reason); for an image model, one image response."""
+        model = model or cls.default_model
+        client = sync_client(**kwargs)
+        types = _g4f_types()
+        if client.models().is_image_model(model):
+            images = client.generate_image(
+                _prompt(messages, prompt), model, **_image_options(kwargs)
+            )
+            yield _image_item(images, types)
+            return
+        options = _chat_options(temperature, max_tokens, kwargs)
+        if not stream:
+            yield from cls._whole(client.chat(messages, model, stream=False, **options), types)
+            return
+        with client.chat(messages, model, **options) as reply:
+            for event in reply:
+                if isinstance(event, ContentDelta):
+                    yield event.text
+                elif isinstance(event, ReasoningDelta):
+                    yield _reasoning_item(event.text, types)
+                else:
+                    yield from _closing_items(event, types)
 
     @classmethod
     async def create_async_generator(
@@ -104,60 +318,56 @@ class DeepInfra:
         messages: Sequence[Mapping[str, Any]],
         stream: bool = True,
         prompt: str | None = None,
-        temperature: float = 0.7,
-        max_tokens: int = 1028,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
         **kwargs: Any,
-    ) -> AsyncIterator[str | ImageResult]:
-        """Yield the reply's text chunks; for an image model, yield one image result
-        made from ``prompt`` (or the last message)."""
+    ) -> AsyncIterator[Any]:
+        """The async form g4f's ``AsyncClient`` and ``client.images`` use; the same items
+        as :meth:`create_completion`."""
         model = model or cls.default_model
-        if model in cls.get_image_models(**kwargs):
-            text = prompt if prompt is not None else str(messages[-1]["content"])
-            yield await cls.create_async_image(text, model, **kwargs)
-            return
-        from .client import AsyncDeepInfraClient
-
-        api_key = kwargs.pop("api_key", None)
-        api_base = _root(kwargs.pop("api_base", None))
-        timeout = kwargs.pop("timeout", None)
-        proxy = kwargs.pop("proxy", None)
-        async with AsyncDeepInfraClient(
-            api_key, base_url=api_base, timeout=timeout, proxy=proxy, flavour="deepinfra"
-        ) as client:
-            if not stream:
-                result = await client.chat(
-                    messages, model, stream=False, temperature=temperature,
-                    max_tokens=max_tokens, **kwargs,
-                )  # fmt: skip
-                yield result.text
-                return
-            reply = await client.chat(
-                messages, model, temperature=temperature, max_tokens=max_tokens, **kwargs
+        client = async_client(**kwargs)
+        types = _g4f_types()
+        if (await client.models()).is_image_model(model):
+            text = _prompt(messages, prompt)
+            yield _image_item(
+                await client.generate_image(text, model, **_image_options(kwargs)), types
             )
-            async with reply:
-                async for event in reply:
-                    if isinstance(event, ContentDelta):
-                        yield event.text
+            return
+        options = _chat_options(temperature, max_tokens, kwargs)
+        if not stream:
+            for item in cls._whole(
+                await client.chat(messages, model, stream=False, **options), types
+            ):
+                yield item
+            return
+        reply = await client.chat(messages, model, **options)
+        async with reply:
+            async for event in reply:
+                if isinstance(event, ContentDelta):
+                    yield event.text
+                elif isinstance(event, ReasoningDelta):
+                    yield _reasoning_item(event.text, types)
+                else:
+                    for item in _closing_items(event, types):
+                        yield item
+
+    @staticmethod
+    def _whole(result: ChatResult, types: Any) -> Iterator[Any]:
+        """A non-streamed reply: its reasoning, its text, then usage and finish reason."""
+        if result.reasoning:
+            yield _reasoning_item(result.reasoning, types)
+        yield result.text
+        yield from _closing_items(result, types)
+
+    # --- images -------------------------------------------------------------------------------
 
     @classmethod
     async def create_async_image(
-        cls,
-        prompt: str,
-        model: str,
-        api_key: str | None = None,
-        api_base: str | None = None,
-        proxy: str | None = None,
-        timeout: int = 180,
-        extra_data: Mapping[str, Any] | None = None,
-        **kwargs: Any,
+        cls, prompt: str, model: str | None = None, **kwargs: Any
     ) -> ImageResult:
-        """Text to image: ``{"prompt": prompt, **extra_data}`` to ``/v1/inference/{model}``."""
-        from .client import AsyncDeepInfraClient
-
-        del kwargs  # g4f passes provider-wide options this call does not use
-        async with AsyncDeepInfraClient(
-            api_key, base_url=_root(api_base), timeout=timeout, proxy=proxy, flavour="deepinfra"
-        ) as client:
-            return await client.generate_image(
-                prompt, model or cls.default_image_model, **dict(extra_data or {})
-            )
+        """Text to image: ``{"prompt": prompt, **extra_data}`` to ``/v1/inference/{model}``
+        (g4f's older DeepInfra interface); returns this package's ImageResult."""
+        client = async_client(**kwargs)
+        return await client.generate_image(
+            prompt, model or cls.default_image_model, **_image_options(kwargs)
+        )
