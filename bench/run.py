@@ -22,7 +22,16 @@ from typing import Any
 
 from .common import REPO_ROOT, Row, isolated_environment
 
-BENCHMARKS = ("load", "throughput", "ttft", "display_traffic", "images", "memory", "llama")
+BENCHMARKS = (
+    "load",
+    "throughput",
+    "ttft",
+    "display_traffic",
+    "images",
+    "memory",
+    "llama",
+    "provider",
+)
 DEFAULT_OUTPUT = REPO_ROOT / "bench" / "results" / "latest.json"
 _PACKAGES = (
     "deepinfra-magic",
@@ -31,6 +40,7 @@ _PACKAGES = (
     "openai",
     "jupyter-ai-magics",
     "llama-cpp-python",
+    "g4f",
 )
 
 

@@ -51,7 +51,9 @@ _EXTERNAL = "deepinfra_magic.external"
 
 @dataclass
 class StreamBody:
-    """An open streaming answer: its headers and an iterator of raw chunks."""
+    """An open streaming answer: its headers and an iterator of raw chunks. Read the
+    chunks inside the ``with`` block: a network failure there becomes our error as it
+    leaves the block."""
 
     headers: Mapping[str, str]
     chunks: Iterator[bytes]
@@ -246,6 +248,32 @@ class _Attempts:
             )
         self.loading_polls += 1
         return delay
+
+
+def _unencoded(response: httpx.Response) -> bool:
+    """True when the body is sent as is (no gzip): its raw chunks are the bytes."""
+    encoding = str(response.headers.get("content-encoding", "identity"))
+    return encoding.lower() == "identity"
+
+
+# A streamed reply is one HTTP chunk per token: each layer a chunk passes through costs
+# about 5% of a long stream's client time. An unencoded body is read from the response's
+# byte stream itself, skipping httpx's decoding and re-chunking layers (which would pass
+# every chunk through unchanged); httpx still maps network errors on the way.
+
+
+def _sync_chunks(response: httpx.Response) -> Iterator[bytes]:
+    stream = response.stream
+    if _unencoded(response) and isinstance(stream, httpx.SyncByteStream):
+        return iter(stream)
+    return response.iter_bytes()
+
+
+def _async_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    stream = response.stream
+    if _unencoded(response) and isinstance(stream, httpx.AsyncByteStream):
+        return aiter(stream)
+    return response.aiter_bytes()
 
 
 def _without_key(body: bytes, key: Secret | None) -> bytes:
@@ -463,6 +491,83 @@ def proxy_for(base_url: str, proxy: str | None) -> str | None:
     return proxies.get(parts.scheme) or proxies.get("all")
 
 
+class _CoalescingStream(httpcore.AsyncNetworkStream):
+    """Holds what httpcore writes until it reads, so a request (headers, then body) goes
+    out in one write: one wake-up of the server instead of two, which saves a short call
+    a measurable part of its time on a busy machine."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._pending = bytearray()
+
+    async def _flush(self, timeout: float | None) -> None:
+        if self._pending:
+            data = bytes(self._pending)
+            self._pending.clear()
+            await self._inner.write(data, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._pending += buffer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        await self._flush(timeout)
+        return await self._inner.read(max_bytes, timeout)
+
+    async def aclose(self) -> None:
+        self._pending.clear()
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        await self._flush(timeout)
+        return _CoalescingStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _CoalescingBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _CoalescingStream(stream)
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_unix_socket(path, timeout, socket_options)
+        return _CoalescingStream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _coalescing_transport(proxy: str | None) -> httpx.AsyncHTTPTransport:
+    """httpx's async transport, each request sent in one write (see _CoalescingStream).
+
+    As for the sync transport, this reaches into httpx's pool; should that change,
+    requests still work, in two writes."""
+    transport = httpx.AsyncHTTPTransport(proxy=proxy, verify=shared_ssl_context())
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, httpcore.AsyncNetworkBackend):
+        pool._network_backend = _CoalescingBackend(backend)  # type: ignore[union-attr]
+    return transport
+
+
 @functools.cache
 def shared_ssl_context() -> ssl.SSLContext:
     """One verifying SSL context for every client of the process.
@@ -561,7 +666,9 @@ class SyncTransport(_TransportBase):
             time.sleep(attempts.after_status(_raw(response, None, body)))
         try:
             headers = {k.lower(): v for k, v in response.headers.items()}
-            yield StreamBody(headers, self._chunks(response))
+            yield StreamBody(headers, _sync_chunks(response))
+        except httpx.HTTPError as exc:  # raised where the chunks are read, in the with-block
+            raise _network_error(exc, self.base_url, self.timeouts, mid_reply=True) from None
         finally:
             response.close()
 
@@ -573,12 +680,6 @@ class SyncTransport(_TransportBase):
         """Stop the requests of the threads that joined with ``stop``, hanging up on the
         server mid-request; the threads then fail with APIConnectionError."""
         self._aborts.abort(stop)
-
-    def _chunks(self, response: httpx.Response) -> Iterator[bytes]:
-        try:
-            yield from response.iter_bytes()
-        except httpx.HTTPError as exc:
-            raise _network_error(exc, self.base_url, self.timeouts, mid_reply=True) from None
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -603,8 +704,8 @@ class AsyncTransport(_TransportBase):
         server: str | None = None,
     ) -> None:
         super().__init__(base_url, timeouts, retry, recording, server)
-        inner: httpx.AsyncBaseTransport = http_transport or httpx.AsyncHTTPTransport(
-            proxy=proxy_for(base_url, proxy), verify=shared_ssl_context()
+        inner: httpx.AsyncBaseTransport = http_transport or _coalescing_transport(
+            proxy_for(base_url, proxy)
         )
         if recording is not None:
             inner = _recording_layer(recording, base_url, async_inner=inner)
@@ -657,16 +758,11 @@ class AsyncTransport(_TransportBase):
             await asyncio.sleep(attempts.after_status(_raw(response, None, body)))
         try:
             headers = {k.lower(): v for k, v in response.headers.items()}
-            yield AsyncStreamBody(headers, self._chunks(response))
+            yield AsyncStreamBody(headers, _async_chunks(response))
+        except httpx.HTTPError as exc:  # raised where the chunks are read, in the with-block
+            raise _network_error(exc, self.base_url, self.timeouts, mid_reply=True) from None
         finally:
             await response.aclose()
-
-    async def _chunks(self, response: httpx.Response) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in response.aiter_bytes():
-                yield chunk
-        except httpx.HTTPError as exc:
-            raise _network_error(exc, self.base_url, self.timeouts, mid_reply=True) from None
 
     async def aclose(self) -> None:
         """Close pooled connections."""

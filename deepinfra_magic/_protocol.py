@@ -60,6 +60,7 @@ KEY_CHECK_PATH = "/v1/me/rate_limit"
 INFERENCE_PREFIX = "/v1/inference/"
 IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 _decode_json = json.JSONDecoder().decode  # json.loads without its per-call keyword checks
+_raw_decode = json.JSONDecoder().raw_decode  # and without decode's whitespace handling
 
 
 @dataclass(frozen=True)
@@ -336,9 +337,16 @@ class ChatStreamDecoder:
             self.done = True
             return
         try:
-            payload = _decode_json(data)
+            payload, end = _raw_decode(data)  # the usual case: exactly one JSON value
+            if end != len(data):
+                raise ValueError(data)
         except ValueError:
-            raise self.error(f"The stream carried malformed data {shorten(data, 60)!r}") from None
+            try:  # surrounding whitespace, or not JSON at all
+                payload = _decode_json(data)
+            except ValueError:
+                raise self.error(
+                    f"The stream carried malformed data {shorten(data, 60)!r}"
+                ) from None
         if type(payload) is not dict:
             raise self.error(f"The stream carried unexpected data {shorten(data, 60)!r}")
         if self.reported_model is None:

@@ -526,11 +526,14 @@ class AsyncChatStream(_StreamState):
             async with transport.stream(self.request) as body:
                 opened = True
                 self.replayed_from = body.replayed_from
+                feed = self.decoder.feed
                 async for chunk in body.chunks:  # read to the end, as in ChatStream._run
-                    deltas = self.decoder.feed(chunk)
-                    self._mark(deltas)
-                    for delta in deltas:
-                        yield delta
+                    deltas = feed(chunk)
+                    if deltas:
+                        if self.first_token_at is None:
+                            self._mark(deltas)
+                        for delta in deltas:
+                            yield delta
                 if not self.decoder.done:
                     tail = self.decoder.close()
                     self._mark(tail)
