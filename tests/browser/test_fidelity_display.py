@@ -49,7 +49,7 @@ def test_deprecated_model_and_filtered_image_are_visible(
 ) -> None:
     with FakeDeepInfra(nsfw_seeds={8}) as fake:
         server = jupyterlab_factory(
-            {"DEEPINFRA_BASE_URL": fake.url, "DEEPINFRA_API_KEY": CANARY_KEY}
+            {"DEEPINFRA_BASE_URL": fake.api_url, "DEEPINFRA_API_KEY": CANARY_KEY}
         )
         notebook = _notebook(
             tmp_path / "fidelity.ipynb",
