@@ -1,4 +1,4 @@
-"""7. The gpt4free provider against g4f's own DeepInfra provider, same server, same run.
+"""8. The gpt4free provider against g4f's own DeepInfra provider, same server, same run.
 
 Both are called the way g4f's ``AsyncClient`` calls a provider,
 ``create_async_generator(model, messages, stream=True, api_key=…, base_url=…)``, in one
@@ -77,7 +77,7 @@ def _timed(
 
 
 def measure() -> list[Row]:
-    """Rows 7a (5,000-chunk stream) and 7b (short reply with per-call setup)."""
+    """Rows 8a (5,000-chunk stream) and 8b (short reply with per-call setup)."""
     long_text, short_text = filler_reply(CHUNKS), filler_reply(SHORT)
     with fake_server(reply_tokens=CHUNKS, token_delay=0) as url:
         paths = {"ours": _ours(url), "g4f": _g4f(url)}
@@ -122,7 +122,7 @@ def measure() -> list[Row]:
     ours_ms, g4f_ms = median(seconds["ours"]) * 1000, median(seconds["g4f"]) * 1000
     return [
         Row(
-            "7a. g4f provider, 5,000-chunk stream: ours vs g4f's DeepInfra",
+            "8a. g4f provider, 5,000-chunk stream: ours vs g4f's DeepInfra",
             f"{ours_ms:.1f} ms, CPU {median(cpu['ours']) * 1000:.1f} ms",
             f"{g4f_ms:.1f} ms, CPU {median(cpu['g4f']) * 1000:.1f} ms (g4f's own provider)",
             f"{wall:.2f}× wall, {cpu_ratio:.2f}× CPU",
@@ -132,12 +132,12 @@ def measure() -> list[Row]:
             f"Both through `create_async_generator(stream=True)` in one event loop, medians "
             f"of {ROUNDS} rounds alternating which goes first; wall ratio: median of the "
             f"per-round ratios. Client CPU per chunk: ours {cpu_us['ours']:.1f} µs, g4f "
-            f"{cpu_us['g4f']:.1f} µs. 7b: {SHORT} chunks, {SHORT_CALLS} calls each, medians; "
+            f"{cpu_us['g4f']:.1f} µs. 8b: {SHORT} chunks, {SHORT_CALLS} calls each, medians; "
             f"added: median of the paired differences. Our first call (client and "
             f"catalog made) took {first_call * 1000:.1f} ms.",
         ),
         Row(
-            "7b. g4f provider, short reply with per-call setup",
+            "8b. g4f provider, short reply with per-call setup",
             f"{per_call['ours']:.2f} ms per call",
             f"{per_call['g4f']:.2f} ms per call (g4f's own provider)",
             f"{short_ratio:.2f}× ({added_ms:+.2f} ms)",

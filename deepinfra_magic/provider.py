@@ -304,7 +304,7 @@ class DeepInfra:
             return
         with client.chat(messages, model, **options) as reply:
             for event in reply:
-                if isinstance(event, ContentDelta):
+                if type(event) is ContentDelta:  # per token: the cheapest test first
                     yield event.text
                 elif isinstance(event, ReasoningDelta):
                     yield _reasoning_item(event.text, types)

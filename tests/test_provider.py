@@ -35,6 +35,7 @@ def env(
 ) -> Iterator[FakeDeepInfra]:
     """The fake server through the environment, a fresh catalog, and g4f's files (usage
     log, downloaded media) kept under tmp_path."""
+    import g4f.debug
     from g4f.cookies import CookiesConfig
 
     from deepinfra_magic.catalog import CATALOG_CACHE
@@ -44,6 +45,7 @@ def env(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(CookiesConfig, "cookies_dir", str(tmp_path / "g4f"))
     monkeypatch.chdir(tmp_path)  # g4f saves generated media under ./generated_media
+    monkeypatch.setattr(g4f.debug, "version_check", False)  # g4f may ask PyPI otherwise
     CATALOG_CACHE.clear()
     yield fake_server
     CATALOG_CACHE.clear()
