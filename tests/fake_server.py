@@ -828,6 +828,7 @@ class FaultRule:
     multi_data: bool = False  # the first content event's JSON over two ``data:`` lines
     crlf: bool = False  # CRLF line endings
     finish_error: bool = False  # end with ``finish_reason: "error"`` (vLLM family, S20)
+    hang_up: bool = False  # read the request, then close without a byte of answer
     image_fault: ImageFault | None = None
 
     def __post_init__(self) -> None:
@@ -1498,6 +1499,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_error(429, "error_obj", "Model busy, retry later")
                 return
             rule = fake._take_fault(path)
+            if rule.hang_up:  # no DeepInfra shape: any server that dies mid-request
+                self._drop()
+                return
             self.extra_headers = rule.headers
             self.pause(rule.first_byte_delay or 0.0)
             if rule.status is not None:

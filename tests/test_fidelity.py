@@ -14,6 +14,7 @@ from deepinfra_magic import DeepInfraClient
 from deepinfra_magic._protocol import parse_image_answer
 from deepinfra_magic.catalog import ModelInfo
 from deepinfra_magic.errors import (
+    APIConnectionError,
     AuthenticationError,
     ContextLengthError,
     InvalidRequestError,
@@ -70,6 +71,24 @@ def test_an_image_post_is_repeated_after_a_429(
     )  # fmt: skip
     result = make_client(max_retries=2).generate_image("a fox", FLUX)
     assert len(result.images) == 1 and fake_server.count(FLUX_PATH) == 2
+
+
+def test_an_image_post_whose_connection_broke_after_sending_is_not_repeated(
+    make_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    fake_server.add_fault(path=FLUX_PATH, hang_up=True)
+    with pytest.raises(APIConnectionError, match="broke"):
+        make_client(max_retries=2).generate_image("a fox", FLUX)
+    assert fake_server.count(FLUX_PATH) == 1  # the server had the request: maybe billed
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "no-stream"])
+def test_chat_is_repeated_when_the_connection_broke_before_any_reply_byte(
+    make_client: MakeClient, fake_server: FakeDeepInfra, stream: bool
+) -> None:
+    fake_server.add_fault(hang_up=True)
+    assert chat(make_client(max_retries=2), stream).complete
+    assert fake_server.count(CHAT_PATH) == 2
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "no-stream"])
