@@ -630,10 +630,17 @@ class SyncTransport(_TransportBase):
         while True:
             attempts.next()
             try:
-                response = _raw(self._client.send(self._build(req)), self.key())
+                answer = self._client.send(self._build(req), stream=True)
             except httpx.HTTPError as exc:
                 time.sleep(attempts.after_exception(exc))
                 continue
+            try:  # the reply has begun: a failure now is never repeated
+                body = answer.read()
+            except httpx.HTTPError as exc:
+                raise _network_error(exc, self.base_url, self.timeouts) from None
+            finally:
+                answer.close()
+            response = _raw(answer, self.key(), body)
             if response.status < 400:
                 return response
             time.sleep(attempts.after_status(response))
@@ -725,10 +732,17 @@ class AsyncTransport(_TransportBase):
         while True:
             attempts.next()
             try:
-                response = _raw(await self._client.send(self._build(req)), self.key())
+                answer = await self._client.send(self._build(req), stream=True)
             except httpx.HTTPError as exc:
                 await asyncio.sleep(attempts.after_exception(exc))
                 continue
+            try:  # the reply has begun: a failure now is never repeated
+                body = await answer.aread()
+            except httpx.HTTPError as exc:
+                raise _network_error(exc, self.base_url, self.timeouts) from None
+            finally:
+                await answer.aclose()
+            response = _raw(answer, self.key(), body)
             if response.status < 400:
                 return response
             await asyncio.sleep(attempts.after_status(response))

@@ -829,6 +829,7 @@ class FaultRule:
     crlf: bool = False  # CRLF line endings
     finish_error: bool = False  # end with ``finish_reason: "error"`` (vLLM family, S20)
     hang_up: bool = False  # read the request, then close without a byte of answer
+    cut_body: bool = False  # a whole (non-streamed) answer stops halfway: the line dropped
     image_fault: ImageFault | None = None
 
     def __post_init__(self) -> None:
@@ -1430,6 +1431,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     events_sent: int  # SSE events written for the current request
     extra_headers: Mapping[str, str]  # a fault rule's headers for the current request
+    cut_body: bool  # a fault rule's: hang up halfway through a whole (non-streamed) body
 
     def setup(self) -> None:
         super().setup()
@@ -1456,6 +1458,7 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         self.events_sent = 0
         self.extra_headers = {}
+        self.cut_body = False
         path = unquote(urlsplit(self.path).path)
         if path.startswith(CONTROL_PREFIX):
             self._control(path, self._read_json())
@@ -1503,6 +1506,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drop()
                 return
             self.extra_headers = rule.headers
+            self.cut_body = rule.cut_body
             self.pause(rule.first_byte_delay or 0.0)
             if rule.status is not None:
                 self._send_error(rule.status, rule.body_style, rule.message)
@@ -1779,6 +1783,10 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         fields = {"Content-Type": content_type} if content_type else {}
         self._send_headers(status, {**fields, "Content-Length": str(len(body)), **(headers or {})})
+        if self.cut_body:  # no DeepInfra shape: a connection lost mid-answer
+            self.wfile.write(body[: len(body) // 2])
+            self._drop()
+            return
         self.wfile.write(body)
 
     def _send_json(self, status: int, obj: Any) -> None:

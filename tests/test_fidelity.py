@@ -82,6 +82,15 @@ def test_an_image_post_whose_connection_broke_after_sending_is_not_repeated(
     assert fake_server.count(FLUX_PATH) == 1  # the server had the request: maybe billed
 
 
+def test_a_plain_chat_whose_reply_broke_off_is_not_repeated(
+    make_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    fake_server.add_fault(cut_body=True)
+    with pytest.raises(APIConnectionError):
+        chat(make_client(max_retries=2), False)
+    assert fake_server.count(CHAT_PATH) == 1  # the reply had begun: it was generated
+
+
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "no-stream"])
 def test_chat_is_repeated_when_the_connection_broke_before_any_reply_byte(
     make_client: MakeClient, fake_server: FakeDeepInfra, stream: bool
