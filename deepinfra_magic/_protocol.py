@@ -273,6 +273,7 @@ class ChatStreamDecoder:
     _sse: SSEDecoder = field(default_factory=SSEDecoder)
     _text: TextBuffer = field(default_factory=TextBuffer)
     _reasoning: TextBuffer = field(default_factory=TextBuffer)
+    _failure: StreamError | None = None  # raised after the text that arrived with it
 
     @property
     def text(self) -> str:
@@ -285,22 +286,34 @@ class ChatStreamDecoder:
         return str(self._reasoning)
 
     def feed(self, chunk: bytes) -> list[ContentDelta | ReasoningDelta]:
-        """Decode a network chunk; raises StreamError (with the partial text) on bad data."""
+        """Decode a network chunk; raises StreamError (with the partial text) on bad data.
+
+        Text that came in the same chunk as the bad data is returned first, and the error
+        is raised by the next ``feed`` or ``close``: a caller shows everything received."""
+        if self._failure is not None:
+            raise self._failure
         if self.done:
             return []
         deltas: list[ContentDelta | ReasoningDelta] = []
-        data = self._sse.single_data(chunk)
-        if data is not None:  # one token per network chunk: the usual case, kept short
-            self._event(data, deltas)
-            return deltas
-        for event in self._sse.feed(chunk):
-            self._event(event.data, deltas)
-            if self.done:
-                break
+        try:
+            data = self._sse.single_data(chunk)
+            if data is not None:  # one token per network chunk: the usual case, kept short
+                self._event(data, deltas)
+                return deltas
+            for event in self._sse.feed(chunk):
+                self._event(event.data, deltas)
+                if self.done:
+                    break
+        except StreamError as exc:
+            if not deltas:
+                raise
+            self._failure = exc
         return deltas
 
     def close(self) -> list[ContentDelta | ReasoningDelta]:
         """End of body: flush an unterminated last event, then check the reply finished."""
+        if self._failure is not None:
+            raise self._failure
         deltas: list[ContentDelta | ReasoningDelta] = []
         if not self.done:
             for event in self._sse.close():

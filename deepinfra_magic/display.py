@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from ._buffer import TextBuffer
+from ._markdown import escape_dollars
 
 if TYPE_CHECKING:
     from .images import GeneratedImage, ImageResult
@@ -70,8 +71,14 @@ def rich_display_available(shell: Any) -> bool:
 
 
 def markdown_bundle(markdown: str, plain: str | None = None) -> dict[str, str]:
-    """Markdown with a text/plain fallback in the same bundle (headless runs keep text)."""
-    return {"text/markdown": markdown, "text/plain": markdown if plain is None else plain}
+    """Markdown with a text/plain fallback in the same bundle (headless runs keep text).
+
+    Dollars that are not math are escaped in the Markdown only, so that Jupyter shows
+    prices as written; the text/plain copy keeps the plain ``$``."""
+    return {
+        "text/markdown": escape_dollars(markdown),
+        "text/plain": markdown if plain is None else plain,
+    }
 
 
 def metadata_for(info: dict[str, Any] | None) -> dict[str, Any]:
@@ -299,9 +306,8 @@ def _plain_bundle(text: str) -> dict[str, str]:
 
 
 def _plain(markdown: str) -> str:
-    """A footer's text/plain: the same words without Markdown emphasis, code marks or the
-    escapes that keep ``$`` from starting LaTeX in Jupyter's Markdown."""
-    return markdown.replace("`", "").replace("*", "").replace("\\$", "$")
+    """A footer's text/plain: the same words without Markdown emphasis or code marks."""
+    return markdown.replace("`", "").replace("*", "")
 
 
 class StdoutReplyView:
@@ -349,8 +355,8 @@ class StdoutReplyView:
 
 
 def money(dollars: float) -> str:
-    """Dollars for Markdown: ``\\$`` so Jupyter does not read two prices as LaTeX."""
-    return "<\\$0.0001" if 0 < dollars < 0.0001 else f"\\${dollars:.4f}"
+    """Dollars as written (``markdown_bundle`` keeps Jupyter from reading them as LaTeX)."""
+    return "<$0.0001" if 0 < dollars < 0.0001 else f"${dollars:.4f}"
 
 
 def reply_footer(result: ChatResult, *, timing: bool = True) -> str:

@@ -43,6 +43,7 @@ from ._config import (
     key_source,
     missing_key_error,
 )
+from ._markdown import verbatim
 from .conversation import Conversation
 from .display import (
     ImageProgress,
@@ -973,7 +974,8 @@ class DeepInfraMagics(Magics):
             return
         sent = len(conversation.window())
         # (Markdown, plain) pairs: the plain text is built apart, so that asterisks in
-        # prompts and replies (``2*3``, ``**bold**``) stay as they were written.
+        # prompts and replies (``2*3``, ``**bold**``) stay as they were written. Prompts and
+        # the system prompt are shown verbatim (newlines and code kept); replies are Markdown.
         lines = [
             (
                 f"**{_exchanges(len(conversation))}**, {_sent_note(sent, len(conversation))}.",
@@ -983,7 +985,7 @@ class DeepInfraMagics(Magics):
         if conversation.system_prompt:
             lines.append(
                 (
-                    f"**System:** {conversation.system_prompt}",
+                    f"**System:**\n\n{verbatim(conversation.system_prompt)}",
                     f"System: {conversation.system_prompt}",
                 )
             )
@@ -995,12 +997,15 @@ class DeepInfraMagics(Magics):
             extra = _attached_note(exchange.content)
             lines.append(
                 (
-                    f"**You**{where}{mark}: {exchange.prompt}{extra}",
+                    f"**You**{where}{mark}{extra}:\n\n{verbatim(exchange.prompt)}",
                     f"You{where}{plain_mark}: {exchange.prompt}{extra}",
                 )
             )
             lines.append(
-                (f"**{exchange.model}**: {exchange.reply}", f"{exchange.model}: {exchange.reply}")
+                (
+                    f"**{exchange.model}**:\n\n{exchange.reply}",
+                    f"{exchange.model}: {exchange.reply}",
+                )
             )
         markdown = "\n\n".join(pair[0] for pair in lines)
         plain = "\n\n".join(pair[1] for pair in lines)
@@ -1122,8 +1127,8 @@ def _describe(value: Any) -> str:
 
 
 def _price(model: ModelInfo) -> str:
-    """The price for a Markdown table: dollar signs escaped so they are not read as LaTeX."""
-    return model.price_text().replace("$", "\\$") or "—"
+    """The price for the Markdown table (``markdown_bundle`` escapes its dollars)."""
+    return model.price_text() or "—"
 
 
 def _attached_note(content: Any) -> str:

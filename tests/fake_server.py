@@ -824,6 +824,11 @@ class FaultRule:
     no_done: bool = False  # no [DONE], and the last event lacks its blank line
     huge_chunk_bytes: int | None = None  # the whole reply as one content event of N bytes
     split_utf8: bool = False  # each event in two HTTP chunks, split inside a UTF-8 character
+    # Every event up to the end (or the error event) in ONE write: the client reads earlier
+    # text and the error together. deepinfra-real-shapes.md row 8 (S18, S15): an in-stream
+    # error comes after some content; SSE (WHATWG HTML "Server-sent events") ties no event
+    # to a network read, so a server or proxy may deliver them in one.
+    one_write: bool = False
     comments: bool = False  # ``: keep-alive`` comments between events
     multi_data: bool = False  # the first content event's JSON over two ``data:`` lines
     crlf: bool = False  # CRLF line endings
@@ -1606,12 +1611,14 @@ class _Handler(BaseHTTPRequestHandler):
             events.send(plan.chunk({"reasoning_content": piece}))
         for index in range(len(plan.content) + 1):
             if rule.disconnect_after == index:
+                events.flush()
                 self._drop()
                 return
             if rule.malformed_after == index:
                 events.send("{not json")
             if rule.error_event_after == index:
                 events.send(dumps(STREAM_ERROR_EVENT))
+                events.flush()
                 self._end_chunked()
                 return
             if index < len(plan.content):
@@ -1624,6 +1631,7 @@ class _Handler(BaseHTTPRequestHandler):
             events.send(plan.usage_chunk(), last=True)
         if not rule.no_done:
             events.send("[DONE]")
+        events.flush()
         self._end_chunked()
 
     # -- images ------------------------------------------------------------------------------
@@ -1838,10 +1846,15 @@ class _EventWriter:
         self.rule = rule
         self.delay = delay
         self.eol = "\r\n" if rule.crlf else "\n"
+        self.held = b""  # events kept for one write (``one_write``)
 
     def send(self, data: str, *, split_json: bool = False, last: bool = False) -> None:
         """Send one event; ``last`` marks the event that ``no_done`` leaves unterminated."""
         handler, rule = self.handler, self.rule
+        if rule.one_write:
+            self.held += sse_event(data, eol=self.eol, end=not (last and rule.no_done))
+            handler.events_sent += 1
+            return
         if handler.events_sent:
             handler.pause(self.delay)
         if rule.comments:
@@ -1857,6 +1870,11 @@ class _EventWriter:
         else:
             handler.write_chunk(frame)
         handler.events_sent += 1
+
+    def flush(self) -> None:
+        """Write the events kept for ``one_write`` as one HTTP chunk."""
+        self.handler.write_chunk(self.held)
+        self.held = b""
 
 
 # --------------------------------------------------------------------------------------------

@@ -256,6 +256,19 @@ def test_bad_data_mid_stream_keeps_the_text(
     assert fake_server.count(CHAT_PATH) == 1
 
 
+def test_text_read_together_with_an_error_event_is_yielded_before_the_error(
+    make_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    fake_server.add_fault(error_event_after=3, one_write=True)
+    chat = make_client().chat(MESSAGES)
+    shown: list[str] = []
+    with pytest.raises(StreamError) as caught:
+        for event in chat:
+            if isinstance(event, ContentDelta):
+                shown.append(event.text)
+    assert "".join(shown) == "".join(TOKENS[:3]) == caught.value.partial_text == chat.text
+
+
 def test_async_stream_errors_keep_the_text(fake_server: FakeDeepInfra) -> None:
     fake_server.add_fault(disconnect_after=3)
     fake_server.add_fault(error_event_after=2)

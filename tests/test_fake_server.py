@@ -592,6 +592,18 @@ def test_error_event_after_ends_stream_without_done(
     assert body.endswith("\n\n") and "[DONE]" not in body
 
 
+def test_one_write_sends_deltas_and_error_event_in_a_single_chunk(
+    fake_server: FakeDeepInfra, client: httpx.Client
+) -> None:
+    fake_server.add_fault(error_event_after=3, one_write=True)
+    with client.stream("POST", CHAT, json=chat_body(stream=True)) as response:
+        chunks = list(response.iter_raw())
+    assert len(chunks) == 1
+    events = [line[6:] for line in chunks[0].decode().splitlines() if line.startswith("data: ")]
+    assert len(events) == 1 + 3 + 1
+    assert "error" in json.loads(events[-1])
+
+
 @pytest.mark.parametrize("include_usage", [False, True])
 def test_no_done_leaves_last_event_unterminated(
     fake_server: FakeDeepInfra, client: httpx.Client, include_usage: bool

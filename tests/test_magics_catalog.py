@@ -68,10 +68,13 @@ def test_table_in_markdown_and_text_with_key_source_and_list_origin(
     assert "| Model | Type | Context | Price |" in markdown
     assert listed(markdown) == TEXT_MODELS + IMAGE_MODELS  # no embeddings or speech models
     llama = "| `meta-llama/Llama-3.3-70B-Instruct-Turbo` | text | 131k |"
-    # Dollar signs are escaped in Markdown, or Jupyter reads "$0.23 … $0.40" as LaTeX.
-    assert f"{llama} \\$0.23 in / \\$0.40 out per 1M tok |" in markdown
+    # Dollar signs are escaped in Markdown as the entities of "\\$" (which MathJax shows as
+    # "$"), or Jupyter reads "$0.23 … $0.40" as LaTeX; tests/browser checks what renders.
+    dollar = "&#92;&#36;"
+    assert f"{llama} {dollar}0.23 in / {dollar}0.40 out per 1M tok |" in markdown
     assert "| `google/gemma-3-27b-it` | text | — | — |" in markdown
-    assert "| `black-forest-labs/FLUX-1-schnell` | image | — | \\$0.0005 / image |" in markdown
+    flux = "| `black-forest-labs/FLUX-1-schnell` | image | — |"
+    assert f"{flux} {dollar}0.0005 / image |" in markdown
     rows = plain.splitlines()[2:]
     assert rows[0].split() == ["MODEL", "TYPE", "CONTEXT", "PRICE"]
     assert len(rows) == 1 + len(TEXT_MODELS + IMAGE_MODELS)

@@ -200,6 +200,21 @@ def test_max_history_sends_only_the_last_exchanges(
     assert f"{DEFAULT}: " + default_reply(DEFAULT, "three") in shown  # asterisks kept
 
 
+def test_history_shows_prompts_verbatim_and_replies_as_markdown(
+    ip: InteractiveShell, fake_server: FakeDeepInfra
+) -> None:
+    prompt = "Fix this:\n    def f(x):\n        return 2*x  # **not bold**\ncosts $5"
+    chat(ip, prompt)
+    with capture_output() as captured:
+        ip.run_line_magic("deepinfra_history", "")
+    markdown = captured.outputs[0].data[MARKDOWN]
+    # The prompt is a fenced block, so newlines, indentation and asterisks show as typed
+    # (and its dollar, being code, is not escaped).
+    assert f"**You**:\n\n```text\n{prompt}\n```" in markdown
+    assert f"**{DEFAULT}**:\n\n" in markdown
+    assert f"You: {prompt}" in captured.outputs[0].data[PLAIN]
+
+
 def test_new_and_reset_start_over(
     ip: InteractiveShell, fake_server: FakeDeepInfra, capsys: pytest.CaptureFixture[str]
 ) -> None:

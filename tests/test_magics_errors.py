@@ -125,6 +125,19 @@ def test_mid_stream_error_keeps_the_text_that_arrived(
     assert [m["content"] for m in chat_bodies_now[-1]["messages"]] == ["second"]
 
 
+def test_text_read_together_with_the_error_is_shown(
+    ip: InteractiveShell, fake_server: FakeDeepInfra
+) -> None:
+    # Three deltas and the error event in one network read: all three reach the screen.
+    fake_server.add_fault(reply_tokens=20, error_event_after=3, one_write=True)
+    error, reply, printed = failing_cell(ip, "%%deepinfra\nHi")
+    assert isinstance(error, StreamError)
+    partial = "".join(tokenize(filler_reply(20))[:3])
+    assert f"the {len(partial)} characters received are kept" in printed
+    assert reply.final.data[PLAIN].startswith(partial + "\n\n")
+    assert reply.final.data[MARKDOWN].startswith(partial + "\n\n")
+
+
 def test_connection_dropped_mid_reply_keeps_the_text(
     ip: InteractiveShell, fake_server: FakeDeepInfra
 ) -> None:

@@ -1,0 +1,134 @@
+"""Markdown for Jupyter's renderers (pure): currency stays currency, math stays math.
+
+JupyterLab, Notebook 7 and Voilà render Markdown, then let MathJax scan the *rendered text*
+for ``$…$``; nbconvert's HTML does the same with its own MathJax. So ``\\$`` does not help
+(the Markdown parser turns it into a bare ``$`` before MathJax looks) and neither does
+``&#36;``. What every one of them shows as a plain dollar is the rendered text ``\\$``, which
+MathJax reads as an escaped dollar (``processEscapes``): :data:`ESCAPED_DOLLAR` writes it as
+two HTML entities, which no Markdown or math pre-parser mistakes for a delimiter.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["ESCAPED_DOLLAR", "escape_dollars", "verbatim"]
+
+ESCAPED_DOLLAR = "&#92;&#36;"
+"""A backslash and a dollar as entities: rendered text ``\\$``, which MathJax shows as ``$``."""
+
+_FENCE_OPEN = re.compile(r" {0,3}(`{3,}|~{3,})")
+# In text outside code: a backslash escape, a backtick run, or one or two dollars.
+_TOKEN = re.compile(r"\\.|`+|\$\$?", re.DOTALL)
+# Inside inline math: an escaped character, the closing dollar, or a paragraph break.
+_MATH_INNER = re.compile(r"\\.|\$|\n[ \t]*\n", re.DOTALL)
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+
+
+def escape_dollars(markdown: str) -> str:
+    """Escape every ``$`` that is not part of math, outside code blocks and code spans.
+
+    Math follows pandoc's rule: ``$…$`` opens before a non-space and closes after a
+    non-space, not followed by a digit, within a paragraph (so ``$0.23 in / $0.40 out``
+    is two prices); ``$$…$$`` is display math. A ``\\$`` written by the model is a dollar.
+    """
+    if "$" not in markdown:
+        return markdown
+    return "".join(
+        part if is_code else _escape_text(part) for is_code, part in _split_fences(markdown)
+    )
+
+
+def _split_fences(text: str) -> list[tuple[bool, str]]:
+    """The text cut into (is fenced code, part); an unclosed fence runs to the end."""
+    parts: list[tuple[bool, str]] = []
+    current: list[str] = []
+    fence = ""
+    for line in text.splitlines(keepends=True):
+        if not fence:
+            match = _FENCE_OPEN.match(line)
+            # A backtick fence's info string may not contain backticks (CommonMark 4.5).
+            if match and not (match.group(1)[0] == "`" and "`" in line[match.end() :]):
+                if current:
+                    parts.append((False, "".join(current)))
+                current, fence = [line], match.group(1)
+            else:
+                current.append(line)
+            continue
+        current.append(line)
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip(" "))
+        if indent <= 3 and stripped.startswith(fence) and stripped == fence[0] * len(stripped):
+            parts.append((True, "".join(current)))
+            current, fence = [], ""
+    if current:
+        parts.append((bool(fence), "".join(current)))
+    return parts
+
+
+def _escape_text(text: str) -> str:
+    """Escape the dollars of Markdown text that has no fenced code."""
+    out: list[str] = []
+    copied = 0  # text[:copied] is already in out
+    position = 0
+    while (match := _TOKEN.search(text, position)) is not None:
+        token, start, position = match.group(), match.start(), match.end()
+        if token[0] == "\\":
+            if token == "\\$":  # the model meant a dollar; Jupyter would still see LaTeX
+                out += [text[copied:start], ESCAPED_DOLLAR]
+                copied = position
+            continue
+        if token[0] == "`":
+            position = _code_span_end(text, position, len(token))
+            continue
+        end = (
+            _display_math_end(text, position) if token == "$$" else _inline_math_end(text, position)
+        )
+        if end is not None:
+            position = end
+            continue
+        out += [text[copied:start], ESCAPED_DOLLAR * len(token)]
+        copied = position
+    out.append(text[copied:])
+    return "".join(out)
+
+
+def _code_span_end(text: str, after: int, length: int) -> int:
+    """Where a code span opened by ``length`` backticks ends; ``after`` if it never closes."""
+    for run in re.finditer(r"`+", text[after:]):
+        if len(run.group()) == length:
+            return after + run.end()
+    return after
+
+
+def _display_math_end(text: str, after: int) -> int | None:
+    """The end of ``$$…$$`` opened just before ``after``, within a paragraph."""
+    close = text.find("$$", after)
+    if close <= after or _BLANK_LINE.search(text, after, close):
+        return None
+    return close + 2
+
+
+def _inline_math_end(text: str, after: int) -> int | None:
+    """The end of ``$…$`` opened just before ``after``, or None when it is no math."""
+    if after >= len(text) or text[after].isspace():
+        return None
+    for match in _MATH_INNER.finditer(text, after):
+        if match.group() != "$":
+            if match.group()[0] == "\\":
+                continue
+            return None  # a paragraph break: no math
+        close = match.start()
+        follows = text[close + 1 : close + 2]
+        if close == after or text[close - 1].isspace() or follows.isdigit():
+            return None
+        return close + 1
+    return None
+
+
+def verbatim(text: str) -> str:
+    """``text`` as a fenced code block that shows it exactly as typed (newlines, code,
+    asterisks), whatever backticks it holds."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"

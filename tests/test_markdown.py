@@ -1,0 +1,46 @@
+"""Currency in Markdown stays currency for Jupyter's MathJax; math, code and prompts stay as
+written. What the browser then shows is checked in tests/browser/test_rendering.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepinfra_magic._markdown import escape_dollars, verbatim
+
+D = "&#92;&#36;"  # renders as the text "\$", which MathJax shows as "$"
+
+
+@pytest.mark.parametrize(
+    ("markdown", "expected"),
+    [
+        ("$0.23 in / $0.40 out per 1M tok", f"{D}0.23 in / {D}0.40 out per 1M tok"),
+        ("costs $0.03 per million and $0.05", f"costs {D}0.03 per million and {D}0.05"),
+        ("from $5-$10, or US$3", f"from {D}5-{D}10, or US{D}3"),
+        ("a lone $ sign", f"a lone {D} sign"),
+        ("<$0.0001", f"<{D}0.0001"),
+        # The model's own "\$" is also only a dollar to Markdown, not to MathJax.
+        (r"it costs \$4", f"it costs {D}4"),
+        # Math: $…$ opens before a non-space, closes after one, not before a digit.
+        ("so $x^2$ grows", "so $x^2$ grows"),
+        ("$$\\int f$$", "$$\\int f$$"),
+        ("$$\n\\sum_i x_i\n$$", "$$\n\\sum_i x_i\n$$"),
+        ("pay $5, and $y = 2x$ holds", f"pay {D}5, and $y = 2x$ holds"),
+        ("$\\$5$ in math", "$\\$5$ in math"),
+        # A paragraph break ends any math.
+        ("$a\n\nb$", f"{D}a\n\nb{D}"),
+        # Code keeps its dollars.
+        ("run `echo $HOME` for $2", f"run `echo $HOME` for {D}2"),
+        ("``a ` $b`` then $3", f"``a ` $b`` then {D}3"),
+        ("```bash\nexport A=$B\n```\nand $4", f"```bash\nexport A=$B\n```\nand {D}4"),
+        ("~~~\n$x\n", "~~~\n$x\n"),  # an unclosed fence runs to the end
+        ("no dollars at all", "no dollars at all"),
+    ],
+)
+def test_escape_dollars(markdown: str, expected: str) -> None:
+    assert escape_dollars(markdown) == expected
+
+
+def test_verbatim_fences_longer_than_any_backticks_inside() -> None:
+    assert verbatim("2*3\n  x") == "```text\n2*3\n  x\n```"
+    prompt = "see ```py\nprint(1)\n```"
+    assert verbatim(prompt) == f"````text\n{prompt}\n````"
