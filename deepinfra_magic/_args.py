@@ -98,14 +98,22 @@ def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
     return convert
 
 
-def parse_params(pairs: list[str] | None, option: str = "-p/--param") -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; a value is JSON when it parses (``0.9``, ``["\\n"]``), else text."""
+def parse_params(
+    pairs: list[str] | None,
+    option: str = "-p/--param",
+    reserved: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a value is JSON when it parses (``0.9``, ``["\\n"]``), else text.
+
+    ``reserved`` maps the keys that the magic sets itself to what to do instead."""
     params: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key:
             raise UsageError(f"{option} expects KEY=VALUE (e.g. -p top_p=0.9), got {pair!r}.")
+        if reserved and key in reserved:
+            raise UsageError(f"{option} cannot set {key}: {reserved[key]}.")
         try:
             params[key] = json.loads(value)
         except ValueError:

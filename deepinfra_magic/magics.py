@@ -107,6 +107,23 @@ def first_code_block(text: str) -> str | None:
     return match.group(2).rstrip("\n") if match else None
 
 
+# Request fields the magics set themselves, and the option that sets each one.
+_CHAT_RESERVED = {
+    "temperature": "use -t/--temperature",
+    "max_tokens": "use --max-tokens",
+    "model": "use -m/--model",
+    "messages": "the cell body is the prompt (-s/--system, --new and max_history shape the rest)",
+    "stream": "use --no-stream to wait for the whole reply",
+}
+_IMAGE_RESERVED = {
+    "prompt": "write the prompt after the options",
+    "model": "use -m/--model",
+    "n": "use -n/--num-images",
+    "num_images": "use -n/--num-images",
+    "heartbeat": "it is not a request field",
+}
+
+
 def _chat_parser() -> MagicParser:
     parser = MagicParser("%%deepinfra", "Chat with a DeepInfra model; the cell is the prompt.")
     parser.add_argument("-m", "--model", help="model name (default: DeepInfraMagics.default_model)")
@@ -409,7 +426,7 @@ class DeepInfraMagics(Magics):
             except NotebookReferenceError as exc:
                 raise UsageError(f"--vars: {exc}") from None
         attachments = self._attachments(args.see or [])
-        params = parse_params(args.param)
+        params = parse_params(args.param, reserved=_CHAT_RESERVED)
         client = self._ready_client()
         catalog = self._catalog_if_available(client)
         model = args.model or client.default_model(self.default_model, catalog)
@@ -750,7 +767,7 @@ class DeepInfraMagics(Magics):
             )
             if value is not None
         }
-        extra.update(parse_params(args.param))
+        extra.update(parse_params(args.param, reserved=_IMAGE_RESERVED))
         client = self._ready_client()
         catalog = self._catalog_if_available(client)
         model = args.model or client.default_model(self.default_image_model, catalog, image=True)

@@ -355,6 +355,12 @@ def test_out_variable_holds_the_result(ip: InteractiveShell, fake_server: FakeDe
         ),
         ("-p top_p", "hi", r"-p/--param expects KEY=VALUE \(e\.g\. -p top_p=0\.9\), got 'top_p'"),
         ("-p =1", "hi", r"-p/--param expects KEY=VALUE"),
+        # Fields the magic sets itself name their own option (not a TypeError traceback).
+        ("-p temperature=0.2", "hi", r"-p/--param cannot set temperature: use -t/--temperature"),
+        ("-p max_tokens=9", "hi", r"-p/--param cannot set max_tokens: use --max-tokens"),
+        ("-p model=x", "hi", r"-p/--param cannot set model: use -m/--model"),
+        ("-p 'messages=[]'", "hi", r"-p/--param cannot set messages: the cell body is the prompt"),
+        ("-p stream=false", "hi", r"-p/--param cannot set stream: use --no-stream"),
         ("-o 1x", "hi", r"-o/--out needs a Python variable name, got '1x'"),
         ("-o class", "hi", r"-o/--out needs a Python variable name, got 'class'"),
         ("-o", "hi", r"-o/--out: expected one argument"),
