@@ -7,6 +7,7 @@ client (httpx) is imported on the first magic that needs it.
 from __future__ import annotations
 
 import getpass
+import hmac
 import keyword
 import os
 import re
@@ -42,6 +43,7 @@ from ._config import (
     Secret,
     key_source,
     missing_key_error,
+    resolve_key,
 )
 from ._markdown import verbatim
 from .conversation import Conversation
@@ -339,7 +341,13 @@ class DeepInfraMagics(Magics):
         }
 
     def client(self) -> DeepInfraClient:
-        """The session's client, built on first use (this is where httpx is imported)."""
+        """The session's client, built on first use (this is where httpx is imported).
+
+        A key from the environment is read again on every call, so one set after
+        ``%load_ext`` (``os.environ[...] = ...``, ``load_dotenv()``) is used at once; a key
+        from ``%deepinfra_login`` wins over the environment."""
+        if self._client is not None and not self._login and self._environment_key_changed():
+            self._rebuild_client()
         if self._client is None:
             from .client import DeepInfraClient
 
@@ -358,6 +366,15 @@ class DeepInfraMagics(Magics):
             from .client import DeepInfraClient
 
             self._client = DeepInfraClient(key, **self._client_options())
+
+    def _environment_key_changed(self) -> bool:
+        """True when the environment's key is not the one the client sends (compared in
+        constant time; neither value is kept)."""
+        assert self._client is not None
+        sent, current = self._client._transport.key(), resolve_key()
+        if sent is None or current is None:
+            return (sent is None) != (current is None)
+        return not hmac.compare_digest(sent.reveal().encode(), current.reveal().encode())
 
     def _ready_client(self) -> DeepInfraClient:
         """The client, or a one-line error before anything is shown if it has no key."""

@@ -167,3 +167,35 @@ def test_no_magic_takes_a_key_and_the_error_does_not_repeat_it(
             ip.run_cell_magic(name, line, "hi")
     assert CANARY_KEY not in str(caught.value)
     assert fake_server.requests == []
+
+
+def test_a_key_set_after_load_ext_is_used_on_the_next_call(
+    keyless: InteractiveShell, fake_server: FakeDeepInfra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As `os.environ["DEEPINFRA_API_KEY"] = ...` or load_dotenv() in a cell would do it.
+    ip = keyless
+    with capture_output():
+        failed = ip.run_cell("%%deepinfra\nhello")
+    assert isinstance(failed.error_in_exec, MissingAPIKeyError)
+    monkeypatch.setenv("DEEPINFRA_API_KEY", CANARY_KEY)
+    with capture_output():
+        ip.run_cell_magic("deepinfra", "", "hello")
+    monkeypatch.setenv("DEEPINFRA_API_KEY", WRONG_KEY)  # replaced by a later cell
+    with capture_output():
+        ip.run_cell_magic("deepinfra", "", "again")
+    sent = [r.headers["authorization"] for r in fake_server.requests if r.method == "POST"]
+    assert sent == [f"Bearer {CANARY_KEY}", f"Bearer {WRONG_KEY}"]
+
+
+def test_a_login_key_wins_over_a_key_set_later_in_the_environment(
+    keyless: InteractiveShell, fake_server: FakeDeepInfra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ip = keyless
+    type_key(monkeypatch, CANARY_KEY)
+    with capture_output():
+        ip.run_line_magic("deepinfra_login", "")
+    monkeypatch.setenv("DEEPINFRA_API_KEY", WRONG_KEY)
+    with capture_output():
+        ip.run_cell_magic("deepinfra", "", "hello")
+    chat = [r for r in fake_server.requests if r.method == "POST"]
+    assert [r.headers["authorization"] for r in chat] == [f"Bearer {CANARY_KEY}"]
