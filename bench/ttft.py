@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import httpx
 
+from deepinfra_magic._config import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE
+
 from .common import API_KEY, CHAT_PATH, MODEL, Row, chat_body, fake_server, median
 
 SAMPLES = 1000
@@ -24,7 +26,7 @@ REPLY_TOKENS = 8
 
 def _raw_httpx(url: str) -> Callable[[], float]:
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"})
-    body = chat_body(temperature=0.7, max_tokens=1028)
+    body = chat_body(temperature=DEFAULT_TEMPERATURE, max_tokens=DEFAULT_MAX_TOKENS)
 
     def run() -> float:
         started = time.perf_counter()

@@ -1,7 +1,10 @@
-"""Where the base URL and the API key come from, and the one place that holds a key value.
+"""Every default, where the base URL and the API key come from, and the one place that
+holds a key value.
 
 Base URL: argument > ``DEEPINFRA_BASE_URL`` > ``https://api.deepinfra.com``.
 Key: argument > ``DEEPINFRA_API_KEY`` > ``DEEPINFRA_API_TOKEN``.
+The client, the g4f provider and the magics' settings all default to the values here;
+tests/test_readme_settings.py holds the README's settings table to them.
 """
 
 from __future__ import annotations
@@ -15,8 +18,16 @@ from .errors import ConfigurationError, MissingAPIKeyError
 __all__ = [
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
+    "DEFAULT_CATALOG_TTL",
     "DEFAULT_IMAGE_MODEL",
+    "DEFAULT_MAX_HISTORY",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_MAX_TOKENS",
     "DEFAULT_MODEL",
+    "DEFAULT_READ_TIMEOUT",
+    "DEFAULT_REPLAY_SPEED",
+    "DEFAULT_TEMPERATURE",
+    "DEFAULT_UPDATE_INTERVAL",
     "FLAVOURS",
     "FLAVOUR_ENV",
     "KEY_ENV_VARS",
@@ -36,6 +47,14 @@ __all__ = [
 DEFAULT_BASE_URL = "https://api.deepinfra.com"
 DEFAULT_MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
 DEFAULT_IMAGE_MODEL = "black-forest-labs/FLUX-1-schnell"
+DEFAULT_TEMPERATURE = 0.7
+DEFAULT_MAX_TOKENS = 4096  # a reply may be long; the model's own limit still applies
+DEFAULT_MAX_RETRIES = 2  # for 429, 5xx and failed connections, before any reply text
+DEFAULT_READ_TIMEOUT = 120.0  # seconds to the next bytes: big models can take a minute
+DEFAULT_CATALOG_TTL = 24 * 3600.0  # seconds the on-disk model list stays fresh
+DEFAULT_MAX_HISTORY = 5  # previous exchanges sent with each %%deepinfra cell
+DEFAULT_UPDATE_INTERVAL = 0.1  # least seconds between display updates of a reply
+DEFAULT_REPLAY_SPEED = 1.0  # replay at the recorded pace
 # Attachments (--see, {Err}, %deepinfra_explain): images are downscaled to at most this many
 # pixels; a table or a traceback is cut to fit its character budget.
 MAX_IMAGE_PIXELS = 1_500_000
@@ -79,7 +98,7 @@ class Timeouts:
     """Connect short, read generous: big models can take a minute to the first token."""
 
     connect: float = 10.0
-    read: float = 120.0
+    read: float = DEFAULT_READ_TIMEOUT
     write: float = 30.0
     pool: float = 30.0
 

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ._buffer import TextBuffer
+from ._config import DEFAULT_MAX_RETRIES
 from ._sse import SSEDecoder
 from .errors import (
     ContextLengthError,
@@ -580,7 +581,7 @@ class RetryPolicy:
     seconds in all, polling every ``loading_delay`` seconds (or as Retry-After says).
     """
 
-    max_retries: int = 2
+    max_retries: int = DEFAULT_MAX_RETRIES
     base_delay: float = 0.5
     max_delay: float = 8.0
     max_retry_after: float = 30.0

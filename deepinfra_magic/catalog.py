@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._config import DEFAULT_CATALOG_TTL
 from .errors import DeepInfraError
 from .types import Usage
 
@@ -265,7 +266,7 @@ class ModelCatalog:
 class DiskCache:
     """The catalog on disk, one JSON file per API root, fresh for ``ttl`` seconds."""
 
-    def __init__(self, directory: Path | None = None, ttl: float = 24 * 3600) -> None:
+    def __init__(self, directory: Path | None = None, ttl: float = DEFAULT_CATALOG_TTL) -> None:
         self.directory = directory if directory is not None else default_cache_dir()
         self.ttl = ttl
 

@@ -34,8 +34,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, overload
 
 from ._config import (
+    DEFAULT_CATALOG_TTL,
     DEFAULT_IMAGE_MODEL,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_TOKENS,
     DEFAULT_MODEL,
+    DEFAULT_TEMPERATURE,
     Secret,
     Timeouts,
     key_source,
@@ -214,12 +218,12 @@ class _ClientBase:
         *,
         base_url: str | None = None,
         timeout: float | Timeouts | None = None,
-        max_retries: int = 2,
+        max_retries: int = DEFAULT_MAX_RETRIES,
         replay: str | os.PathLike[str] | None = None,
         record: str | os.PathLike[str] | None = None,
         replay_speed: float | None = None,
         recording: RecordingMode | _FromEnvironment | None = FROM_ENVIRONMENT,
-        catalog_ttl: float = 24 * 3600,
+        catalog_ttl: float = DEFAULT_CATALOG_TTL,
         catalog_disk_cache: bool = True,
         http_transport: Any = None,
         proxy: str | None = None,
@@ -602,8 +606,8 @@ class DeepInfraClient(_ClientBase):
         model: str | None = None,
         *,
         stream: bool = True,
-        temperature: float | None = 0.7,
-        max_tokens: int | None = 1028,
+        temperature: float | None = DEFAULT_TEMPERATURE,
+        max_tokens: int | None = DEFAULT_MAX_TOKENS,
         **params: Any,
     ) -> ChatStream | ChatResult:
         """Chat completion. Streaming returns a :class:`ChatStream` of typed events;
@@ -796,8 +800,8 @@ class AsyncDeepInfraClient(_ClientBase):
         model: str | None = None,
         *,
         stream: bool = True,
-        temperature: float | None = 0.7,
-        max_tokens: int | None = 1028,
+        temperature: float | None = DEFAULT_TEMPERATURE,
+        max_tokens: int | None = DEFAULT_MAX_TOKENS,
         **params: Any,
     ) -> AsyncChatStream | ChatResult:
         """Chat completion: ``stream = await client.chat(...)`` then ``async for``;

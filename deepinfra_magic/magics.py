@@ -36,8 +36,16 @@ from ._args import (
     split_options_and_prompt,
 )
 from ._config import (
+    DEFAULT_CATALOG_TTL,
     DEFAULT_IMAGE_MODEL,
+    DEFAULT_MAX_HISTORY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_TOKENS,
     DEFAULT_MODEL,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_REPLAY_SPEED,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_UPDATE_INTERVAL,
     KEY_ENV_VARS,
     MAX_IMAGE_PIXELS,
     Secret,
@@ -217,21 +225,25 @@ class DeepInfraMagics(Magics):
     system_prompt = Unicode("", help="System prompt sent first in every conversation.").tag(
         config=True
     )
-    temperature = Float(0.7, help="Sampling temperature (0–2).").tag(config=True)
-    max_tokens = Int(4096, help="Most tokens a reply may have.").tag(config=True)
-    max_history = Int(5, help="Previous exchanges sent with each %%deepinfra cell.").tag(
-        config=True
-    )
-    update_interval = Float(0.1, help="Least seconds between display updates.").tag(config=True)
+    temperature = Float(DEFAULT_TEMPERATURE, help="Sampling temperature (0–2).").tag(config=True)
+    max_tokens = Int(DEFAULT_MAX_TOKENS, help="Most tokens a reply may have.").tag(config=True)
+    max_history = Int(
+        DEFAULT_MAX_HISTORY, help="Previous exchanges sent with each %%deepinfra cell."
+    ).tag(config=True)
+    update_interval = Float(
+        DEFAULT_UPDATE_INTERVAL, help="Least seconds between display updates."
+    ).tag(config=True)
     display_mode = Enum(
         ("auto", "markdown", "text"),
         "auto",
         help="auto: Markdown where the frontend renders it, else plain stdout.",
     ).tag(config=True)
-    timeout = Float(120.0, help="Seconds to wait for the next bytes of an answer.").tag(config=True)
-    max_retries = Int(2, help="Retries for rate limits, 5xx and connection failures.").tag(
-        config=True
-    )
+    timeout = Float(
+        DEFAULT_READ_TIMEOUT, help="Seconds to wait for the next bytes of an answer."
+    ).tag(config=True)
+    max_retries = Int(
+        DEFAULT_MAX_RETRIES, help="Retries for rate limits, 5xx and connection failures."
+    ).tag(config=True)
     base_url = Unicode("", help="API root; empty means DEEPINFRA_BASE_URL or DeepInfra.").tag(
         config=True
     )
@@ -240,9 +252,9 @@ class DeepInfraMagics(Magics):
         help="Routes: deepinfra, generic (any OpenAI-compatible server) or auto; empty means "
         "DEEPINFRA_FLAVOUR, else auto (DeepInfra's host or a …/v1/openai path is DeepInfra).",
     ).tag(config=True)
-    catalog_ttl = Float(24 * 3600.0, help="Seconds the on-disk model list stays fresh.").tag(
-        config=True
-    )
+    catalog_ttl = Float(
+        DEFAULT_CATALOG_TTL, help="Seconds the on-disk model list stays fresh."
+    ).tag(config=True)
     replay = Unicode(help=f"Recording to answer from (no key or network); env {REPLAY_ENV}.").tag(
         config=True
     )
@@ -293,9 +305,9 @@ class DeepInfraMagics(Magics):
     def _default_replay_speed(self) -> float:
         raw = os_environ(REPLAY_SPEED_ENV)
         try:
-            return max(float(raw), 0.0) if raw else 1.0
+            return max(float(raw), 0.0) if raw else DEFAULT_REPLAY_SPEED
         except ValueError:
-            return 1.0
+            return DEFAULT_REPLAY_SPEED
 
     @validate("max_image_pixels")
     def _check_image_pixels(self, proposal: Any) -> int:
