@@ -483,20 +483,33 @@ def _describe_difference(recorded: Any, asked: Any) -> str:
             continue
         if name == "messages" and isinstance(was, list) and isinstance(now, list):
             differences.append(_describe_messages(was, now))
+        elif isinstance(was, str) and isinstance(now, str):
+            differences.append(_compare(name, was, now, quote=True))
         else:
-            old, new = shorten(json.dumps(was), 40), shorten(json.dumps(now), 40)
-            differences.append(f"{name} (recorded {old}, now {new})")
+            differences.append(_compare(name, json.dumps(was), json.dumps(now), quote=False))
     return "; ".join(differences[:3]) or "nothing visible"
 
 
 def _describe_messages(was: list[Any], now: list[Any]) -> str:
     for index, (old, new) in enumerate(zip(was, now, strict=False)):
         if old != new:
-            old_text = shorten(
-                _content_text(old.get("content") if isinstance(old, Mapping) else old), 40
-            )
-            new_text = shorten(
-                _content_text(new.get("content") if isinstance(new, Mapping) else new), 40
-            )
-            return f"messages[{index}] (recorded {old_text!r}, now {new_text!r})"
+            old_text = _content_text(old.get("content") if isinstance(old, Mapping) else old)
+            new_text = _content_text(new.get("content") if isinstance(new, Mapping) else new)
+            return _compare(f"messages[{index}]", old_text, new_text, quote=True)
     return f"the number of messages (recorded {len(was)}, now {len(now)})"
+
+
+def _compare(name: str, old: str, new: str, *, quote: bool, width: int = 40) -> str:
+    """``name (recorded …, now …)`` showing both texts where they first differ, so that
+    long prompts that differ only near the end do not look the same."""
+    shorter = min(len(old), len(new))
+    at = next((i for i in range(shorter) if old[i] != new[i]), shorter)
+    begin = max(0, min(at - 12, max(len(old), len(new)) - width)) if at > width - 12 else 0
+
+    def window(text: str) -> str:
+        piece = text[begin : begin + width]
+        piece = ("…" if begin else "") + piece + ("…" if begin + width < len(text) else "")
+        return repr(piece) if quote else piece
+
+    where = f" from character {at + 1}" if begin else ""
+    return f"{name}{where} (recorded {window(old)}, now {window(new)})"

@@ -285,3 +285,19 @@ def test_prompts_that_look_like_secrets_still_replay(
     assert "token=abcdefghijklmnop0123" in text  # but look-alikes in requests are kept
     with DeepInfraClient(base_url=CLOSED_URL, replay=path, replay_speed=0) as client:
         assert client.chat(lookalike, stream=False).text == recorded
+
+
+def test_a_mismatch_shows_where_two_long_prompts_differ(session: Session) -> None:
+    recorded = STREAMED[0]["content"]
+    asked = recorded + " And then some more words at the very end, please."
+    long_recorded = recorded + " And then some more words at the very end, thanks."
+    session_path = session.path
+    text = session_path.read_text(encoding="utf-8").replace(recorded, long_recorded)
+    session_path.write_text(text, encoding="utf-8")
+    with replay_client(session) as client:
+        with pytest.raises(ReplayError) as caught:
+            list(client.chat([{"role": "user", "content": asked}]))
+    message = str(caught.value)
+    at = len(long_recorded) - len("thanks.") + 1
+    assert f"messages[0] from character {at} " in message
+    assert "the very end, thanks.'" in message and "the very end, please.'" in message
