@@ -27,7 +27,14 @@ import httpcore
 import httpx
 
 from ._config import Secret, Timeouts, missing_key_error
-from ._protocol import LOADING_STATUS, REPLAY_HEADER, ApiRequest, RawResponse, RetryPolicy
+from ._protocol import (
+    LOADING_STATUS,
+    RECORDED_AT_HEADER,
+    REPLAY_HEADER,
+    ApiRequest,
+    RawResponse,
+    RetryPolicy,
+)
 from ._version import __version__
 from .errors import (
     KEYS_URL,
@@ -862,6 +869,8 @@ class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         )
         source = exchange.source or self.recording.path.name
         headers = {"content-type": exchange.content_type, REPLAY_HEADER: source}
+        if exchange.recorded_at is not None:
+            headers[RECORDED_AT_HEADER] = repr(exchange.recorded_at)
         if exchange.chunks is not None:
             chunks = [(delay, text.encode()) for delay, text in exchange.chunks]
             stream = _ReplayStream(chunks, self.speed)
@@ -964,6 +973,7 @@ class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 status=response.status_code,
                 content_type=content_type,
                 latency=latency,
+                recorded_at=time.time(),
             )
             body = b"".join(chunk for _, chunk in chunks)
             if streaming:

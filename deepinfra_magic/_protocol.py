@@ -95,8 +95,15 @@ class RawResponse:
         """The recording file the answer came from (None when it came from the network)."""
         return self.headers.get(REPLAY_HEADER)
 
+    @property
+    def recorded_at(self) -> float | None:
+        """When a replayed answer was recorded (Unix time), if its recording says."""
+        value = self.headers.get(RECORDED_AT_HEADER)
+        return float(value) if value else None
+
 
 REPLAY_HEADER = "x-deepinfra-magic-replay"
+RECORDED_AT_HEADER = "x-deepinfra-magic-recorded-at"  # set by replay, never sent or stored
 
 
 # --- requests --------------------------------------------------------------------------

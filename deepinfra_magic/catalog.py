@@ -29,6 +29,7 @@ __all__ = [
     "CATALOG_CACHE",
     "CatalogCache",
     "DiskCache",
+    "Fetched",
     "ModelCatalog",
     "ModelInfo",
     "looks_like_vision_model",
@@ -171,7 +172,7 @@ class ModelCatalog:
 
     models: list[ModelInfo]
     source: str  # "network", "disk cache", "stale cache" or "recording"
-    fetched_at: float
+    fetched_at: float  # Unix time; a recording's list: when it was recorded (0 if unknown)
     warning: str | None = None
 
     @classmethod
@@ -318,7 +319,8 @@ def _age(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
-Fetched = tuple[list[dict[str, Any]], bool]  # entries, and whether they were replayed
+# Entries, whether they were replayed, and when they were recorded (if replayed and known).
+Fetched = tuple[list[dict[str, Any]], bool, float | None]
 
 
 class CatalogCache:
@@ -391,11 +393,13 @@ class CatalogCache:
         return None, stored
 
     def _store(self, key: str, fetched: Fetched, disk: DiskCache | None) -> ModelCatalog:
-        entries, replayed = fetched
+        entries, replayed, recorded_at = fetched
         now = time.time()
         if disk is not None and not replayed:
             disk.save(key, entries, now)
-        catalog = ModelCatalog.from_entries(entries, "recording" if replayed else "network", now)
+        # A replayed list is as old as its recording (0: the recording does not say when).
+        when = (recorded_at or 0.0) if replayed else now
+        catalog = ModelCatalog.from_entries(entries, "recording" if replayed else "network", when)
         self._catalogs[key] = catalog
         self._refused.pop(key, None)
         return catalog

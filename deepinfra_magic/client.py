@@ -67,7 +67,7 @@ from ._protocol import (
     wants_cog_input,
 )
 from ._routes import Routes, fit_max_tokens
-from .catalog import CATALOG_CACHE, DiskCache, ModelCatalog
+from .catalog import CATALOG_CACHE, DiskCache, Fetched, ModelCatalog
 from .errors import (
     APIConnectionError,
     AuthenticationError,
@@ -715,9 +715,9 @@ class DeepInfraClient(_ClientBase):
             self.catalog_key, self._fetch_catalog, refresh=refresh, disk=self._disk
         )
 
-    def _fetch_catalog(self) -> tuple[list[dict[str, Any]], bool]:
+    def _fetch_catalog(self) -> Fetched:
         raw = self._transport.send(self.routes.adapt(catalog_request()))
-        return self._parse_catalog(raw), raw.replayed_from is not None
+        return self._parse_catalog(raw), raw.replayed_from is not None, raw.recorded_at
 
     def _catalog_for_default(self) -> ModelCatalog | None:
         """The catalog, when another server's default model must be chosen from it."""
@@ -902,9 +902,9 @@ class AsyncDeepInfraClient(_ClientBase):
                 self.catalog_key, self._fetch_catalog, refresh=refresh, disk=self._disk
             )
 
-    async def _fetch_catalog(self) -> tuple[list[dict[str, Any]], bool]:
+    async def _fetch_catalog(self) -> Fetched:
         raw = await self._transport.send(self.routes.adapt(catalog_request()))
-        return self._parse_catalog(raw), raw.replayed_from is not None
+        return self._parse_catalog(raw), raw.replayed_from is not None, raw.recorded_at
 
     async def _catalog_for_default(self) -> ModelCatalog | None:
         """The catalog, when another server's default model must be chosen from it."""

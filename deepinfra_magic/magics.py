@@ -912,8 +912,12 @@ class DeepInfraMagics(Magics):
 
     @staticmethod
     def _source_status(catalog: ModelCatalog) -> str:
+        """Where the list came from and how old it is (a recording's: when it was made)."""
+        if catalog.source == "recording" and not catalog.fetched_at:
+            return "list from recording (not dated)"
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(catalog.fetched_at))
-        return f"list from {catalog.source} ({when})"
+        made = "recorded " if catalog.source == "recording" else ""
+        return f"list from {catalog.source} ({made}{when})"
 
     def _pick(self, models: list[Any], kind: str | None) -> None:
         """A dropdown that sets the default model, when a widget frontend can show it."""

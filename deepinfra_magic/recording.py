@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import dataclasses
 import difflib
 import json
 import os
@@ -22,6 +23,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,7 @@ class Exchange:
     chunks: list[tuple[float, str]] | None = None  # a stream: (delay before, text)
     latency: float = 0.0  # seconds from request to the answer's first bytes
     source: str = ""  # the recording file it was read from (shown on replayed outputs)
+    recorded_at: float | None = None  # when it was recorded (Unix time), if the file says
 
     @property
     def key(self) -> str:
@@ -69,6 +72,8 @@ class Exchange:
         """The stored form (see ``Recording.dumps`` for the layout)."""
         response: dict[str, Any] = {"status": self.status, "content_type": self.content_type}
         response["latency"] = round(self.latency, 4)
+        if self.recorded_at is not None:
+            response["recorded_at"] = _iso_time(self.recorded_at)
         if self.chunks is not None:
             response["chunks"] = [[round(delay, 4), text] for delay, text in self.chunks]
         elif self.binary is not None:
@@ -99,7 +104,24 @@ class Exchange:
             chunks=[(float(d), str(t)) for d, t in chunks] if chunks is not None else None,
             latency=float(response.get("latency") or 0.0),
             source=source,
+            recorded_at=_unix_time(response.get("recorded_at")),
         )
+
+
+def _iso_time(moment: float) -> str:
+    """A readable UTC time for the file: ``2026-11-24T13:06:08Z``."""
+    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _unix_time(text: Any) -> float | None:
+    """The Unix time of an ISO 8601 time from the file; None when absent or unreadable."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def _json_or_none(text: str | None, content_type: str) -> Any:
@@ -410,17 +432,7 @@ def _scrubbed(exchange: Exchange, wrapped: tuple[str | Secret, ...]) -> Exchange
         else None
     )
     text = _without_secrets(exchange.text, secrets) if exchange.text is not None else None
-    return Exchange(
-        exchange.method,
-        exchange.path,
-        body,
-        exchange.status,
-        exchange.content_type,
-        text,
-        exchange.binary,
-        chunks,
-        exchange.latency,
-    )
+    return dataclasses.replace(exchange, body=body, text=text, chunks=chunks)
 
 
 def _without_secrets(value: Any, secrets: list[str]) -> Any:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -240,3 +243,27 @@ def test_a_recording_started_after_the_list_was_loaded_still_has_it(
     assert "list from recording" in captured.outputs[0].data[PLAIN].splitlines()[0]
     assert isinstance(result.error_in_exec, ReplayError)
     assert f"POST {INFERENCE_PREFIX}{FLUX}" in str(result.error_in_exec)
+
+
+def test_models_in_replay_say_when_the_recording_was_made(
+    ip: InteractiveShell,
+    fake_server: FakeDeepInfra,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dated.json"
+    record(ip, path)
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    stamps = [e["response"]["recorded_at"] for e in saved["exchanges"]]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stamp) for stamp in stamps)
+    # As if it had been recorded long ago: replay shows that time, not when it was loaded.
+    saved["exchanges"][0]["response"]["recorded_at"] = "2026-01-02T03:04:05Z"
+    path.write_text(json.dumps(saved), encoding="utf-8")
+    offline_without_key(ip, monkeypatch)
+    with capture_output() as captured:
+        ip.run_line_magic("deepinfra_replay", str(path))
+        ip.run_line_magic("deepinfra_models", "")
+    made = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc).timestamp()
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(made))
+    status = captured.outputs[0].data[PLAIN].splitlines()[0]
+    assert status.endswith(f"list from recording (recorded {when})")
