@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import re
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from ._buffer import TextBuffer
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from .types import ChatResult
 
 __all__ = [
+    "ImageGallery",
     "LiveSection",
     "Publisher",
     "ReplyView",
@@ -457,25 +460,55 @@ def show_image(publish: Publisher, image: GeneratedImage, metadata: dict[str, An
     publish(image.display_data(), metadata_for(metadata))
 
 
-def image_grid(images: list[GeneratedImage]) -> dict[str, Any] | None:
-    """A compact grid of thumbnails as an ipywidgets GridBox, for frontends with widgets.
+class ImageGallery:
+    """Shows the images of concurrent requests in request order, whatever order they
+    arrive in: each as soon as those requested before it are shown, failed or stopped.
 
-    Only ever in addition to the plain image outputs: a widget's content is not saved in
-    the notebook's outputs, so it must never hold the only copy of an image.
+    With several images each gets a line with its number and seed, so "seed 42 gives the
+    first one back" can be seen. A terminal shows no pixels: there each image is saved to
+    a temporary file whose path is printed (``keep_files``), unless ``--save`` keeps them.
+    Everything is plain display data: nothing needs a live kernel to show again.
     """
-    try:
-        import ipywidgets
-    except ImportError:
-        return None
-    tiles = [
-        ipywidgets.Image(
-            value=image.data,
-            format=image.mime_type.partition("/")[2],
-            layout=ipywidgets.Layout(width="160px", height="auto"),
-        )
-        for image in images
-    ]
-    layout = ipywidgets.Layout(grid_template_columns="repeat(auto-fill, 168px)", grid_gap="6px")
-    bundle: dict[str, Any] = ipywidgets.GridBox(tiles, layout=layout)._repr_mimebundle_()
-    bundle["text/plain"] = f"[a grid of the {len(images)} images shown above]"
-    return bundle
+
+    def __init__(self, publish: Publisher, total: int, rich: bool, keep_files: bool) -> None:
+        self._publish = publish
+        self._total = total
+        self._rich = rich
+        self._keep_files = keep_files
+        self._folder: Path | None = None
+        self._waiting: dict[int, ImageResult] = {}
+        self._next = 0
+
+    def add(self, part: ImageResult) -> None:
+        """One request's images arrived: show them, and any that waited for them."""
+        index = part.request_index if part.request_index is not None else self._next
+        self._waiting[index] = part
+        while self._next in self._waiting:
+            self._show(index=self._next, part=self._waiting.pop(self._next))
+            self._next += 1
+
+    def flush(self) -> None:
+        """Show every image still waiting (a request before it failed or was stopped)."""
+        for index in sorted(self._waiting):
+            self._show(index, self._waiting.pop(index))
+
+    def _show(self, index: int, part: ImageResult) -> None:
+        for image in part.images:
+            metadata = {**part.metadata(), "seed": image.seed}
+            if not self._rich:
+                self._print(image, metadata)
+                continue
+            if self._total > 1:
+                label = f"{index + 1} of {self._total}"
+                if image.seed is not None:
+                    label += f" · seed {image.seed}"
+                self._publish(markdown_bundle(f"**{label}**", label), metadata_for(metadata))
+            show_image(self._publish, image, metadata)
+
+    def _print(self, image: GeneratedImage, metadata: dict[str, Any]) -> None:
+        text = image.alt_text()
+        if self._keep_files:
+            if self._folder is None:
+                self._folder = Path(tempfile.mkdtemp(prefix="deepinfra-images-"))
+            text += f" saved to {image.save(self._folder)}"
+        self._publish({"text/plain": text}, metadata_for(metadata))

@@ -56,16 +56,15 @@ from ._config import (
 from ._markdown import verbatim
 from .conversation import Conversation
 from .display import (
+    ImageGallery,
     ImageProgress,
     Publisher,
     ReplyView,
     StdoutReplyView,
     image_caption,
-    image_grid,
     markdown_bundle,
     reply_footer,
     rich_display_available,
-    show_image,
 )
 from .errors import DeepInfraError
 from .notebook import CellLog, NotebookReferenceError
@@ -820,12 +819,14 @@ class DeepInfraMagics(Magics):
         save: str | None,
         out: str | None,
     ) -> None:
-        """Request images concurrently, show each as it arrives, then the caption."""
+        """Request images concurrently, show them in request order as they arrive, then
+        the caption. Ctrl-C keeps what arrived: one line says so, then the interrupt."""
         from .images import ImageArrived, ImageResult
 
         publish = self._publish()
         rich = self._rich()
         progress = ImageProgress(publish, model, count, rich)
+        gallery = ImageGallery(publish, count, rich, keep_files=not save)
         parts: list[ImageResult] = []
         started = time.perf_counter()
         problem: BaseException | None = None
@@ -834,34 +835,36 @@ class DeepInfraMagics(Magics):
             for event in client.iter_images(prompt, model, n=count, heartbeat=1.0, **extra):
                 if isinstance(event, ImageArrived):
                     parts.append(event.result)
-                    for image in event.result.images:
-                        show_image(publish, image, {**event.result.metadata(), "seed": image.seed})
+                    gallery.add(event.result)
                 else:
                     progress.tick(event.elapsed, event.done)
         except (KeyboardInterrupt, DeepInfraError) as exc:
             problem = exc
+        gallery.flush()
+        interrupted = isinstance(problem, KeyboardInterrupt)
         if not parts:
-            reason = "interrupted" if isinstance(problem, KeyboardInterrupt) else "failed"
-            progress.finish(f"⚠ No image: {reason}.", {"model": model, "prompt": prompt})
-            if problem is not None:
-                raise problem
-            return
-        result = ImageResult.merge(parts)
-        caption = image_caption(result, time.perf_counter() - started)
-        if len(result.images) < count:
-            caption += f" · ⚠ {len(result.images)} of {count} images"
-        if save:
-            paths = result.save(save)
-            caption += " · saved to " + ", ".join(f"`{p}`" for p in paths)
-        progress.finish(caption, result.metadata())
-        if len(result.images) > 1 and rich and getattr(self.ip, "kernel", None) is not None:
-            grid = image_grid(result.images)  # widgets need a kernel (and a widget frontend)
-            if grid is not None:
-                publish(grid, {})
-        self.last_images = result
-        if out:
-            self.ip.user_ns[out] = result
-        if problem is not None:
+            note = "⏹ Interrupted: no image was kept." if interrupted else "⚠ No image: failed."
+            progress.finish(note, {"model": model, "prompt": prompt})
+        else:
+            result = ImageResult.merge(parts)
+            caption = image_caption(result, time.perf_counter() - started)
+            kept = len(result.images)
+            if interrupted:
+                caption += f" · ⏹ interrupted: {kept} of {count} images kept"
+            elif kept < count:
+                caption += f" · ⚠ {kept} of {count} images"
+            if save:
+                paths = result.save(save)
+                caption += " · saved to " + ", ".join(f"`{p}`" for p in paths)
+            progress.finish(caption, result.metadata())
+            self.last_images = result
+            if out:
+                self.ip.user_ns[out] = result
+        if interrupted:
+            if self.raise_on_interrupt:
+                # A new interrupt: its traceback is this cell's, not the worker threads'.
+                raise KeyboardInterrupt
+        elif problem is not None:
             raise problem
 
     # --- %deepinfra_models ------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -85,25 +86,35 @@ def test_one_image_progress_then_image_then_caption(
     assert image_bodies(fake_server) == [{"prompt": "a red fox", "seed": 5}]
 
 
-def test_three_images_are_requested_at_once_and_shown_as_they_arrive(
+def test_three_images_are_requested_at_once_and_shown_in_request_order_with_seeds(
     ip: InteractiveShell, fake_server: FakeDeepInfra
 ) -> None:
+    # They arrive as 11, 12, 10; the lesson "seed 10 gives the first one back" needs 10 first.
     fake_server.configure(image_delay_by_seed={10: 0.8, 11: 0.2, 12: 0.5})
     outputs = make_images(ip, "-n 3 --seed 10 -o shots three kittens")
     progress, caption = outputs[0], outputs[-1]
     images = images_in(outputs)
-    assert outputs[1:-1] == images
-    assert [seed_of(o) for o in images] == [11, 12, 10]  # arrival order
-    assert all(display_id(o) is None and "three kittens" in o.data[PLAIN] for o in images)
+    assert [seed_of(o) for o in images] == [10, 11, 12]
+    # Each image comes right after a line naming its number and seed; all plain outputs.
+    labels = [outputs[outputs.index(image) - 1] for image in images]
+    assert [label.data[PLAIN] for label in labels] == [
+        "1 of 3 · seed 10",
+        "2 of 3 · seed 11",
+        "3 of 3 · seed 12",
+    ]
+    assert outputs[1:-1] == [o for pair in zip(labels, images, strict=True) for o in pair]
+    assert all(display_id(o) is None and not o.update for o in outputs[1:-1])
+    assert all("three kittens" in o.data[PLAIN] for o in images)
     assert fake_server.peak_concurrency == 3
     assert sorted(body["seed"] for body in image_bodies(fake_server)) == [10, 11, 12]
     assert progress.data[PLAIN].startswith(f"⏳ Generating 3 images with {FLUX}")
     assert display_id(caption) == display_id(progress) and caption.update is True
     text = caption.data[PLAIN]
-    # The caption and the result keep request order, whatever the order of arrival.
     assert text.startswith(f"{FLUX} · seeds 10, 11, 12 · 64×64 · ") and "$0.0015" in text
     result: ImageResult = ip.user_ns["shots"]
     assert [image.seed for image in result] == [10, 11, 12]
+    # No widget: nothing here needs a live kernel to show again.
+    assert all(set(o.data) <= {PLAIN, MARKDOWN, "image/png"} for o in outputs)
 
 
 @pytest.mark.parametrize(("style", "mime"), list(IMAGE_STYLE_MIME.items()))
@@ -287,14 +298,44 @@ def test_out_variable_holds_bytes_mime_and_can_save(
     assert magics.last_images is result
 
 
-def test_terminal_prints_start_line_alt_text_and_caption_once(
-    ip: InteractiveShell, fake_server: FakeDeepInfra, capsys: pytest.CaptureFixture[str]
+def test_terminal_saves_each_image_to_a_temporary_file_and_prints_its_path(
+    ip: InteractiveShell,
+    fake_server: FakeDeepInfra,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     ip.run_line_magic("deepinfra_image", "--seed 4 a quiet lake")
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"⏳ Generating an image with {FLUX} · 0 s"
-    assert lines[1] == "[image 64×64 image/png, seed 4: a quiet lake]"
+    alt, _, path = lines[1].partition(" saved to ")
+    assert alt == "[image 64×64 image/png, seed 4: a quiet lake]"
+    saved = Path(path)
+    assert saved.parent.parent == tmp_path and saved.name == "a-quiet-lake-4.png"
+    assert saved.read_bytes() == ip.magics_manager.registry["DeepInfraMagics"].last_images[0].data
     assert lines[2].startswith(f"{FLUX} · seed 4 · 64×64") and len(lines) == 3
+
+
+def test_terminal_with_save_writes_only_there(
+    ip: InteractiveShell,
+    fake_server: FakeDeepInfra,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))
+    ip.run_line_magic("deepinfra_image", f"-n 2 --seed 4 --save {tmp_path / 'kept'} two lakes")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:3] == [
+        "[image 64×64 image/png, seed 4: two lakes]",
+        "[image 64×64 image/png, seed 5: two lakes]",
+    ]
+    assert "saved to" in lines[3] and not (tmp_path / "temp").exists()
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == [
+        "two-lakes-4.png",
+        "two-lakes-5.png",
+    ]
 
 
 def test_no_key_in_image_outputs(ip: InteractiveShell, fake_server: FakeDeepInfra) -> None:
@@ -311,5 +352,27 @@ def test_interrupt_stops_the_image_requests(
     ip.display_pub = publisher
     with pytest.raises(KeyboardInterrupt):
         ip.run_line_magic("deepinfra_image", "-n 2 slow owls")
-    assert publisher.outputs[-1]["data"][PLAIN] == "⚠ No image: interrupted."
+    assert publisher.outputs[-1]["data"][PLAIN] == "⏹ Interrupted: no image was kept."
     assert fake_server.wait_for_disconnect(timeout=2.5, count=2)
+
+
+def test_interrupt_keeps_the_images_that_arrived_in_one_line_then_the_interrupt(
+    ip: InteractiveShell, fake_server: FakeDeepInfra
+) -> None:
+    fake_server.configure(image_delay_by_seed={1: 0.0, 2: 5.0, 3: 5.0})
+    publisher = InterruptingPublisher(1, shell=ip)  # Ctrl-C at the first progress tick (1 s)
+    ip.display_pub = publisher
+    with capture_output(display=False) as printed:
+        result = ip.run_cell("%deepinfra_image -n 3 --seed 1 -o kept three owls")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    outputs = publisher.rich_outputs
+    assert [seed_of(o) for o in images_in(outputs)] == [1]
+    caption = outputs[-1].data[PLAIN]
+    assert caption.startswith(f"{FLUX} · seed 1 · ")
+    assert caption.endswith("⏹ interrupted: 1 of 3 images kept")
+    assert [image.seed for image in ip.user_ns["kept"]] == [1]
+    # The interrupt's traceback is this cell's, not the worker threads' and their waits.
+    traceback = printed.stdout + printed.stderr
+    assert "KeyboardInterrupt" in traceback
+    assert "concurrent" not in traceback and "threading" not in traceback
+    assert fake_server.wait_for_disconnect(timeout=5, count=2)
