@@ -41,8 +41,9 @@ CELLS = (
     "%deepinfra_models --text",
     f"%%deepinfra\n{PROMPT}",
     "%deepinfra_history",
+    "%deepinfra_image -n 3 --seed 42 three foxes",
 )
-MODELS, CHAT, HISTORY = 1, 2, 3
+MODELS, CHAT, HISTORY, IMAGES = 1, 2, 3, 4
 
 # The math elements MathJax made in one cell's outputs, as the text each one stands for.
 _MATH_JS = """(index) => {
@@ -76,6 +77,8 @@ def test_prices_read_as_written_and_math_renders(
         {"DEEPINFRA_API_KEY": CANARY_KEY, "DEEPINFRA_BASE_URL": fake_server.url}
     )
     fake_server.script_reply(REPLY, match=PROMPT)
+    # The images arrive as seeds 43, 44, 42; they must show as 42, 43, 44.
+    fake_server.configure(image_delay_by_seed={42: 0.6, 43: 0.0, 44: 0.3})
     open_notebook(page, server, _notebook(tmp_path / "dollars.ipynb", *CELLS))
     run_all_cells(page)
     wait_for_execution_finished(page)
@@ -105,4 +108,19 @@ def test_prices_read_as_written_and_math_renders(
     history = cells[HISTORY]
     assert [block.strip() for block in history.code_blocks] == [PROMPT]
     assert page.evaluate(_MATH_JS, HISTORY) == ["x2", "∫f"]
+
+    # Images: in request order, each under its number and seed, with real pixels.
+    images = cells[IMAGES]
+    shown = [(item.mime_type, item.text.strip()) for item in images.outputs]
+    assert shown[0][1].startswith("black-forest-labs/FLUX-1-schnell · seeds 42, 43, 44")
+    assert shown[1:] == [
+        ("text/markdown", "1 of 3 · seed 42"),
+        ("image/png", ""),
+        ("text/markdown", "2 of 3 · seed 43"),
+        ("image/png", ""),
+        ("text/markdown", "3 of 3 · seed 44"),
+        ("image/png", ""),
+    ]
+    assert len(images.images) == 3
+    assert all(image.natural_width > 0 for image in images.images)
     assert not browser_log.page_errors
