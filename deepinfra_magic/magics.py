@@ -6,6 +6,7 @@ client (httpx) is imported on the first magic that needs it.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hmac
 import keyword
@@ -13,8 +14,9 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic import (
@@ -206,6 +208,25 @@ _PARSERS = {
 }
 
 
+_Magic = TypeVar("_Magic", bound=Callable[..., None])
+
+
+def _one_line_errors(method: _Magic) -> _Magic:
+    """With ``raise_on_error = False`` a magic's error is printed as its one line and the
+    cell ends normally (notebooks that teach errors still run to the end); else raised."""
+
+    @functools.wraps(method)
+    def run(self: DeepInfraMagics, *args: Any, **kwargs: Any) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except (DeepInfraError, UsageError) as exc:
+            if self.raise_on_error:
+                raise
+            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+
+    return run  # type: ignore[return-value]
+
+
 def _check_variable_name(name: str | None, option: str = "-o/--out") -> None:
     if name is not None and (not name.isidentifier() or keyword.iskeyword(name)):
         raise UsageError(f"{option} needs a Python variable name, got {name!r}.")
@@ -271,6 +292,11 @@ class DeepInfraMagics(Magics):
     ).tag(config=True)
     explain_errors = Bool(
         False, help="After a failing cell, show a hint to run %deepinfra_explain (no request)."
+    ).tag(config=True)
+    raise_on_error = Bool(
+        True,
+        help="Raise errors (stops Run All); False prints each one's line and the cell ends "
+        "normally, for notebooks that show errors.",
     ).tag(config=True)
 
     def __init__(self, shell: InteractiveShell) -> None:
@@ -426,6 +452,7 @@ class DeepInfraMagics(Magics):
 
     @no_var_expand
     @cell_magic
+    @_one_line_errors
     def deepinfra(self, line: str, cell: str) -> None:
         """Chat with a DeepInfra model; the cell body is the prompt, streamed back live.
 
@@ -762,6 +789,7 @@ class DeepInfraMagics(Magics):
 
     @no_var_expand
     @line_cell_magic
+    @_one_line_errors
     def deepinfra_image(self, line: str, cell: str | None = None) -> None:
         """Generate images from a prompt and show them inline.
 
@@ -871,6 +899,7 @@ class DeepInfraMagics(Magics):
 
     @no_var_expand
     @line_magic
+    @_one_line_errors
     def deepinfra_models(self, line: str) -> None:
         """List DeepInfra's featured models: ``%deepinfra_models [--text|--images]
         [--refresh] [--pick] [PATTERN]`` (PATTERN: a substring or a glob like ``*flux*``)."""
@@ -963,6 +992,7 @@ class DeepInfraMagics(Magics):
     # --- keys ---------------------------------------------------------------------------------
 
     @line_magic
+    @_one_line_errors
     def deepinfra_login(self, line: str) -> None:
         """Enter an API key without echo; it is kept for this kernel session only.
 
@@ -1008,6 +1038,7 @@ class DeepInfraMagics(Magics):
     # --- conversation -------------------------------------------------------------------------
 
     @line_magic
+    @_one_line_errors
     def deepinfra_reset(self, line: str) -> None:
         """Start the conversation over (the system prompt stays)."""
         if line.strip():
@@ -1017,6 +1048,7 @@ class DeepInfraMagics(Magics):
         print(f"Conversation cleared ({count} exchange{'s' if count != 1 else ''} forgotten).")
 
     @line_magic
+    @_one_line_errors
     def deepinfra_history(self, line: str) -> None:
         """Show the conversation that the next %%deepinfra cell will continue."""
         if line.strip():
@@ -1068,6 +1100,7 @@ class DeepInfraMagics(Magics):
 
     @no_var_expand
     @line_magic
+    @_one_line_errors
     def deepinfra_replay(self, line: str) -> None:
         """Answer from a recording: no key, no network. ``%deepinfra_replay PATH [--speed S]
         [--if-no-key]``; ``%deepinfra_replay off``; no argument shows the mode."""
@@ -1095,6 +1128,7 @@ class DeepInfraMagics(Magics):
 
     @no_var_expand
     @line_magic
+    @_one_line_errors
     def deepinfra_record(self, line: str) -> None:
         """Record every exchange into a file for replay: ``%deepinfra_record PATH``;
         ``%deepinfra_record off``. Keys and headers are never written."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,25 +66,26 @@ def test_every_example_ships_with_its_recording_and_stripped_outputs() -> None:
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_example_runs_offline_from_its_recording(name: str, offline_env: None) -> None:
     notebook = _execute(name)
-    chats = images = 0
+    chats = images = error_lessons = 0
+    lessons = False
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
         outputs = _outputs(cell)
-        tags = cell.metadata.get("tags", [])
         errors = [o for o in outputs if o["output_type"] == "error"]
-        if "python-error" in tags:  # a deliberate mistake in the user's own code
-            assert len(errors) == 1, cell.source
+        if "python-error" in cell.metadata.get("tags", []):
+            assert len(errors) == 1, cell.source  # a deliberate mistake in the user's code
             continue
-        if "raises-exception" in tags:
-            # API errors are error outputs of one line; usage errors are IPython's one-line
-            # "UsageError: ..." on stderr.
-            usage = [o for o in outputs if o.get("name") == "stderr" and "UsageError:" in o["text"]]
-            assert len(errors) + len(usage) == 1, cell.source
-            shown = errors[0]["traceback"] if errors else usage[0]["text"].strip().splitlines()
-            assert len(shown) == 1, "errors render as one line"
+        assert not errors, (cell.source, errors)  # so Run All and papermill go on
+        if "raise_on_error" in cell.source:
+            lessons = not lessons
             continue
-        assert not errors, (cell.source, errors)
+        if lessons:
+            # An error lesson shows its error as one line (and the run goes on).
+            shown = "".join(o["text"] for o in outputs if o.get("name") == "stderr")
+            assert re.fullmatch(r"[A-Za-z]+Error: [^\n]+\n", shown), (cell.source, shown)
+            error_lessons += 1
+            continue
         for output in outputs:
             data = output.get("data", {})
             info = output.get("metadata", {}).get("deepinfra_magic")
@@ -106,17 +110,10 @@ def test_example_runs_offline_from_its_recording(name: str, offline_env: None) -
             assert len(text) > 40 and "Markdown object" not in text
     assert chats >= 4
     assert images >= 1
+    assert error_lessons == (3 if name == "workshop" else 0)
+    # Only plain display data: a saved notebook shows everything without a live kernel.
     widget = "application/vnd.jupyter.widget-view+json"
-    grids = [
-        o
-        for c in notebook.cells
-        if c.cell_type == "code"
-        for o in _outputs(c)
-        if widget in o.get("data", {})
-    ]
-    if name == "workshop":  # the three lighthouses also come as a compact grid (a widget) ...
-        assert len(grids) == 1 and "grid of the 3 images" in grids[0]["data"]["text/plain"]
-    # ... but never as the only copy: each image is plain display data as well (counted above).
+    assert not [o for c in notebook.cells for o in _outputs(c) if widget in o.get("data", {})]
     if name == "ask_about_your_plot":
         _check_ask_about_your_plot(notebook)
 
@@ -144,6 +141,55 @@ def _check_ask_about_your_plot(notebook: Any) -> None:
     history = shown("%deepinfra_history")
     assert "You (In [6]): What does this plot show?" in history
     assert "You (In [10]): Explain the error of In [9]" in history
+
+
+# papermill ignores the raises-exception tag and stops at the first failing cell, as Run All
+# does. The plot example's lesson needs a cell that really fails (%deepinfra_explain explains
+# it), so it cannot run clean there; strict, so that a fix is noticed.
+PAPERMILL = [
+    pytest.param(
+        name,
+        marks=pytest.mark.xfail(strict=True, reason="its explain lesson needs a failing cell"),
+    )
+    if name == "ask_about_your_plot"
+    else name
+    for name in NOTEBOOKS
+]
+
+
+@pytest.mark.parametrize("name", PAPERMILL)
+def test_example_runs_clean_under_papermill(name: str, offline_env: None, tmp_path: Path) -> None:
+    out = tmp_path / f"{name}.ipynb"
+    command = [sys.executable, "-m", "papermill", "--cwd", str(EXAMPLES), "-k", "python3"]
+    done = subprocess.run(
+        [*command, "--no-progress-bar", str(EXAMPLES / f"{name}.ipynb"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    executed = nbformat.read(out, as_version=4)
+    code = [cell for cell in executed.cells if cell.cell_type == "code"]
+    assert all(cell.execution_count for cell in code)
+    assert not [o for c in code for o in _outputs(c) if o["output_type"] == "error"]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_example_runs_clean_under_nbconvert_execute(
+    name: str, offline_env: None, tmp_path: Path
+) -> None:
+    # No --allow-errors: like Run All, nbconvert stops at the first cell that fails.
+    command = [sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute"]
+    done = subprocess.run(
+        [*command, "--output-dir", str(tmp_path), str(EXAMPLES / f"{name}.ipynb")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=EXAMPLES,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    executed = nbformat.read(tmp_path / f"{name}.ipynb", as_version=4)
+    assert all(cell.execution_count for cell in executed.cells if cell.cell_type == "code")
 
 
 def test_quickstart_reply_text_is_the_recorded_one(offline_env: None) -> None:

@@ -274,3 +274,19 @@ def test_error_before_anything_arrived_leaves_a_short_note_and_no_footer(
         MARKDOWN: "*⚠ No reply: the request failed (the error is below).*",
         PLAIN: "⚠ No reply: the request failed (the error is below).",
     }
+
+
+def test_raise_on_error_false_prints_the_one_line_and_the_cell_ends_normally(
+    ip: InteractiveShell, fake_server: FakeDeepInfra
+) -> None:
+    # For notebooks that teach errors: Run All and papermill go on past them.
+    ip.run_line_magic("config", "DeepInfraMagics.raise_on_error = False")
+    for source, start in [
+        ("%%deepinfra -m meta-llama/Llama-3.3-70B-Instruct-Trubo\nHi", "ModelNotFoundError: "),
+        ("%%deepinfra -t hot\nHi", "UsageError: %%deepinfra: argument -t/--temperature"),
+    ]:
+        with capture_output() as captured:
+            result = ip.run_cell(source)
+        assert result.error_in_exec is None and result.success
+        assert captured.stdout == "" and captured.stderr.startswith(start)
+        assert len(captured.stderr.splitlines()) == 1
