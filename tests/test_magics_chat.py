@@ -480,3 +480,16 @@ def test_no_key_is_echoed_anywhere_in_a_chat(
     everything = all_text(captured.outputs) + captured.stdout + captured.stderr
     everything += repr(ip.user_ns["r"]) + repr(ip.magics_manager.registry["DeepInfraMagics"])
     assert CANARY_KEY not in everything
+
+
+def test_currency_is_escaped_in_the_markdown_only_and_math_is_kept(
+    ip: InteractiveShell, fake_server: FakeDeepInfra
+) -> None:
+    text = "It costs $0.03 per million and $0.05, and grows as $x^2$:\n\n$$\\int f$$"
+    fake_server.script_reply(text)
+    final = chat(ip, "price?").final
+    dollar = "&#92;&#36;"  # the rendered text "\$", which Jupyter's MathJax shows as "$"
+    assert final.data[MARKDOWN] == (
+        f"It costs {dollar}0.03 per million and {dollar}0.05, and grows as $x^2$:\n\n$$\\int f$$"
+    )
+    assert final.data[PLAIN] == text  # the text/plain fallback reads as written
