@@ -266,4 +266,4 @@ def test_models_in_replay_say_when_the_recording_was_made(
     made = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc).timestamp()
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(made))
     status = captured.outputs[0].data[PLAIN].splitlines()[0]
-    assert status.endswith(f"list from recording (recorded {when})")
+    assert f" · list from recording (recorded {when})" in status
