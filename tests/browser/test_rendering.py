@@ -74,7 +74,7 @@ def test_prices_read_as_written_and_math_renders(
     request: pytest.FixtureRequest,
 ) -> None:
     server = jupyterlab_factory(
-        {"DEEPINFRA_API_KEY": CANARY_KEY, "DEEPINFRA_BASE_URL": fake_server.url}
+        {"DEEPINFRA_API_KEY": CANARY_KEY, "DEEPINFRA_BASE_URL": fake_server.api_url}
     )
     fake_server.script_reply(REPLY, match=PROMPT)
     # The images arrive as seeds 43, 44, 42; they must show as 42, 43, 44.
