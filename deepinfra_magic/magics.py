@@ -492,6 +492,12 @@ class DeepInfraMagics(Magics):
                     f"%%deepinfra: {model} makes images from text; --see needs a chat model "
                     "that can see (see %deepinfra_models --vision)."
                 )
+            clash = next((key for key in params if key in _IMAGE_RESERVED), None)
+            if clash is not None:
+                raise UsageError(
+                    f"-p/--param cannot set {clash} here: {_IMAGE_RESERVED[clash]} with "
+                    "%deepinfra_image."
+                )
             self._make_images(client, prompt, model, 1, params, None, args.out)
             return
         can_see = self._check_can_see(model, attachments, catalog)

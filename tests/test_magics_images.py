@@ -376,3 +376,12 @@ def test_interrupt_keeps_the_images_that_arrived_in_one_line_then_the_interrupt(
     assert "KeyboardInterrupt" in traceback
     assert "concurrent" not in traceback and "threading" not in traceback
     assert fake_server.wait_for_disconnect(timeout=5, count=2)
+
+
+def test_chat_magic_with_an_image_model_refuses_image_fields_in_one_line(
+    ip: InteractiveShell, fake_server: FakeDeepInfra
+) -> None:
+    message = r"cannot set n here: use -n/--num-images with %deepinfra_image\.$"
+    with pytest.raises(UsageError, match=message):
+        ip.run_cell_magic("deepinfra", f"-m {FLUX} -p n=2", "a fox")
+    assert image_bodies(fake_server) == []
