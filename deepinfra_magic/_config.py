@@ -32,6 +32,9 @@ __all__ = [
     "FLAVOUR_ENV",
     "KEY_ENV_VARS",
     "MAX_IMAGE_PIXELS",
+    "RECORD_ENV",
+    "REPLAY_ENV",
+    "REPLAY_SPEED_ENV",
     "TABLE_CHAR_BUDGET",
     "TRACEBACK_CHAR_BUDGET",
     "Secret",
@@ -61,6 +64,9 @@ MAX_IMAGE_PIXELS = 1_500_000
 TABLE_CHAR_BUDGET = 4_000
 TRACEBACK_CHAR_BUDGET = 4_000
 BASE_URL_ENV = "DEEPINFRA_BASE_URL"
+REPLAY_ENV = "DEEPINFRA_MAGIC_REPLAY"  # recordings to answer from (separated by os.pathsep)
+RECORD_ENV = "DEEPINFRA_MAGIC_RECORD"  # a recording to write every exchange to
+REPLAY_SPEED_ENV = "DEEPINFRA_MAGIC_REPLAY_SPEED"
 KEY_ENV_VARS = ("DEEPINFRA_API_KEY", "DEEPINFRA_API_TOKEN")
 # Which routes the base URL gets: "auto" decides from the URL (see _routes.decide_flavour).
 FLAVOUR_ENV = "DEEPINFRA_FLAVOUR"

@@ -50,6 +50,9 @@ from ._config import (
     DEFAULT_UPDATE_INTERVAL,
     KEY_ENV_VARS,
     MAX_IMAGE_PIXELS,
+    RECORD_ENV,
+    REPLAY_ENV,
+    REPLAY_SPEED_ENV,
     Secret,
     key_source,
     missing_key_error,
@@ -70,7 +73,6 @@ from .display import (
 )
 from .errors import DeepInfraError
 from .notebook import CellLog, NotebookReferenceError
-from .recording import RECORD_ENV, REPLAY_ENV, REPLAY_SPEED_ENV
 from .types import ChatResult, ContentDelta, ReasoningDelta
 
 if TYPE_CHECKING:

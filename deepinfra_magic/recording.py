@@ -27,16 +27,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._config import Secret
+from ._config import RECORD_ENV, REPLAY_ENV, REPLAY_SPEED_ENV, Secret
 from .errors import ConfigurationError, ReplayError, shorten
 
 __all__ = ["Exchange", "Recording", "RecordingMode"]
 
 FORMAT_NAME = "deepinfra-magic-recording"
 FORMAT_VERSION = 1
-REPLAY_ENV = "DEEPINFRA_MAGIC_REPLAY"
-RECORD_ENV = "DEEPINFRA_MAGIC_RECORD"
-REPLAY_SPEED_ENV = "DEEPINFRA_MAGIC_REPLAY_SPEED"
 
 
 @dataclass
