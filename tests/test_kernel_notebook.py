@@ -268,6 +268,27 @@ def test_interrupt_keeps_partial_text_and_the_kernel_stays_usable(
     assert "DeepInfraMagics.default_model" in config.stdout
     assert CANARY_KEY not in config.stdout + done.stdout
 
+    # Ctrl-C while images are made: the one that arrived is kept, one line says so, and
+    # the interrupt's traceback is the cell's, not the worker threads' (%xmode Verbose on).
+    fake_server.configure(image_delay_by_seed={1: 0.0, 2: 30.0, 3: 30.0})
+    msg_id = kc.execute("%deepinfra_image -n 3 --seed 1 three owls", allow_stdin=False)
+    seen = []
+    while True:  # wait until the first image is on screen
+        message = kc.get_iopub_msg(timeout=30)
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        seen.append(message)
+        if message["msg_type"] == "display_data" and "image/png" in message["content"]["data"]:
+            break
+    kc.manager.interrupt_kernel()
+    images = collect(kc, msg_id, seen=seen)
+    assert images.error is not None and images.error["ename"] == "KeyboardInterrupt"
+    traceback = "\n".join(images.error["traceback"])
+    assert "concurrent" not in traceback and "threading" not in traceback
+    caption = images.of_type("update_display_data")[-1]["content"]["data"][PLAIN]
+    assert caption.endswith("⏹ interrupted: 1 of 3 images kept")
+    assert fake_server.wait_for_disconnect(timeout=10, count=2)
+
     kc.manager.shutdown_kernel(now=False)  # the history is written out
     history = history_text(ipython_dir)
     assert "deepinfra_login" in history
