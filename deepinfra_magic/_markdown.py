@@ -17,7 +17,10 @@ __all__ = ["ESCAPED_DOLLAR", "escape_dollars", "verbatim"]
 ESCAPED_DOLLAR = "&#92;&#36;"
 """A backslash and a dollar as entities: rendered text ``\\$``, which MathJax shows as ``$``."""
 
-_FENCE_OPEN = re.compile(r" {0,3}(`{3,}|~{3,})")
+# A fence may sit in a list item (indented) or a blockquote (the reasoning is quoted): its
+# line may start with any indentation and ">" markers.
+_LINE_PREFIX = re.compile(r"(?:[ \t]*>)*[ \t]*")
+_FENCE_OPEN = re.compile(r"(?:[ \t]*>)*[ \t]*(`{3,}|~{3,})")
 # In text outside code: a backslash escape, a backtick run, or one or two dollars.
 _TOKEN = re.compile(r"\\.|`+|\$\$?", re.DOTALL)
 # Inside inline math: an escaped character, the closing dollar, or a paragraph break.
@@ -56,9 +59,8 @@ def _split_fences(text: str) -> list[tuple[bool, str]]:
                 current.append(line)
             continue
         current.append(line)
-        stripped = line.strip()
-        indent = len(line) - len(line.lstrip(" "))
-        if indent <= 3 and stripped.startswith(fence) and stripped == fence[0] * len(stripped):
+        body = _LINE_PREFIX.sub("", line, count=1).strip()
+        if body.startswith(fence) and body == fence[0] * len(body):
             parts.append((True, "".join(current)))
             current, fence = [], ""
     if current:

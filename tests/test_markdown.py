@@ -33,6 +33,12 @@ D = "&#92;&#36;"  # renders as the text "\$", which MathJax shows as "$"
         ("``a ` $b`` then $3", f"``a ` $b`` then {D}3"),
         ("```bash\nexport A=$B\n```\nand $4", f"```bash\nexport A=$B\n```\nand {D}4"),
         ("~~~\n$x\n", "~~~\n$x\n"),  # an unclosed fence runs to the end
+        # Fences in list items and in quoted reasoning are code too.
+        (
+            "1. run\n\n    ```sh\n    echo $A\n    ```\n$5",
+            f"1. run\n\n    ```sh\n    echo $A\n    ```\n{D}5",
+        ),
+        ("> ```\n> cost=$x\n> ```\n> $5", f"> ```\n> cost=$x\n> ```\n> {D}5"),
         ("no dollars at all", "no dollars at all"),
     ],
 )
