@@ -695,6 +695,7 @@ class DeepInfraMagics(Magics):
 
     @no_var_expand
     @line_magic
+    @_one_line_errors
     def deepinfra_explain(self, line: str) -> None:
         """Explain the last error (or cell N's): ``%deepinfra_explain [N] [-m MODEL]
         [-f markdown|text|code] [-o VAR] [--no-stream]``. Sends the cell's source and its

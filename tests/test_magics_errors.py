@@ -13,6 +13,7 @@ from deepinfra_magic.errors import (
     ServerError,
     StreamError,
 )
+from deepinfra_magic.magics import MAGIC_NAMES
 from tests.fake_server import CANARY_KEY, FakeDeepInfra, default_reply, filler_reply, tokenize
 from tests.kernel_helpers import (
     MARKDOWN,
@@ -290,3 +291,18 @@ def test_raise_on_error_false_prints_the_one_line_and_the_cell_ends_normally(
         assert result.error_in_exec is None and result.success
         assert captured.stdout == "" and captured.stderr.startswith(start)
         assert len(captured.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"), [(kind, name) for kind, names in MAGIC_NAMES.items() for name in names]
+)
+def test_every_magic_prints_its_error_when_raise_on_error_is_false(
+    ip: InteractiveShell, fake_server: FakeDeepInfra, kind: str, name: str
+) -> None:
+    ip.run_line_magic("config", "DeepInfraMagics.raise_on_error = False")
+    with capture_output() as captured:
+        if kind == "cell":
+            ip.run_cell_magic(name, "--no-such-option", "hi")
+        else:
+            ip.run_line_magic(name, "--no-such-option x")
+    assert captured.stderr.startswith("UsageError: ") and len(captured.stderr.splitlines()) == 1
