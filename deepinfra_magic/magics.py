@@ -672,16 +672,17 @@ class DeepInfraMagics(Magics):
         if error is None or isinstance(error, (KeyboardInterrupt, UsageError, DeepInfraError)):
             return
         count = count if count is not None else self.ip.execution_count
-        self.cells.failed(count, result.info.raw_cell, self._traceback(error, result))
+        before = result.error_before_exec is not None
+        self.cells.failed(count, result.info.raw_cell, self._traceback(error, before))
         if self.explain_errors:
             hint = "💡 `%deepinfra_explain` asks the model why this cell failed."
             self._publish()(markdown_bundle(hint, hint.replace("`", "")), {})
 
-    def _traceback(self, error: BaseException, result: Any) -> str:
+    def _traceback(self, error: BaseException, before_exec: bool = False) -> str:
         """The traceback as IPython showed it (colour codes are stripped later)."""
         import traceback
 
-        if result.error_before_exec is not None:
+        if before_exec:
             return "".join(traceback.format_exception_only(type(error), error))
         try:
             lines = self.ip.InteractiveTB.structured_traceback(
@@ -697,13 +698,20 @@ class DeepInfraMagics(Magics):
     @line_magic
     @_one_line_errors
     def deepinfra_explain(self, line: str) -> None:
-        """Explain the last error (or cell N's): ``%deepinfra_explain [N] [-m MODEL]
-        [-f markdown|text|code] [-o VAR] [--no-stream]``. Sends the cell's source and its
-        traceback; ``-f code`` puts the fixed cell into the next cell."""
+        """Explain the last error, cell N's, or inside ``except`` the one being handled:
+        ``%deepinfra_explain [N] [-m MODEL] [-f markdown|text|code] [-o VAR] [--no-stream]``.
+        Sends the cell's source and its traceback; ``-f code`` puts the fix into the next cell."""
         from .notebook import explain_prompt
 
         args = _PARSERS["explain"].parse_line(line)
         _check_variable_name(args.out)
+        handled = sys.exc_info()[1]
+        if args.cell is None and isinstance(handled, Exception):
+            # Inside an ``except`` block: the error being handled, filed as this cell's, so
+            # a notebook can show the lesson without failing (papermill, Run All).
+            history = self.ip.history_manager
+            inputs = (history.input_hist_raw if history else None) or [""]  # running cell last
+            self.cells.failed(len(inputs) - 1, inputs[-1], self._traceback(handled))
         try:
             error = self.cells.error_for(args.cell)
         except NotebookReferenceError as exc:

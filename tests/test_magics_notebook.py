@@ -192,6 +192,24 @@ def test_explain_sends_the_cell_and_its_traceback_and_can_put_the_fix_below(
         ip.run_line_magic("deepinfra_explain", "999")
 
 
+def test_explain_inside_except_explains_the_handled_error_and_the_cell_succeeds(
+    ip: InteractiveShell, fake_server: FakeDeepInfra
+) -> None:
+    source = 'row = {"units": 3}\ntry:\n    row["revenue"]\nexcept KeyError:\n'
+    source += "    %deepinfra_explain"
+    fake_server.script_reply("There is no `revenue` key.")
+    result = cell(ip, source)
+    assert result.success, "a caught error does not fail the cell (Run All, papermill go on)"
+    count = result.execution_count
+    sent = user_texts(chat_bodies(fake_server)[-1])[-1]
+    assert f"The cell (In [{count}]):\n```python\n{source}\n```" in sent
+    assert "KeyError" in sent and "'revenue'" in sent
+    # The handled error is this cell's: {Err} and %deepinfra_explain N find it afterwards.
+    with capture_output():
+        ip.run_line_magic("deepinfra_explain", str(count))
+    assert "KeyError" in user_texts(chat_bodies(fake_server)[-1])[-1]
+
+
 def test_explain_with_no_error_yet_is_one_line(
     ip: InteractiveShell, fake_server: FakeDeepInfra
 ) -> None:
