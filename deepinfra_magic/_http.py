@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import socket
@@ -283,6 +284,13 @@ def _async_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
     return response.aiter_bytes()
 
 
+def _policy(retry: RetryPolicy, req: ApiRequest) -> RetryPolicy:
+    """The transport's retry policy, unless the request brings its own retry count."""
+    if req.max_retries is None:
+        return retry
+    return dataclasses.replace(retry, max_retries=req.max_retries)
+
+
 def _without_key(body: bytes, key: Secret | None) -> bytes:
     """An error body with the key (and look-alikes) masked.
 
@@ -346,7 +354,15 @@ class _TransportBase:
 
     def _build(self, req: ApiRequest) -> httpx.Request:
         headers = {"Accept": "text/event-stream"} if req.stream else None
-        request = self._client.build_request(req.method, req.path, json=req.json, headers=headers)
+        if req.content is not None:
+            headers = {"Content-Type": req.content_type or "application/octet-stream"}
+            request = self._client.build_request(
+                req.method, req.path, content=req.content, headers=headers
+            )
+        else:
+            request = self._client.build_request(
+                req.method, req.path, json=req.json, headers=headers
+            )
         if req.is_external:  # hosted files live elsewhere: never send them our key
             request.headers.pop("authorization", None)
             request.extensions[_EXTERNAL] = True
@@ -632,7 +648,7 @@ class SyncTransport(_TransportBase):
         """Send and read a whole answer, retrying transient failures; raise typed errors."""
         self.check_key(req)
         attempts = _Attempts(
-            self.retry, self.base_url, self.timeouts, req, self.server, self.notice
+            _policy(self.retry, req), self.base_url, self.timeouts, req, self.server, self.notice
         )
         while True:
             attempts.next()
@@ -734,7 +750,7 @@ class AsyncTransport(_TransportBase):
         """Send and read a whole answer, retrying transient failures; raise typed errors."""
         self.check_key(req)
         attempts = _Attempts(
-            self.retry, self.base_url, self.timeouts, req, self.server, self.notice
+            _policy(self.retry, req), self.base_url, self.timeouts, req, self.server, self.notice
         )
         while True:
             attempts.next()

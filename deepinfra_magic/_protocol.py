@@ -75,6 +75,9 @@ class ApiRequest:
     needs_key: bool = True
     model: str | None = None
     kind: str = "read"  # "read" (GET), "chat" or "billable" (image generation): see RetryPolicy
+    content: bytes | None = None  # a non-JSON body (a multipart file upload), sent as is
+    content_type: str | None = None  # the Content-Type of ``content``
+    max_retries: int | None = None  # None: the transport's policy (map rows retry themselves)
 
     @property
     def is_external(self) -> bool:

@@ -80,8 +80,22 @@ from .errors import (
     shorten,
 )
 from .images import GeneratedImage, ImageArrived, ImageResult, ImageWaiting
+from .mapping import (
+    AnswerStore,
+    MapFlow,
+    MapInterrupted,
+    MapJob,
+    MapResult,
+    MapRow,
+    ProgressCallback,
+    parse_row_answer,
+    plan_map,
+    run_async,
+    run_sync,
+)
 from .recording import RecordingMode
 from .types import ChatEvent, ChatResult, ContentDelta, ReasoningDelta
+from .usage import SESSION_USAGE
 
 __all__ = ["AsyncChatStream", "AsyncDeepInfraClient", "ChatStream", "DeepInfraClient"]
 
@@ -330,19 +344,63 @@ class _ClientBase:
         """The catalog already in memory, with no I/O (None if not fetched yet)."""
         return CATALOG_CACHE.peek(self.catalog_key)
 
-    def _price(self, result: ChatResult, model: str) -> None:
+    def _price(self, result: ChatResult, model: str, kind: str = "chat") -> None:
         """Fill in the cost from the catalog prices of the requested ``model`` when the API
-        did not report it."""
+        did not report it, and add the request to the session's totals (``%deepinfra_usage``)."""
         usage = result.usage
         catalog = self.cached_catalog()
-        if usage is None or usage.estimated_cost is not None or catalog is None:
-            return
-        info = catalog.get(model)
-        cost = info.cost(usage) if info else None
-        if cost is not None:
-            result.usage = type(usage)(
-                usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, cost
-            )
+        info = catalog.get(model) if catalog is not None else None
+        if usage is not None and usage.estimated_cost is None and info is not None:
+            cost = info.cost(usage)
+            if cost is not None:
+                result.usage = type(usage)(
+                    usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, cost
+                )
+        SESSION_USAGE.record(kind, model, result.usage)
+
+    # --- a prompt over a table (see ``mapping``) -------------------------------------------
+
+    def plan_map(
+        self,
+        data: Any,
+        template: str,
+        model: str | None = None,
+        *,
+        system: str | None = None,
+        temperature: float | None = 0.7,
+        max_tokens: int | None = 1028,
+        resume: bool = True,
+        store: AnswerStore | None = None,
+        **params: Any,
+    ) -> MapJob:
+        """Render ``template`` for every row of ``data`` and find the answers already on
+        disk, without sending anything (for a cost preview before :meth:`run_map`)."""
+        model = model or DEFAULT_MODEL
+        if resume and store is None and self.recording is None:
+            store = self.answer_store()  # recording/replay must see every request
+        job = plan_map(
+            data, template, model, base_url=self.base_url, system=system,
+            temperature=temperature, max_tokens=max_tokens, params=params,
+            store=store if resume else None,
+        )  # fmt: skip
+        for row in job.rows:  # another OpenAI-compatible server has its own chat route
+            row.request = self.routes.adapt(row.request)
+        if job.missing:
+            self._transport.check_key(job.missing[0].request)
+        return job
+
+    def answer_store(self) -> AnswerStore:
+        """The on-disk store of map answers and batch jobs (opened on first use)."""
+        store: AnswerStore | None = getattr(self, "_answers", None)
+        if store is None:
+            store = self._answers = AnswerStore()
+        return store
+
+    def _map_answer(self, row: MapRow, raw: RawResponse, started: float) -> ChatResult:
+        model = str((row.request.json or {})["model"])
+        result = parse_row_answer(raw, model, started)
+        self._price(result, model, "map")
+        return result
 
     def _describe(self) -> str:
         key = f"key from {self.key_source}" if self.key_source else "no key"
@@ -373,6 +431,7 @@ class _ClientBase:
             replayed_from=replayed_from,
             request_ids=[answer.request_id] if answer.request_id else [],
         )
+        SESSION_USAGE.record("images", model, images=len(answer.refs), cost=answer.cost)
         to_fetch = []
         for position, ref in enumerate(answer.refs):
             flagged = position < len(answer.nsfw) and answer.nsfw[position]
@@ -707,6 +766,44 @@ class DeepInfraClient(_ClientBase):
             result.images[position] = self._fetched(result.images[position], fetched, url)
         return result
 
+    # --- a prompt over a table ---------------------------------------------------------
+
+    def map(
+        self,
+        data: Any,
+        template: str,
+        model: str | None = None,
+        *,
+        concurrency: int = 16,
+        on_progress: ProgressCallback | None = None,
+        **options: Any,
+    ) -> MapResult:
+        """Ask ``template`` (``{column}``, or ``{}`` for items) for every row of ``data``
+        (DataFrame, Series, list…) with up to ``concurrency`` requests open. Answers are
+        kept on disk, so a re-run sends only missing rows. Options: see :meth:`plan_map`.
+        Ctrl-C raises :class:`MapInterrupted` (a KeyboardInterrupt) holding the rows so far."""
+        job = self.plan_map(data, template, model, **options)
+        return self.run_map(job, concurrency=concurrency, on_progress=on_progress)
+
+    def run_map(
+        self,
+        job: MapJob,
+        *,
+        concurrency: int = 16,
+        on_progress: ProgressCallback | None = None,
+        progress_interval: float = 0.25,
+    ) -> MapResult:
+        """Send the missing rows of a planned job; see :meth:`map`."""
+        flow = MapFlow(job, concurrency, self.retry.max_retries)
+        started = time.perf_counter()
+        try:
+            run_sync(self._transport, flow, self._map_answer, on_progress, progress_interval)
+        except KeyboardInterrupt:
+            raise MapInterrupted(job.result(time.perf_counter() - started, True)) from None
+        if flow.fatal is not None:
+            raise flow.fatal
+        return job.result(time.perf_counter() - started)
+
     # --- catalog and key ----------------------------------------------------------------
 
     def models(self, *, refresh: bool = False) -> ModelCatalog:
@@ -892,6 +989,36 @@ class AsyncDeepInfraClient(_ClientBase):
                 raise _file_error(url, exc) from None
             result.images[position] = self._fetched(result.images[position], fetched, url)
         return result
+
+    async def map(
+        self,
+        data: Any,
+        template: str,
+        model: str | None = None,
+        *,
+        concurrency: int = 16,
+        on_progress: ProgressCallback | None = None,
+        **options: Any,
+    ) -> MapResult:
+        """A prompt over every row; see :meth:`DeepInfraClient.map`."""
+        job = self.plan_map(data, template, model, **options)
+        return await self.run_map(job, concurrency=concurrency, on_progress=on_progress)
+
+    async def run_map(
+        self,
+        job: MapJob,
+        *,
+        concurrency: int = 16,
+        on_progress: ProgressCallback | None = None,
+        progress_interval: float = 0.25,
+    ) -> MapResult:
+        """Send the missing rows of a planned job; see :meth:`DeepInfraClient.map`."""
+        flow = MapFlow(job, concurrency, self.retry.max_retries)
+        started = time.perf_counter()
+        await run_async(self._transport, flow, self._map_answer, on_progress, progress_interval)
+        if flow.fatal is not None:
+            raise flow.fatal
+        return job.result(time.perf_counter() - started)
 
     async def models(self, *, refresh: bool = False) -> ModelCatalog:
         """The featured models, fetched once per process (``refresh=True`` refetches)."""
