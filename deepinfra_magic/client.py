@@ -67,6 +67,18 @@ from ._protocol import (
     wants_cog_input,
 )
 from ._routes import Routes, fit_max_tokens
+from .batches import (
+    DISCOUNT,
+    BatchJob,
+    BatchOutcome,
+    adrive,
+    drive,
+    list_request,
+    parse_batch_list,
+    results_flow,
+    retrieve_request,
+    submit_flow,
+)
 from .catalog import CATALOG_CACHE, DiskCache, Fetched, ModelCatalog
 from .errors import (
     APIConnectionError,
@@ -94,7 +106,7 @@ from .mapping import (
     run_sync,
 )
 from .recording import RecordingMode
-from .types import ChatEvent, ChatResult, ContentDelta, ReasoningDelta
+from .types import ChatEvent, ChatResult, ContentDelta, ReasoningDelta, Usage
 from .usage import SESSION_USAGE
 
 __all__ = ["AsyncChatStream", "AsyncDeepInfraClient", "ChatStream", "DeepInfraClient"]
@@ -401,6 +413,55 @@ class _ClientBase:
         result = parse_row_answer(raw, model, started)
         self._price(result, model, "map")
         return result
+
+    @staticmethod
+    def _batch_input(job: MapJob) -> list[tuple[str, Mapping[str, Any]]]:
+        """(custom_id, body) of each row still missing: the custom_id is the row's key."""
+        return [(row.key, row.request.json or {}) for row in job.missing]
+
+    @staticmethod
+    def _batch_metadata(job: MapJob) -> dict[str, str]:
+        return {"source": "deepinfra-magic map", "model": job.model, "rows": str(len(job.missing))}
+
+    def _note_batch(self, job: MapJob, batch: BatchJob) -> None:
+        if job.store is not None:
+            job.store.add_batch(batch.id, job.model, [row.key for row in job.missing], batch.status)
+
+    def _merge_batch(
+        self, batch: BatchJob, outcomes: dict[str, BatchOutcome], job: MapJob | None
+    ) -> None:
+        """Put a finished batch's answers on the job's rows and in the store, and count
+        them in the session's totals at the batch price."""
+        store = job.store if job is not None else self.answer_store()
+        catalog = self.cached_catalog()
+        rows = {row.key: row for row in job.rows} if job is not None else {}
+        model = str(batch.metadata.get("model") or (job.model if job is not None else "batch"))
+        for key, outcome in outcomes.items():
+            row = rows.get(key)
+            if outcome.text is None:
+                if row is not None and not row.answered:
+                    row.error = outcome.error
+                continue
+            usage = outcome.usage
+            row_model = row.model if row is not None else model
+            info = catalog.get(row_model) if catalog is not None else None
+            if usage is not None and usage.estimated_cost is None and info is not None:
+                cost = info.cost(usage)
+                if cost is not None:
+                    usage = Usage(usage.prompt_tokens, usage.completion_tokens,
+                                  usage.total_tokens, cost * DISCOUNT)  # fmt: skip
+            SESSION_USAGE.record("batch", row_model, usage)
+            if row is not None:
+                row.text, row.usage, row.error = outcome.text, usage, None
+            if store is not None:
+                store.put(key, row_model, outcome.text, usage)
+        if store is not None:
+            store.set_batch_status(batch.id, batch.status, merged=True)
+
+    @staticmethod
+    def _poll_delay(interval: float, polls: int) -> float:
+        """Wait a little longer after each poll, up to a minute."""
+        return float(min(60.0, interval * 1.5 ** min(polls, 12)))
 
     def _describe(self) -> str:
         key = f"key from {self.key_source}" if self.key_source else "no key"
@@ -804,6 +865,57 @@ class DeepInfraClient(_ClientBase):
             raise flow.fatal
         return job.result(time.perf_counter() - started)
 
+    # --- the Batch API ---------------------------------------------------------------------
+
+    def submit_batch(self, job: MapJob) -> BatchJob:
+        """Send a planned job's missing rows to DeepInfra's Batch API (24 h, 20% cheaper);
+        each row's ``custom_id`` is its answer-store key."""
+        flow = submit_flow(self._batch_input(job), self._batch_metadata(job))
+        batch = drive(flow, self._transport.send)
+        self._note_batch(job, batch)
+        return batch
+
+    def batch(self, batch_id: str) -> BatchJob:
+        """A batch's current state."""
+        return BatchJob.from_json(
+            parse_json(self._transport.send(retrieve_request(batch_id)), "batch")
+        )
+
+    def batches(self, limit: int = 20) -> list[BatchJob]:
+        """The account's most recent batches."""
+        raw = self._transport.send(list_request(limit))
+        return parse_batch_list(parse_json(raw, "batch list"))
+
+    def wait_batch(
+        self,
+        batch_id: str,
+        *,
+        poll_interval: float = 10.0,
+        on_status: Callable[[BatchJob], None] | None = None,
+    ) -> BatchJob:
+        """Poll until the batch finishes (Ctrl-C stops waiting; the job keeps running)."""
+        polls = 0
+        while True:
+            batch = self.batch(batch_id)
+            if on_status is not None:
+                on_status(batch)
+            if batch.finished:
+                return batch
+            if not self.replaying:
+                time.sleep(self._poll_delay(poll_interval, polls))
+            polls += 1
+
+    def batch_results(
+        self, batch: BatchJob | str, job: MapJob | None = None
+    ) -> dict[str, BatchOutcome]:
+        """Download a finished batch's answers and errors, keep them in the answer store
+        and put them on ``job``'s rows (match by ``custom_id``)."""
+        if isinstance(batch, str):
+            batch = self.batch(batch)
+        outcomes = drive(results_flow(batch), self._transport.send)
+        self._merge_batch(batch, outcomes, job)
+        return outcomes
+
     # --- catalog and key ----------------------------------------------------------------
 
     def models(self, *, refresh: bool = False) -> ModelCatalog:
@@ -1019,6 +1131,52 @@ class AsyncDeepInfraClient(_ClientBase):
         if flow.fatal is not None:
             raise flow.fatal
         return job.result(time.perf_counter() - started)
+
+    async def submit_batch(self, job: MapJob) -> BatchJob:
+        """See :meth:`DeepInfraClient.submit_batch`."""
+        flow = submit_flow(self._batch_input(job), self._batch_metadata(job))
+        batch = await adrive(flow, self._transport.send)
+        self._note_batch(job, batch)
+        return batch
+
+    async def batch(self, batch_id: str) -> BatchJob:
+        """A batch's current state."""
+        raw = await self._transport.send(retrieve_request(batch_id))
+        return BatchJob.from_json(parse_json(raw, "batch"))
+
+    async def batches(self, limit: int = 20) -> list[BatchJob]:
+        """The account's most recent batches."""
+        raw = await self._transport.send(list_request(limit))
+        return parse_batch_list(parse_json(raw, "batch list"))
+
+    async def wait_batch(
+        self,
+        batch_id: str,
+        *,
+        poll_interval: float = 10.0,
+        on_status: Callable[[BatchJob], None] | None = None,
+    ) -> BatchJob:
+        """See :meth:`DeepInfraClient.wait_batch`."""
+        polls = 0
+        while True:
+            batch = await self.batch(batch_id)
+            if on_status is not None:
+                on_status(batch)
+            if batch.finished:
+                return batch
+            if not self.replaying:
+                await asyncio.sleep(self._poll_delay(poll_interval, polls))
+            polls += 1
+
+    async def batch_results(
+        self, batch: BatchJob | str, job: MapJob | None = None
+    ) -> dict[str, BatchOutcome]:
+        """See :meth:`DeepInfraClient.batch_results`."""
+        if isinstance(batch, str):
+            batch = await self.batch(batch)
+        outcomes = await adrive(results_flow(batch), self._transport.send)
+        self._merge_batch(batch, outcomes, job)
+        return outcomes
 
     async def models(self, *, refresh: bool = False) -> ModelCatalog:
         """The featured models, fetched once per process (``refresh=True`` refetches)."""

@@ -180,6 +180,11 @@ class MapRow:
     rate_limited: int = 0
 
     @property
+    def model(self) -> str:
+        """The model the row's request names."""
+        return str((self.request.json or {}).get("model", ""))
+
+    @property
     def answered(self) -> bool:
         """True once the row has its answer."""
         return self.text is not None

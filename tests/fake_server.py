@@ -56,6 +56,8 @@ from types import FrameType, TracebackType
 from typing import Any, Generic, Literal, NoReturn, TypeVar, get_args, overload
 from urllib.parse import unquote, urlsplit
 
+from tests import fake_batches
+
 CANARY_KEY = "sk-canary-DO-NOT-LEAK-4f9d2c7e81b3"
 """A recognisable API key: tests use it and then assert it never leaks into output or files."""
 
@@ -1134,6 +1136,7 @@ class FakeDeepInfra:
         self._requests: list[RequestRecord] = []
         self._disconnects: list[DisconnectRecord] = []
         self._files: dict[str, tuple[bytes, str]] = {}
+        self.batch_state = fake_batches.BatchState()  # the Files and Batch API (fake_batches)
         self._in_flight = 0
         self._peak = 0
         self._open = 0
@@ -1209,6 +1212,7 @@ class FakeDeepInfra:
             self._requests.clear()
             self._disconnects.clear()
             self._files.clear()
+            self.batch_state = fake_batches.BatchState()
             self._peak = 0
 
     def add_fault(self, path: str = CHAT_PATH, times: int | None = 1, **action: Any) -> FaultRule:
@@ -1435,6 +1439,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # each event goes out as soon as it is written
     server: _HTTPServer
     events_sent: int  # SSE events written for the current request
+    raw_body: bytes  # the current request's body, as received
     extra_headers: Mapping[str, str]  # a fault rule's headers for the current request
     cut_body: bool  # a fault rule's: hang up halfway through a whole (non-streamed) body
 
@@ -1481,8 +1486,9 @@ class _Handler(BaseHTTPRequestHandler):
                 fake._record_disconnect(path, self.events_sent)
 
     def _read_json(self) -> Any:
-        """The request body as JSON (None when empty or not JSON)."""
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        """The request body as JSON (None when empty or not JSON); the bytes stay in
+        ``raw_body`` (file uploads are multipart)."""
+        body = self.raw_body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
             return json.loads(body) if body else None
         except ValueError:
@@ -1539,6 +1545,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._inference(path.removeprefix(INFERENCE_PREFIX), payload, rule, config)
         elif get and path.startswith(FILES_PREFIX):
             self._serve_file(path.removeprefix(FILES_PREFIX))
+        elif path.startswith(fake_batches.PREFIXES):
+            fake_batches.handle(self, path, payload, config)
         else:
             self._send_json(404, detail_error("Not Found"))
 
