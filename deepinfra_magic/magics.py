@@ -83,12 +83,15 @@ if TYPE_CHECKING:
     from .client import ChatStream, DeepInfraClient
     from .conversation import Content
     from .images import ImageResult
+    from .mapping import MapResult
 
 __all__ = ["DeepInfraMagics", "load", "unload"]
 
 MAGIC_NAMES = {
-    "cell": ("deepinfra", "deepinfra_image"),
+    "cell": ("deepinfra", "deepinfra_image", "deepinfra_map"),
     "line": (
+        "deepinfra_batches",
+        "deepinfra_usage",
         "deepinfra_image",
         "deepinfra_models",
         "deepinfra_login",
@@ -200,7 +203,32 @@ def _replay_parser(name: str) -> MagicParser:
     return parser
 
 
+def _map_parser() -> MagicParser:
+    parser = MagicParser("%%deepinfra_map", "Ask the cell's template for every row of DATA.")
+    parser.add_argument("data", metavar="DATA", help="a DataFrame, Series, list or iterable")
+    parser.add_argument("-o", "--out", metavar="NAME")
+    parser.add_argument("--column", metavar="NAME")
+    parser.add_argument("-m", "--model")
+    parser.add_argument("-s", "--system")
+    parser.add_argument("-t", "--temperature", type=bounded_float(0.0, 2.0))
+    parser.add_argument("--max-tokens", type=bounded_int(1))
+    parser.add_argument("-p", "--param", action="append", metavar="KEY=VALUE")
+    parser.add_argument("--concurrency", type=bounded_int(1, 256))
+    parser.add_argument("--batch-api", action="store_true")
+    parser.add_argument("--yes", action="store_true", help="send even above map_confirm_dollars")
+    return parser
+
+
+def _batches_parser() -> MagicParser:
+    parser = MagicParser("%deepinfra_batches", "List Batch API jobs, or collect one by id.")
+    parser.add_argument("batch_id", nargs="?", metavar="ID")
+    parser.add_argument("--limit", type=bounded_int(1, 100), default=20)
+    return parser
+
+
 _PARSERS = {
+    "map": _map_parser(),
+    "batches": _batches_parser(),
     "chat": _chat_parser(),
     "explain": _explain_parser(),
     "image": _image_parser(),
@@ -300,12 +328,20 @@ class DeepInfraMagics(Magics):
         help="Raise errors (stops Run All); False prints each one's line and the cell ends "
         "normally, for notebooks that show errors.",
     ).tag(config=True)
+    map_confirm_dollars = Float(
+        1.0, help="%%deepinfra_map asks for --yes when its cost estimate is above this."
+    ).tag(config=True)
+    map_concurrency = Int(16, help="Requests %%deepinfra_map keeps open at once.").tag(config=True)
+    batch_poll_interval = Float(
+        10.0, help="Seconds between status checks of a Batch API job (grows to a minute)."
+    ).tag(config=True)
 
     def __init__(self, shell: InteractiveShell) -> None:
         super().__init__(shell=shell)
         self.conversation = Conversation(self.system_prompt, self.max_history)
         self.last_response: ChatResult | None = None
         self.last_images: ImageResult | None = None
+        self.last_map: MapResult | None = None
         self._client: DeepInfraClient | None = None
         self._login: bool = False  # the client carries a key from %deepinfra_login
         self._warned: set[int] = set()
@@ -911,6 +947,197 @@ class DeepInfraMagics(Magics):
                 raise KeyboardInterrupt
         elif problem is not None:
             raise problem
+
+    # --- %%deepinfra_map, %deepinfra_batches, %deepinfra_usage -----------------------------
+
+    @no_var_expand
+    @cell_magic
+    def deepinfra_map(self, line: str, cell: str) -> None:
+        """Ask the cell (a template) for every row of DATA, many requests at once.
+
+        Usage: ``%%deepinfra_map DATA [-o NAME] [--column NAME] [-m MODEL] [-s SYSTEM]
+        [-t T] [--max-tokens N] [-p KEY=VALUE] [--concurrency N] [--batch-api] [--yes]``
+
+        ``{column}`` fills in a DataFrame's columns; ``{}`` or ``{item}`` each item. Answers
+        are kept on disk: a re-run sends only rows without one. ``--batch-api`` submits the
+        rows to DeepInfra's Batch API (24 h, 20% cheaper). Ctrl-C keeps finished rows.
+        """
+        from .map_display import MapProgressView, map_summary
+
+        args = _PARSERS["map"].parse_line(line)
+        _check_variable_name(args.out)
+        _check_variable_name(args.column, "--column")
+        data = self._map_data(args.data, args.column)
+        template = cell.strip("\n")
+        if not template.strip():
+            raise UsageError(
+                "%%deepinfra_map: the cell is empty; write the prompt, with {column} or {} fields."
+            )
+        client = self._ready_client()
+        model = args.model or self.default_model
+        catalog = self._catalog_if_available(client)
+        if catalog is not None and catalog.is_image_model(model):
+            raise UsageError(f"%%deepinfra_map: {model} is an image model; pick a text model.")
+        temperature = self.temperature if args.temperature is None else args.temperature
+        max_tokens = self.max_tokens if args.max_tokens is None else args.max_tokens
+        job = client.plan_map(
+            data, template, model, system=args.system, temperature=temperature,
+            max_tokens=max_tokens, **parse_params(args.param),
+        )  # fmt: skip
+        self._confirm_cost(job, catalog, args)
+        view = MapProgressView(self._publish(), model, self._progress_mode())
+        started = time.perf_counter()
+        sent = len(job.missing)
+        problem: BaseException | None = None
+        note = ""
+        try:
+            if args.batch_api:
+                note = self._map_by_batch(client, job, view)
+            elif sent:
+                concurrency = args.concurrency or self.map_concurrency
+                client.run_map(job, concurrency=concurrency, on_progress=view.update)
+        except KeyboardInterrupt as exc:
+            problem = exc
+        except DeepInfraError as exc:
+            problem = exc
+        result = job.result(time.perf_counter() - started, isinstance(problem, KeyboardInterrupt))
+        if isinstance(problem, KeyboardInterrupt) and args.batch_api:
+            result.interrupted = False  # the job runs on: nothing was lost
+        view.finish(map_summary(result, sent_rows=sent, note=note))
+        self.last_map = result
+        if args.out:
+            self.ip.user_ns[args.out] = result.output()
+        if args.column:
+            data[args.column] = result.output()
+        if isinstance(problem, KeyboardInterrupt) and not self.raise_on_interrupt:
+            return
+        if problem is not None:
+            raise problem
+
+    def _map_data(self, name: str, column: str | None) -> Any:
+        """The object DATA names in the notebook, checked for --column."""
+        if name not in self.ip.user_ns:
+            raise UsageError(
+                f"%%deepinfra_map: {name!r} is not defined; DATA names a DataFrame, Series "
+                "or list in the notebook."
+            )
+        data = self.ip.user_ns[name]
+        kind = type(data)
+        if column and not (kind.__name__ == "DataFrame" and kind.__module__.startswith("pandas")):
+            raise UsageError(
+                f"%%deepinfra_map: --column needs a pandas DataFrame, and {name} is a "
+                f"{kind.__name__}; use -o NAME instead."
+            )
+        return data
+
+    def _confirm_cost(self, job: Any, catalog: ModelCatalog | None, args: Any) -> None:
+        """Refuse, before anything is sent, a run whose estimate is above the threshold."""
+        from .batches import DISCOUNT
+
+        info = catalog.get(job.model) if catalog is not None else None
+        estimate = job.estimate(info)
+        dollars = estimate.dollars
+        if dollars is None or not estimate.rows:
+            return
+        if args.batch_api:
+            dollars *= DISCOUNT
+        if dollars > self.map_confirm_dollars and not args.yes:
+            raise UsageError(
+                f"%%deepinfra_map: {estimate.rows} rows to send may cost up to ${dollars:.2f} "
+                f"(~{estimate.prompt_tokens:,} tokens in, ≤ {estimate.max_completion_tokens:,} "
+                f"out), above map_confirm_dollars (${self.map_confirm_dollars:g}): add --yes to "
+                "send, or lower --max-tokens."
+            )
+
+    def _progress_mode(self) -> str:
+        if not self._rich():
+            return "text"
+        return "widget" if getattr(self.ip, "kernel", None) is not None else "markdown"
+
+    def _map_by_batch(self, client: DeepInfraClient, job: Any, view: Any) -> str:
+        """Submit the missing rows as a Batch API job (or pick up the one already running
+        for them), wait for it with a status line, then put its answers on the rows."""
+        if not job.missing:
+            return ""
+        store = job.store
+        batch_id = store.pending_batch_for(r.key for r in job.missing) if store else None
+        if batch_id is None:
+            batch = client.submit_batch(job)
+            batch_id = batch.id
+            first = f"Submitted batch `{batch_id}`"
+        else:
+            first = f"Picked up batch `{batch_id}`, submitted earlier for these rows"
+        status = {"line": first}
+
+        def show(batch: Any) -> None:
+            status["line"] = f"{first} · {batch.describe().split(': ', 1)[1]}"
+            view.update_status(status["line"])
+
+        try:
+            batch = client.wait_batch(
+                batch_id, poll_interval=self.batch_poll_interval, on_status=show
+            )
+        except KeyboardInterrupt:
+            view.update_status(
+                f"⏸ Stopped waiting: batch `{batch_id}` keeps running on DeepInfra. Run this "
+                f"cell again, or `%deepinfra_batches {batch_id}`, to collect its answers."
+            )
+            raise
+        if batch.status != "completed":
+            from .errors import ServerError
+
+            raise ServerError(
+                f"Batch {batch_id} ended {batch.status} ({batch.describe()}); run the cell "
+                "again to submit the remaining rows."
+            )
+        client.batch_results(batch, job)
+        return f"*Batch API job `{batch_id}` (20% below real-time prices).*"
+
+    @no_var_expand
+    @line_magic
+    def deepinfra_batches(self, line: str) -> None:
+        """List Batch API jobs: ``%deepinfra_batches [--limit N]``; ``%deepinfra_batches ID``
+        shows one job and, when it has finished, collects its answers into the answer
+        store (then re-running the ``%%deepinfra_map`` cell fills them in)."""
+        from .map_display import batches_table
+
+        args = _PARSERS["batches"].parse_line(line)
+        client = self._ready_client()
+        store = client.answer_store() if client.recording is None else None
+        if args.batch_id is None:
+            local = {job["id"] for job in store.batches()} if store else set()
+            table = batches_table(client.batches(args.limit), local)
+            self._publish()(markdown_bundle(table, table.replace("`", "")), {})
+            return
+        batch = client.batch(args.batch_id)
+        if batch.status != "completed":
+            print(f"{batch.describe()}. Answers can be collected once it is completed.")
+            return
+        outcomes = client.batch_results(batch)
+        answered = sum(outcome.text is not None for outcome in outcomes.values())
+        failed = len(outcomes) - answered
+        print(
+            f"{batch.describe()}. Collected {answered} answers"
+            + (f" ({failed} rows failed)" if failed else "")
+            + ": run the %%deepinfra_map cell again to fill them in (nothing is re-sent)."
+        )
+
+    @line_magic
+    def deepinfra_usage(self, line: str) -> None:
+        """What this kernel session has spent: requests, tokens, images and dollars, by
+        kind (chat, images, map, batch) and by model. ``--reset`` starts the count over."""
+        from .map_display import usage_table
+        from .usage import SESSION_USAGE
+
+        option = line.strip()
+        if option not in ("", "--reset"):
+            raise UsageError("%deepinfra_usage takes no arguments but --reset.")
+        if option == "--reset":
+            SESSION_USAGE.reset()
+            print("Session usage reset to zero.")
+            return
+        table = usage_table(SESSION_USAGE)
+        self._publish()(markdown_bundle(table, table.replace("`", "").replace("\\$", "$")), {})
 
     # --- %deepinfra_models ------------------------------------------------------------------
 
