@@ -391,7 +391,7 @@ class _ClientBase:
         if resume and store is None and self.recording is None:
             store = self.answer_store()  # recording/replay must see every request
         job = plan_map(
-            data, template, model, base_url=self.base_url, system=system,
+            data, template, model, system=system,
             temperature=temperature, max_tokens=max_tokens, params=params,
             store=store if resume else None,
         )  # fmt: skip

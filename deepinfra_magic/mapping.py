@@ -282,10 +282,12 @@ class MapInterrupted(KeyboardInterrupt):
 # --- the on-disk answer store ----------------------------------------------------------
 
 
-def request_key(base_url: str, body: Mapping[str, Any]) -> str:
-    """The store key (and batch ``custom_id``) of a request: 32 hex digits of its digest."""
+def request_key(body: Mapping[str, Any]) -> str:
+    """The store key (and batch ``custom_id``) of a request: 32 hex digits of the digest of
+    its body (model, messages, parameters). The server is not part of it, so a recording
+    made against one server replays against another."""
     canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(f"{base_url}\n{canonical}".encode()).hexdigest()[:32]
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 class AnswerStore:
@@ -466,7 +468,6 @@ def plan_map(
     template: str,
     model: str,
     *,
-    base_url: str,
     system: str | None,
     temperature: float | None,
     max_tokens: int | None,
@@ -487,7 +488,7 @@ def plan_map(
             max_tokens=max_tokens, params=params,
         )  # fmt: skip
         request = dataclasses.replace(request, max_retries=0)  # the scheduler retries rows
-        key = request_key(base_url, request.json or {})
+        key = request_key(request.json or {})
         rows.append(MapRow(position, label, prompt, key, request))
     if store is not None and rows:
         stored = store.get_many([row.key for row in rows])

@@ -208,7 +208,7 @@ def test_a_bad_key_stops_the_run_instead_of_failing_every_row(
 def _flow(rows: int, concurrency: int) -> tuple[MapFlow, list[float]]:
     now = [0.0]
     job = plan_map(
-        [f"r{i}" for i in range(rows)], "{}", "m", base_url="http://x", system=None,
+        [f"r{i}" for i in range(rows)], "{}", "m", system=None,
         temperature=None, max_tokens=None, params={}, store=None,
     )  # fmt: skip
     return MapFlow(job, concurrency, clock=lambda: now[0]), now
