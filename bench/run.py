@@ -31,6 +31,7 @@ BENCHMARKS = (
     "memory",
     "llama",
     "provider",
+    "map",
 )
 DEFAULT_OUTPUT = REPO_ROOT / "bench" / "results" / "latest.json"
 _PACKAGES = (
