@@ -453,6 +453,8 @@ class _ClientBase:
             SESSION_USAGE.record("batch", row_model, usage)
             if row is not None:
                 row.text, row.usage, row.error = outcome.text, usage, None
+                if self.replaying and self.recording is not None:
+                    row.replayed_from = self.recording.path.name
             if store is not None:
                 store.put(key, row_model, outcome.text, usage)
         if store is not None:

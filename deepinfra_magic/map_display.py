@@ -106,7 +106,8 @@ class MapProgressView:
             )  # fmt: skip
             self._label = ipywidgets.HTML()
             box = ipywidgets.VBox([self._bar, self._label])
-            self._publish({**box._repr_mimebundle_(), "text/plain": _plain(line)}, {})
+            alternative = f"Progress of the rows sent to {self._model} (a live bar while it runs)"
+            self._publish({**box._repr_mimebundle_(), "text/plain": alternative}, {})
         self._bar.value = progress.done + progress.failed
         self._bar.bar_style = "warning" if progress.failed else ""
         self._label.value = _html(line)
@@ -186,6 +187,8 @@ def map_summary(result: MapResult, *, sent_rows: int, preview: int = 5, note: st
         if usage.estimated_cost is not None:
             parts.append(money(usage.estimated_cost))
         parts.append(f"{result.elapsed:.1f} s")
+    if result.replayed_from:
+        parts.append(f"▶ replayed from {result.replayed_from}")
     lines = [" · ".join(parts)]
     if note:
         lines.append(note)

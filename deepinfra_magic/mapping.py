@@ -176,6 +176,7 @@ class MapRow:
     usage: Usage | None = None
     error: str | None = None
     cached: bool = False  # answered by an earlier run (from the disk store)
+    replayed_from: str | None = None  # the recording the answer came from
     attempts: int = 0
     rate_limited: int = 0
 
@@ -236,6 +237,11 @@ class MapResult:
     def errors(self) -> dict[Any, str]:
         """Why each failed row failed, by label."""
         return {row.label: row.error for row in self.rows if row.error and not row.answered}
+
+    @property
+    def replayed_from(self) -> str | None:
+        """The recording the answers came from, when they were replayed."""
+        return next((row.replayed_from for row in self.rows if row.replayed_from), None)
 
     @property
     def usage(self) -> Usage:
@@ -459,6 +465,7 @@ class MapJob:
         row.text = result.text
         row.usage = result.usage
         row.error = None
+        row.replayed_from = result.replayed_from
         if self.store is not None:
             self.store.put(row.key, self.model, result.text, result.usage)
 

@@ -174,6 +174,20 @@ SCRIPTS: dict[str, list[tuple[str, str, str | None]]] = {
             None,
         ),
     ],
+    "label_a_table": [
+        ("Review: Boils in two minutes", "positive", None),
+        ("Review: The sound is fine", "negative", None),
+        ("Review: Roomy, comfortable", "positive", None),
+        ("Review: Bright enough", "mixed", None),
+        ("Review: Crushes ice", "mixed", None),
+        ("Review: Turned inside out", "negative", None),
+        ("five words: Boils in two minutes", "Fast, stylish kettle; loved.", None),
+        ("five words: The sound is fine", "Ear cup broke in a week.", None),
+        ("five words: Roomy, comfortable", "Roomy, comfy, rainproof; rebuy.", None),
+        ("five words: Bright enough", "Bright but flimsy, flickering switch.", None),
+        ("five words: Crushes ice", "Crushes ice well, but loud.", None),
+        ("five words: Turned inside out", "Broke in first gust.", None),
+    ],
 }
 
 # Server settings per notebook (the default catalog has no vision model).

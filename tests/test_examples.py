@@ -52,7 +52,7 @@ def _outputs(cell: Any) -> list[dict[str, Any]]:
 
 
 def test_every_example_ships_with_its_recording_and_stripped_outputs() -> None:
-    assert NOTEBOOKS == ["ask_about_your_plot", "quickstart", "workshop"]
+    assert NOTEBOOKS == ["ask_about_your_plot", "label_a_table", "quickstart", "workshop"]
     for name in NOTEBOOKS:
         notebook = json.loads((EXAMPLES / f"{name}.ipynb").read_text())
         code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
@@ -103,11 +103,13 @@ def test_example_runs_offline_from_its_recording(name: str, offline_env: None) -
                     if info:  # ours, not a plot the notebook draws itself
                         assert data["text/plain"].startswith("[image ")
                     images += 1
-        if cell.source.startswith("%%deepinfra"):
+        if cell.source.startswith(("%%deepinfra ", "%%deepinfra\n")):
             replies = [o for o in outputs if "text/markdown" in o.get("data", {})]
             assert len(replies) >= 2, "a reply and its footer"
             text = replies[-2]["data"]["text/plain"]
             assert len(text) > 40 and "Markdown object" not in text
+    if name == "label_a_table":  # a table, not a chat: see test_label_a_table_...
+        return
     assert chats >= 4
     assert images >= 1
     assert error_lessons == (3 if name == "workshop" else 0)
@@ -197,3 +199,25 @@ def test_quickstart_reply_text_is_the_recorded_one(offline_env: None) -> None:
         if line.startswith("data: {") and '"choices": [{' in line
     )[:60]
     assert streamed[0].startswith(first_words)
+
+
+def test_label_a_table_fills_the_column_from_the_recording(offline_env: None) -> None:
+    notebook = _execute("label_a_table")
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    mapped = [cell for cell in code if cell.source.startswith("%%deepinfra_map")]
+    assert len(mapped) == 2
+    for cell in mapped:
+        summary = _outputs(cell)[-1]["data"]["text/plain"]
+        assert "6 rows" in summary and "6 answered" in summary, summary
+    assert (
+        "replayed from label_a_table.recording.json"
+        in _outputs(mapped[0])[-1]["data"]["text/plain"]
+    )
+    assert "Batch API job" in _outputs(mapped[1])[-1]["data"]["text/plain"]
+    counts = next(cell for cell in code if "value_counts" in cell.source)
+    shown = _outputs(counts)[0]["data"]["text/plain"]
+    assert "positive" in shown and "negative" in shown and "mixed" in shown
+    summaries = next(cell for cell in code if cell.source == "summaries")
+    assert "Crushes ice well, but loud." in _outputs(summaries)[0]["data"]["text/plain"]
+    usage = _outputs(code[-1])[0]["data"]["text/plain"]
+    assert "map" in usage and "batch" in usage
