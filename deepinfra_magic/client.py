@@ -237,6 +237,7 @@ class _ClientBase:
 
     _transport: SyncTransport | AsyncTransport
     _transport_type: ClassVar[type[SyncTransport] | type[AsyncTransport]]
+    _answers: AnswerStore | None = None  # opened on the first map that resumes
 
     def __init__(
         self,
@@ -403,10 +404,16 @@ class _ClientBase:
 
     def answer_store(self) -> AnswerStore:
         """The on-disk store of map answers and batch jobs (opened on first use)."""
-        store: AnswerStore | None = getattr(self, "_answers", None)
+        store = self._answers
         if store is None:
             store = self._answers = AnswerStore()
         return store
+
+    def _close_store(self) -> None:
+        store = self._answers
+        if store is not None:
+            store.close()
+            self._answers = None
 
     def _map_answer(self, row: MapRow, raw: RawResponse, started: float) -> ChatResult:
         model = str((row.request.json or {})["model"])
@@ -964,8 +971,9 @@ class DeepInfraClient(_ClientBase):
         return error.with_close_matches(catalog.close_matches(error.model or ""))
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (and the answer store, if opened)."""
         self._transport.close()
+        self._close_store()
 
     def __enter__(self) -> DeepInfraClient:
         return self
@@ -1224,8 +1232,9 @@ class AsyncDeepInfraClient(_ClientBase):
         return error.with_close_matches(catalog.close_matches(error.model or ""))
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (and the answer store, if opened)."""
         await self._transport.aclose()
+        self._close_store()
 
     async def __aenter__(self) -> AsyncDeepInfraClient:
         return self

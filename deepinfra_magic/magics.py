@@ -1008,7 +1008,7 @@ class DeepInfraMagics(Magics):
         if args.out:
             self.ip.user_ns[args.out] = result.output()
         if args.column:
-            data[args.column] = result.output()
+            data[args.column] = result.values  # by position: an index may repeat labels
         if isinstance(problem, KeyboardInterrupt) and not self.raise_on_interrupt:
             return
         if problem is not None:
