@@ -70,6 +70,7 @@ class MapProgressView:
         self._label: Any = None
         self._started = False
         self._last_text = 0.0
+        self._width = 0
 
     def update(self, progress: MapProgress) -> None:
         """Show where the run stands (the first call shows the bar)."""
@@ -90,7 +91,10 @@ class MapProgressView:
             return
         self._last_text = now
         self._started = True
-        self._out.write(f"\r⏳ {_plain(line)}\x1b[K")
+        text = f"⏳ {_plain(line)}"
+        pad = " " * max(0, self._width - len(text))  # blank out a longer previous line
+        self._width = len(text)
+        self._out.write(f"\r{text}{pad}")
         self._out.flush()
 
     def _show_widget(self, progress: MapProgress, line: str) -> bool:

@@ -138,3 +138,22 @@ def test_record_then_replay_the_whole_batch_flow(
         replay.batch_results(batch, job)
         assert job.result().values == recorded == ["bright", recorded[1]]
     assert len(fake_server.requests) == before
+
+
+def test_the_async_client_runs_the_same_flow(fake_server: FakeDeepInfra, library_env: Path) -> None:
+    import asyncio
+
+    from deepinfra_magic.client import AsyncDeepInfraClient
+
+    fake_server.script_reply("async answer", match="ping")
+
+    async def main() -> list[object]:
+        async with AsyncDeepInfraClient(CANARY_KEY, base_url=fake_server.url) as client:
+            job = client.plan_map(["ping"], "{}", max_tokens=3)
+            batch = await client.submit_batch(job)
+            batch = await client.wait_batch(batch.id, poll_interval=0)
+            await client.batch_results(batch, job)
+            assert [b.id for b in await client.batches()] == [batch.id]
+            return list(job.result().values)
+
+    assert asyncio.run(main()) == ["async answer"]

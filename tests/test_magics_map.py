@@ -112,6 +112,8 @@ def test_resume_after_a_kernel_restart_sends_only_missing_rows(
         timeout=120, check=True,
     )  # fmt: skip
     assert "ANSWERS 4" in done.stdout
+    store = magic_env / "deepinfra-magic" / "map-answers.sqlite3"
+    assert store.is_file() and CANARY_KEY.encode() not in store.read_bytes()
     sent = [r.json["messages"][-1]["content"] for r in fake_server.requests if r.path == CHAT_PATH]
     assert sent[3:] == ["Sentiment of: A new one"]
 
@@ -224,12 +226,14 @@ def test_usage_totals_by_kind_and_model(
     ip.run_line_magic("deepinfra_usage", "--reset")
     with capture_output():
         ip.run_cell_magic("deepinfra", "--max-tokens 5", "Hello")
+        ip.run_line_magic("deepinfra_image", "-n 2 two owls")
     run_map(ip, "reviews -o x --max-tokens 3", "Sentiment: {review}")
     with capture_output() as captured:
         ip.run_line_magic("deepinfra_usage", "")
     text = all_text(captured.outputs)
-    assert "4 requests" in text
+    assert "6 requests" in text and "2 images" in text
     assert re.search(r"\| chat \| 1 \|", text) and re.search(r"\| map \| 3 \|", text)
+    assert re.search(r"\| images \| 2 \| 0 \| 0 \| 2 \|", text)
     assert "Llama-3.3-70B-Instruct-Turbo" in text
     assert CANARY_KEY not in text
 
