@@ -18,8 +18,11 @@ from .errors import ConfigurationError, MissingAPIKeyError
 __all__ = [
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
+    "DEFAULT_BATCH_POLL_INTERVAL",
     "DEFAULT_CATALOG_TTL",
     "DEFAULT_IMAGE_MODEL",
+    "DEFAULT_MAP_CONCURRENCY",
+    "DEFAULT_MAP_CONFIRM_DOLLARS",
     "DEFAULT_MAX_HISTORY",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_MAX_TOKENS",
@@ -31,6 +34,7 @@ __all__ = [
     "FLAVOURS",
     "FLAVOUR_ENV",
     "KEY_ENV_VARS",
+    "MAP_STORE_FILE",
     "MAX_IMAGE_PIXELS",
     "RECORD_ENV",
     "REPLAY_ENV",
@@ -63,6 +67,12 @@ DEFAULT_REPLAY_SPEED = 1.0  # replay at the recorded pace
 MAX_IMAGE_PIXELS = 1_500_000
 TABLE_CHAR_BUDGET = 4_000
 TRACEBACK_CHAR_BUDGET = 4_000
+# A prompt over a table (mapping, batches): requests open at once, the cost above which the
+# magic asks for --yes, seconds between Batch API status checks, and the answer store's file.
+DEFAULT_MAP_CONCURRENCY = 16
+DEFAULT_MAP_CONFIRM_DOLLARS = 1.0
+DEFAULT_BATCH_POLL_INTERVAL = 10.0
+MAP_STORE_FILE = "map-answers.sqlite3"
 BASE_URL_ENV = "DEEPINFRA_BASE_URL"
 REPLAY_ENV = "DEEPINFRA_MAGIC_REPLAY"  # recordings to answer from (separated by os.pathsep)
 RECORD_ENV = "DEEPINFRA_MAGIC_RECORD"  # a recording to write every exchange to

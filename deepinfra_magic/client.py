@@ -34,8 +34,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, overload
 
 from ._config import (
+    DEFAULT_BATCH_POLL_INTERVAL,
     DEFAULT_CATALOG_TTL,
     DEFAULT_IMAGE_MODEL,
+    DEFAULT_MAP_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_TOKENS,
     DEFAULT_MODEL,
@@ -844,7 +846,7 @@ class DeepInfraClient(_ClientBase):
         template: str,
         model: str | None = None,
         *,
-        concurrency: int = 16,
+        concurrency: int = DEFAULT_MAP_CONCURRENCY,
         on_progress: ProgressCallback | None = None,
         **options: Any,
     ) -> MapResult:
@@ -859,7 +861,7 @@ class DeepInfraClient(_ClientBase):
         self,
         job: MapJob,
         *,
-        concurrency: int = 16,
+        concurrency: int = DEFAULT_MAP_CONCURRENCY,
         on_progress: ProgressCallback | None = None,
         progress_interval: float = 0.25,
     ) -> MapResult:
@@ -899,7 +901,7 @@ class DeepInfraClient(_ClientBase):
         self,
         batch_id: str,
         *,
-        poll_interval: float = 10.0,
+        poll_interval: float = DEFAULT_BATCH_POLL_INTERVAL,
         on_status: Callable[[BatchJob], None] | None = None,
     ) -> BatchJob:
         """Poll until the batch finishes (Ctrl-C stops waiting; the job keeps running)."""
@@ -1118,7 +1120,7 @@ class AsyncDeepInfraClient(_ClientBase):
         template: str,
         model: str | None = None,
         *,
-        concurrency: int = 16,
+        concurrency: int = DEFAULT_MAP_CONCURRENCY,
         on_progress: ProgressCallback | None = None,
         **options: Any,
     ) -> MapResult:
@@ -1130,7 +1132,7 @@ class AsyncDeepInfraClient(_ClientBase):
         self,
         job: MapJob,
         *,
-        concurrency: int = 16,
+        concurrency: int = DEFAULT_MAP_CONCURRENCY,
         on_progress: ProgressCallback | None = None,
         progress_interval: float = 0.25,
     ) -> MapResult:
@@ -1163,7 +1165,7 @@ class AsyncDeepInfraClient(_ClientBase):
         self,
         batch_id: str,
         *,
-        poll_interval: float = 10.0,
+        poll_interval: float = DEFAULT_BATCH_POLL_INTERVAL,
         on_status: Callable[[BatchJob], None] | None = None,
     ) -> BatchJob:
         """See :meth:`DeepInfraClient.wait_batch`."""

@@ -38,8 +38,11 @@ from ._args import (
     split_options_and_prompt,
 )
 from ._config import (
+    DEFAULT_BATCH_POLL_INTERVAL,
     DEFAULT_CATALOG_TTL,
     DEFAULT_IMAGE_MODEL,
+    DEFAULT_MAP_CONCURRENCY,
+    DEFAULT_MAP_CONFIRM_DOLLARS,
     DEFAULT_MAX_HISTORY,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_TOKENS,
@@ -329,11 +332,15 @@ class DeepInfraMagics(Magics):
         "normally, for notebooks that show errors.",
     ).tag(config=True)
     map_confirm_dollars = Float(
-        1.0, help="%%deepinfra_map asks for --yes when its cost estimate is above this."
+        DEFAULT_MAP_CONFIRM_DOLLARS,
+        help="%%deepinfra_map asks for --yes when its cost estimate is above this.",
     ).tag(config=True)
-    map_concurrency = Int(16, help="Requests %%deepinfra_map keeps open at once.").tag(config=True)
+    map_concurrency = Int(
+        DEFAULT_MAP_CONCURRENCY, help="Requests %%deepinfra_map keeps open at once."
+    ).tag(config=True)
     batch_poll_interval = Float(
-        10.0, help="Seconds between status checks of a Batch API job (grows to a minute)."
+        DEFAULT_BATCH_POLL_INTERVAL,
+        help="Seconds between status checks of a Batch API job (grows to a minute).",
     ).tag(config=True)
 
     def __init__(self, shell: InteractiveShell) -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._config import MAP_STORE_FILE
 from ._protocol import ApiRequest, RawResponse, chat_request, parse_chat_completion, parse_json
 from .errors import (
     APIConnectionError,
@@ -57,7 +58,6 @@ __all__ = [
     "read_rows",
 ]
 
-STORE_FILE = "map-answers.sqlite3"
 RATE_LIMIT_RETRIES = 50  # 429s a single row may meet before it counts as failed
 FATAL_ERRORS = (AuthenticationError, InsufficientCreditError, ModelNotFoundError)
 """Errors that every other row would meet too: the run stops instead of repeating them."""
@@ -306,7 +306,7 @@ class AnswerStore:
         if path is None:
             from .catalog import default_cache_dir
 
-            path = default_cache_dir() / STORE_FILE
+            path = default_cache_dir() / MAP_STORE_FILE
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
