@@ -441,7 +441,10 @@ class _ClientBase:
     ) -> None:
         """Put a finished batch's answers on the job's rows and in the store, and count
         them in the session's totals at the batch price."""
-        store = job.store if job is not None else self.answer_store()
+        if job is not None:
+            store = job.store
+        else:  # recording and replay keep nothing on disk
+            store = self.answer_store() if self.recording is None else None
         catalog = self.cached_catalog()
         rows = {row.key: row for row in job.rows} if job is not None else {}
         model = str(batch.metadata.get("model") or (job.model if job is not None else "batch"))

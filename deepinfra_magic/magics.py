@@ -1090,6 +1090,10 @@ class DeepInfraMagics(Magics):
                 f"cell again, or `%deepinfra_batches {batch_id}`, to collect its answers."
             )
             raise
+        if batch.output_file_id or batch.error_file_id:  # an expired job keeps what it did
+            client.batch_results(batch, job)
+        elif store is not None:
+            store.set_batch_status(batch_id, batch.status)  # never picked up again
         if batch.status != "completed":
             from .errors import ServerError
 
@@ -1097,7 +1101,6 @@ class DeepInfraMagics(Magics):
                 f"Batch {batch_id} ended {batch.status} ({batch.describe()}); run the cell "
                 "again to submit the remaining rows."
             )
-        client.batch_results(batch, job)
         return f"*Batch API job `{batch_id}` (20% below real-time prices).*"
 
     @no_var_expand
@@ -1117,8 +1120,13 @@ class DeepInfraMagics(Magics):
             self._publish()(markdown_bundle(table, table.replace("`", "")), {})
             return
         batch = client.batch(args.batch_id)
-        if batch.status != "completed":
+        if not batch.finished:
             print(f"{batch.describe()}. Answers can be collected once it is completed.")
+            return
+        if not (batch.output_file_id or batch.error_file_id):
+            if store is not None:
+                store.set_batch_status(batch.id, batch.status)
+            print(f"{batch.describe()}. It has no answers to collect.")
             return
         outcomes = client.batch_results(batch)
         answered = sum(outcome.text is not None for outcome in outcomes.values())

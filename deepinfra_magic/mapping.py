@@ -412,15 +412,6 @@ class CostEstimate:
     max_completion_tokens: int
     dollars: float | None  # None when the catalog has no price for the model
 
-    def describe(self) -> str:
-        """One line for the cost preview."""
-        if self.dollars is None:
-            return f"{self.rows} rows to send; no catalog price for this model, so no estimate."
-        return (
-            f"{self.rows} rows to send, ~{self.prompt_tokens:,} tokens in and at most "
-            f"{self.max_completion_tokens:,} out: up to ${self.dollars:.2f}"
-        )
-
 
 def estimate_tokens(text: str) -> int:
     """A rough token count (about four characters a token), for estimates only."""

@@ -246,3 +246,28 @@ def test_bad_input_gets_one_line_errors(ip: InteractiveShell, reviews: pd.DataFr
         ip.run_cell_magic("deepinfra_map", "plain --column x", "{}")
     with pytest.raises(UsageError, match="the cell is empty"):
         ip.run_cell_magic("deepinfra_map", "reviews", "  \n")
+
+
+def test_a_failed_batch_is_reported_in_one_line_and_a_rerun_submits_anew(
+    ip: InteractiveShell, fake_server: FakeDeepInfra
+) -> None:
+    from deepinfra_magic.errors import ServerError
+
+    ip.run_line_magic("config", "DeepInfraMagics.batch_poll_interval = 0")
+    ip.user_ns["words"] = ["alpha", "beta"]
+    client = ip.magics_manager.registry["DeepInfraMagics"].client()
+    job = client.plan_map(ip.user_ns["words"], "Say {}", temperature=0.7, max_tokens=3)
+    batch_id = client.submit_batch(job).id
+    failed = fake_server.batch_state.batches[batch_id]  # DeepInfra gave up on this job
+    failed.status = "failed"
+    failed.errors = {"object": "list", "data": [{"code": "x", "message": "model overloaded"}]}
+    with pytest.raises(ServerError, match=f"Batch {batch_id} ended failed.*model overloaded"):
+        with capture_output():
+            ip.run_cell_magic("deepinfra_map", "words -o out --batch-api --max-tokens 3", "Say {}")
+    assert ip.user_ns["out"] == [None, None]
+    run_map(ip, "words -o out --batch-api --max-tokens 3", "Say {}")
+    assert fake_server.count(BATCHES, "POST") == 2
+    assert all(isinstance(value, str) for value in ip.user_ns["out"])
+    with capture_output() as shown:
+        ip.run_line_magic("deepinfra_batches", batch_id)
+    assert "failed" in shown.stdout and "no answers to collect" in shown.stdout
