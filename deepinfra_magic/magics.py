@@ -996,10 +996,10 @@ class DeepInfraMagics(Magics):
         started = time.perf_counter()
         sent = len(job.missing)
         problem: BaseException | None = None
-        note = ""
+        notes: list[str] = []
         try:
             if args.batch_api:
-                note = self._map_by_batch(client, job, view)
+                self._map_by_batch(client, job, view, notes)
             elif sent:
                 concurrency = args.concurrency or self.map_concurrency
                 client.run_map(job, concurrency=concurrency, on_progress=view.update)
@@ -1010,7 +1010,7 @@ class DeepInfraMagics(Magics):
         result = job.result(time.perf_counter() - started, isinstance(problem, KeyboardInterrupt))
         if isinstance(problem, KeyboardInterrupt) and args.batch_api:
             result.interrupted = False  # the job runs on: nothing was lost
-        view.finish(map_summary(result, sent_rows=sent, note=note))
+        view.finish(map_summary(result, sent_rows=sent, note="\n\n".join(notes)))
         self.last_map = result
         if args.out:
             self.ip.user_ns[args.out] = result.output()
@@ -1061,11 +1061,11 @@ class DeepInfraMagics(Magics):
             return "text"
         return "widget" if getattr(self.ip, "kernel", None) is not None else "markdown"
 
-    def _map_by_batch(self, client: DeepInfraClient, job: Any, view: Any) -> str:
+    def _map_by_batch(self, client: DeepInfraClient, job: Any, view: Any, notes: list[str]) -> None:
         """Submit the missing rows as a Batch API job (or pick up the one already running
         for them), wait for it with a status line, then put its answers on the rows."""
         if not job.missing:
-            return ""
+            return
         store = job.store
         batch_id = store.pending_batch_for(r.key for r in job.missing) if store else None
         if batch_id is None:
@@ -1074,20 +1074,19 @@ class DeepInfraMagics(Magics):
             first = f"Submitted batch `{batch_id}`"
         else:
             first = f"Picked up batch `{batch_id}`, submitted earlier for these rows"
-        status = {"line": first}
+        view.update_status(first)
 
         def show(batch: Any) -> None:
-            status["line"] = f"{first} · {batch.describe().split(': ', 1)[1]}"
-            view.update_status(status["line"])
+            view.update_status(f"{first} · {batch.describe().split(': ', 1)[1]}")
 
         try:
             batch = client.wait_batch(
                 batch_id, poll_interval=self.batch_poll_interval, on_status=show
             )
         except KeyboardInterrupt:
-            view.update_status(
-                f"⏸ Stopped waiting: batch `{batch_id}` keeps running on DeepInfra. Run this "
-                f"cell again, or `%deepinfra_batches {batch_id}`, to collect its answers."
+            notes.append(
+                f"*⏸ Stopped waiting: batch `{batch_id}` keeps running on DeepInfra. Run this "
+                f"cell again, or `%deepinfra_batches {batch_id}`, to collect its answers.*"
             )
             raise
         if batch.output_file_id or batch.error_file_id:  # an expired job keeps what it did
@@ -1101,7 +1100,7 @@ class DeepInfraMagics(Magics):
                 f"Batch {batch_id} ended {batch.status} ({batch.describe()}); run the cell "
                 "again to submit the remaining rows."
             )
-        return f"*Batch API job `{batch_id}` (20% below real-time prices).*"
+        notes.append(f"*Batch API job `{batch_id}` (20% below real-time prices).*")
 
     @no_var_expand
     @line_magic

@@ -271,3 +271,35 @@ def test_a_failed_batch_is_reported_in_one_line_and_a_rerun_submits_anew(
     with capture_output() as shown:
         ip.run_line_magic("deepinfra_batches", batch_id)
     assert "failed" in shown.stdout and "no answers to collect" in shown.stdout
+
+
+class _CtrlCOn(InterruptingPublisher):
+    """Ctrl-C lands while a display update containing ``text`` is published (once)."""
+
+    def __init__(self, text: str, **kwargs: Any) -> None:
+        super().__init__(interrupt_at=0, **kwargs)
+        self.text: str | None = text
+
+    def publish(
+        self, data: dict[str, Any], metadata: Any = None, source: Any = None, **kw: Any
+    ) -> None:
+        if kw.get("update") and self.text and self.text in data.get(PLAIN, ""):
+            self.text = None
+            raise KeyboardInterrupt
+        super().publish(data, metadata, **kw)
+
+
+def test_ctrl_c_while_waiting_for_a_batch_leaves_the_job_running(
+    ip: InteractiveShell, reviews: pd.DataFrame, fake_server: FakeDeepInfra
+) -> None:
+    ip.run_line_magic("config", "DeepInfraMagics.batch_poll_interval = 0")
+    publisher = _CtrlCOn("in_progress", shell=ip)
+    ip.display_pub = publisher
+    with pytest.raises(KeyboardInterrupt):
+        ip.run_cell_magic("deepinfra_map", "reviews -o x --batch-api --max-tokens 3", "{review}")
+    summary = publisher.outputs[-1]["data"][PLAIN]
+    assert "keeps running on DeepInfra" in summary and "3 remaining" in summary
+    ip.run_cell_magic("deepinfra_map", "reviews -o x --batch-api --max-tokens 3", "{review}")
+    assert "Picked up batch" in all_text(publisher.rich_outputs)
+    assert fake_server.count(BATCHES, "POST") == 1
+    assert list(ip.user_ns["x"]) == ["positive", "negative", "neutral"]
