@@ -74,7 +74,7 @@ from .display import (
     reply_footer,
     rich_display_available,
 )
-from .errors import DeepInfraError
+from .errors import DeepInfraError, InvalidRequestError
 from .notebook import CellLog, NotebookReferenceError
 from .types import ChatResult, ContentDelta, ReasoningDelta
 
@@ -1114,8 +1114,14 @@ class DeepInfraMagics(Magics):
         client = self._ready_client()
         store = client.answer_store() if client.recording is None else None
         if args.batch_id is None:
-            local = {job["id"] for job in store.batches()} if store else set()
-            table = batches_table(client.batches(args.limit), local)
+            known = [job["id"] for job in store.batches()][: args.limit] if store else []
+            try:
+                listed = client.batches(args.limit)
+            except InvalidRequestError:
+                # DeepInfra's OpenAPI marks ``after`` as required when listing: if the list
+                # is refused, show the jobs submitted from here, one by one.
+                listed = [client.batch(batch_id) for batch_id in known]
+            table = batches_table(listed, set(known))
             self._publish()(markdown_bundle(table, table.replace("`", "")), {})
             return
         batch = client.batch(args.batch_id)

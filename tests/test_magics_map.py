@@ -303,3 +303,15 @@ def test_ctrl_c_while_waiting_for_a_batch_leaves_the_job_running(
     assert "Picked up batch" in all_text(publisher.rich_outputs)
     assert fake_server.count(BATCHES, "POST") == 1
     assert list(ip.user_ns["x"]) == ["positive", "negative", "neutral"]
+
+
+def test_batches_falls_back_to_the_jobs_submitted_here_when_listing_is_refused(
+    ip: InteractiveShell, fake_server: FakeDeepInfra
+) -> None:
+    client = ip.magics_manager.registry["DeepInfraMagics"].client()
+    batch_id = client.submit_batch(client.plan_map(["a"], "{}", max_tokens=3)).id
+    # deepinfra-openapi.json: GET /v1/openai/batches has ``after`` as a required parameter.
+    fake_server.add_fault(path=BATCHES, status=422, body_style="detail_list")
+    with capture_output() as listed:
+        ip.run_line_magic("deepinfra_batches", "")
+    assert batch_id in all_text(listed.outputs)
