@@ -29,7 +29,7 @@ def _items() -> list[str]:
 def _ours(url: str, concurrency: int = CONCURRENCY) -> tuple[float, Any]:
     from deepinfra_magic import DeepInfraClient
 
-    with DeepInfraClient(base_url=url, catalog_disk_cache=False) as client:
+    with DeepInfraClient(base_url=f"{url}/v1/openai", catalog_disk_cache=False) as client:
         started = time.perf_counter()
         result = client.map(
             _items(), TEMPLATE, MODEL, concurrency=concurrency, max_tokens=3, resume=False
@@ -41,7 +41,9 @@ def _ours_async(url: str) -> float:
     from deepinfra_magic import AsyncDeepInfraClient
 
     async def main() -> float:
-        async with AsyncDeepInfraClient(base_url=url, catalog_disk_cache=False) as client:
+        async with AsyncDeepInfraClient(
+            base_url=f"{url}/v1/openai", catalog_disk_cache=False
+        ) as client:
             started = time.perf_counter()
             result = await client.map(
                 _items(), TEMPLATE, MODEL, concurrency=CONCURRENCY, max_tokens=3, resume=False

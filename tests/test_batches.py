@@ -119,7 +119,7 @@ def test_record_then_replay_the_whole_batch_flow(
 ) -> None:
     recording = tmp_path / "batch.json"
     fake_server.script_reply("bright", match="sun")
-    with DeepInfraClient(CANARY_KEY, base_url=fake_server.url, record=recording) as live:
+    with DeepInfraClient(CANARY_KEY, base_url=fake_server.api_url, record=recording) as live:
         job = live.plan_map(["sun", "moon"], "Describe {}", max_tokens=3)
         batch = live.wait_batch(live.submit_batch(job).id, poll_interval=0)
         live.batch_results(batch, job)
@@ -132,7 +132,9 @@ def test_record_then_replay_the_whole_batch_flow(
     assert CANARY_KEY not in recording.read_text()
 
     before = len(fake_server.requests)
-    with DeepInfraClient(replay=recording, replay_speed=0, base_url="http://127.0.0.1:9") as replay:
+    with DeepInfraClient(
+        replay=recording, replay_speed=0, base_url="http://127.0.0.1:9/v1/openai"
+    ) as replay:
         job = replay.plan_map(["sun", "moon"], "Describe {}", max_tokens=3)
         batch = replay.wait_batch(replay.submit_batch(job).id, poll_interval=60)
         replay.batch_results(batch, job)
@@ -148,7 +150,7 @@ def test_the_async_client_runs_the_same_flow(fake_server: FakeDeepInfra, library
     fake_server.script_reply("async answer", match="ping")
 
     async def main() -> list[object]:
-        async with AsyncDeepInfraClient(CANARY_KEY, base_url=fake_server.url) as client:
+        async with AsyncDeepInfraClient(CANARY_KEY, base_url=fake_server.api_url) as client:
             job = client.plan_map(["ping"], "{}", max_tokens=3)
             batch = await client.submit_batch(job)
             batch = await client.wait_batch(batch.id, poll_interval=0)

@@ -105,7 +105,7 @@ def test_resume_after_a_kernel_restart_sends_only_missing_rows(
         "HOME": str(magic_env),
         "XDG_CACHE_HOME": str(magic_env),
         "DEEPINFRA_API_KEY": CANARY_KEY,
-        "DEEPINFRA_BASE_URL": fake_server.url,
+        "DEEPINFRA_BASE_URL": fake_server.api_url,
     }
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True,

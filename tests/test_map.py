@@ -115,7 +115,7 @@ def test_resume_in_a_new_process_sends_only_missing_rows(
         **os.environ,
         "XDG_CACHE_HOME": str(library_env),
         "DEEPINFRA_API_KEY": CANARY_KEY,
-        "DEEPINFRA_BASE_URL": fake_server.url,
+        "DEEPINFRA_BASE_URL": fake_server.api_url,
     }
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True,
@@ -157,7 +157,7 @@ def test_async_map_behaves_the_same(fake_server: FakeDeepInfra, library_env: Pat
     items = [f"q{index}" for index in range(20)]
 
     async def main() -> list[object]:
-        async with AsyncDeepInfraClient(CANARY_KEY, base_url=fake_server.url) as client:
+        async with AsyncDeepInfraClient(CANARY_KEY, base_url=fake_server.api_url) as client:
             first = await client.map(items, "Q {}", concurrency=8, max_tokens=3)
             second = await client.map(items, "Q {}", concurrency=8, max_tokens=3)
             assert second.cached == 20
