@@ -981,8 +981,8 @@ class DeepInfraMagics(Magics):
                 "%%deepinfra_map: the cell is empty; write the prompt, with {column} or {} fields."
             )
         client = self._ready_client()
-        model = args.model or self.default_model
         catalog = self._catalog_if_available(client)
+        model = args.model or client.default_model(self.default_model, catalog)
         if catalog is not None and catalog.is_image_model(model):
             raise UsageError(f"%%deepinfra_map: {model} is an image model; pick a text model.")
         temperature = self.temperature if args.temperature is None else args.temperature
