@@ -1016,7 +1016,9 @@ class DeepInfraMagics(Magics):
             self.ip.user_ns[args.out] = result.output()
         if args.column:
             data[args.column] = result.values  # by position: an index may repeat labels
-        if isinstance(problem, KeyboardInterrupt) and not self.raise_on_interrupt:
+        if isinstance(problem, KeyboardInterrupt):
+            if self.raise_on_interrupt:  # plain, like %%deepinfra: the summary said the rest
+                raise KeyboardInterrupt from None
             return
         if problem is not None:
             raise problem
