@@ -16,7 +16,7 @@ from tests.kernel_helpers import PLAIN, collect, magic_process_env, run
 
 pytestmark = pytest.mark.kernel
 
-ROWS = 40
+ROWS = 80  # 2 s of work at 4 at once: the interrupt lands well before the end
 
 
 @pytest.fixture
