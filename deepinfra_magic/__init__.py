@@ -5,8 +5,9 @@ In a notebook::
     %load_ext deepinfra_magic
 
 registers ``%%deepinfra`` (chat, streamed live), ``%deepinfra_image``, ``%deepinfra_models``,
-``%deepinfra_login``, ``%deepinfra_reset``, ``%deepinfra_history``, ``%deepinfra_replay`` and
-``%deepinfra_record``. Loading imports nothing heavy and makes no network call: the HTTP
+``%deepinfra_login``, ``%deepinfra_reset``, ``%deepinfra_history``, ``%deepinfra_replay``,
+``%deepinfra_record``, ``%%deepinfra_map`` (a prompt over a table), ``%deepinfra_batches``
+and ``%deepinfra_usage``. Loading imports nothing heavy and makes no network call: the HTTP
 client (httpx) loads on first use, so names like :class:`DeepInfraClient` are imported
 lazily from this package too.
 """
@@ -38,10 +39,12 @@ from .types import ChatResult, ContentDelta, ReasoningDelta, Usage
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
+    from .batches import BatchJob
     from .catalog import ModelCatalog, ModelInfo
     from .client import AsyncChatStream, AsyncDeepInfraClient, ChatStream, DeepInfraClient
     from .conversation import Conversation
     from .images import GeneratedImage, ImageResult
+    from .mapping import MapInterrupted, MapResult, RowError
     from .recording import Recording
 
 # Errors and result types are light and imported above; these load on first use (the
@@ -57,6 +60,10 @@ _LAZY = {
     "GeneratedImage": "images",
     "ImageResult": "images",
     "Recording": "recording",
+    "MapResult": "mapping",
+    "MapInterrupted": "mapping",
+    "RowError": "mapping",
+    "BatchJob": "batches",
 }
 
 __all__ = [
@@ -65,6 +72,7 @@ __all__ = [
     "AsyncChatStream",
     "AsyncDeepInfraClient",
     "AuthenticationError",
+    "BatchJob",
     "ChatResult",
     "ChatStream",
     "ConfigurationError",
@@ -77,6 +85,8 @@ __all__ = [
     "InsufficientCreditError",
     "InvalidRequestError",
     "InvalidResponseError",
+    "MapInterrupted",
+    "MapResult",
     "MissingAPIKeyError",
     "ModelCatalog",
     "ModelInfo",
@@ -85,6 +95,7 @@ __all__ = [
     "ReasoningDelta",
     "Recording",
     "ReplayError",
+    "RowError",
     "ServerError",
     "StreamError",
     "Usage",
