@@ -519,7 +519,6 @@ class AdaptiveLimit:
     limit: int = 0
     epoch: int = 0  # bumped at each cut; a 429 for a request sent earlier is already counted
     _credit: int = 0
-    cuts: int = 0
 
     def __post_init__(self) -> None:
         if self.ceiling < 1:
@@ -540,7 +539,6 @@ class AdaptiveLimit:
         self.limit = max(1, self.limit // 2)
         self.epoch += 1
         self._credit = 0
-        self.cuts += 1
 
 
 @dataclass
@@ -575,13 +573,6 @@ class MapProgress:
         return self.remaining / rate if rate else None
 
 
-@dataclass
-class _Sent:
-    row: MapRow
-    epoch: int
-    started: float
-
-
 class MapFlow:
     """Decides which rows go out when, and what each ending means; moves no bytes.
 
@@ -604,17 +595,11 @@ class MapFlow:
         self.started = clock()
         self._queue: deque[MapRow] = deque(job.missing)
         self._waiting: list[tuple[float, MapRow]] = []  # (not before, row), after a 429/5xx
-        self._open: dict[int, _Sent] = {}
+        self._open: set[int] = set()  # positions of the rows out right now
         self._fatal: DeepInfraError | None = None
-        self.sent = 0
         self.sent_done = 0
         for row in self._queue:
             row.error = None  # failed in an earlier run: try again
-
-    @property
-    def open(self) -> int:
-        """Requests out right now."""
-        return len(self._open)
 
     @property
     def finished(self) -> bool:
@@ -643,8 +628,7 @@ class MapFlow:
         while self._queue and len(self._open) < self.limit.limit:
             row = self._queue.popleft()
             row.attempts += 1
-            self._open[row.position] = _Sent(row, self.limit.epoch, now)
-            self.sent += 1
+            self._open.add(row.position)
             out.append((row, self.limit.epoch))
         return out
 
@@ -656,15 +640,16 @@ class MapFlow:
 
     def succeeded(self, row: MapRow, result: ChatResult) -> None:
         """A row's answer arrived."""
-        if self._open.pop(row.position, None) is None or row.answered:
+        if row.position not in self._open or row.answered:
             return  # never count a row twice
+        self._open.discard(row.position)
         self.job.finish_row(row, result)
         self.sent_done += 1
         self.limit.succeeded()
 
     def failed(self, row: MapRow, error: BaseException, epoch: int) -> None:
         """A row's request failed: wait and retry it, or keep the error on the row."""
-        self._open.pop(row.position, None)
+        self._open.discard(row.position)
         if row.answered:
             return
         message = getattr(error, "message", None) or str(error) or type(error).__name__
