@@ -8,7 +8,7 @@ were made (no live key was used), and it is reproducible offline.
 environment. The key is never written (the recorder writes no headers and scrubs the key
 value from everything it writes); the script checks the files afterwards anyway.
 
-    python scripts/record_examples.py [--live] [quickstart|workshop|ask_about_your_plot|label_a_table ...]
+    python scripts/record_examples.py [--live] [NAME ...]   (default: every example)
 """
 
 from __future__ import annotations
