@@ -71,6 +71,7 @@ from .display import (
     StdoutReplyView,
     image_caption,
     markdown_bundle,
+    money,
     reply_footer,
     rich_display_available,
 )
@@ -991,12 +992,12 @@ class DeepInfraMagics(Magics):
             data, template, model, system=args.system, temperature=temperature,
             max_tokens=max_tokens, **parse_params(args.param),
         )  # fmt: skip
-        self._confirm_cost(job, catalog, args)
+        estimate = self._confirm_cost(job, catalog, args)
         view = MapProgressView(self._publish(), model, self._progress_mode())
         started = time.perf_counter()
         sent = len(job.missing)
         problem: BaseException | None = None
-        notes: list[str] = []
+        notes: list[str] = [estimate] if estimate else []
         try:
             if args.batch_api:
                 self._map_by_batch(client, job, view, notes)
@@ -1039,15 +1040,16 @@ class DeepInfraMagics(Magics):
             )
         return data
 
-    def _confirm_cost(self, job: Any, catalog: ModelCatalog | None, args: Any) -> None:
-        """Refuse, before anything is sent, a run whose estimate is above the threshold."""
+    def _confirm_cost(self, job: Any, catalog: ModelCatalog | None, args: Any) -> str:
+        """Refuse, before anything is sent, a run whose estimate is above the threshold;
+        else the estimate as a note for the summary ("" when there is none)."""
         from .batches import DISCOUNT
 
         info = catalog.get(job.model) if catalog is not None else None
         estimate = job.estimate(info)
         dollars = estimate.dollars
         if dollars is None or not estimate.rows:
-            return
+            return ""
         if args.batch_api:
             dollars *= DISCOUNT
         if dollars > self.map_confirm_dollars and not args.yes:
@@ -1057,6 +1059,7 @@ class DeepInfraMagics(Magics):
                 f"out), above map_confirm_dollars (${self.map_confirm_dollars:g}): add --yes to "
                 "send, or lower --max-tokens."
             )
+        return f"*Estimated before sending: up to {money(dollars)} at catalog prices.*"
 
     def _progress_mode(self) -> str:
         if not self._rich():

@@ -48,6 +48,7 @@ def test_column_adds_the_answers_to_the_dataframe(
     shown = run_map(ip, "reviews --column sentiment --max-tokens 3", "Sentiment of: {review}")
     assert list(reviews["sentiment"]) == ["positive", "negative", "neutral"]
     assert "3 rows" in shown and "3 answered" in shown
+    assert "Estimated before sending: up to" in shown and "at catalog prices" in shown
     assert fake_server.count(CHAT_PATH) == 3
 
 
