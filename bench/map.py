@@ -1,4 +1,4 @@
-"""8. A prompt over 1,000 rows: ``DeepInfraClient.map`` against the ideal N·L/C and against
+"""9. A prompt over 1,000 rows: ``DeepInfraClient.map`` against the ideal N·L/C and against
 ``AsyncOpenAI`` with an ``asyncio.Semaphore``, and against a server that admits 8 requests
 at once and answers 429 to the rest.
 
@@ -85,7 +85,7 @@ def _openai(url: str) -> tuple[float, int]:
 
 
 def measure() -> list[Row]:
-    """Rows 8: the ideal-latency run and the 429 run."""
+    """Rows 9: the ideal-latency run and the 429 run."""
     ideal = ROWS * LATENCY / CONCURRENCY
     samples: dict[str, list[float]] = {"sync": [], "async": [], "openai": []}
     with fake_server(first_byte_delay=LATENCY) as url:
@@ -100,7 +100,7 @@ def measure() -> list[Row]:
     ours, ours_async, theirs = (median(samples[name]) for name in ("sync", "async", "openai"))
     rows = [
         Row(
-            f"8a. Map {ROWS:,} prompts at {LATENCY} s latency, concurrency {CONCURRENCY}, "
+            f"9a. Map {ROWS:,} prompts at {LATENCY} s latency, concurrency {CONCURRENCY}, "
             "`DeepInfraClient.map`",
             f"{ours:.2f} s",
             f"{ideal:.2f} s (ideal N·L/C)",
@@ -110,7 +110,7 @@ def measure() -> list[Row]:
             {"seconds": samples["sync"], "ideal": ideal},
         ),
         Row(
-            "8a. The same, `AsyncDeepInfraClient.map`",
+            "9a. The same, `AsyncDeepInfraClient.map`",
             f"{ours_async:.2f} s",
             f"{ideal:.2f} s (ideal N·L/C)",
             f"{ours_async / ideal:.3f}×",
@@ -119,7 +119,7 @@ def measure() -> list[Row]:
             {"seconds": samples["async"], "ideal": ideal},
         ),
         Row(
-            "8a. The same, `AsyncOpenAI` + `asyncio.Semaphore` (comparison)",
+            "9a. The same, `AsyncOpenAI` + `asyncio.Semaphore` (comparison)",
             f"{theirs:.2f} s",
             f"{ideal:.2f} s (ideal N·L/C)",
             f"{theirs / ideal:.3f}×",
@@ -149,7 +149,7 @@ def _rate_limited() -> list[Row]:
     met = finished == ROWS and duplicated == 0
     return [
         Row(
-            f"8b. Map {ROWS:,} prompts, server admits {ADMITTED} at once (429 + Retry-After: 1 "
+            f"9b. Map {ROWS:,} prompts, server admits {ADMITTED} at once (429 + Retry-After: 1 "
             f"beyond), `DeepInfraClient.map` at concurrency {CONCURRENCY}",
             f"{ours:.1f} s, {finished:,}/{ROWS:,} answered, {duplicated} duplicated",
             f"{capacity_ideal:.1f} s (ideal at {ADMITTED} at once)",
@@ -165,7 +165,7 @@ def _rate_limited() -> list[Row]:
             },
         ),
         Row(
-            "8b. The same server, `AsyncOpenAI` + `asyncio.Semaphore(32)` (comparison)",
+            "9b. The same server, `AsyncOpenAI` + `asyncio.Semaphore(32)` (comparison)",
             f"{theirs:.1f} s, {ROWS - their_failed:,}/{ROWS:,} answered",
             f"{capacity_ideal:.1f} s (ideal at {ADMITTED} at once)",
             f"{theirs / capacity_ideal:.2f}×",
@@ -173,7 +173,7 @@ def _rate_limited() -> list[Row]:
             None,
             {"seconds": theirs, "failed": their_failed},
             note=(
-                f"The server answers each completion after {LATENCY} s (own process); 8a: "
+                f"The server answers each completion after {LATENCY} s (own process); 9a: "
                 f"medians of {ROUNDS} interleaved rounds. With "
                 f"8 admitted, our map met {refused} refusals (429), halved its concurrency "
                 "and grew it back; a row counts as duplicated if the server saw more "

@@ -142,7 +142,8 @@ def multipart(fields: Mapping[str, str], filename: str, data: bytes) -> tuple[by
 def upload_request(jsonl: bytes, filename: str = "deepinfra-map.jsonl") -> ApiRequest:
     """Upload the input file (purpose ``batch``); the answer is a FileObject."""
     body, content_type = multipart({"purpose": "batch"}, filename, jsonl)
-    return ApiRequest("POST", FILES_PATH, content=body, content_type=content_type)
+    # "billable": sent again only after a 429, so a lost answer never makes a second file
+    return ApiRequest("POST", FILES_PATH, content=body, content_type=content_type, kind="billable")
 
 
 def create_request(file_id: str, metadata: Mapping[str, str]) -> ApiRequest:
@@ -153,7 +154,7 @@ def create_request(file_id: str, metadata: Mapping[str, str]) -> ApiRequest:
         "completion_window": COMPLETION_WINDOW,
         "metadata": dict(metadata),
     }
-    return ApiRequest("POST", BATCHES_PATH, json=body)
+    return ApiRequest("POST", BATCHES_PATH, json=body, kind="billable")  # never two jobs
 
 
 def retrieve_request(batch_id: str) -> ApiRequest:

@@ -32,6 +32,7 @@ from ._config import MAP_STORE_FILE
 from ._protocol import ApiRequest, RawResponse, chat_request, parse_chat_completion, parse_json
 from .errors import (
     APIConnectionError,
+    APITimeoutError,
     AuthenticationError,
     DeepInfraError,
     InsufficientCreditError,
@@ -667,9 +668,7 @@ class MapFlow:
             self._queue.clear()  # the rows not sent stay unanswered (None), not failed
             self._waiting.clear()
             return
-        elif isinstance(error, (ServerError, APIConnectionError)) and row.attempts <= (
-            self.max_retries
-        ):
+        elif _repeatable(error) and row.attempts <= self.max_retries:
             self._waiting.append((self.clock() + self._backoff(row), row))
             return
         row.error = shorten(message, 300)
@@ -694,6 +693,15 @@ class MapFlow:
             concurrency=self.limit.limit,
             sent_done=self.sent_done,
         )
+
+
+def _repeatable(error: BaseException) -> bool:
+    """Failures after which a row may go out again without paying twice: a gateway that
+    did not pass it on (502/503/504), or a connection lost before any answer. Not a 500
+    (the model may have run) nor a read timeout (it may still be running)."""
+    if isinstance(error, ServerError):
+        return error.status_code in (502, 503, 504)
+    return isinstance(error, APIConnectionError) and not isinstance(error, APITimeoutError)
 
 
 ProgressCallback = Callable[[MapProgress], None]

@@ -81,4 +81,5 @@ def test_list_and_unknown_ids(http: httpx.Client) -> None:
 
 def test_every_path_needs_a_key(fake_server: FakeDeepInfra) -> None:
     with httpx.Client(base_url=fake_server.url) as anonymous:
-        assert anonymous.get("/v1/openai/batches").status_code == 401
+        # the same answer as every other path without a key (fake_server: S13)
+        assert anonymous.get("/v1/openai/batches").status_code == 403

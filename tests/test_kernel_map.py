@@ -1,6 +1,7 @@
 """``%%deepinfra_map`` in a real kernel driven over ZMQ: the progress bar is a widget whose
 value moves, and an interrupt (the ■ button) stops the run at once, keeps the finished rows
-and leaves the kernel usable; running the cell again sends only the rest."""
+and leaves the kernel usable; running the cell again sends only the rest. (That open
+requests are hung up on is checked in tests/test_map.py, where it can be made certain.)"""
 
 from __future__ import annotations
 
@@ -67,7 +68,6 @@ def test_interrupt_keeps_finished_rows_and_a_rerun_sends_the_rest(
     assert any("widget-view" in str(m["content"].get("data", {})) for m in seen)
     summary = execution.of_type("display_data")[-1]["content"]["data"][PLAIN]
     assert "Interrupted" in summary
-    assert fake_server.wait_for_disconnect(timeout=10)  # open requests were hung up on
 
     counted = run(kernel, "print(sum(isinstance(v, str) for v in out))")
     answered = int(counted.stdout)

@@ -150,7 +150,8 @@ class _CtrlCAfterRows(InterruptingPublisher):
 def test_ctrl_c_stops_at_once_keeps_finished_rows_and_says_how_many_remain(
     ip: InteractiveShell, fake_server: FakeDeepInfra
 ) -> None:
-    fake_server.configure(first_byte_delay=0.05)
+    fake_server.add_fault(times=3, first_byte_delay=0.0)  # three quick answers, then
+    fake_server.add_fault(times=None, first_byte_delay=30.0)  # nothing for 30 s
     ip.user_ns["items"] = [f"item {index}" for index in range(12)]
     publisher = _CtrlCAfterRows(3, shell=ip)
     ip.display_pub = publisher
@@ -158,9 +159,11 @@ def test_ctrl_c_stops_at_once_keeps_finished_rows_and_says_how_many_remain(
         ip.run_cell_magic("deepinfra_map", "items -o out --concurrency 2 --max-tokens 3", "{}")
     summary = publisher.outputs[-1]["data"][PLAIN]
     answered = sum(isinstance(value, str) for value in ip.user_ns["out"])
-    remaining = 12 - answered
-    assert answered >= 3 and remaining > 0
-    assert f"{remaining} remain" in summary and "Interrupted" in summary
+    assert answered == 3 and ip.user_ns["out"][3:] == [None] * 9
+    assert "9 remain" in summary and "Interrupted" in summary
+    assert fake_server.wait_for_disconnect(timeout=10, count=2)  # stopped at once
+    fake_server.reset()  # answers come quickly again
+    remaining = 9
     before = fake_server.count(CHAT_PATH)
     ip.display_pub = InterruptingPublisher(10**6, shell=ip)
     ip.run_cell_magic("deepinfra_map", "items -o out --concurrency 2 --max-tokens 3", "{}")

@@ -138,7 +138,7 @@ def test_changed_parameters_are_new_questions(
 def test_429s_halve_concurrency_and_every_row_is_answered_exactly_once(
     make_client: Callable[..., DeepInfraClient], fake_server: FakeDeepInfra
 ) -> None:
-    fake_server.configure(max_concurrent=4, first_byte_delay=0.02)
+    fake_server.configure(max_concurrent=4, first_byte_delay=0.1)
     items = [f"row-{index:03d}" for index in range(60)]
     for item in items:
         fake_server.script_reply(f"answer {item}", match=item)
@@ -168,10 +168,11 @@ def test_async_map_behaves_the_same(fake_server: FakeDeepInfra, library_env: Pat
     assert len(set(prompts_sent(fake_server))) == 20
 
 
-def test_ctrl_c_keeps_finished_rows_and_a_rerun_sends_the_rest(
+def test_ctrl_c_keeps_finished_rows_hangs_up_and_a_rerun_sends_the_rest(
     make_client: Callable[..., DeepInfraClient], fake_server: FakeDeepInfra
 ) -> None:
-    fake_server.configure(first_byte_delay=0.05)
+    fake_server.add_fault(times=3, first_byte_delay=0.0)  # three quick answers, then
+    fake_server.add_fault(times=None, first_byte_delay=30.0)  # nothing for 30 s
     client = make_client()
     items = [f"i{index}" for index in range(12)]
 
@@ -183,8 +184,10 @@ def test_ctrl_c_keeps_finished_rows_and_a_rerun_sends_the_rest(
         client.map(items, "{}", concurrency=2, max_tokens=3, on_progress=press_ctrl_c)
     partial = stopped.value.result
     assert isinstance(stopped.value, KeyboardInterrupt)
-    assert partial.interrupted and partial.answered >= 3 and partial.remaining > 0
+    assert partial.interrupted and partial.answered == 3 and partial.remaining == 9
     assert partial.answered + partial.remaining == 12
+    assert fake_server.wait_for_disconnect(timeout=10, count=2)  # both open requests cut
+    fake_server.reset()  # answers come quickly again
     before = fake_server.count(CHAT_PATH)
     rest = client.map(items, "{}", concurrency=2, max_tokens=3)
     assert rest.answered == 12 and rest.cached == partial.answered
@@ -238,10 +241,20 @@ def test_one_burst_of_429s_halves_once_then_concurrency_grows_back_slowly() -> N
     assert limit.limit == 5  # one more after a window's worth of successes
 
 
-def test_server_errors_are_retried_then_kept_on_the_row() -> None:
+def test_gateway_errors_are_retried_then_kept_on_the_row() -> None:
     flow, now = _flow(1, 1)
     for _ in range(3):
         now[0] += 100
         [(row, epoch)] = flow.ready()
-        flow.failed(row, ServerError("HTTP 503"), epoch)
+        flow.failed(row, ServerError("HTTP 503", status_code=503), epoch)
     assert flow.finished and row.error == "HTTP 503"
+
+
+def test_a_500_or_a_read_timeout_is_not_sent_again_the_model_may_have_run() -> None:
+    from deepinfra_magic.errors import APITimeoutError
+
+    for error in (ServerError("HTTP 500", status_code=500), APITimeoutError("no data")):
+        flow, _ = _flow(1, 1)
+        [(row, epoch)] = flow.ready()
+        flow.failed(row, error, epoch)
+        assert flow.finished and row.attempts == 1 and row.error == error.message
