@@ -960,6 +960,7 @@ class DeepInfraMagics(Magics):
 
     @no_var_expand
     @cell_magic
+    @_one_line_errors
     def deepinfra_map(self, line: str, cell: str) -> None:
         """Ask the cell (a template) for every row of DATA, many requests at once.
 
@@ -1109,6 +1110,7 @@ class DeepInfraMagics(Magics):
 
     @no_var_expand
     @line_magic
+    @_one_line_errors
     def deepinfra_batches(self, line: str) -> None:
         """List Batch API jobs: ``%deepinfra_batches [--limit N]``; ``%deepinfra_batches ID``
         shows one job and, when it has finished, collects its answers into the answer
@@ -1148,6 +1150,7 @@ class DeepInfraMagics(Magics):
         )
 
     @line_magic
+    @_one_line_errors
     def deepinfra_usage(self, line: str) -> None:
         """What this kernel session has spent: requests, tokens, images and dollars, by
         kind (chat, images, map, batch) and by model. ``--reset`` starts the count over."""
