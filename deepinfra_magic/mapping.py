@@ -453,13 +453,14 @@ class MapJob:
         return MapResult(self.rows, self.model, self.data, elapsed, interrupted)
 
     def finish_row(self, row: MapRow, result: ChatResult) -> None:
-        """Record an answer (and keep it on disk)."""
+        """Record an answer, on disk first: a Ctrl-C landing in between must not leave a row
+        that counts as answered but would be asked again after a restart."""
+        if self.store is not None:
+            self.store.put(row.key, self.model, result.text, result.usage)
         row.text = result.text
         row.usage = result.usage
         row.error = None
         row.replayed_from = result.replayed_from
-        if self.store is not None:
-            self.store.put(row.key, self.model, result.text, result.usage)
 
 
 def plan_map(

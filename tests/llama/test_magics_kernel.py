@@ -60,7 +60,7 @@ def test_chat_with_no_key_stores_the_result_and_history(kc: Any) -> None:
     assert shown.stdout.split() == [MODEL, "length", "True", "False"]
     history = run(kc, "%deepinfra_history")
     (listing,) = history.of_type("display_data")
-    assert f"**{MODEL}**: " in markdown(listing)
+    assert f"**{MODEL}**:" in markdown(listing)
 
 
 def test_ctrl_c_mid_reply_keeps_the_text_and_the_server_sees_the_hang_up(
