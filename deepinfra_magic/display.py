@@ -1,8 +1,9 @@
 """Showing replies and images: throttled live Markdown in notebooks, plain stdout elsewhere.
 
-A notebook gets display data updated in place (``update_display_data``), coalesced so
-that update traffic stays a small multiple of the reply; very long replies are frozen
-into segments at paragraph breaks so each update stays small. A terminal (or any
+A notebook gets the reply live through display updates (``update_display_data``) at a
+steady pace; finished parts are frozen at line breaks so each update resends only a short
+tail. When the reply ends it is published once more as fresh display data, the one output
+that stays (and the only one a frontend that ignores updates shows). A terminal (or any
 frontend that cannot render Markdown) gets the text printed once, as it arrives.
 Everything here runs on the main thread and never builds HTML from model text.
 """
@@ -18,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from ._buffer import TextBuffer
 from ._markdown import escape_dollars
 
 if TYPE_CHECKING:
@@ -28,21 +28,28 @@ if TYPE_CHECKING:
 __all__ = [
     "ImageGallery",
     "LiveSection",
+    "MarkdownContext",
     "Publisher",
     "ReplyView",
     "StdoutReplyView",
     "Throttle",
     "markdown_bundle",
     "rich_display_available",
-    "safe_split_point",
 ]
 
 METADATA_KEY = "deepinfra_magic"
-# Coalescing: at least `update_interval` between updates, and at most this many bytes of
-# update traffic per second, so the interval grows with the text being resent.
-UPDATE_BYTES_PER_SECOND = 6_000
-# A live segment longer than this is frozen at a paragraph break (outside code fences).
-SEGMENT_CHARS = 8_000
+# Freezing: once the live tail has cost this many times its own length in updates, the
+# finished part (up to a line break) is frozen into its output and only the rest stays live.
+# Each update then resends a short tail, so the traffic stays a small multiple of the reply.
+TAIL_COST_FACTOR = 2
+# A tail without any line break is cut at a space once it is this long (one huge line).
+LONG_LINE_CHARS = 160
+# Frozen outputs are merged this many at a time (a counter in base MERGE_GROUP), so a reply
+# of N frozen parts keeps about (MERGE_GROUP - 1) * log(N) outputs: JupyterLab hides the
+# outputs of a cell beyond 50 (its ``maxNumberOutputs``), and a saved notebook stays small.
+MERGE_GROUP = 8
+# A slow stream updates when this much is new (or after 1.75 intervals, at the latest).
+MIN_UPDATE_CHARS = 64
 
 
 class Publisher(Protocol):
@@ -89,131 +96,285 @@ def metadata_for(info: dict[str, Any] | None) -> dict[str, Any]:
     return {METADATA_KEY: info} if info else {}
 
 
+def _new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
 class Throttle:
-    """Decides when an update is due: never more often than ``interval``, and less often
-    as the resent text grows (at most ``bytes_per_second`` of update traffic)."""
+    """Steady pacing of live updates: one is due once ``interval`` has passed since the
+    last, whatever the size of the text (freezing keeps each update small instead).
+
+    A slow stream waits for ``min_chars`` new characters, up to 1.75 intervals, so
+    that an update carries more text than message overhead.
+    """
 
     def __init__(
         self,
         interval: float,
-        bytes_per_second: float = UPDATE_BYTES_PER_SECOND,
         clock: Callable[[], float] = time.monotonic,
+        min_chars: int = MIN_UPDATE_CHARS,
     ) -> None:
         self.interval = interval
-        self.bytes_per_second = bytes_per_second
         self.clock = clock
+        self.min_chars = min_chars
         self.last = -1e9
 
-    def due(self, size: int) -> bool:
-        """True if an update of ``size`` characters may be sent now."""
+    def due(self, pending: int) -> bool:
+        """True if an update showing ``pending`` new characters may be sent now."""
         elapsed = self.clock() - self.last
-        return elapsed >= self.interval and elapsed >= size / self.bytes_per_second
+        if pending >= self.min_chars:
+            return elapsed >= self.interval
+        return elapsed >= 1.75 * self.interval
 
     def sent(self) -> None:
         """Note that an update went out now."""
         self.last = self.clock()
 
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.MULTILINE)
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
+_TABLE_DELIMITER = re.compile(r" {0,3}\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*")
 
 
-def safe_split_point(text: str, limit: int) -> int:
-    """Index of the last paragraph break at or after which ``text`` can be cut without
-    splitting a code fence, searching up to ``limit``; 0 when there is none."""
-    cut = 0
-    inside = False
-    fence = ""
-    position = 0
-    for line in text[:limit].splitlines(keepends=True):
-        match = _FENCE.match(line)
-        if match:
-            marker = match.group(1)
-            if not inside:
-                inside, fence = True, marker[0] * 3
-            elif marker.startswith(fence):
-                inside = False
-        position += len(line)
-        if not inside and line.strip() == "" and position < len(text):
-            cut = position
-    return cut
+class MarkdownContext:
+    """Where the text seen so far (line by line) stands: inside a code fence or a table.
+
+    A part cut there is shown with the fence's opening line or the table's header in
+    front, so that it still renders as code or as a table on its own.
+    """
+
+    __slots__ = ("_fence", "_marker", "_previous", "_table")
+
+    def __init__(self) -> None:
+        self._fence = ""  # the opening line while inside a fence
+        self._marker = ""
+        self._table = ""  # header and delimiter rows while inside a table
+        self._previous = ""
+
+    @property
+    def prefix(self) -> str:
+        """What a part starting here needs in front to render as it would in the whole."""
+        return self._fence or self._table
+
+    @property
+    def plain(self) -> bool:
+        """True outside fences and tables (a part may start here with nothing in front)."""
+        return not (self._fence or self._table)
+
+    def feed(self, line: str) -> None:
+        """Take one complete line (without its line break)."""
+        fence = _FENCE.fullmatch(line)
+        if self._fence:
+            marker = fence.group(1) if fence else ""
+            if marker[:1] == self._marker[:1] and len(marker) >= len(self._marker):
+                if not fence or not fence.group(2).strip():
+                    self._fence = self._marker = ""
+        elif fence and not (fence.group(1)[0] == "`" and "`" in fence.group(2)):
+            self._fence, self._marker, self._table = line + "\n", fence.group(1), ""
+        elif self._table:
+            if "|" not in line or not line.strip():
+                self._table = ""
+        elif "|" in self._previous and _TABLE_DELIMITER.fullmatch(line) and "-" in line:
+            self._table = f"{self._previous}\n{line}\n"
+        self._previous = line
+
+
+class _Frozen:
+    """A finished part of a section, shown in one output: its text, the Markdown context
+    it starts in, and its level in the merge counter (it holds MERGE_GROUP**level parts)."""
+
+    __slots__ = ("level", "prefix", "text")
+
+    def __init__(self, text: str, prefix: str, level: int) -> None:
+        self.text = text
+        self.prefix = prefix
+        self.level = level
+
+
+_PLACEHOLDER = object()  # an output this section took over, showing something else
 
 
 class LiveSection:
-    """One growing piece of text shown through display handles, updated coalesced.
+    """One growing text shown live through a few display outputs, updated at a steady pace.
 
-    The first handle may already exist (a placeholder); when the text outgrows
-    ``SEGMENT_CHARS`` the finished part is frozen into its own output and a new
-    handle continues with the rest, so each update resends only the live tail.
+    Only the tail is resent: once resending it has cost ``TAIL_COST_FACTOR`` times its
+    length, the finished part up to a line break is frozen into its output (a code fence
+    or table cut there is reopened in the next output) and a new output continues with
+    the rest. Frozen outputs are merged now and then so that they stay few. The first
+    output may be a placeholder that already exists. Live updates carry Markdown only.
     """
 
     def __init__(
         self,
         publish: Publisher,
-        render: Callable[[str], dict[str, str]],
+        render: Callable[[str, bool], dict[str, str]],
         throttle: Throttle,
-        display_id: str | None = None,
-        segment_chars: int = SEGMENT_CHARS,
+        display_ids: list[str] | None = None,
+        markdown: bool = True,
+        placeholder: bool = False,
     ) -> None:
         self._publish = publish
-        self._render = render
+        self._render = render  # (text, is the first output) -> bundle
         self._throttle = throttle
-        self._segment_chars = segment_chars
-        self._display_id = display_id  # an existing handle to take over, if any
-        self._shown = display_id is not None
-        self._parts = TextBuffer()
-        self._live_start = 0  # index in the full text where the live segment starts
-        self._length = 0
-        self._dirty = False
+        self._markdown = markdown
+        # Outputs in order: those given exist already and are empty, or (``placeholder``)
+        # the first shows something else; more are made as needed.
+        self._ids: list[str] = list(display_ids or [])
+        self._showing: list[object] = [None] * len(self._ids)
+        if placeholder and self._ids:
+            self._showing[0] = _PLACEHOLDER
+        self._frozen: list[_Frozen] = []
+        self._tail: list[str] = []
+        self._tail_length = 0
+        self._tail_prefix = ""
+        self._tail_cost = 0  # characters of this tail sent so far
+        self._line: list[str] = []  # the current line, not yet ended
+        self._line_break = 0  # in the tail: just after its last line break
+        self._shown_length = 0  # of the tail, by the last update
+        self._held = 0  # the last update showed the tail up to here, for freezing
+        self._held_prefix = ""  # the Markdown context there
+        self._context = MarkdownContext()
+        self._pending = 0  # characters not shown yet
+        self.length = 0
 
     @property
     def text(self) -> str:
         """Everything appended so far."""
-        return str(self._parts)
+        return "".join([*(part.text for part in self._frozen), *self._tail])
+
+    @property
+    def display_ids(self) -> list[str]:
+        """The outputs this section showed text in (to be emptied when the reply ends)."""
+        pairs = zip(self._ids, self._showing, strict=True)
+        return [ident for ident, shown in pairs if shown is not None]
 
     def append(self, delta: str) -> None:
         """Add text; an update goes out if one is due."""
-        self._parts.append(delta)
-        self._length += len(delta)
-        self._dirty = True
-        if self._throttle.due(self._length - self._live_start):
-            self.flush()
-
-    def flush(self, metadata: dict[str, Any] | None = None, suffix: str = "") -> None:
-        """Send the current text now. ``metadata`` marks the final update, which always
-        goes out and carries the full bundle (Markdown and its text/plain fallback)."""
-        final = metadata is not None
-        if not self._dirty and not final:
+        if not delta:
             return
-        live = self.text[self._live_start :]
-        if len(live) > self._segment_chars:
-            cut = safe_split_point(live, len(live) - 1)
-            if cut > 0:  # freeze the finished part where Markdown can be split safely
-                self._send(live[:cut], metadata or {}, final=True)
-                self._live_start += cut
-                self._display_id = None
-                live = live[cut:]
-        self._send(live + suffix, metadata or {}, final=final)
-        self._dirty = False
+        self._tail.append(delta)
+        self._tail_length += len(delta)
+        self.length += len(delta)
+        self._pending += len(delta)
+        if "\n" in delta:
+            self._scan(delta)
+        else:
+            self._line.append(delta)
+        if self._throttle.due(self._pending):
+            self.update()
+
+    def _scan(self, delta: str) -> None:
+        """Follow the Markdown context over the lines that ``delta`` ends."""
+        base = self._tail_length - len(delta)
+        start = 0
+        while (end := delta.find("\n", start)) >= 0:
+            line = "".join([*self._line, delta[start:end]])
+            self._line = []
+            self._context.feed(line)
+            start = end + 1
+        if start < len(delta):
+            self._line = [delta[start:]]
+        self._line_break = base + start
+
+    def update(self) -> None:
+        """Show the new text now.
+
+        Freezing takes two updates and resends nothing: once the tail has cost enough,
+        one update shows it only up to a line break (the rest of the line waits), and
+        the next freezes exactly what that one showed and goes on in a new output.
+        """
+        if not self._pending:
+            return
+        tail = "".join(self._tail)
+        if self._held:
+            tail = self._freeze(tail)
+        shown = tail
+        if self._tail_cost >= TAIL_COST_FACTOR * len(tail):
+            self._held = self._hold_point(tail)
+            if self._held:
+                shown = tail[: self._held]
+                self._held_prefix = self._context.prefix if self._held == self._line_break else ""
+        self._tail = [tail] if tail else []
+        self._show(shown)
+        self._tail_cost += len(shown)
+        self._shown_length = len(shown)
+        self._pending = len(tail) - len(shown)
         self._throttle.sent()
 
-    def _send(self, text: str, metadata: dict[str, Any], final: bool) -> None:
-        bundle = self._render(text)
-        if not final and len(bundle) > 1:
-            # Intermediate updates only reach Markdown-capable frontends (that is how the
-            # view was chosen): skip the text/plain copy to halve the traffic.
+    def _hold_point(self, tail: str) -> int:
+        """Where the tail may end for freezing, without hiding anything already shown:
+        its last line break, else (one very long line) its last space; 0 for none."""
+        if self._line_break and self._line_break >= self._shown_length:
+            return self._line_break
+        if len(tail) >= LONG_LINE_CHARS and self._context.plain:
+            space = tail.rfind(" ") + 1
+            if space and space >= self._shown_length:
+                return space
+        return 0
+
+    def _freeze(self, tail: str) -> str:
+        """Freeze the part of ``tail`` that the last update showed (its output already
+        shows it), merge frozen parts if due, and return the rest of the tail."""
+        cut = self._held
+        part = _Frozen(tail[:cut], self._tail_prefix, 0)
+        self._frozen.append(part)
+        self._showing[len(self._frozen) - 1] = part
+        self._tail_prefix = self._held_prefix if self._markdown else ""
+        self._tail_length -= cut
+        self._line_break = max(self._line_break - cut, 0)
+        self._held = self._tail_cost = self._shown_length = 0
+        group = self._frozen[-MERGE_GROUP:]
+        while len(group) == MERGE_GROUP and len({part.level for part in group}) == 1:
+            merged = _Frozen("".join(p.text for p in group), group[0].prefix, group[0].level + 1)
+            self._frozen[-MERGE_GROUP:] = [merged]
+            group = self._frozen[-MERGE_GROUP:]
+        return tail[cut:]
+
+    def close(self) -> list[str]:
+        """End the live view of this section: its whole text in its first output, the
+        others emptied and handed back (so the next section reuses them and a cell's
+        outputs stay few: JupyterLab hides those beyond its ``maxNumberOutputs``)."""
+        if len(self.display_ids) > 1 or self._pending:
+            self._frozen = [_Frozen(self.text, "", len(self._frozen))]
+            self._tail, self._tail_length, self._pending, self._held = [], 0, 0, 0
+            self._show("")
+        return self._ids[1:]
+
+    def _show(self, tail: str) -> None:
+        """Bring every output up to date: frozen parts that changed, the tail, and
+        outputs left over after a merge emptied."""
+        for position, part in enumerate(self._frozen):
+            if self._shown_at(position) is not part:
+                self._send(position, part, self._live_bundle(part.prefix + part.text, position))
+        position = len(self._frozen)
+        if tail:
+            self._send(position, tail, self._live_bundle(self._tail_prefix + tail, position))
+            position += 1
+        for extra in range(position, len(self._ids)):
+            if self._showing[extra] is not None:
+                self._send(extra, None, {})
+
+    def _shown_at(self, position: int) -> object:
+        return self._showing[position] if position < len(self._showing) else None
+
+    def _live_bundle(self, text: str, position: int) -> dict[str, str]:
+        bundle = self._render(text, position == 0)
+        if len(bundle) > 1:
+            # Live updates only matter to frontends that apply them, which all render
+            # Markdown: skip the text/plain copy to halve the traffic. A frontend that
+            # ignores updates (jupyter console) then prints nothing for them either.
             bundle.pop("text/plain", None)
-        if self._display_id is None:
-            self._display_id = uuid.uuid4().hex
-            update = False
-        else:
-            update = self._shown
-        self._publish(
-            bundle,
-            metadata_for(metadata),
-            transient={"display_id": self._display_id},
-            update=update,
-        )
-        self._shown = True
+        return bundle
+
+    def _send(self, position: int, content: object, bundle: dict[str, str]) -> None:
+        if position == len(self._ids):
+            # A new output starts empty and gets its text by update, like every live
+            # text: a frontend that ignores updates (jupyter console) shows none of it,
+            # only the finished reply.
+            self._ids.append(_new_id())
+            self._showing.append(None)
+            self._publish({}, {}, transient={"display_id": self._ids[position]}, update=False)
+        self._publish(bundle, {}, transient={"display_id": self._ids[position]}, update=True)
+        self._showing[position] = content
 
 
 def _quote(text: str) -> str:
@@ -221,8 +382,32 @@ def _quote(text: str) -> str:
     return "\n".join("> " + line if line else ">" for line in text.split("\n"))
 
 
+REASONING_HEADER = "💭 **Reasoning**\n\n"
+
+
+def _reasoning_bundle(text: str, first: bool = True) -> dict[str, str]:
+    header = REASONING_HEADER if first else ""
+    return markdown_bundle(header + _quote(text), "💭 Reasoning:\n" + text)
+
+
+def _answer_bundle(text: str, first: bool = True) -> dict[str, str]:
+    return markdown_bundle(text)
+
+
+def _text_bundle(text: str, first: bool = True) -> dict[str, str]:
+    return {"text/plain": text}
+
+
 class ReplyView:
-    """A streamed reply in a notebook: placeholder, reasoning, answer, footer."""
+    """A streamed reply in a notebook: placeholder, live reasoning and answer, and at the
+    end one clean output each for the reasoning and the answer, then the footer.
+
+    The finished reply is published as fresh ``display_data`` (so frontends that ignore
+    display updates, like jupyter console, show it), and only then are the live outputs
+    emptied with an update to an empty bundle: JupyterLab then renders nothing for them,
+    and nothing else printed in the cell (a notice on stderr, an earlier reply) is
+    touched, which ``clear_output`` would wipe.
+    """
 
     def __init__(
         self,
@@ -233,11 +418,10 @@ class ReplyView:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._publish = publish
-        self._interval = update_interval
         self._markdown = markdown
-        self._clock = clock  # replaceable, so a benchmark can replay a reply's timing
+        self._throttle = Throttle(update_interval, clock)  # one pace for both sections
         self._model = model
-        self._placeholder = uuid.uuid4().hex
+        self._placeholder = _new_id()
         self._placeholder_free = True
         self.reasoning: LiveSection | None = None
         self.answer: LiveSection | None = None
@@ -256,56 +440,71 @@ class ReplyView:
             update=False,
         )
 
-    def _section(self, render: Callable[[str], dict[str, str]]) -> LiveSection:
-        """A new section, taking over the placeholder if it is still unused."""
-        display_id = self._placeholder if self._placeholder_free else None
-        self._placeholder_free = False
-        throttle = Throttle(self._interval, clock=self._clock)
-        return LiveSection(self._publish, render, throttle, display_id)
+    def _section(
+        self,
+        render: Callable[[str, bool], dict[str, str]],
+        markdown: bool,
+        empty: list[str] | None = None,
+    ) -> LiveSection:
+        """A new section in the ``empty`` outputs, or taking over the unused placeholder."""
+        if self._placeholder_free:
+            self._placeholder_free = False
+            return LiveSection(
+                self._publish, render, self._throttle, [self._placeholder], markdown, True
+            )
+        return LiveSection(self._publish, render, self._throttle, empty, markdown)
 
     def add_reasoning(self, delta: str) -> None:
         """Reasoning text: shown quoted and labelled, never mixed into the answer."""
         if self.reasoning is None:
-            self.reasoning = self._section(
-                lambda text: markdown_bundle(
-                    "💭 **Reasoning**\n\n" + _quote(text), "💭 Reasoning:\n" + text
-                )
-            )
+            self.reasoning = self._section(_reasoning_bundle, True)
         self.reasoning.append(delta)
 
     def add_answer(self, delta: str) -> None:
         """Answer text, rendered as Markdown with a text/plain fallback."""
         if self.answer is None:
-            if self.reasoning is not None:
-                self.reasoning.flush()
-            self.answer = self._section(markdown_bundle if self._markdown else _plain_bundle)
+            free = self.reasoning.close() if self.reasoning is not None else None
+            render = _answer_bundle if self._markdown else _text_bundle
+            self.answer = self._section(render, self._markdown, free)
         self.answer.append(delta)
 
-    def finish(self, footer: str, metadata: dict[str, Any], note: str = "") -> None:
-        """Final updates (always sent: normal end, error or interrupt), then the footer
-        (none when ``footer`` is empty)."""
-        if self.reasoning is not None:
-            self.reasoning.flush(metadata)
-        suffix = f"\n\n{note}" if note else ""
-        if self.answer is not None:
-            self.answer.flush(metadata, suffix)
-        elif self._placeholder_free:  # no answer: turn the placeholder into the note
-            text = note or "*(empty reply)*"
-            self._publish(
-                markdown_bundle(text, _plain(text)),
-                metadata_for(metadata),
-                transient={"display_id": self._placeholder},
-                update=True,
-            )
-            self._placeholder_free = False
-        elif note:  # only reasoning arrived: the note goes below it
-            self._publish(markdown_bundle(note, _plain(note)), metadata_for(metadata))
+    def finish(
+        self,
+        footer: str,
+        metadata: dict[str, Any],
+        note: str = "",
+        *,
+        text: str | None = None,
+        reasoning: str | None = None,
+    ) -> None:
+        """End the reply (normally, on an error or on Ctrl-C): the reasoning and the answer
+        (``text``/``reasoning`` when given: everything received, even what never reached
+        the live view), the note, the footer (none when empty); then empty the live outputs.
+        """
+        info = metadata_for(metadata)
+        if reasoning is None:
+            reasoning = self.reasoning.text if self.reasoning is not None else ""
+        if text is None:
+            text = self.answer.text if self.answer is not None else ""
+        if reasoning:
+            self._publish(_reasoning_bundle(reasoning), info)
+        if text:
+            plain = f"{text}\n\n{_plain(note)}" if note else text
+            if self._markdown:
+                self._publish(markdown_bundle(f"{text}\n\n{note}" if note else text, plain), info)
+            else:
+                self._publish({"text/plain": plain}, info)
+        elif note or not reasoning:
+            note = note or "*(empty reply)*"
+            self._publish(markdown_bundle(note, _plain(note)), info)
         if footer:
-            self._publish(markdown_bundle(footer, _plain(footer)), metadata_for(metadata))
-
-
-def _plain_bundle(text: str) -> dict[str, str]:
-    return {"text/plain": text}
+            self._publish(markdown_bundle(footer, _plain(footer)), info)
+        live = [self._placeholder] if self._placeholder_free else []
+        for section in (self.reasoning, self.answer):
+            if section is not None:
+                live += section.display_ids
+        for ident in live:
+            self._publish({}, {}, transient={"display_id": ident}, update=True)
 
 
 def _plain(markdown: str) -> str:
@@ -323,8 +522,9 @@ class StdoutReplyView:
     def __init__(self, model: str, update_interval: float, stream: TextIO | None = None) -> None:
         self._out = stream if stream is not None else sys.stdout
         self._model = model
-        self._throttle = Throttle(update_interval, bytes_per_second=float("inf"))
+        self._throttle = Throttle(update_interval)
         self._section = ""
+        self._printed = {"reasoning": 0, "answer": 0}  # characters written of each
 
     def start(self) -> None:
         """Say which model is being asked."""
@@ -335,7 +535,8 @@ class StdoutReplyView:
             self._out.write(header)
             self._section = section
         self._out.write(delta)
-        if self._throttle.due(0):
+        self._printed[section] += len(delta)
+        if self._throttle.due(self._throttle.min_chars):
             self._out.flush()
             self._throttle.sent()
 
@@ -348,9 +549,27 @@ class StdoutReplyView:
         header = "\n\n" if self._section == "reasoning" else ""
         self._write("answer", header, delta)
 
-    def finish(self, footer: str, metadata: dict[str, Any], note: str = "") -> None:
-        """End the reply with the note (interrupt/error) and the footer line."""
+    def finish(
+        self,
+        footer: str,
+        metadata: dict[str, Any],
+        note: str = "",
+        *,
+        text: str | None = None,
+        reasoning: str | None = None,
+    ) -> None:
+        """End the reply: whatever of ``reasoning``/``text`` was received but not printed
+        yet (a reply that was not streamed, text that came with an error), the note
+        (interrupt/error) and the footer line."""
         del metadata  # text frontends have no output metadata
+        if (
+            reasoning
+            and len(reasoning) > self._printed["reasoning"]
+            and not self._printed["answer"]
+        ):
+            self.add_reasoning(reasoning[self._printed["reasoning"] :])
+        if text and len(text) > self._printed["answer"]:
+            self.add_answer(text[self._printed["answer"] :])
         if note:
             self._out.write(f"\n\n{_plain(note)}")
         self._out.write(f"\n\n{_plain(footer)}\n" if footer else "\n")

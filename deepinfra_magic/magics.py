@@ -590,7 +590,7 @@ class DeepInfraMagics(Magics):
             from .attachments import summary
 
             footer += " · " + summary(attachments)
-        view.finish(footer, result.metadata(), note)
+        view.finish(footer, result.metadata(), note, text=result.text, reasoning=result.reasoning)
         self.last_response = result
         if args.out:
             self.ip.user_ns[args.out] = result
@@ -782,7 +782,8 @@ class DeepInfraMagics(Magics):
         params: dict[str, Any],
         stream: bool,
     ) -> tuple[ChatResult, DeepInfraError | None]:
-        """Feed the reply into the view; on Ctrl-C or an error keep what arrived.
+        """Feed the reply into the view; on Ctrl-C or an error keep what arrived (the
+        caller's ``view.finish`` shows the result's text: everything that was received).
 
         The placeholder is shown and the request made inside the try: an interrupt that
         lands before the first byte (even while the placeholder is being sent) is a stopped
@@ -796,10 +797,7 @@ class DeepInfraMagics(Magics):
                     messages, model, stream=False, temperature=temperature,
                     max_tokens=max_tokens, **params,
                 )  # fmt: skip
-                if result.reasoning:
-                    view.add_reasoning(result.reasoning)
-                view.add_answer(result.text)
-                return result, None
+                return result, None  # shown whole by the view's finish
             reply = client.chat(
                 messages, model, temperature=temperature, max_tokens=max_tokens, **params
             )

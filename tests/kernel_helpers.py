@@ -72,38 +72,63 @@ def display_id(output: RichOutput) -> str | None:
     return transient.get("display_id")
 
 
+def notebook_view(outputs: Iterable[RichOutput]) -> list[RichOutput]:
+    """What a notebook shows once the messages are applied, as JupyterLab and nbclient
+    apply them: an update replaces every output shown under its display id, and an
+    output whose bundle is empty renders nothing (so it is left out here)."""
+    shown: list[RichOutput] = []
+    for output in outputs:
+        ident = display_id(output)
+        if output.update:
+            shown = [
+                RichOutput(output.data, output.metadata, output.transient)
+                if display_id(old) == ident
+                else old
+                for old in shown
+            ]
+        else:
+            shown.append(output)
+    return [output for output in shown if output.data]
+
+
+def console_view(outputs: Iterable[RichOutput]) -> list[str]:
+    """What jupyter console prints: the text/plain of each fresh display, as it arrives
+    (it ignores ``update_display_data``)."""
+    return [str(o.data[PLAIN]) for o in outputs if not o.update and PLAIN in o.data]
+
+
 @dataclass
 class Reply:
-    """The display messages of one ``%%deepinfra`` cell, split the way a frontend sees them."""
+    """The display messages of one ``%%deepinfra`` cell, and what a notebook shows of them:
+    the finished reply (reasoning, answer or note) then the footer."""
 
     outputs: list[RichOutput]
     placeholder: RichOutput = field(init=False)
-    footer: RichOutput = field(init=False)
+    shown: list[RichOutput] = field(init=False)
 
     def __post_init__(self) -> None:
         assert self.outputs, "the magic published nothing"
         self.placeholder = self.outputs[0]
-        self.footer = self.outputs[-1]
+        self.shown = notebook_view(self.outputs)
 
     def messages_for(self, ident: str | None) -> list[RichOutput]:
         """Every message that shows or updates display ``ident``."""
         return [o for o in self.outputs if display_id(o) == ident]
 
     @property
-    def answer_id(self) -> str | None:
-        """The display carrying the answer: the last display id that was used."""
-        ids = [display_id(o) for o in self.outputs if display_id(o) is not None]
-        return ids[-1] if ids else None
+    def live(self) -> list[RichOutput]:
+        """The live updates that carried text (before the finished reply)."""
+        return [o for o in self.outputs if o.update and o.data]
 
     @property
-    def answer(self) -> list[RichOutput]:
-        """Messages of the answer display (first show, updates, final update)."""
-        return self.messages_for(self.answer_id)
+    def footer(self) -> RichOutput:
+        """The last output shown: the footer line."""
+        return self.shown[-1]
 
     @property
     def final(self) -> RichOutput:
-        """The last update of the answer: what stays in the notebook."""
-        return self.answer[-1]
+        """The finished answer (or note) as shown: the output before the footer."""
+        return self.shown[-2] if len(self.shown) > 1 else self.shown[-1]
 
     @property
     def final_text(self) -> str:
@@ -112,7 +137,7 @@ class Reply:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """Our metadata on the final update."""
+        """Our metadata on the final answer."""
         info: dict[str, Any] = self.final.metadata[METADATA_KEY]
         return info
 

@@ -29,6 +29,7 @@ from tests.kernel_helpers import (
     Reply,
     all_text,
     chat_bodies,
+    console_view,
     display_id,
     images_in,
 )
@@ -51,10 +52,10 @@ def user_messages(body: dict) -> list[str]:
 # --- the display messages -------------------------------------------------------------------------
 
 
-def test_reply_is_one_display_then_updates_of_it_then_a_full_final_update(
+def test_reply_grows_in_place_then_ends_as_one_fresh_output_and_the_footer(
     ip: InteractiveShell, fake_server: FakeDeepInfra
 ) -> None:
-    # An interval no stream can reach: exactly one live update, then the final one.
+    # An interval no stream can reach: exactly one live update, then the finished reply.
     ip.run_line_magic("config", "DeepInfraMagics.update_interval = 3600")
     fake_server.configure(token_delay=0.002)
     reply = chat(ip, "Hello there")
@@ -65,19 +66,32 @@ def test_reply_is_one_display_then_updates_of_it_then_a_full_final_update(
     assert DEFAULT in first.data[PLAIN] and DEFAULT in first.data[MARKDOWN]
     ident = display_id(first)
     assert ident is not None
-    # Placeholder, one live update, the final update, all on one display; then the footer.
-    assert [display_id(o) for o in reply.outputs] == [ident, ident, ident, None]
-    live, final = reply.outputs[1], reply.outputs[2]
-    assert live.update is True and final.update is True
-    assert set(live.data) == {MARKDOWN}  # intermediate updates skip the text/plain copy
+    # Placeholder, one live update of it; the finished reply and the footer as fresh
+    # outputs; then the placeholder emptied.
+    assert [(display_id(o), o.update) for o in reply.outputs] == [
+        (ident, False),
+        (ident, True),
+        (None, False),
+        (None, False),
+        (ident, True),
+    ]
+    live, final, _, emptied = reply.outputs[1:]
+    assert set(live.data) == {MARKDOWN}  # live updates skip the text/plain copy
     assert expected.startswith(live.data[MARKDOWN]) and live.data[MARKDOWN] != expected
     assert final.data == {MARKDOWN: expected, PLAIN: expected}
+    assert emptied.data == {}
     info = final.metadata[METADATA_KEY]
     assert info["model"] == DEFAULT
     assert info["finish_reason"] == "stop"
     assert info["interrupted"] is False and info["error"] is None
     assert info["usage"]["completion_tokens"] > 0
-    assert reply.footer.update is False
+    # What a notebook shows, and what jupyter console (which ignores updates) prints.
+    assert reply.shown == [final, reply.footer]
+    assert console_view(reply.outputs) == [
+        f"⏳ Asking {DEFAULT}…",
+        expected,
+        reply.footer_text,
+    ]
 
 
 def test_updates_are_throttled_far_below_the_token_count(
@@ -90,36 +104,37 @@ def test_updates_are_throttled_far_below_the_token_count(
     elapsed = time.monotonic() - started
     text = filler_reply(tokens)
 
-    updates = [o for o in reply.answer if o.update]
     assert reply.final.data[PLAIN] == text
     assert ip.user_ns["r"].usage.completion_tokens == tokens
     # The throttle's invariant (interval 0.1 s), whatever the machine's speed...
-    assert len(updates) <= elapsed / 0.1 + 2
+    assert len(reply.live) <= elapsed / 0.1 + 2
     # ...live (several updates over a second) yet far fewer messages than tokens.
-    assert len(updates) >= 3
-    assert len(updates) * 5 < tokens
-    # Each live update is a prefix of the reply: text only grows.
-    shown = [o.data[MARKDOWN] for o in updates]
-    assert all(text.startswith(s) for s in shown)
-    assert [len(s) for s in shown] == sorted(len(s) for s in shown)
+    assert len(reply.live) >= 3
+    assert len(reply.live) * 5 < tokens
+    # Each live update shows a piece of the reply; together they only ever grow it.
+    assert all(o.data[MARKDOWN] in text for o in reply.live)
 
 
-def test_a_long_reply_is_frozen_into_segments_that_join_to_the_full_text(
+def test_a_long_reply_freezes_finished_parts_and_each_update_resends_only_a_tail(
     ip: InteractiveShell, fake_server: FakeDeepInfra
 ) -> None:
-    tokens = 1600  # about 9,400 characters: more than one live segment (8,000)
-    fake_server.configure(reply_tokens=tokens)
-    reply = chat(ip, "Write at length", f"--max-tokens {tokens}")
-    text = filler_reply(tokens)
-    ids = list(dict.fromkeys(display_id(o) for o in reply.outputs if display_id(o)))
-    assert len(ids) == 2
-    finals = [reply.messages_for(ident)[-1] for ident in ids]
-    assert all(set(f.data) == {MARKDOWN, PLAIN} for f in finals)
-    first, second = (f.data[PLAIN] for f in finals)
-    assert first + second == text
-    assert first.endswith("\n\n") and len(second) < len(first)  # cut at a paragraph break
-    assert reply.messages_for(ids[1])[0].update is False  # the rest is a new output
-    assert finals[1].metadata[METADATA_KEY]["finish_reason"] == "stop"
+    ip.run_line_magic("config", "DeepInfraMagics.update_interval = 0.002")
+    fake_server.configure(token_delay=0.0005)
+    text = "".join(f"Line {i}: " + "word " * 8 + "\n" for i in range(200))  # about 10 KB
+    fake_server.script_reply(text)
+    reply = chat(ip, "Write at length")
+
+    assert reply.final.data == {MARKDOWN: text, PLAIN: text}
+    ids = list(dict.fromkeys(display_id(o) for o in reply.live))
+    # Parts were frozen into outputs, and merged eight at a time so they stay few: at
+    # most 200 parts (one per line) need three levels of seven outputs, and the tail.
+    assert 2 < len(ids) <= 7 * 3 + 1
+    # No live update resent the reply from its start once it was long.
+    late = [o for o in reply.live if "Line 199" in o.data[MARKDOWN]]
+    assert late and all(not o.data[MARKDOWN].startswith("Line 0:") for o in late)
+    # Every live output ends empty: the notebook shows the reply once, then the footer.
+    assert reply.shown == [reply.final, reply.footer]
+    assert reply.final.update is False
 
 
 def test_footer_names_model_tokens_first_token_speed_and_cost(
@@ -149,10 +164,9 @@ def test_reasoning_is_shown_apart_quoted_and_labelled_and_kept_out_of_the_conver
     reasoning = default_reasoning("Why is the sky blue?")
     answer = default_reply(REASONER, "Why is the sky blue?")
 
-    ids = [display_id(o) for o in reply.outputs if display_id(o)]
-    reasoning_id, answer_id = ids[0], ids[-1]
-    assert reasoning_id != answer_id  # two displays: reasoning, then the answer
-    reasoning_final = reply.messages_for(reasoning_id)[-1]
+    reasoning_final, final, footer = reply.shown  # the reasoning in its own output first
+    assert footer is reply.footer
+    assert final is reply.final
     assert reasoning_final.data[MARKDOWN] == "💭 **Reasoning**\n\n> " + reasoning
     assert reasoning_final.data[PLAIN] == "💭 Reasoning:\n" + reasoning
     assert reply.final.data[PLAIN] == answer
@@ -303,7 +317,7 @@ def test_format_text_sends_plain_text_only(
 ) -> None:
     fake_server.configure(token_delay=0.002)
     reply = chat(ip, "Hi", "-f text")
-    assert all(set(o.data) == {PLAIN} for o in reply.answer[1:])
+    assert reply.live and all(set(o.data) == {PLAIN} for o in reply.live)
     assert reply.final.data == {PLAIN: default_reply(DEFAULT, "Hi")}
 
 
