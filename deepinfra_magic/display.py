@@ -667,11 +667,11 @@ class ImageProgress:
         self._show(self._status(elapsed, done), update=True)
 
     def finish(self, caption: str, metadata: dict[str, Any] | None = None) -> None:
-        """Replace the progress line with the caption (or the note of what went wrong)."""
+        """Show the caption (or the note of what went wrong) as a fresh output, so that a
+        frontend that ignores display updates shows it too; then empty the progress line."""
+        self._publish(markdown_bundle(caption, _plain(caption)), metadata_for(metadata))
         if self._rich:
-            self._show(caption, update=True, metadata=metadata or {})
-        else:
-            self._publish(markdown_bundle(caption, _plain(caption)), metadata_for(metadata))
+            self._publish({}, {}, transient={"display_id": self._id}, update=True)
 
 
 def show_image(publish: Publisher, image: GeneratedImage, metadata: dict[str, Any]) -> None:

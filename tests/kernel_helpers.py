@@ -219,6 +219,35 @@ class Execution:
             m["content"]["text"] for m in self.of_type("stream") if m["content"]["name"] == "stdout"
         )
 
+    def console_text(self) -> str:
+        """What jupyter console prints: streams, the text/plain of fresh displays and
+        results, and errors, in order; it ignores ``update_display_data``."""
+        parts: list[str] = []
+        for message in self.messages:
+            kind, content = message["msg_type"], message["content"]
+            if kind == "stream":
+                parts.append(content["text"])
+            elif kind in ("display_data", "execute_result") and PLAIN in content["data"]:
+                parts.append(content["data"][PLAIN] + "\n")
+            elif kind == "error":
+                parts.append("\n".join(content["traceback"]) + "\n")
+        return "".join(parts)
+
+    def notebook_outputs(self) -> list[dict[str, Any]]:
+        """The cell's outputs as a notebook shows them: updates applied by display id (as
+        nbclient and JupyterLab do), outputs left with an empty bundle dropped."""
+        outputs: list[dict[str, Any]] = []
+        for message in self.messages:
+            kind, content = message["msg_type"], message["content"]
+            ident = (content.get("transient") or {}).get("display_id")
+            if kind == "update_display_data":
+                for output in outputs:
+                    if output.get("display_id") == ident:
+                        output.update(data=content["data"], metadata=content["metadata"])
+            elif kind in ("display_data", "execute_result", "stream", "error"):
+                outputs.append({"output_type": kind, "display_id": ident, **content})
+        return [o for o in outputs if o["output_type"] != "display_data" or o["data"]]
+
 
 def collect(
     kc: Any, msg_id: str, timeout: float = 60.0, seen: list[dict[str, Any]] | None = None

@@ -83,11 +83,11 @@ def test_twenty_interrupts_at_random_points_keep_text_and_close_connections(
         kinds = [m["msg_type"] for m in execution.messages]
         trace = "\n".join(execution.error["traceback"]) if execution.error else ""
         assert len(finals) >= 2, (attempt, stop_after, kinds, trace)
-        *_, reply, footer = finals  # the reply's final update, then the footer under it
+        *_, reply, footer = finals  # the finished reply, then the footer under it
         assert footer["data"][PLAIN].startswith("⏹ interrupted")
         assert reply["metadata"][KEY]["interrupted"] is True
         shown = reply["data"][PLAIN]
-        partial = shown.partition("\n\n*⏹ Interrupted")[0]
+        partial = shown.partition("\n\n⏹ Interrupted")[0]
         assert "⏹ Interrupted" in shown
         check = run(kc, f"print(repr(reply_{attempt}.text), reply_{attempt}.interrupted)")
         kept, interrupted = check.stdout.rsplit(" ", 1)

@@ -123,7 +123,8 @@ def test_kernel_runs_the_venv_python(executed: Executed) -> None:
 
 
 def test_saved_reply_is_the_final_text_with_markdown_and_plain(executed: Executed) -> None:
-    answer, footer = executed.outputs(2)  # the placeholder became the answer: no extra output
+    emptied, answer, footer = executed.outputs(2)
+    assert emptied["data"] == {}  # the live output, emptied: JupyterLab renders nothing
     text = default_reply(DEFAULT, HELLO)
     assert answer["output_type"] == "display_data"
     assert answer["data"] == {MARKDOWN: text, PLAIN: text}
@@ -136,7 +137,8 @@ def test_saved_reply_is_the_final_text_with_markdown_and_plain(executed: Execute
 
 
 def test_saved_image_and_its_caption(executed: Executed) -> None:
-    caption, image = executed.outputs(5)  # the progress line, turned into the caption
+    emptied, image, caption = executed.outputs(5)  # the progress line is emptied
+    assert emptied["data"] == {}
     assert set(image["data"]) == {"image/png", PLAIN}
     assert image["data"][PLAIN] == "[image 64×64 image/png, seed 7: a red square]"
     assert image["metadata"][METADATA_KEY]["seed"] == 7
@@ -152,7 +154,8 @@ def test_errors_are_saved_as_one_line_even_under_verbose_tracebacks(executed: Ex
     (line,) = missing["traceback"]
     assert f"Did you mean: {DEFAULT}" in line
     # The refused image left a note, not a stuck progress line.
-    assert "No image" in executed.outputs(4)[0]["data"][PLAIN]
+    assert executed.outputs(4)[0]["data"] == {}
+    assert "No image" in executed.outputs(4)[1]["data"][PLAIN]
 
 
 def test_the_key_is_nowhere_in_the_notebook_or_the_history(executed: Executed) -> None:
@@ -238,10 +241,10 @@ def test_interrupt_keeps_partial_text_and_the_kernel_stays_usable(
     assert execution.reply["content"]["ename"] == "KeyboardInterrupt"
     assert execution.error is not None and execution.error["ename"] == "KeyboardInterrupt"
     assert CANARY_KEY not in "\n".join(execution.error["traceback"])
-    updates = execution.of_type("update_display_data")
-    last = [u for u in updates if METADATA_KEY in u["content"]["metadata"]][-1]
+    fresh = execution.of_type("display_data")
+    last = [u for u in fresh if METADATA_KEY in u["content"]["metadata"]][-2]  # then the footer
     final = last["content"]["data"][PLAIN]
-    partial, _, note = final.partition("\n\n*⏹ Interrupted")
+    partial, _, note = final.partition("\n\n⏹ Interrupted")
     assert partial and text.startswith(partial) and len(partial) < len(text)
     assert note.startswith(": the partial reply is kept")
     assert last["content"]["metadata"][METADATA_KEY]["interrupted"] is True

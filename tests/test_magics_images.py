@@ -27,8 +27,10 @@ from tests.kernel_helpers import (
     PLAIN,
     InterruptingPublisher,
     all_text,
+    console_view,
     display_id,
     images_in,
+    notebook_view,
 )
 
 FLUX = "black-forest-labs/FLUX-1-schnell"
@@ -59,7 +61,7 @@ def test_one_image_progress_then_image_then_caption(
     ip: InteractiveShell, fake_server: FakeDeepInfra
 ) -> None:
     outputs = make_images(ip, "--seed 5 a red fox")
-    progress, image, caption = outputs
+    progress, image, caption, emptied = outputs
     ident = display_id(progress)
     assert ident is not None and progress.update is False
     assert progress.data[PLAIN].startswith(f"⏳ Generating an image with {FLUX}")
@@ -76,8 +78,12 @@ def test_one_image_progress_then_image_then_caption(
         "replayed": False,
         "replayed_from": None,
     }
-    # The progress display becomes the caption.
-    assert caption.update is True and display_id(caption) == ident
+    # The caption is a fresh output (jupyter console, which ignores updates, shows it);
+    # then the progress line is emptied: a notebook shows the image and its caption.
+    assert caption.update is False and display_id(caption) is None
+    assert emptied.update is True and display_id(emptied) == ident and emptied.data == {}
+    assert notebook_view(outputs) == [image, caption]
+    assert console_view(outputs)[1:] == [image.data[PLAIN], caption.data[PLAIN]]
     plain = caption.data[PLAIN]
     assert plain.startswith(f"{FLUX} · seed 5 · 64×64 · ")
     assert plain.endswith(" s · $0.0005")
@@ -92,7 +98,7 @@ def test_three_images_are_requested_at_once_and_shown_in_request_order_with_seed
     # They arrive as 11, 12, 10; the lesson "seed 10 gives the first one back" needs 10 first.
     fake_server.configure(image_delay_by_seed={10: 0.8, 11: 0.2, 12: 0.5})
     outputs = make_images(ip, "-n 3 --seed 10 -o shots three kittens")
-    progress, caption = outputs[0], outputs[-1]
+    progress, caption = outputs[0], outputs[-2]
     images = images_in(outputs)
     assert [seed_of(o) for o in images] == [10, 11, 12]
     # Each image comes right after a line naming its number and seed; all plain outputs.
@@ -102,13 +108,14 @@ def test_three_images_are_requested_at_once_and_shown_in_request_order_with_seed
         "2 of 3 · seed 11",
         "3 of 3 · seed 12",
     ]
-    assert outputs[1:-1] == [o for pair in zip(labels, images, strict=True) for o in pair]
-    assert all(display_id(o) is None and not o.update for o in outputs[1:-1])
+    assert outputs[1:-2] == [o for pair in zip(labels, images, strict=True) for o in pair]
+    assert outputs[-1].data == {}  # the progress line, emptied once the caption is out
+    assert all(display_id(o) is None and not o.update for o in outputs[1:-2])
     assert all("three kittens" in o.data[PLAIN] for o in images)
     assert fake_server.peak_concurrency == 3
     assert sorted(body["seed"] for body in image_bodies(fake_server)) == [10, 11, 12]
     assert progress.data[PLAIN].startswith(f"⏳ Generating 3 images with {FLUX}")
-    assert display_id(caption) == display_id(progress) and caption.update is True
+    assert caption.update is False and notebook_view(outputs) == [*outputs[1:-2], caption]
     text = caption.data[PLAIN]
     assert text.startswith(f"{FLUX} · seeds 10, 11, 12 · 64×64 · ") and "$0.0015" in text
     result: ImageResult = ip.user_ns["shots"]
@@ -240,7 +247,7 @@ def test_unknown_image_model_is_one_line(ip: InteractiveShell, fake_server: Fake
     lines = [line for line in captured.stdout.splitlines() if line.strip()]
     assert len(lines) == 1 and f"Did you mean: {FLUX}" in lines[0]
     # The progress line does not stay "Generating…".
-    assert "Generating" not in captured.outputs[-1].data[PLAIN]
+    assert "Generating" not in notebook_view(captured.outputs)[-1].data[PLAIN]
 
 
 def test_some_images_failing_keeps_the_others(
@@ -251,7 +258,7 @@ def test_some_images_failing_keeps_the_others(
         result = ip.run_cell("%deepinfra_image -n 2 -o got two owls")
     assert isinstance(result.error_in_exec, InvalidRequestError)
     assert len(images_in(captured.outputs)) == 1
-    assert "⚠ 1 of 2 images" in captured.outputs[-1].data[PLAIN]
+    assert "⚠ 1 of 2 images" in notebook_view(captured.outputs)[-1].data[PLAIN]
     assert len(ip.user_ns["got"]) == 1
     assert len([line for line in captured.stdout.splitlines() if line.strip()]) == 1
 
@@ -266,7 +273,7 @@ def test_save_one_image_to_a_file(
     outputs = make_images(ip, f"--seed 2 --save {target} a fox")
     saved = tmp_path / "out" / "fox.png"
     assert saved.read_bytes() == base64.b64decode(images_in(outputs)[0].data["image/png"])
-    assert f"saved to `{saved}`" in outputs[-1].data[MARKDOWN]
+    assert f"saved to `{saved}`" in notebook_view(outputs)[-1].data[MARKDOWN]
 
 
 def test_save_several_images_into_a_new_folder_without_overwriting(
@@ -352,7 +359,8 @@ def test_interrupt_stops_the_image_requests(
     ip.display_pub = publisher
     with pytest.raises(KeyboardInterrupt):
         ip.run_line_magic("deepinfra_image", "-n 2 slow owls")
-    assert publisher.outputs[-1]["data"][PLAIN] == "⏹ Interrupted: no image was kept."
+    shown = notebook_view(publisher.rich_outputs)
+    assert shown[-1].data[PLAIN] == "⏹ Interrupted: no image was kept."
     assert fake_server.wait_for_disconnect(timeout=2.5, count=2)
 
 
