@@ -329,6 +329,13 @@ class LiveSection:
             group = self._frozen[-MERGE_GROUP:]
         return tail[cut:]
 
+    def release(self) -> list[str]:
+        """The outputs that show text (to be emptied), forgetting the text itself."""
+        showing = self.display_ids
+        self._frozen, self._tail, self._line = [], [], []
+        self._showing = [None] * len(self._ids)
+        return showing
+
     def close(self) -> list[str]:
         """End the live view of this section: its whole text in its first output, the
         others emptied and handed back (so the next section reuses them and a cell's
@@ -486,6 +493,10 @@ class ReplyView:
             reasoning = self.reasoning.text if self.reasoning is not None else ""
         if text is None:
             text = self.answer.text if self.answer is not None else ""
+        live = [self._placeholder] if self._placeholder_free else []
+        for section in (self.reasoning, self.answer):
+            if section is not None:
+                live += section.release()  # its copy of a long reply is not needed any more
         if reasoning:
             self._publish(_reasoning_bundle(reasoning), info)
         if text:
@@ -499,10 +510,6 @@ class ReplyView:
             self._publish(markdown_bundle(note, _plain(note)), info)
         if footer:
             self._publish(markdown_bundle(footer, _plain(footer)), info)
-        live = [self._placeholder] if self._placeholder_free else []
-        for section in (self.reasoning, self.answer):
-            if section is not None:
-                live += section.display_ids
         for ident in live:
             self._publish({}, {}, transient={"display_id": ident}, update=True)
 
