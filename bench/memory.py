@@ -5,7 +5,8 @@ extension and streams a short warm-up reply (httpx imported, catalog fetched). T
 resets the kernel's peak-RSS mark to the current RSS (``/proc/self/clear_refs``), streams
 the 1 MB reply at full speed and reads the peak (``VmHWM``). ``markdown`` is the rich path
 (display messages serialised as a kernel does, then dropped); ``text`` prints the reply to
-a null stdout.
+a null stdout; ``baseline`` is the rich path with the old live view
+(``bench.baseline_view``), measured the same way in the same run.
 
 Linux only. ``getrusage().ru_maxrss`` is not used: it cannot be reset, so it would still
 hold the peak of the imports, and a child started with vfork + exec (as ``subprocess``
@@ -25,7 +26,8 @@ from typing import Any
 from .common import MODEL, REPO_ROOT, Row, fake_server, filler_tokens, magic_shell, median
 
 REPLY_BYTES = 1_000_000
-MODES = ("markdown", "text")
+MODES = ("markdown", "text", "baseline")
+GOAL_TIMES_REPLY = 4.0
 RUNS = 3
 
 
@@ -48,7 +50,13 @@ def _reset_peak() -> int:
 def child(mode: str, url: str, tokens: int) -> dict[str, Any]:
     """In the fresh process: the RSS baseline after warming up, and the peak after the reply."""
     shell, magics, _ = magic_shell(url)
-    magics.display_mode = mode
+    magics.display_mode = "markdown" if mode == "baseline" else mode
+    if mode == "baseline":
+        import deepinfra_magic.magics
+
+        from .baseline_view import BaselineReplyView
+
+        deepinfra_magic.magics.ReplyView = BaselineReplyView  # type: ignore[attr-defined,misc]
     line = f"-m {MODEL} --new --max-tokens "
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         shell.run_cell_magic("deepinfra", line + "50", "Warm up.")
@@ -84,23 +92,27 @@ def measure() -> list[Row]:
     with fake_server(reply_tokens=tokens, token_delay=0) as url:
         samples = {mode: [_sample(mode, url, tokens) for _ in range(RUNS)] for mode in MODES}
     rows = []
-    for mode in MODES:
+    old = median([s["added_bytes"] for s in samples["baseline"]])
+    for mode in MODES[:2]:
         added = median([s["added_bytes"] for s in samples[mode]])
         text = samples[mode][0]["text_bytes"]
         base = median([s["baseline_bytes"] for s in samples[mode]])
+        rich = mode == "markdown"
         rows.append(
             Row(
                 f"6. Peak RSS streaming a 1 MB reply, `display_mode = {mode}`",
                 f"+{added / 2**20:.1f} MiB",
-                f"{text / 2**20:.2f} MiB reply",
+                f"{text / 2**20:.2f} MiB reply"
+                + (f"; old view +{old / 2**20:.1f} MiB" if rich else ""),
                 f"{added / text:.1f}× the reply",
-                "— (report)",
-                None,
+                f"≤ {GOAL_TIMES_REPLY:g}× the reply (aim)" if rich else "— (report)",
+                added / text <= GOAL_TIMES_REPLY if rich else None,
                 {
                     "added_bytes": added,
                     "baseline_bytes": base,
                     "text_bytes": text,
                     "samples": samples[mode],
+                    "old_view_added_bytes": old if rich else None,
                 },
                 f"Fresh process each, median of {RUNS}; baseline after import and a warm-up "
                 f"reply: {base / 2**20:.0f} MiB.",
