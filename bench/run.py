@@ -32,6 +32,8 @@ BENCHMARKS = (
     "llama",
     "provider",
     "map",
+    "streaming",
+    "browser",
 )
 DEFAULT_OUTPUT = REPO_ROOT / "bench" / "results" / "latest.json"
 _PACKAGES = (

@@ -234,7 +234,6 @@ class LiveSection:
         self._held_prefix = ""  # the Markdown context there
         self._context = MarkdownContext()
         self._pending = 0  # characters not shown yet
-        self.length = 0
 
     @property
     def text(self) -> str:
@@ -253,7 +252,6 @@ class LiveSection:
             return
         self._tail.append(delta)
         self._tail_length += len(delta)
-        self.length += len(delta)
         self._pending += len(delta)
         if "\n" in delta:
             self._scan(delta)
@@ -323,7 +321,7 @@ class LiveSection:
         self._line_break = max(self._line_break - cut, 0)
         self._held = self._tail_cost = self._shown_length = 0
         group = self._frozen[-MERGE_GROUP:]
-        while len(group) == MERGE_GROUP and len({part.level for part in group}) == 1:
+        while len(group) == MERGE_GROUP and len({p.level for p in group}) == 1:
             merged = _Frozen("".join(p.text for p in group), group[0].prefix, group[0].level + 1)
             self._frozen[-MERGE_GROUP:] = [merged]
             group = self._frozen[-MERGE_GROUP:]
@@ -341,7 +339,7 @@ class LiveSection:
         others emptied and handed back (so the next section reuses them and a cell's
         outputs stay few: JupyterLab hides those beyond its ``maxNumberOutputs``)."""
         if len(self.display_ids) > 1 or self._pending:
-            self._frozen = [_Frozen(self.text, "", len(self._frozen))]
+            self._frozen = [_Frozen(self.text, "", 0)]
             self._tail, self._tail_length, self._pending, self._held = [], 0, 0, 0
             self._show("")
         return self._ids[1:]
