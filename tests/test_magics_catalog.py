@@ -12,7 +12,7 @@ from IPython.utils.capture import capture_output
 
 from deepinfra_magic.catalog import CATALOG_CACHE
 from tests.fake_server import CANARY_KEY, FEATURED_PATH, FakeDeepInfra
-from tests.kernel_helpers import MARKDOWN, PLAIN
+from tests.kernel_helpers import MARKDOWN, PLAIN, Reply
 
 TEXT_MODELS = [
     "meta-llama/Llama-3.3-70B-Instruct-Turbo",
@@ -221,7 +221,8 @@ def test_no_catalog_at_all_does_not_stop_a_chat(
     with capture_output() as captured:
         result = ip.run_cell("%%deepinfra\nhi")
     assert result.success
-    assert captured.outputs[-1].data[PLAIN].startswith("meta-llama/Llama-3.3-70B-Instruct-Turbo")
+    footer = Reply(captured.outputs).footer
+    assert footer.data[PLAIN].startswith("meta-llama/Llama-3.3-70B-Instruct-Turbo")
 
 
 def test_config_output_never_holds_the_key(

@@ -24,7 +24,7 @@ from tests.fake_server import (
     FakeDeepInfra,
     default_reply,
 )
-from tests.kernel_helpers import METADATA_KEY, PLAIN, Reply, images_in
+from tests.kernel_helpers import METADATA_KEY, PLAIN, Reply, images_in, notebook_view
 
 DEFAULT = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
 FLUX = "black-forest-labs/FLUX-1-schnell"
@@ -98,7 +98,7 @@ def test_record_then_replay_with_no_key_and_no_network(
         ip.run_line_magic("deepinfra_image", "--seed 3 a robot")
     (shown,) = images_in(captured.outputs)
     assert shown.metadata[METADATA_KEY]["replayed"] is True
-    assert captured.outputs[-1].data[PLAIN].endswith("▶ replayed from demo.json")
+    assert notebook_view(captured.outputs)[-1].data[PLAIN].endswith("▶ replayed from demo.json")
     assert base64.b64decode(shown.data["image/png"]) == image
 
     with capture_output() as captured:
