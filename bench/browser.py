@@ -131,12 +131,16 @@ def _run_cell(page: Any, index: int, marker: str, timeout_ms: int) -> dict[str, 
         finished = False
     result: dict[str, Any] = page.evaluate("() => window.__benchPerf.stop()")
     result["busy_ms"] = (_busy_seconds(cdp) - busy) * 1000
+    result["shown_chars"] = page.evaluate(
+        "(i) => window.__labRecorder.outputText(window.__labRecorder.cell(i)).length", index
+    )
     result["finished"] = finished
     cdp.detach()
     return result
 
 
 def _measure_all(chromium: Path) -> dict[tuple[int, str], dict[str, Any]]:
+    """Each design at each size: the page's figures, and how much of the reply it showed."""
     from playwright.sync_api import sync_playwright
 
     results: dict[tuple[int, str], dict[str, Any]] = {}
@@ -191,7 +195,12 @@ def measure() -> list[Row]:
     rows = []
     for size in SIZES:
         ours, base = results[(size, "ours")], results[(size, "every token")]
-        unfinished = "" if base["finished"] else f", still rendering after {base['seconds']:.0f} s"
+        shown = base["shown_chars"] / max(ours["shown_chars"], 1)
+        unfinished = (
+            ""
+            if base["finished"]
+            else f", {shown:.0%} of the reply shown when stopped after {base['seconds']:.0f} s"
+        )
         rows.append(
             Row(
                 f"8. Browser cost, {size // 1000} KB reply at {RATE} tok/s (JupyterLab)",
