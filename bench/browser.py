@@ -1,4 +1,4 @@
-"""8. The browser's cost of a streamed reply: JupyterLab in headless Chromium (Playwright).
+"""11. The browser's cost of a streamed reply: JupyterLab in headless Chromium (Playwright).
 
 The 16 KB and 64 KB ``mixed`` replies stream from the fake server into a notebook, once
 through ``%%deepinfra`` and once through the baseline: a cell that updates a Markdown
@@ -183,14 +183,14 @@ def _measure_all(chromium: Path) -> dict[tuple[int, str], dict[str, Any]]:
 
 
 def measure() -> list[Row]:
-    """Rows 8: long-task time and longest frame, ours against every-token updates."""
+    """Rows 11: long-task time and longest frame, ours against every-token updates."""
     chromium = chromium_executable()
     try:
         import playwright  # noqa: F401
     except ImportError:
         chromium = None
     if chromium is None:
-        return [Row("8. Browser cost", "not measured", "—", "—", "—", None, {}, "No Chromium.")]
+        return [Row("11. Browser cost", "not measured", "—", "—", "—", None, {}, "No Chromium.")]
     results = _measure_all(chromium)
     rows = []
     for size in SIZES:
@@ -203,7 +203,7 @@ def measure() -> list[Row]:
         )
         rows.append(
             Row(
-                f"8. Browser cost, {size // 1000} KB reply at {RATE} tok/s (JupyterLab)",
+                f"11. Browser cost, {size // 1000} KB reply at {RATE} tok/s (JupyterLab)",
                 f"long tasks {ours['long_tasks_ms']:,.0f} ms, longest frame "
                 f"{ours['longest_frame_ms']:,.0f} ms, busy {ours['busy_ms']:,.0f} ms "
                 f"in {ours['seconds']:.0f} s",

@@ -1,4 +1,4 @@
-"""7. Live streaming in a real kernel: gaps between visible updates, their rate and traffic.
+"""10. Live streaming in a real kernel: gaps between visible updates, their rate and traffic.
 
 A kernel (ipykernel, over ZMQ) runs ``%%deepinfra`` against the fake server, which streams
 a scripted reply at a set rate. Every display message's send time (its header date) and
@@ -236,7 +236,7 @@ def _row(label: str, new: dict[str, Any], old: dict[str, Any], text_bytes: int) 
         and new["bytes"] / text_bytes <= GOAL_BYTES
     )
     return Row(
-        f"7. Live reply, {label}",
+        f"10. Live reply, {label}",
         _describe(new, text_bytes),
         "old: " + _describe(old, text_bytes),
         f"{new['longest_gap'] / old['longest_gap']:.2f}× longest gap",
@@ -252,7 +252,7 @@ def _row(label: str, new: dict[str, Any], old: dict[str, Any], text_bytes: int) 
 
 
 def measure() -> list[Row]:
-    """Rows 7: both designs, both replies, real kernel and virtual clock."""
+    """Rows 10: both designs, both replies, real kernel and virtual clock."""
     rows = []
     with fake_server() as url, _kernel(url) as kc:
         overhead = _calibrate(kc, url)
