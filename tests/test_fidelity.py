@@ -30,7 +30,7 @@ from tests.fake_server import (
     FakeDeepInfra,
     openai_images_response,
 )
-from tests.kernel_helpers import MARKDOWN, PLAIN, all_text
+from tests.kernel_helpers import MARKDOWN, PLAIN, all_text, notebook_view
 
 MakeClient = Any
 FLUX = "black-forest-labs/FLUX-1-schnell"
@@ -243,7 +243,7 @@ def test_nsfw_flags_show_in_the_caption(ip: InteractiveShell, fake_server: FakeD
     fake_server.nsfw_seeds = {8}
     with capture_output() as captured:
         ip.run_line_magic("deepinfra_image", "-n 2 --seed 7 a fox")
-    caption = captured.outputs[-1]
+    caption = notebook_view(captured.outputs)[-1]
     assert "⚠ image 2 filtered by the safety checker" in caption.data[MARKDOWN]
     assert "image 1 filtered" not in caption.data[PLAIN]
 

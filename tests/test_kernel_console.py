@@ -33,7 +33,7 @@ FLUX = "black-forest-labs/FLUX-1-schnell"
 def kc(fake_server: FakeDeepInfra, tmp_path: Path) -> Iterator[Any]:
     """A kernel with the key and the fake server, the extension loaded."""
     manager = KernelManager(kernel_name="python3")
-    manager.start_kernel(env=magic_process_env(fake_server.url, tmp_path))
+    manager.start_kernel(env=magic_process_env(fake_server.api_url, tmp_path))
     client = manager.client()
     client.start_channels()
     try:

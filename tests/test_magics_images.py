@@ -375,7 +375,7 @@ def test_interrupt_keeps_the_images_that_arrived_in_one_line_then_the_interrupt(
     assert isinstance(result.error_in_exec, KeyboardInterrupt)
     outputs = publisher.rich_outputs
     assert [seed_of(o) for o in images_in(outputs)] == [1]
-    caption = outputs[-1].data[PLAIN]
+    caption = notebook_view(outputs)[-1].data[PLAIN]
     assert caption.startswith(f"{FLUX} · seed 1 · ")
     assert caption.endswith("⏹ interrupted: 1 of 3 images kept")
     assert [image.seed for image in ip.user_ns["kept"]] == [1]
