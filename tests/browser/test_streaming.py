@@ -77,7 +77,7 @@ def _notebook(path: Path, *sources: str) -> Path:
 
 
 def _lab(factory: JupyterLabFactory, server: FakeDeepInfra) -> JupyterLabServer:
-    return factory({"DEEPINFRA_BASE_URL": server.url, "DEEPINFRA_API_KEY": CANARY_KEY})
+    return factory({"DEEPINFRA_BASE_URL": server.api_url, "DEEPINFRA_API_KEY": CANARY_KEY})
 
 
 def _children(page: Page, index: int) -> list[dict[str, Any]]:
