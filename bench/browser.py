@@ -150,7 +150,8 @@ def _measure_all(chromium: Path) -> dict[tuple[int, str], dict[str, Any]]:
         config.mkdir(parents=True)
         limits = {"ServerApp": {"iopub_data_rate_limit": 1e12, "iopub_msg_rate_limit": 1e9}}
         (config / "jupyter_server_config.json").write_text(json.dumps(limits))
-        lab = start_jupyterlab(base, {"DEEPINFRA_BASE_URL": url, "DEEPINFRA_API_KEY": API_KEY})
+        env = {"DEEPINFRA_BASE_URL": f"{url}/v1/openai", "DEEPINFRA_API_KEY": API_KEY}
+        lab = start_jupyterlab(base, env)
         try:
             notebook = base / "bench.ipynb"
             _notebook(notebook)

@@ -107,7 +107,7 @@ def _kernel(url: str) -> Iterator[Any]:
         env = dict(os.environ)
         env.update(
             DEEPINFRA_API_KEY=API_KEY,
-            DEEPINFRA_BASE_URL=url,
+            DEEPINFRA_BASE_URL=f"{url}/v1/openai",  # the fake server stands in for DeepInfra
             IPYTHONDIR=str(Path(scratch, "ipython")),
             XDG_CACHE_HOME=str(Path(scratch, "cache")),
             PYTHONPATH=str(REPO_ROOT),
