@@ -53,8 +53,7 @@ def test_models_lists_the_servers_models_and_says_which_server(kc: Any, llama: L
 def test_chat_with_no_key_stores_the_result_and_history(kc: Any) -> None:
     done = run(kc, "%%deepinfra -o r --max-tokens 20 -t 0\nTell me about rivers.")
     assert done.error is None
-    displays = done.of_type("display_data", "update_display_data")
-    footer = displays[-1]["content"]["data"][PLAIN]
+    footer = done.of_type("display_data")[-1]["content"]["data"][PLAIN]  # fresh, after the reply
     assert footer.startswith(f"{MODEL} · ") and "cut off at max_tokens" in footer
     shown = run(kc, "print(r.model, r.finish_reason, bool(r.text.strip()), r.interrupted)")
     assert shown.stdout.split() == [MODEL, "length", "True", "False"]
