@@ -31,7 +31,7 @@ from collections.abc import (
     Sequence,
 )
 from pathlib import Path
-from typing import Any, ClassVar, Literal, overload
+from typing import Any, ClassVar, Literal, TypeVar, overload
 
 from ._config import (
     DEFAULT_BATCH_POLL_INTERVAL,
@@ -49,24 +49,24 @@ from ._config import (
     resolve_flavour,
     resolve_key,
 )
+from ._flows import (
+    COG_MODELS,
+    Flow,
+    arun_flow,
+    catalog_flow,
+    completion_flow,
+    image_flow,
+    key_check_flow,
+    run_flow,
+)
 from ._http import AsyncTransport, SyncTransport
 from ._protocol import (
     ApiRequest,
     ChatStreamDecoder,
-    ImageAnswer,
     RawResponse,
     RetryPolicy,
-    as_cog_request,
-    catalog_request,
     chat_request,
-    file_request,
-    image_from_bytes,
-    key_check_request,
-    parse_catalog,
-    parse_chat_completion,
-    parse_image_answer,
     parse_json,
-    wants_cog_input,
 )
 from ._routes import Routes, fit_max_tokens
 from .batches import (
@@ -84,16 +84,12 @@ from .batches import (
 from .catalog import CATALOG_CACHE, DiskCache, Fetched, ModelCatalog
 from .errors import (
     APIConnectionError,
-    AuthenticationError,
     ConfigurationError,
     DeepInfraError,
     InvalidRequestError,
-    InvalidResponseError,
     ModelNotFoundError,
-    ReplayError,
-    shorten,
 )
-from .images import GeneratedImage, ImageArrived, ImageResult, ImageWaiting
+from .images import ImageArrived, ImageResult, ImageWaiting
 from .mapping import (
     AnswerStore,
     MapFlow,
@@ -114,6 +110,7 @@ from .usage import SESSION_USAGE
 __all__ = ["AsyncChatStream", "AsyncDeepInfraClient", "ChatStream", "DeepInfraClient"]
 
 ImageEvent = ImageArrived | ImageWaiting
+T = TypeVar("T")
 
 
 class _FromEnvironment:
@@ -125,8 +122,6 @@ class _FromEnvironment:
 
 FROM_ENVIRONMENT = _FromEnvironment()
 MAX_CONCURRENT_IMAGES = 8
-COG_MODELS: set[str] = set()
-"""Image models that answered ``body.input: field required``: sent ``{"input": {...}}``."""
 _log = logging.getLogger("deepinfra_magic")
 
 
@@ -166,46 +161,40 @@ def _image_requests(
     return requests
 
 
-def _cog_retry(request: ApiRequest, error: InvalidRequestError) -> ApiRequest | None:
-    """The Cog-shaped request to send instead, when a 422 asks for ``input`` (once)."""
-    body = request.json or {}
-    if request.model is None or "input" in body or not wants_cog_input(error.detail):
-        return None
-    COG_MODELS.add(request.model)
-    return as_cog_request(request)
+class _Progress:
+    """The n image requests of one call, as they finish: progress events in request order.
+    A failure is set aside (the other images still arrive); :meth:`raise_first` raises the
+    first one at the end. The thread and the task loops share all of this."""
 
+    def __init__(self, futures: Sequence[Any], started: float) -> None:
+        self.order = {future: index for index, future in enumerate(futures)}
+        self.pending: set[Any] = set(futures)
+        self.errors: list[BaseException] = []
+        self.started = started
+        self.n = len(futures)
+        self.done = 0
 
-def _arrivals(
-    finished: Iterable[Any], order: dict[Any, int], errors: list[BaseException], n: int
-) -> list[ImageArrived]:
-    """Progress events for the requests that just finished, in request order. Failures
-    are set aside in ``errors``: the other images still arrive; the first error is raised
-    at the end. ``order`` loses each finished request, so what is left counts the rest."""
-    events = []
-    for future in sorted(finished, key=order.__getitem__):
-        index = order.pop(future)
-        error = future.exception()
-        if error is not None:
-            errors.append(error)
-            continue
-        result = future.result()
-        result.request_index = index
-        events.append(ImageArrived(result, n - len(order) - len(errors), n))
-    return events
+    def events(self, finished: Iterable[Any]) -> list[ImageEvent]:
+        """The events for the requests that just finished (none finished: still waiting)."""
+        if not finished:
+            return [ImageWaiting(time.perf_counter() - self.started, self.done, self.n)]
+        events: list[ImageEvent] = []
+        for future in sorted(finished, key=self.order.__getitem__):
+            index = self.order.pop(future)
+            error = future.exception()
+            if error is not None:
+                self.errors.append(error)
+                continue
+            result = future.result()
+            result.request_index = index
+            self.done = self.n - len(self.order) - len(self.errors)
+            events.append(ImageArrived(result, self.done, self.n))
+        return events
 
-
-def _file_error(url: str, error: DeepInfraError) -> DeepInfraError:
-    """The error for a hosted image that could not be fetched.
-
-    A replay miss is passed on unchanged: it names what the recording lacks, whereas
-    "run the cell again" would only fail the same way.
-    """
-    if isinstance(error, ReplayError):
-        return error
-    reason = f"HTTP {error.status_code}" if error.status_code else shorten(error.message, 120)
-    return InvalidResponseError(
-        f"An image could not be downloaded from {shorten(url, 120)} ({reason}); run the cell again."
-    )
+    def raise_first(self) -> None:
+        """Raise the first failure, once every image that could arrive has arrived."""
+        if self.errors:
+            raise self.errors[0]
 
 
 def _as_secret(api_key: str | Secret | None) -> Secret | None:
@@ -310,18 +299,6 @@ class _ClientBase:
         )  # fmt: skip
         self._transport.check_key(request)  # a missing key fails at the call, not later
         return request
-
-    def _completion(self, raw: RawResponse, model: str, started: float) -> ChatResult:
-        """The result of a non-streamed completion, priced from the catalog if needed."""
-        payload = parse_json(raw, "chat")
-        text, reasoning, finish, usage, answered = parse_chat_completion(payload, model)
-        elapsed = time.perf_counter() - started
-        result = ChatResult(
-            text, answered, reasoning, finish, usage, replayed_from=raw.replayed_from,
-            time_to_first_token=elapsed, duration=elapsed,
-        )  # fmt: skip
-        self._price(result, model)
-        return result
 
     def default_model(
         self, preferred: str, catalog: ModelCatalog | None, *, image: bool = False
@@ -487,45 +464,6 @@ class _ClientBase:
     def __repr__(self) -> str:
         return self._describe()
 
-    def _parse_catalog(self, raw: RawResponse) -> list[dict[str, Any]]:
-        """Catalog entries from DeepInfra's featured list or another server's model list."""
-        payload = parse_json(raw, "model catalog")
-        generic = self.routes.parse_catalog(payload)
-        return parse_catalog(payload) if generic is None else generic
-
-    @staticmethod
-    def _image_parts(
-        answer: ImageAnswer, prompt: str, model: str, replayed_from: str | None
-    ) -> tuple[ImageResult, list[tuple[int, str]]]:
-        """An ImageResult with the inline images, plus (position, url) still to fetch."""
-        result = ImageResult(
-            prompt=prompt,
-            model=model,
-            cost=answer.cost,
-            runtime_ms=answer.runtime_ms,
-            replayed_from=replayed_from,
-            request_ids=[answer.request_id] if answer.request_id else [],
-        )
-        SESSION_USAGE.record("images", model, images=len(answer.refs), cost=answer.cost)
-        to_fetch = []
-        for position, ref in enumerate(answer.refs):
-            flagged = position < len(answer.nsfw) and answer.nsfw[position]
-            if ref.data is not None and ref.mime_type:
-                result.images.append(
-                    GeneratedImage(ref.data, ref.mime_type, prompt, answer.seed, nsfw=flagged)
-                )
-            elif ref.url:
-                to_fetch.append((position, ref.url))
-                image = GeneratedImage(b"", "", prompt, answer.seed, ref.url, nsfw=flagged)
-                result.images.append(image)
-        return result, to_fetch
-
-    @staticmethod
-    def _fetched(image: GeneratedImage, raw: RawResponse, url: str) -> GeneratedImage:
-        ref = image_from_bytes(raw.body, raw.headers.get("content-type", ""), url)
-        assert ref.data is not None and ref.mime_type is not None
-        return dataclasses.replace(image, data=ref.data, mime_type=ref.mime_type, url=url)
-
 
 class _StreamState:
     """Bookkeeping shared by the sync and async streams: text so far and timing."""
@@ -549,13 +487,36 @@ class _StreamState:
         """Reasoning text received so far."""
         return self.decoder.reasoning
 
-    def _mark(self, deltas: Sequence[ContentDelta | ReasoningDelta]) -> None:
+    def _feed(self, chunk: bytes) -> list[ContentDelta | ReasoningDelta]:
+        """The events in one chunk of the body; the first one sets time-to-first-token."""
+        deltas = self.decoder.feed(chunk)
         if deltas and self.first_token_at is None:
             self.first_token_at = time.perf_counter()
+        return deltas
 
-    def _broken(self, error: APIConnectionError) -> DeepInfraError:
-        """A connection lost mid-reply is a broken stream that keeps its text."""
-        return self.decoder.error(error.message.rstrip("."))
+    def _tail(self) -> Iterator[ContentDelta | ReasoningDelta]:
+        """The events held back until the body ended, then a check that it ended well."""
+        if not self.decoder.done:
+            tail = self.decoder.close()
+            if tail and self.first_token_at is None:
+                self.first_token_at = time.perf_counter()
+            yield from tail
+        self.decoder.check_end()
+
+    def _fail(self, error: APIConnectionError, opened: bool) -> None:
+        """Raise for a lost connection: as it is before the reply opened; as a broken
+        stream that keeps its text while it ran; not at all after [DONE] (the reply is
+        whole, a broken tail is moot)."""
+        if not opened:
+            raise error
+        if not self.decoder.done:
+            raise self.decoder.error(error.message.rstrip(".")) from None
+
+    def _finish(self, price: Callable[[ChatResult, str], None]) -> ChatResult:
+        """The result once the reply has ended, priced from the catalog if need be."""
+        self.result = self.partial()
+        price(self.result, self.model)
+        return self.result
 
     def partial(self, *, interrupted: bool = False, error: str | None = None) -> ChatResult:
         """A result from what has arrived, for replies that were stopped or broke."""
@@ -603,33 +564,21 @@ class ChatStream(_StreamState):
 
     def _run(self) -> Generator[ChatEvent, None, None]:
         self.started = time.perf_counter()
-        transport = self._client._transport
         opened = False
         try:
-            with transport.stream(self.request) as body:
+            with self._client._transport.stream(self.request) as body:
                 opened = True
                 self.replayed_from = body.replayed_from
                 # After [DONE] the rest of the body (normally just its end) is still read:
                 # the connection can then be reused, and a recording sees a complete answer.
                 for chunk in body.chunks:
-                    deltas = self.decoder.feed(chunk)
-                    self._mark(deltas)
-                    yield from deltas
-                if not self.decoder.done:
-                    tail = self.decoder.close()
-                    self._mark(tail)
-                    yield from tail
-                self.decoder.check_end()
+                    yield from self._feed(chunk)
+                yield from self._tail()
         except ModelNotFoundError as exc:
             raise self._client._suggest(exc) from None
         except APIConnectionError as exc:
-            if not opened:
-                raise
-            if not self.decoder.done:  # after [DONE] the reply is whole: a broken tail is moot
-                raise self._broken(exc) from None
-        self.result = self.partial()
-        self._client._price(self.result, self.model)
-        yield self.result
+            self._fail(exc, opened)
+        yield self._finish(self._client._price)
 
     def close(self) -> None:
         """Stop reading and close the connection (the text so far stays available)."""
@@ -658,36 +607,21 @@ class AsyncChatStream(_StreamState):
 
     async def _run(self) -> AsyncGenerator[ChatEvent, None]:
         self.started = time.perf_counter()
-        transport = self._client._transport
         opened = False
         try:
-            async with transport.stream(self.request) as body:
+            async with self._client._transport.stream(self.request) as body:
                 opened = True
                 self.replayed_from = body.replayed_from
-                feed = self.decoder.feed
                 async for chunk in body.chunks:  # read to the end, as in ChatStream._run
-                    deltas = feed(chunk)
-                    if deltas:
-                        if self.first_token_at is None:
-                            self._mark(deltas)
-                        for delta in deltas:
-                            yield delta
-                if not self.decoder.done:
-                    tail = self.decoder.close()
-                    self._mark(tail)
-                    for delta in tail:
+                    for delta in self._feed(chunk):
                         yield delta
-                self.decoder.check_end()
+                for delta in self._tail():
+                    yield delta
         except ModelNotFoundError as exc:
             raise await self._client._suggest(exc) from None
         except APIConnectionError as exc:
-            if not opened:
-                raise
-            if not self.decoder.done:  # after [DONE] the reply is whole: a broken tail is moot
-                raise self._broken(exc) from None
-        self.result = self.partial()
-        self._client._price(self.result, self.model)
-        yield self.result
+            self._fail(exc, opened)
+        yield self._finish(self._client._price)
 
     async def aclose(self) -> None:
         """Stop reading and close the connection (the text so far stays available)."""
@@ -751,12 +685,7 @@ class DeepInfraClient(_ClientBase):
         request = self._chat_request(messages, model, stream, temperature, max_tokens, params)
         if stream:
             return ChatStream(self, request, model)
-        started = time.perf_counter()
-        try:
-            raw = self._transport.send(request)
-        except ModelNotFoundError as exc:
-            raise self._suggest(exc) from None
-        return self._completion(raw, model, started)
+        return self._drive(completion_flow(request, model, self._price))
 
     # --- images -------------------------------------------------------------------------
 
@@ -796,50 +725,20 @@ class DeepInfraClient(_ClientBase):
 
         def run(request: ApiRequest) -> ImageResult:
             with self._transport.abortable(stop):
-                return self._one_image(request, prompt, model)
+                return self._drive(image_flow(request, prompt, model))
 
-        futures = [pool.submit(run, request) for request in requests]
-        order = {future: index for index, future in enumerate(futures)}
-        pending: set[concurrent.futures.Future[ImageResult]] = set(futures)
-        errors: list[BaseException] = []
-        done = 0
+        progress = _Progress([pool.submit(run, request) for request in requests], started)
         try:
-            while pending:
-                finished, pending = concurrent.futures.wait(
-                    pending, timeout=heartbeat, return_when=concurrent.futures.FIRST_COMPLETED
+            while progress.pending:
+                finished, progress.pending = concurrent.futures.wait(
+                    progress.pending, heartbeat, concurrent.futures.FIRST_COMPLETED
                 )
-                if not finished:
-                    yield ImageWaiting(time.perf_counter() - started, done, n)
-                for event in _arrivals(finished, order, errors, n):
-                    done = event.done
-                    yield event
+                yield from progress.events(finished)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-            if pending:  # stopped early (Ctrl-C, close): hang up on requests still running
+            if progress.pending:  # stopped early (Ctrl-C, close): hang up on those running
                 self._transport.abort(stop)
-        if errors:
-            raise errors[0]
-
-    def _one_image(self, request: ApiRequest, prompt: str, model: str) -> ImageResult:
-        try:
-            try:
-                raw = self._transport.send(request)
-            except InvalidRequestError as exc:
-                cog = _cog_retry(request, exc)
-                if cog is None:
-                    raise
-                raw = self._transport.send(cog)
-        except ModelNotFoundError as exc:
-            raise self._suggest(exc) from None
-        answer = parse_image_answer(parse_json(raw, "image"), raw.body)
-        result, to_fetch = self._image_parts(answer, prompt, model, raw.replayed_from)
-        for position, url in to_fetch:
-            try:
-                fetched = self._transport.send(file_request(url))
-            except DeepInfraError as exc:
-                raise _file_error(url, exc) from None
-            result.images[position] = self._fetched(result.images[position], fetched, url)
-        return result
+        progress.raise_first()
 
     # --- a prompt over a table ---------------------------------------------------------
 
@@ -939,8 +838,7 @@ class DeepInfraClient(_ClientBase):
         )
 
     def _fetch_catalog(self) -> Fetched:
-        raw = self._transport.send(self.routes.adapt(catalog_request()))
-        return self._parse_catalog(raw), raw.replayed_from is not None, raw.recorded_at
+        return self._drive(catalog_flow(self.routes), suggest=False)
 
     def _catalog_for_default(self) -> ModelCatalog | None:
         """The catalog, when another server's default model must be chosen from it."""
@@ -957,15 +855,16 @@ class DeepInfraClient(_ClientBase):
         """Check the key with one free request to an endpoint that requires it: True if
         accepted, an AuthenticationError if refused, None when this server cannot tell
         (another server's model list may answer any key, or none)."""
-        if self.routes.generic:
-            return None
+        return self._drive(key_check_flow(self.routes), suggest=False)
+
+    def _drive(self, flow: Flow[T], *, suggest: bool = True) -> T:
+        """Run a flow over this client's transport; a 404 for a model gets close matches."""
         try:
-            self._transport.send(key_check_request())
-        except AuthenticationError:
-            raise
-        except DeepInfraError:
-            return None
-        return True
+            return run_flow(flow, self._transport.send)
+        except ModelNotFoundError as exc:
+            if not suggest:
+                raise
+            raise self._suggest(exc) from None
 
     def _suggest(self, error: ModelNotFoundError) -> ModelNotFoundError:
         """Add close matches from the catalog to a 404 (the catalog is fetched if needed)."""
@@ -1034,12 +933,7 @@ class AsyncDeepInfraClient(_ClientBase):
         request = self._chat_request(messages, model, stream, temperature, max_tokens, params)
         if stream:
             return AsyncChatStream(self, request, model)
-        started = time.perf_counter()
-        try:
-            raw = await self._transport.send(request)
-        except ModelNotFoundError as exc:
-            raise await self._suggest(exc) from None
-        return self._completion(raw, model, started)
+        return await self._drive(completion_flow(request, model, self._price))
 
     async def generate_image(
         self, prompt: str, model: str | None = None, *, n: int = 1, **extra: Any
@@ -1071,51 +965,20 @@ class AsyncDeepInfraClient(_ClientBase):
 
         async def one(request: ApiRequest) -> ImageResult:
             async with semaphore:
-                return await self._one_image(request, prompt, model)
+                return await self._drive(image_flow(request, prompt, model))
 
-        tasks: list[asyncio.Future[ImageResult]] = [
-            asyncio.ensure_future(one(request)) for request in requests
-        ]
-        order = {task: index for index, task in enumerate(tasks)}
-        pending: set[asyncio.Future[ImageResult]] = set(tasks)
-        errors: list[BaseException] = []
-        done = 0
+        progress = _Progress([asyncio.ensure_future(one(request)) for request in requests], started)
         try:
-            while pending:
-                finished, pending = await asyncio.wait(
-                    pending, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
+            while progress.pending:
+                finished, progress.pending = await asyncio.wait(
+                    progress.pending, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
                 )
-                if not finished:
-                    yield ImageWaiting(time.perf_counter() - started, done, n)
-                for event in _arrivals(finished, order, errors, n):
-                    done = event.done
+                for event in progress.events(finished):
                     yield event
         finally:
-            for task in pending:
+            for task in progress.pending:
                 task.cancel()
-        if errors:
-            raise errors[0]
-
-    async def _one_image(self, request: ApiRequest, prompt: str, model: str) -> ImageResult:
-        try:
-            try:
-                raw = await self._transport.send(request)
-            except InvalidRequestError as exc:
-                cog = _cog_retry(request, exc)
-                if cog is None:
-                    raise
-                raw = await self._transport.send(cog)
-        except ModelNotFoundError as exc:
-            raise await self._suggest(exc) from None
-        answer = parse_image_answer(parse_json(raw, "image"), raw.body)
-        result, to_fetch = self._image_parts(answer, prompt, model, raw.replayed_from)
-        for position, url in to_fetch:
-            try:
-                fetched = await self._transport.send(file_request(url))
-            except DeepInfraError as exc:
-                raise _file_error(url, exc) from None
-            result.images[position] = self._fetched(result.images[position], fetched, url)
-        return result
+        progress.raise_first()
 
     async def map(
         self,
@@ -1203,8 +1066,7 @@ class AsyncDeepInfraClient(_ClientBase):
             )
 
     async def _fetch_catalog(self) -> Fetched:
-        raw = await self._transport.send(self.routes.adapt(catalog_request()))
-        return self._parse_catalog(raw), raw.replayed_from is not None, raw.recorded_at
+        return await self._drive(catalog_flow(self.routes), suggest=False)
 
     async def _catalog_for_default(self) -> ModelCatalog | None:
         """The catalog, when another server's default model must be chosen from it."""
@@ -1219,15 +1081,16 @@ class AsyncDeepInfraClient(_ClientBase):
 
     async def validate_key(self) -> bool | None:
         """See :meth:`DeepInfraClient.validate_key`."""
-        if self.routes.generic:
-            return None
+        return await self._drive(key_check_flow(self.routes), suggest=False)
+
+    async def _drive(self, flow: Flow[T], *, suggest: bool = True) -> T:
+        """Run a flow over this client's transport; see :meth:`DeepInfraClient._drive`."""
         try:
-            await self._transport.send(key_check_request())
-        except AuthenticationError:
-            raise
-        except DeepInfraError:
-            return None
-        return True
+            return await arun_flow(flow, self._transport.send)
+        except ModelNotFoundError as exc:
+            if not suggest:
+                raise
+            raise await self._suggest(exc) from None
 
     async def _suggest(self, error: ModelNotFoundError) -> ModelNotFoundError:
         try:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.fake_server import CANARY_KEY, FakeDeepInfra
+from tests.flavours import FLAVOURS, BlockingAsyncClient
 from tests.kernel_helpers import MAGIC_ENV_VARS
 
 if TYPE_CHECKING:
@@ -148,25 +149,43 @@ def library_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pat
     CATALOG_CACHE.clear()
 
 
-@pytest.fixture
-def make_client(
-    library_env: Path, fake_server: FakeDeepInfra
+def _client_maker(
+    factory: Callable[..., Any], fake_server: FakeDeepInfra
 ) -> Iterator[Callable[..., DeepInfraClient]]:
-    """``make_client(**kwargs)``: a DeepInfraClient on the fake server with the canary key
-    (override either by keyword); every client made is closed after the test."""
-    from deepinfra_magic.client import DeepInfraClient
-
-    clients: list[DeepInfraClient] = []
+    clients: list[Any] = []
 
     def make(api_key: str | None = CANARY_KEY, **kwargs: Any) -> DeepInfraClient:
         kwargs.setdefault("base_url", fake_server.api_url)
-        client = DeepInfraClient(api_key, **kwargs)
+        client = factory(api_key, **kwargs)
         clients.append(client)
-        return client
+        return client  # type: ignore[no-any-return]
 
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture(params=FLAVOURS)
+def make_client(
+    request: pytest.FixtureRequest, library_env: Path, fake_server: FakeDeepInfra
+) -> Iterator[Callable[..., DeepInfraClient]]:
+    """``make_client(**kwargs)``: a client on the fake server with the canary key (override
+    either by keyword), once a DeepInfraClient and once an AsyncDeepInfraClient behind the
+    same blocking face (tests/flavours.py); every client made is closed after the test."""
+    from deepinfra_magic.client import DeepInfraClient
+
+    factory = DeepInfraClient if request.param == "sync" else BlockingAsyncClient
+    yield from _client_maker(factory, fake_server)
+
+
+@pytest.fixture
+def make_sync_client(
+    library_env: Path, fake_server: FakeDeepInfra
+) -> Iterator[Callable[..., DeepInfraClient]]:
+    """``make_client`` for what only the blocking client has (threads, aborting a request)."""
+    from deepinfra_magic.client import DeepInfraClient
+
+    yield from _client_maker(DeepInfraClient, fake_server)
 
 
 # ---- end of core library fixtures -------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The sync and async clients against the fake DeepInfra server, over real HTTP.
+"""The sync and async clients against the fake DeepInfra server, over real HTTP; every
+test that takes ``make_client`` runs once per client (tests/flavours.py).
 
 Chat (streamed and not), what goes on the wire, where the key and base URL come from,
 images in every answer style, saving them, the model catalog and its caches, and keys.
@@ -6,7 +7,6 @@ images in every answer style, saving them, the model catalog and its caches, and
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import math
@@ -20,7 +20,7 @@ import pytest
 
 from deepinfra_magic import __version__
 from deepinfra_magic.catalog import CATALOG_CACHE, DiskCache, ModelCatalog
-from deepinfra_magic.client import AsyncDeepInfraClient, DeepInfraClient
+from deepinfra_magic.client import DeepInfraClient
 from deepinfra_magic.errors import (
     AuthenticationError,
     MissingAPIKeyError,
@@ -356,11 +356,11 @@ def test_catalog_splits_text_and_image_models(make_client: MakeClient) -> None:
 
 
 def test_many_threads_share_one_catalog_request(
-    make_client: MakeClient, fake_server: FakeDeepInfra
+    make_sync_client: MakeClient, fake_server: FakeDeepInfra
 ) -> None:
     # A slow answer, so that every thread asks while the one request is in flight.
     fake_server.add_fault(FEATURED_PATH, first_byte_delay=0.2)
-    clients = [make_client() for _ in range(10)]
+    clients = [make_sync_client() for _ in range(10)]
     barrier = threading.Barrier(len(clients))
     results: list[ModelCatalog] = []
     errors: list[BaseException] = []
@@ -499,88 +499,6 @@ def test_validate_key(make_client: MakeClient, fake_server: FakeDeepInfra) -> No
     # The check asks an endpoint that requires the key, never /v1/openai/models, which
     # answers whatever the key (see tests/fake_server.py).
     assert {r.path for r in fake_server.requests} == {"/v1/me/rate_limit"}
-
-
-# ---- the async client ---------------------------------------------------------------------------
-
-
-def async_client(server: FakeDeepInfra, **kwargs: Any) -> AsyncDeepInfraClient:
-    kwargs.setdefault("base_url", server.api_url)
-    return AsyncDeepInfraClient(kwargs.pop("api_key", CANARY_KEY), **kwargs)
-
-
-def test_async_streamed_and_plain_chat(fake_server: FakeDeepInfra) -> None:
-    async def run() -> tuple[list[Any], ChatResult]:
-        async with async_client(fake_server) as client:
-            stream = await client.chat(MESSAGES, REASONER)
-            events = [event async for event in stream]
-            plain = await client.chat(MESSAGES, stream=False, top_p=0.5)
-            return events, plain
-
-    events, plain = asyncio.run(run())
-    result = events[-1]
-    assert isinstance(result, ChatResult) and result.complete
-    assert "".join(e.text for e in events if isinstance(e, ContentDelta)) == result.text
-    assert "".join(e.text for e in events if isinstance(e, ReasoningDelta)) == result.reasoning
-    assert result.text == default_reply(REASONER, PROMPT)
-    assert result.reasoning == default_reasoning(PROMPT)
-    assert result.usage == expected_usage(
-        fake_server, REASONER, PROMPT, result.reasoning, priced=False
-    )
-    assert plain.text == default_reply(DEFAULT_MODEL, PROMPT)
-    streamed_body, plain_body = chat_requests(fake_server)
-    assert streamed_body["stream_options"] == {"include_usage": True}
-    assert plain_body["top_p"] == 0.5
-    assert all(
-        r.headers["user-agent"].startswith(f"deepinfra-magic/{__version__} ")
-        for r in fake_server.requests
-    )
-
-
-def test_async_images_arrive_as_they_finish_and_merge_in_request_order(
-    fake_server: FakeDeepInfra,
-) -> None:
-    fake_server.image_delay_by_seed = {20: 0.3, 21: 0.15, 22: 0.0}
-
-    async def run() -> tuple[list[int | None], ImageResult]:
-        async with async_client(fake_server) as client:
-            arrived = [
-                event.result.seed
-                async for event in client.iter_images("fish", n=3, seed=20)
-                if isinstance(event, ImageArrived)
-            ]
-            return arrived, await client.generate_image("fish", n=3, seed=20)
-
-    arrived, merged = asyncio.run(run())
-    assert arrived == [22, 21, 20]
-    assert [image.seed for image in merged.images] == [20, 21, 22]
-
-
-def test_async_catalog_key_check_and_missing_key(fake_server: FakeDeepInfra) -> None:
-    async def run() -> tuple[ModelCatalog, bool | None, BaseException]:
-        async with async_client(fake_server) as client:
-            catalog = await client.models()
-            assert await client.models() is catalog
-            valid = await client.validate_key()
-        async with async_client(fake_server, api_key=None) as keyless:
-            with pytest.raises(MissingAPIKeyError) as caught:
-                await keyless.chat(MESSAGES)  # at the call, before any request
-        return catalog, valid, caught.value
-
-    catalog, valid, missing = asyncio.run(run())
-    assert {m.name for m in catalog.text_models} == TEXT_MODELS and valid is True
-    assert "DEEPINFRA_API_TOKEN" in str(missing)
-    assert fake_server.count(CHAT_PATH) == 0 and fake_server.count(FEATURED_PATH) == 1
-
-
-def test_async_unknown_model_suggests_close_matches(fake_server: FakeDeepInfra) -> None:
-    async def run() -> None:
-        async with async_client(fake_server) as client:
-            await client.chat(MESSAGES, "Qwen/Qwen2.5-72B", stream=False)
-
-    with pytest.raises(ModelNotFoundError) as caught:
-        asyncio.run(run())
-    assert caught.value.close_matches[0] == "Qwen/Qwen2.5-72B-Instruct"
 
 
 def test_results_render_their_text(make_client: MakeClient) -> None:

@@ -321,7 +321,7 @@ def test_one_megabyte_in_a_single_event(
 
 
 def test_chunk_boundaries_inside_crlf_and_characters_through_the_client(
-    make_client: MakeClient,
+    make_sync_client: MakeClient,
 ) -> None:
     # MockTransport: only a scripted byte stream can cut the body at exact offsets (between
     # CR and LF, inside a 4-byte character) through the whole client.
@@ -341,7 +341,7 @@ def test_chunk_boundaries_inside_crlf_and_characters_through_the_client(
             stream=_Chunks(chunks),
         )
 
-    client = make_client(http_transport=httpx.MockTransport(handler))
+    client = make_sync_client(http_transport=httpx.MockTransport(handler))
     assert run_chat(client, True).text == "a🎉\u2028b"
 
 
@@ -359,7 +359,7 @@ class _Chunks(httpx.SyncByteStream):
 
 
 def test_a_connection_reset_after_done_does_not_spoil_a_whole_reply(
-    make_client: MakeClient,
+    make_sync_client: MakeClient,
 ) -> None:
     # MockTransport: the fake server cannot fail after [DONE]; a scripted stream can.
     body = (
@@ -373,7 +373,7 @@ def test_a_connection_reset_after_done_does_not_spoil_a_whole_reply(
             200, headers={"content-type": "text/event-stream"}, stream=_Chunks([body], reset)
         )
 
-    client = make_client(http_transport=httpx.MockTransport(handler))
+    client = make_sync_client(http_transport=httpx.MockTransport(handler))
     result = run_chat(client, True)
     assert result.text == "Complete." and result.complete
 
@@ -469,12 +469,12 @@ def test_image_rate_limit_is_retried(make_client: MakeClient, fake_server: FakeD
 
 @pytest.mark.parametrize("how", ["close", "ctrl-c"])
 def test_stopping_images_early_hangs_up_on_the_requests_still_running(
-    make_client: MakeClient, fake_server: FakeDeepInfra, how: str
+    make_sync_client: MakeClient, fake_server: FakeDeepInfra, how: str
 ) -> None:
     # The first image takes half a second (by then all three requests have been sent), the
     # other two would take a minute each.
     fake_server.image_delay_by_seed = {1: 0.5, 2: 60.0, 3: 60.0}
-    events = make_client().iter_images("owls", n=3, seed=1)
+    events = make_sync_client().iter_images("owls", n=3, seed=1)
     first = next(events)
     assert isinstance(first, ImageArrived) and first.result.seed == 1
     if how == "close":
@@ -560,9 +560,9 @@ def long_reply(fake_server: FakeDeepInfra) -> str:
 
 
 def test_ctrl_c_mid_stream_closes_the_connection_and_keeps_the_text(
-    make_client: MakeClient, fake_server: FakeDeepInfra, long_reply: str
+    make_sync_client: MakeClient, fake_server: FakeDeepInfra, long_reply: str
 ) -> None:
-    client = make_client(http_transport=InterruptingTransport(chunks=6))
+    client = make_sync_client(http_transport=InterruptingTransport(chunks=6))
     chat = client.chat(MESSAGES)
     received: list[str] = []
     with pytest.raises(KeyboardInterrupt):
@@ -580,13 +580,13 @@ def test_ctrl_c_mid_stream_closes_the_connection_and_keeps_the_text(
 
 
 def test_ctrl_c_while_reading_an_error_answer_is_not_retried(
-    make_client: MakeClient, fake_server: FakeDeepInfra
+    make_sync_client: MakeClient, fake_server: FakeDeepInfra
 ) -> None:
     fake_server.add_fault(status=503, times=None, headers={"Retry-After": "0"})
     transport = InterruptingTransport(chunks=0)
     for stream in (True, False):
         with pytest.raises(KeyboardInterrupt):
-            run_chat(make_client(max_retries=5, http_transport=transport), stream)
+            run_chat(make_sync_client(max_retries=5, http_transport=transport), stream)
     assert transport.requests == 2 and fake_server.count(CHAT_PATH) == 2
 
 
