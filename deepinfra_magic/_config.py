@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_REPLAY_SPEED",
     "DEFAULT_TEMPERATURE",
     "DEFAULT_UPDATE_INTERVAL",
+    "ENV_VARS",
     "FLAVOURS",
     "FLAVOUR_ENV",
     "KEY_ENV_VARS",
@@ -43,12 +44,14 @@ __all__ = [
     "TRACEBACK_CHAR_BUDGET",
     "Secret",
     "Timeouts",
+    "env_text",
     "key_source",
     "missing_key_error",
     "resolve_api_url",
     "resolve_base_url",
     "resolve_flavour",
     "resolve_key",
+    "resolve_replay_speed",
 ]
 
 DEFAULT_BASE_URL = "https://api.deepinfra.com"
@@ -81,6 +84,8 @@ KEY_ENV_VARS = ("DEEPINFRA_API_KEY", "DEEPINFRA_API_TOKEN")
 # Which routes the base URL gets: "auto" decides from the URL (see _routes.decide_flavour).
 FLAVOUR_ENV = "DEEPINFRA_FLAVOUR"
 FLAVOURS = ("auto", "deepinfra", "generic")
+# Every variable the package reads: tests and .ci/run clear exactly these.
+ENV_VARS = (*KEY_ENV_VARS, BASE_URL_ENV, FLAVOUR_ENV, REPLAY_ENV, RECORD_ENV, REPLAY_SPEED_ENV)
 # People often paste the OpenAI-compatible root; the API root is what we need.
 _OPENAI_SUFFIX = "/v1/openai"
 
@@ -163,6 +168,30 @@ def resolve_flavour(flavour: str | None = None) -> str:
         where = "flavour" if flavour else FLAVOUR_ENV
         raise ConfigurationError(f"{where} must be one of {', '.join(FLAVOURS)}, not {raw!r}.")
     return value
+
+
+def env_text(name: str) -> str:
+    """An environment variable's value without surrounding blanks ("" when unset)."""
+    return os.environ.get(name, "").strip()
+
+
+def resolve_replay_speed(speed: float | None = None) -> float:
+    """The replay pace (argument > ``DEEPINFRA_MAGIC_REPLAY_SPEED`` > 1): a number ≥ 0."""
+    where, raw = ("replay_speed", repr(speed)) if speed is not None else (REPLAY_SPEED_ENV, "")
+    if speed is None:
+        raw = env_text(REPLAY_SPEED_ENV)
+        if not raw:
+            return DEFAULT_REPLAY_SPEED
+        try:
+            speed = float(raw)
+        except ValueError:
+            raise ConfigurationError(
+                f"{where} must be a number (1 = recorded pace, 0 = instant), not {raw!r}."
+            ) from None
+        raw = repr(raw)
+    if not speed >= 0:
+        raise ConfigurationError(f"{where} must not be negative, not {raw}.")
+    return float(speed)
 
 
 def key_source() -> str | None:

@@ -47,7 +47,7 @@ from .errors import (
     parse_retry_after,
     redact,
 )
-from .recording import ChunkText, Exchange, Recording, RecordingMode
+from .recording import ChunkText, Exchange, Record, Recording, RecordingMode, Replay
 
 __all__ = ["USER_AGENT", "AsyncTransport", "StreamBody", "SyncTransport"]
 
@@ -340,7 +340,7 @@ class _TransportBase:
     @property
     def replaying(self) -> bool:
         """True when answers come from a recording (no key or network needed)."""
-        return self.recording is not None and self.recording.mode == "replay"
+        return isinstance(self.recording, Replay)
 
     def key(self) -> Secret | None:
         """The key this transport sends, still wrapped (to build a sibling transport)."""
@@ -639,7 +639,7 @@ class SyncTransport(_TransportBase):
             inner = _recording_layer(recording, base_url, sync_inner=inner)
         self._client = httpx.Client(
             base_url=base_url,
-            headers=_headers(api_key, recording is not None and recording.mode == "record"),
+            headers=_headers(api_key, isinstance(recording, Record)),
             timeout=_timeout(timeouts),
             transport=inner,
         )
@@ -741,7 +741,7 @@ class AsyncTransport(_TransportBase):
             inner = _recording_layer(recording, base_url, async_inner=inner)
         self._client = httpx.AsyncClient(
             base_url=base_url,
-            headers=_headers(api_key, recording is not None and recording.mode == "record"),
+            headers=_headers(api_key, isinstance(recording, Record)),
             timeout=_timeout(timeouts),
             transport=inner,
         )
@@ -817,7 +817,7 @@ def _recording_layer(
     async_inner: httpx.AsyncBaseTransport | None = None,
 ) -> Any:
     """The httpx transport for a recording mode, wrapping the real one when recording."""
-    if mode.mode == "replay":
+    if isinstance(mode, Replay):
         return ReplayTransport(Recording.load(*mode.paths), base_url, mode.speed)
     recording = Recording.open_for_recording(mode.path)
     return RecordingTransport(recording, base_url, sync_inner, async_inner)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import hmac
 import logging
 import os
 import threading
@@ -41,6 +42,7 @@ from ._config import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_TOKENS,
     DEFAULT_MODEL,
+    DEFAULT_REPLAY_SPEED,
     DEFAULT_TEMPERATURE,
     Secret,
     Timeouts,
@@ -48,6 +50,7 @@ from ._config import (
     resolve_api_url,
     resolve_flavour,
     resolve_key,
+    resolve_replay_speed,
 )
 from ._flows import (
     COG_MODELS,
@@ -103,7 +106,7 @@ from .mapping import (
     run_async,
     run_sync,
 )
-from .recording import RecordingMode
+from .recording import Record, RecordingMode, Replay, recording_from_env
 from .types import ChatEvent, ChatResult, ContentDelta, ReasoningDelta, Usage
 from .usage import SESSION_USAGE
 
@@ -111,6 +114,7 @@ __all__ = ["AsyncChatStream", "AsyncDeepInfraClient", "ChatStream", "DeepInfraCl
 
 ImageEvent = ImageArrived | ImageWaiting
 T = TypeVar("T")
+C = TypeVar("C", bound="_ClientBase")
 
 
 class _FromEnvironment:
@@ -133,15 +137,15 @@ def _recording_mode(
 ) -> RecordingMode | None:
     if replay is not None and record is not None:
         raise ConfigurationError("Pass replay= or record=, not both.")
-    speed = 1.0 if replay_speed is None else replay_speed
     if replay is not None:
-        return RecordingMode.replaying(os.fspath(replay), speed)
+        speed = DEFAULT_REPLAY_SPEED if replay_speed is None else replay_speed
+        return Replay.of(replay, resolve_replay_speed(speed))
     if record is not None:
-        return RecordingMode("record", Path(os.fspath(record)).expanduser(), speed)
+        return Record(Path(os.fspath(record)).expanduser())
     if isinstance(recording, _FromEnvironment):
-        recording = RecordingMode.from_env()
-    if recording is not None and replay_speed is not None:
-        recording = dataclasses.replace(recording, speed=replay_speed)
+        return recording_from_env(replay_speed)
+    if isinstance(recording, Replay) and replay_speed is not None:
+        return dataclasses.replace(recording, speed=resolve_replay_speed(replay_speed))
     return recording
 
 
@@ -249,6 +253,12 @@ class _ClientBase:
         on_notice: Callable[[str], None] | None = None,
     ) -> None:
         api_key = _as_secret(api_key)  # first: no frame may hold the plain key as a local
+        self._options: dict[str, Any] = {
+            "base_url": base_url, "timeout": timeout, "max_retries": max_retries,
+            "catalog_ttl": catalog_ttl, "catalog_disk_cache": catalog_disk_cache,
+            "http_transport": http_transport, "proxy": proxy, "flavour": flavour,
+            "on_notice": on_notice,
+        }  # fmt: skip
         self.routes = Routes.for_url(resolve_api_url(base_url), resolve_flavour(flavour))
         self.base_url = self.routes.root
         self.timeouts = Timeouts.from_value(timeout)
@@ -256,6 +266,7 @@ class _ClientBase:
             raise ConfigurationError(f"max_retries must be 0 or more, not {max_retries!r}.")
         self.retry = RetryPolicy(max_retries=max_retries)
         self.recording = _recording_mode(recording, replay, record, replay_speed)
+        self._options["recording"] = self.recording  # as resolved: a copy reads no variable
         self.key_source = "argument" if api_key is not None else key_source()
         # Replay answers from its file; recording must fetch, so the file gets the list.
         # A local server's list changes as models are pulled, and it is quick to ask.
@@ -277,6 +288,22 @@ class _ClientBase:
     def has_key(self) -> bool:
         """True when requests will carry a key."""
         return self._transport.has_key
+
+    def with_options(self: C, **changes: Any) -> C:
+        """A new client like this one, with the same key unless ``api_key`` is among the
+        changes (this one stays open; close it if done). Any constructor keyword works."""
+        options = {**self._options, **changes}
+        if "replay" in changes or "record" in changes:
+            options["recording"] = None  # the new file replaces the old mode
+        api_key = options.pop("api_key", self._transport.key())
+        return type(self)(api_key, **options)
+
+    def sends_key(self, key: Secret | None) -> bool:
+        """True when this client sends exactly ``key`` (compared in constant time)."""
+        sent = self._transport.key()
+        if sent is None or key is None:
+            return sent is None and key is None
+        return hmac.compare_digest(sent.reveal().encode(), key.reveal().encode())
 
     def _chat_request(
         self,
@@ -321,7 +348,7 @@ class _ClientBase:
     @property
     def replaying(self) -> bool:
         """True when answers come from a recording."""
-        return self.recording is not None and self.recording.mode == "replay"
+        return isinstance(self.recording, Replay)
 
     @property
     def catalog_key(self) -> str:
@@ -329,7 +356,8 @@ class _ClientBase:
         own, so a catalog fetched live never hides the recorded one, or escapes recording."""
         if self.recording is not None:
             files = ":".join(str(path.resolve()) for path in self.recording.paths)
-            return f"{self.recording.mode}:{files}"
+            mode = "replay" if isinstance(self.recording, Replay) else "record"
+            return f"{mode}:{files}"
         return self.base_url
 
     def cached_catalog(self) -> ModelCatalog | None:
@@ -443,7 +471,7 @@ class _ClientBase:
             if row is not None:
                 row.text, row.usage, row.error = outcome.text, usage, None
                 if self.replaying and self.recording is not None:
-                    row.replayed_from = self.recording.path.name
+                    row.replayed_from = self.recording.paths[0].name
             if store is not None:
                 store.put(key, row_model, outcome.text, usage)
         if store is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import getpass
-import hmac
 import keyword
 import os
 import re
@@ -48,7 +47,6 @@ from ._config import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_MODEL,
     DEFAULT_READ_TIMEOUT,
-    DEFAULT_REPLAY_SPEED,
     DEFAULT_TEMPERATURE,
     DEFAULT_UPDATE_INTERVAL,
     KEY_ENV_VARS,
@@ -57,9 +55,11 @@ from ._config import (
     REPLAY_ENV,
     REPLAY_SPEED_ENV,
     Secret,
+    env_text,
     key_source,
     missing_key_error,
     resolve_key,
+    resolve_replay_speed,
 )
 from ._markdown import verbatim
 from .conversation import Conversation
@@ -316,7 +316,9 @@ class DeepInfraMagics(Magics):
         config=True
     )
     replay_speed = Float(
-        help=f"Replay pace: 1 recorded, 2 twice as fast, 0 instant; env {REPLAY_SPEED_ENV}."
+        None,
+        allow_none=True,
+        help=f"Replay pace: 1 recorded, 2 twice as fast, 0 instant; None: env {REPLAY_SPEED_ENV}.",
     ).tag(config=True)
     raise_on_interrupt = Bool(
         True, help="Re-raise KeyboardInterrupt after keeping a stopped reply (stops Run All)."
@@ -345,13 +347,14 @@ class DeepInfraMagics(Magics):
     ).tag(config=True)
 
     def __init__(self, shell: InteractiveShell) -> None:
+        # Set before the configuration is applied: its changes call the observers below.
+        self._client: DeepInfraClient | None = None
+        self._login: bool = False  # the client carries a key from %deepinfra_login
         super().__init__(shell=shell)
         self.conversation = Conversation(self.system_prompt, self.max_history)
         self.last_response: ChatResult | None = None
         self.last_images: ImageResult | None = None
         self.last_map: MapResult | None = None
-        self._client: DeepInfraClient | None = None
-        self._login: bool = False  # the client carries a key from %deepinfra_login
         self._warned: set[int] = set()
         self.cells = CellLog()
         self._publisher: Any = None  # the display publisher whose images we note
@@ -366,19 +369,15 @@ class DeepInfraMagics(Magics):
 
     @default("replay")
     def _default_replay(self) -> str:
-        return _absolute(os_environ(REPLAY_ENV))
+        return _absolute(env_text(REPLAY_ENV))
 
     @default("record")
     def _default_record(self) -> str:
-        return _absolute(os_environ(RECORD_ENV))
+        return _absolute(env_text(RECORD_ENV))
 
-    @default("replay_speed")
-    def _default_replay_speed(self) -> float:
-        raw = os_environ(REPLAY_SPEED_ENV)
-        try:
-            return max(float(raw), 0.0) if raw else DEFAULT_REPLAY_SPEED
-        except ValueError:
-            return DEFAULT_REPLAY_SPEED
+    def _replay_speed(self) -> float:
+        """The trait, else the environment's pace, else 1 (a bad value: a one-line error)."""
+        return resolve_replay_speed(self.replay_speed)
 
     @validate("max_image_pixels")
     def _check_image_pixels(self, proposal: Any) -> int:
@@ -406,13 +405,13 @@ class DeepInfraMagics(Magics):
     # --- the client -------------------------------------------------------------------------
 
     def _client_options(self) -> dict[str, Any]:
-        from .recording import RecordingMode
+        from .recording import Record, Replay
 
-        recording = None
+        recording: Replay | Record | None = None
         if self.replay:
-            recording = RecordingMode.replaying(self.replay, self.replay_speed)
+            recording = Replay.of(self.replay, self._replay_speed())
         elif self.record:
-            recording = RecordingMode("record", Path(self.record), self.replay_speed)
+            recording = Record(Path(self.record))
         return {
             "base_url": self.base_url or None,
             "flavour": self.flavour or None,
@@ -439,25 +438,21 @@ class DeepInfraMagics(Magics):
 
     def _rebuild_client(self, key: Secret | None = None) -> None:
         """Replace the client after a settings change; keep a login key unless replaced."""
-        old = self._client
-        if key is None and self._login and old is not None:
-            key = old._transport.key()
-        self._client = None
-        if old is not None:
-            old.close()
+        old, self._client = self._client, None
         if key is not None:
             from .client import DeepInfraClient
 
             self._client = DeepInfraClient(key, **self._client_options())
+        elif self._login and old is not None:
+            self._client = old.with_options(**self._client_options())
+        if old is not None:
+            old.close()
 
     def _environment_key_changed(self) -> bool:
         """True when the environment's key is not the one the client sends (compared in
         constant time; neither value is kept)."""
         assert self._client is not None
-        sent, current = self._client._transport.key(), resolve_key()
-        if sent is None or current is None:
-            return (sent is None) != (current is None)
-        return not hmac.compare_digest(sent.reveal().encode(), current.reveal().encode())
+        return not self._client.sends_key(resolve_key())
 
     def _ready_client(self) -> DeepInfraClient:
         """The client, or a one-line error before anything is shown if it has no key."""
@@ -818,7 +813,7 @@ class DeepInfraMagics(Magics):
 
     def _ending(self, result: ChatResult, format_: str) -> tuple[str, str]:
         """The note under a reply (why it stopped, or where its code went) and its footer."""
-        footer = reply_footer(result, timing=not (result.replayed and self.replay_speed == 0))
+        footer = reply_footer(result, timing=not (result.replayed and self._replay_speed() == 0))
         arrived = bool(result.text or result.reasoning)
         if result.interrupted and arrived:
             return (
@@ -1422,7 +1417,7 @@ class DeepInfraMagics(Magics):
 
     def _mode_status(self) -> str:
         if self.replay:
-            return f"Replaying {self.replay} at speed {self.replay_speed:g}."
+            return f"Replaying {self.replay} at speed {self._replay_speed():g}."
         if self.record:
             return f"Recording to {self.record}."
         return "Live: requests go to the API (no recording)."
@@ -1446,11 +1441,6 @@ def _deprecated_mark(model: ModelInfo) -> str:
         return ""
     successor = f", use `{model.replaced_by}`" if model.replaced_by else ""
     return f" ⚠ deprecated{successor}"
-
-
-def os_environ(name: str) -> str:
-    """An environment variable, stripped ('' when unset)."""
-    return os.environ.get(name, "").strip()
 
 
 def _absolute(paths: str) -> str:

@@ -27,10 +27,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._config import RECORD_ENV, REPLAY_ENV, REPLAY_SPEED_ENV, Secret
+from ._config import (
+    DEFAULT_REPLAY_SPEED,
+    RECORD_ENV,
+    REPLAY_ENV,
+    Secret,
+    env_text,
+    resolve_replay_speed,
+)
 from .errors import ConfigurationError, ReplayError, shorten
 
-__all__ = ["Exchange", "Recording", "RecordingMode"]
+__all__ = ["Exchange", "Record", "Recording", "RecordingMode", "Replay", "recording_from_env"]
 
 FORMAT_NAME = "deepinfra-magic-recording"
 FORMAT_VERSION = 1
@@ -189,57 +196,54 @@ class ChunkText:
         return self._decoder.decode(chunk, final)
 
 
-@dataclass
-class RecordingMode:
-    """Replay or record, the file, and the replay pace (1 = recorded, 0 = instant)."""
+@dataclass(frozen=True)
+class Replay:
+    """Answer from recordings (several are searched together) at a pace: 1 as recorded,
+    2 twice as fast, 0 at once. No key and no network are needed."""
 
-    mode: str  # "replay" | "record"
+    paths: tuple[Path, ...]
+    speed: float = DEFAULT_REPLAY_SPEED
+
+    @classmethod
+    def of(cls, paths: str | os.PathLike[str], speed: float = DEFAULT_REPLAY_SPEED) -> Replay:
+        """Replay one file, or several separated by ``os.pathsep`` (``a.json:b.json``)."""
+        parts = os.fspath(paths).split(os.pathsep)
+        return cls(tuple(Path(part).expanduser() for part in parts if part.strip()), speed)
+
+    def describe(self) -> str:
+        """For users: ``replaying quickstart.json + plot.json``."""
+        return f"replaying {' + '.join(path.name for path in self.paths)}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """Send requests for real and write every exchange to ``path`` (never a key)."""
+
     path: Path
-    speed: float = 1.0
-    more: tuple[Path, ...] = ()  # further recordings to replay from (searched together)
-
-    @classmethod
-    def replaying(cls, paths: str, speed: float = 1.0) -> RecordingMode:
-        """Replay from one file, or several separated by ``os.pathsep`` (``a.json:b.json``)."""
-        files = [Path(part).expanduser() for part in paths.split(os.pathsep) if part.strip()]
-        return cls("replay", files[0], speed, tuple(files[1:]))
-
-    @classmethod
-    def from_env(cls) -> RecordingMode | None:
-        """A whole deployment (a Binder image, a workshop) can switch mode by environment."""
-        speed = _speed_from_env()
-        replay = os.environ.get(REPLAY_ENV, "").strip()
-        if replay:
-            return cls.replaying(replay, speed)
-        record = os.environ.get(RECORD_ENV, "").strip()
-        if record:
-            return cls("record", Path(record).expanduser(), speed)
-        return None
 
     @property
     def paths(self) -> tuple[Path, ...]:
-        """Every file of this mode."""
-        return (self.path, *self.more)
+        """The one file, as a tuple like :attr:`Replay.paths`."""
+        return (self.path,)
 
     def describe(self) -> str:
-        """For users: ``replaying quickstart.json`` / ``recording to x.json``."""
-        verb = "replaying" if self.mode == "replay" else "recording to"
-        return f"{verb} {' + '.join(path.name for path in self.paths)}"
+        """For users: ``recording to session.json``."""
+        return f"recording to {self.path.name}"
 
 
-def _speed_from_env() -> float:
-    raw = os.environ.get(REPLAY_SPEED_ENV, "").strip()
-    if not raw:
-        return 1.0
-    try:
-        speed = float(raw)
-    except ValueError:
-        raise ConfigurationError(
-            f"{REPLAY_SPEED_ENV} must be a number (1 = recorded pace, 0 = instant), not {raw!r}."
-        ) from None
-    if speed < 0:
-        raise ConfigurationError(f"{REPLAY_SPEED_ENV} must not be negative, not {raw!r}.")
-    return speed
+RecordingMode = Replay | Record
+
+
+def recording_from_env(speed: float | None = None) -> RecordingMode | None:
+    """A whole deployment (a Binder image, a workshop) can switch mode by environment."""
+    speed = resolve_replay_speed(speed)  # checked even when unused: a typo shows at once
+    replay = env_text(REPLAY_ENV)
+    if replay:
+        return Replay.of(replay, speed)
+    record = env_text(RECORD_ENV)
+    if record:
+        return Record(Path(record).expanduser())
+    return None
 
 
 class Recording:

@@ -124,23 +124,13 @@ def ip(magic_env: Path) -> Iterator[InteractiveShell]:
 # Each client test runs with no DeepInfra variables from the developer's shell, with the model
 # catalog's disk cache under tmp_path (never the real home) and an empty process-wide catalog.
 
-_LIBRARY_ENV_VARS = (
-    "DEEPINFRA_API_KEY",
-    "DEEPINFRA_API_TOKEN",
-    "DEEPINFRA_BASE_URL",
-    "DEEPINFRA_FLAVOUR",
-    "DEEPINFRA_MAGIC_REPLAY",
-    "DEEPINFRA_MAGIC_RECORD",
-    "DEEPINFRA_MAGIC_REPLAY_SPEED",
-)
-
 
 @pytest.fixture
 def library_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """A clean environment for the library; yields the catalog cache directory's parent."""
     from deepinfra_magic.catalog import CATALOG_CACHE
 
-    for name in _LIBRARY_ENV_VARS:
+    for name in MAGIC_ENV_VARS:
         monkeypatch.delenv(name, raising=False)
     cache_home = tmp_path / "xdg-cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))

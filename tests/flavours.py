@@ -46,6 +46,8 @@ class _Loop:
         return value
 
     def wrap_result(self, value: Any) -> Any:
+        if isinstance(value, AsyncDeepInfraClient):  # with_options: a client on this loop
+            return BlockingAsyncClient.around(value, self)
         return BlockingStream(value, self) if isinstance(value, AsyncChatStream) else value
 
 
@@ -81,6 +83,14 @@ class BlockingAsyncClient:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._loop = _Loop()
         self._client = AsyncDeepInfraClient(*args, **kwargs)
+        self._owns_loop = True
+
+    @classmethod
+    def around(cls, client: AsyncDeepInfraClient, loop: _Loop) -> BlockingAsyncClient:
+        """Another client (from ``with_options``) on the same private loop."""
+        wrapper = cls.__new__(cls)
+        wrapper._loop, wrapper._client, wrapper._owns_loop = loop, client, False
+        return wrapper
 
     @property
     def wrapped(self) -> AsyncDeepInfraClient:
@@ -88,7 +98,10 @@ class BlockingAsyncClient:
         return self._client
 
     def __getattr__(self, name: str) -> Any:
-        return self._loop.wrap(getattr(self._client, name))
+        value = getattr(self._client, name)
+        if name == "with_options":
+            return lambda **changes: self._loop.wrap_result(value(**changes))
+        return self._loop.wrap(value)
 
     def __repr__(self) -> str:
         return repr(self._client)
@@ -96,7 +109,8 @@ class BlockingAsyncClient:
     def close(self) -> None:
         if not self._loop.loop.is_closed():
             self._loop.run(self._client.aclose())
-            self._loop.loop.close()
+            if self._owns_loop:
+                self._loop.loop.close()
 
     def __enter__(self) -> BlockingAsyncClient:
         return self

@@ -19,21 +19,14 @@ from typing import Any
 from IPython.core.displaypub import CapturingDisplayPublisher
 from IPython.utils.capture import RichOutput
 
+from deepinfra_magic._config import ENV_VARS
 from tests.fake_server import CANARY_KEY, CHAT_PATH, FakeDeepInfra
 
 MARKDOWN = "text/markdown"
 PLAIN = "text/plain"
 METADATA_KEY = "deepinfra_magic"
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
-MAGIC_ENV_VARS = (
-    "DEEPINFRA_API_KEY",
-    "DEEPINFRA_API_TOKEN",
-    "DEEPINFRA_BASE_URL",
-    "DEEPINFRA_FLAVOUR",
-    "DEEPINFRA_MAGIC_REPLAY",
-    "DEEPINFRA_MAGIC_RECORD",
-    "DEEPINFRA_MAGIC_REPLAY_SPEED",
-)
+MAGIC_ENV_VARS = ENV_VARS  # every variable the package reads (deepinfra_magic/_config.py)
 
 
 def magic_process_env(url: str, root: Path, *, key: str | None = CANARY_KEY) -> dict[str, str]:

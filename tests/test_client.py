@@ -505,3 +505,17 @@ def test_results_render_their_text(make_client: MakeClient) -> None:
     result = make_client().chat(MESSAGES, stream=False)
     assert str(result) == result.text
     assert json.loads(json.dumps(result.metadata()))["model"] == DEFAULT_MODEL
+
+
+def test_with_options_keeps_the_key_and_changes_only_what_is_asked(
+    make_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    client = make_client(max_retries=0)
+    copy = client.with_options(timeout=5.0)
+    try:
+        assert copy.timeouts.read == 5.0 and copy.retry.max_retries == 0
+        assert copy.has_key and copy.validate_key() is True
+        assert fake_server.requests[-1].headers["authorization"] == f"Bearer {CANARY_KEY}"
+        assert not client.with_options(api_key=None).has_key
+    finally:
+        copy.close()

@@ -21,7 +21,7 @@ from IPython.core.ultratb import VerboseTB
 from deepinfra_magic._config import Secret, resolve_key
 from deepinfra_magic.client import AsyncDeepInfraClient, DeepInfraClient
 from deepinfra_magic.errors import ConfigurationError, DeepInfraError
-from deepinfra_magic.recording import RecordingMode
+from deepinfra_magic.recording import Record
 from tests.fake_server import CANARY_KEY, CHAT_PATH, INFERENCE_PREFIX, FakeDeepInfra
 
 pytestmark = pytest.mark.usefixtures("library_env")
@@ -63,7 +63,7 @@ def test_reprs_and_strs_never_show_the_key(
     keyed_env: FakeDeepInfra, tmp_path: Path, library_env: Path
 ) -> None:
     keyed_env.image_style = "url"
-    shown: list[Any] = [Secret(canary()), resolve_key(), RecordingMode("record", tmp_path)]
+    shown: list[Any] = [Secret(canary()), resolve_key(), Record(tmp_path)]
     with DeepInfraClient(canary(), record=tmp_path / "r.json") as client:
         stream = client.chat(MESSAGES)
         shown += [client, client._transport, client._transport._client.headers, stream]

@@ -267,3 +267,22 @@ def test_models_in_replay_say_when_the_recording_was_made(
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(made))
     status = captured.outputs[0].data[PLAIN].splitlines()[0]
     assert f" · list from recording (recorded {when})" in status
+
+
+def test_a_bad_replay_speed_in_the_environment_is_the_librarys_one_line_error(
+    ip: InteractiveShell,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "demo.json"
+    record(ip, path)
+    monkeypatch.setenv("DEEPINFRA_MAGIC_REPLAY_SPEED", "-3")  # was taken as 0 here, refused there
+    ip.run_line_magic("deepinfra_replay", str(path))
+    capsys.readouterr()
+    result = ip.run_cell(f"%%deepinfra --new\n{PROMPT}")
+    assert isinstance(result.error_in_exec, ConfigurationError)
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert line == (
+        "ConfigurationError: DEEPINFRA_MAGIC_REPLAY_SPEED must not be negative, not '-3'."
+    )

@@ -169,11 +169,11 @@ def test_async_map_behaves_the_same(fake_server: FakeDeepInfra, library_env: Pat
 
 
 def test_ctrl_c_keeps_finished_rows_hangs_up_and_a_rerun_sends_the_rest(
-    make_client: Callable[..., DeepInfraClient], fake_server: FakeDeepInfra
+    make_sync_client: Callable[..., DeepInfraClient], fake_server: FakeDeepInfra
 ) -> None:
     fake_server.add_fault(times=3, first_byte_delay=0.0)  # three quick answers, then
     fake_server.add_fault(times=None, first_byte_delay=30.0)  # nothing for 30 s
-    client = make_client()
+    client = make_sync_client()
     items = [f"i{index}" for index in range(12)]
 
     def press_ctrl_c(progress: MapProgress) -> None:

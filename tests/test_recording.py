@@ -301,3 +301,15 @@ def test_a_mismatch_shows_where_two_long_prompts_differ(session: Session) -> Non
     at = len(long_recorded) - len("thanks.") + 1
     assert f"messages[0] from character {at} " in message
     assert "the very end, thanks.'" in message and "the very end, please.'" in message
+
+
+@pytest.mark.parametrize("raw", ["-3", "abc"])
+def test_a_bad_replay_speed_in_the_environment_is_one_clear_error(
+    session: Session, monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv("DEEPINFRA_MAGIC_REPLAY", str(session.path))
+    monkeypatch.setenv("DEEPINFRA_MAGIC_REPLAY_SPEED", raw)
+    with pytest.raises(ConfigurationError, match="DEEPINFRA_MAGIC_REPLAY_SPEED must"):
+        DeepInfraClient(base_url=CLOSED_URL)
+    with pytest.raises(ConfigurationError, match="replay_speed must not be negative"):
+        DeepInfraClient(base_url=CLOSED_URL, replay=session.path, replay_speed=-3)
