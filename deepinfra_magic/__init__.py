@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .errors import (
     APIConnectionError,
+    APIStatusError,
     APITimeoutError,
     AuthenticationError,
     ConfigurationError,
@@ -68,6 +69,7 @@ _LAZY = {
 
 __all__ = [
     "APIConnectionError",
+    "APIStatusError",
     "APITimeoutError",
     "AsyncChatStream",
     "AsyncDeepInfraClient",

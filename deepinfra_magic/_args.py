@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
 
-from .errors import redact
+from ._text import redact
 
 __all__ = [
     "MagicParser",

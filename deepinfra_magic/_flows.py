@@ -30,6 +30,7 @@ from ._protocol import (
     wants_cog_input,
 )
 from ._routes import Routes
+from ._text import shorten
 from .catalog import Fetched
 from .errors import (
     AuthenticationError,
@@ -37,7 +38,6 @@ from .errors import (
     InvalidRequestError,
     InvalidResponseError,
     ReplayError,
-    shorten,
 )
 from .images import GeneratedImage, ImageResult
 from .types import ChatResult

@@ -36,6 +36,8 @@ from ._protocol import (
     RawResponse,
     RetryPolicy,
 )
+from ._status import error_from_response, parse_retry_after
+from ._text import redact
 from ._version import __version__
 from .errors import (
     KEYS_URL,
@@ -43,9 +45,6 @@ from .errors import (
     APITimeoutError,
     ConfigurationError,
     DeepInfraError,
-    error_from_response,
-    parse_retry_after,
-    redact,
 )
 from .recording import ChunkText, Exchange, Record, Recording, RecordingMode, Replay
 

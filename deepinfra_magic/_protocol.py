@@ -20,36 +20,38 @@ from urllib.parse import quote
 from ._buffer import TextBuffer
 from ._config import DEFAULT_MAX_RETRIES
 from ._sse import SSEDecoder
-from .errors import (
-    ContextLengthError,
-    InvalidRequestError,
-    InvalidResponseError,
-    StreamError,
-    context_overflow_message,
-    names_cause,
-    shorten,
-)
+from ._status import context_overflow_message, names_cause
+from ._text import shorten
+from .errors import ContextLengthError, InvalidRequestError, InvalidResponseError, StreamError
 from .types import ContentDelta, ReasoningDelta, Usage
 
 __all__ = [
     "CATALOG_PATH",
     "CHAT_PATH",
+    "LOADING_STATUS",
     "MODELS_PATH",
+    "RECORDED_AT_HEADER",
+    "REPLAY_HEADER",
     "ApiRequest",
     "ChatStreamDecoder",
     "ImageAnswer",
     "ImageRef",
     "RawResponse",
     "RetryPolicy",
+    "as_cog_request",
     "catalog_request",
     "chat_request",
     "decode_data_uri",
+    "file_request",
+    "image_from_bytes",
     "image_request",
+    "key_check_request",
     "parse_catalog",
     "parse_chat_completion",
     "parse_image_answer",
     "parse_json",
     "sniff_image_type",
+    "wants_cog_input",
 ]
 
 CATALOG_PATH = "/models/featured"

@@ -26,6 +26,7 @@ from ._config import MAX_IMAGE_PIXELS, TABLE_CHAR_BUDGET
 
 __all__ = [
     "SUPPORTED_KINDS",
+    "Attachment",
     "AttachmentError",
     "ImageAttachment",
     "TableAttachment",

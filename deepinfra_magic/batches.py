@@ -8,22 +8,32 @@ error files map back to rows by ``custom_id``. Sources: docs.deepinfra.com/batch
 ``/v1/openai/batches`` and ``/v1/openai/batches/{batch_id}``.
 
 Each flow is a generator that yields :class:`ApiRequest` s and is sent back each
-:class:`RawResponse`; :func:`drive` and :func:`adrive` run one with a sync or async ``send``.
+:class:`RawResponse`; ``_flows.run_flow``/``arun_flow`` (the clients' ``_drive``) run one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ._protocol import ApiRequest, RawResponse, parse_json
-from .errors import InvalidRequestError, InvalidResponseError, shorten
+from ._text import shorten
+from .errors import InvalidRequestError, InvalidResponseError
 from .types import Usage
 
-__all__ = ["BatchJob", "BatchOutcome", "adrive", "drive", "results_flow", "submit_flow"]
+__all__ = [
+    "DISCOUNT",
+    "BatchJob",
+    "BatchOutcome",
+    "list_request",
+    "parse_batch_list",
+    "results_flow",
+    "retrieve_request",
+    "submit_flow",
+]
 
 FILES_PATH = "/v1/openai/files"
 BATCHES_PATH = "/v1/openai/batches"
@@ -33,7 +43,7 @@ TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 DISCOUNT = 0.8  # batch jobs are billed 20% below real-time prices
 
 T = TypeVar("T")
-Flow = Generator[ApiRequest, RawResponse, T]
+Flow = Generator[ApiRequest, RawResponse, T]  # run by _flows.run_flow/arun_flow
 
 
 @dataclass(frozen=True)
@@ -257,25 +267,3 @@ def results_flow(job: BatchJob) -> Flow[dict[str, BatchOutcome]]:
             raw = yield content_request(file_id)
             outcomes.update(parse_outcomes(raw.body))
     return outcomes
-
-
-def drive(flow: Flow[T], send: Callable[[ApiRequest], RawResponse]) -> T:
-    """Run a flow with a blocking ``send``."""
-    try:
-        request = next(flow)
-        while True:
-            request = flow.send(send(request))
-    except StopIteration as stop:
-        result: T = stop.value
-        return result
-
-
-async def adrive(flow: Flow[T], send: Callable[[ApiRequest], Awaitable[RawResponse]]) -> T:
-    """Run a flow with an async ``send``."""
-    try:
-        request = next(flow)
-        while True:
-            request = flow.send(await send(request))
-    except StopIteration as stop:
-        result: T = stop.value
-        return result

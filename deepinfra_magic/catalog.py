@@ -32,6 +32,7 @@ __all__ = [
     "Fetched",
     "ModelCatalog",
     "ModelInfo",
+    "default_cache_dir",
     "looks_like_vision_model",
 ]
 

@@ -76,8 +76,6 @@ from .batches import (
     DISCOUNT,
     BatchJob,
     BatchOutcome,
-    adrive,
-    drive,
     list_request,
     parse_batch_list,
     results_flow,
@@ -493,7 +491,7 @@ class _ClientBase:
         return self._describe()
 
 
-class _StreamState:
+class _BaseChatStream:
     """Bookkeeping shared by the sync and async streams: text so far and timing."""
 
     def __init__(self, request: ApiRequest, model: str, generic: bool = False) -> None:
@@ -572,7 +570,7 @@ class _StreamState:
         return f"{type(self).__name__}(model={self.model!r}, {state}, {len(self.text)} chars)"
 
 
-class ChatStream(_StreamState):
+class ChatStream(_BaseChatStream):
     """A streamed reply: iterate for events (the last one is the :class:`ChatResult`).
 
     The connection opens on first iteration and is closed when the stream ends, breaks,
@@ -620,7 +618,7 @@ class ChatStream(_StreamState):
         self.close()
 
 
-class AsyncChatStream(_StreamState):
+class AsyncChatStream(_BaseChatStream):
     """The async twin of :class:`ChatStream`: ``async for event in stream``."""
 
     def __init__(self, client: AsyncDeepInfraClient, request: ApiRequest, model: str) -> None:
@@ -812,7 +810,7 @@ class DeepInfraClient(_ClientBase):
         """Send a planned job's missing rows to DeepInfra's Batch API (24 h, 20% cheaper);
         each row's ``custom_id`` is its answer-store key."""
         flow = submit_flow(self._batch_input(job), self._batch_metadata(job))
-        batch = drive(flow, self._transport.send)
+        batch = self._drive(flow, suggest=False)
         self._note_batch(job, batch)
         return batch
 
@@ -853,7 +851,7 @@ class DeepInfraClient(_ClientBase):
         and put them on ``job``'s rows (match by ``custom_id``)."""
         if isinstance(batch, str):
             batch = self.batch(batch)
-        outcomes = drive(results_flow(batch), self._transport.send)
+        outcomes = self._drive(results_flow(batch), suggest=False)
         self._merge_batch(batch, outcomes, job)
         return outcomes
 
@@ -1041,7 +1039,7 @@ class AsyncDeepInfraClient(_ClientBase):
     async def submit_batch(self, job: MapJob) -> BatchJob:
         """See :meth:`DeepInfraClient.submit_batch`."""
         flow = submit_flow(self._batch_input(job), self._batch_metadata(job))
-        batch = await adrive(flow, self._transport.send)
+        batch = await self._drive(flow, suggest=False)
         self._note_batch(job, batch)
         return batch
 
@@ -1080,7 +1078,7 @@ class AsyncDeepInfraClient(_ClientBase):
         """See :meth:`DeepInfraClient.batch_results`."""
         if isinstance(batch, str):
             batch = await self.batch(batch)
-        outcomes = await adrive(results_flow(batch), self._transport.send)
+        outcomes = await self._drive(results_flow(batch), suggest=False)
         self._merge_batch(batch, outcomes, job)
         return outcomes
 

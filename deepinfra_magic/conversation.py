@@ -1,7 +1,8 @@
-"""A chat conversation: the system prompt, then the last few complete exchanges.
+"""A chat conversation: the system prompt, then the last few complete turns.
 
-Exchanges remember the notebook cell they came from: running a cell again replaces its
-earlier exchange, so a re-run never feeds the model its own stale answer.
+Turns remember the notebook cell they came from: running a cell again replaces its
+earlier turn, so a re-run never feeds the model its own stale answer. (A request and
+its recorded answer is a different thing: ``recording.Exchange``.)
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Content", "Conversation", "Exchange"]
+__all__ = ["Content", "Conversation", "Turn"]
 
 Content = str | list[dict[str, Any]]  # a string, or OpenAI-style content parts
 
 
 @dataclass(frozen=True)
-class Exchange:
+class Turn:
     """One complete turn: what the user asked and what the model answered."""
 
     prompt: str
@@ -39,7 +40,7 @@ class Conversation:
 
     system_prompt: str = ""
     max_history: int = 5
-    exchanges: list[Exchange] = field(default_factory=list)
+    exchanges: list[Turn] = field(default_factory=list)
 
     def messages(
         self,
@@ -63,7 +64,7 @@ class Conversation:
         messages.append({"role": "user", "content": prompt})
         return _images_once(messages, keep=images)
 
-    def window(self, cell: str | None = None) -> list[Exchange]:
+    def window(self, cell: str | None = None) -> list[Turn]:
         """The exchanges that are sent: the last ``max_history`` ones (not ``cell``'s)."""
         if self.max_history <= 0:
             return []
@@ -83,7 +84,7 @@ class Conversation:
         """Remember a complete exchange; one from the same cell is replaced."""
         if cell is not None:
             self.exchanges = [e for e in self.exchanges if e.cell != cell]
-        self.exchanges.append(Exchange(prompt, reply, model, cell, label, content))
+        self.exchanges.append(Turn(prompt, reply, model, cell, label, content))
 
     def label(self, cell: str, label: str) -> None:
         """Name the cell an exchange came from (known once the cell has run); ``cell`` also

@@ -27,13 +27,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ImageGallery",
+    "ImageProgress",
     "LiveSection",
     "MarkdownContext",
     "Publisher",
     "ReplyView",
     "StdoutReplyView",
     "Throttle",
+    "image_caption",
     "markdown_bundle",
+    "money",
+    "reply_footer",
     "rich_display_available",
 ]
 

@@ -1461,8 +1461,8 @@ def _is_pyplot(value: Any) -> bool:
 
 def _describe(value: Any) -> str:
     """An output for a --vars template: a DataFrame as its text summary, else its repr."""
+    from ._text import shorten
     from .attachments import describe_table
-    from .errors import shorten
 
     if type(value).__module__.startswith("pandas") and type(value).__name__ in (
         "DataFrame",

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import MAP_STORE_FILE
 from ._protocol import ApiRequest, RawResponse, chat_request, parse_chat_completion, parse_json
+from ._text import shorten
 from .errors import (
     APIConnectionError,
     APITimeoutError,
@@ -40,7 +41,6 @@ from .errors import (
     ModelNotFoundError,
     RateLimitError,
     ServerError,
-    shorten,
 )
 from .types import ChatResult, Usage
 
@@ -51,12 +51,19 @@ if TYPE_CHECKING:
 __all__ = [
     "AnswerStore",
     "CostEstimate",
+    "MapFlow",
     "MapInterrupted",
     "MapJob",
     "MapProgress",
     "MapResult",
+    "MapRow",
+    "ProgressCallback",
     "RowError",
+    "parse_row_answer",
+    "plan_map",
     "read_rows",
+    "run_async",
+    "run_sync",
 ]
 
 RATE_LIMIT_RETRIES = 50  # 429s a single row may meet before it counts as failed

@@ -35,9 +35,18 @@ from ._config import (
     env_text,
     resolve_replay_speed,
 )
-from .errors import ConfigurationError, ReplayError, shorten
+from ._text import shorten
+from .errors import ConfigurationError, ReplayError
 
-__all__ = ["Exchange", "Record", "Recording", "RecordingMode", "Replay", "recording_from_env"]
+__all__ = [
+    "ChunkText",
+    "Exchange",
+    "Record",
+    "Recording",
+    "RecordingMode",
+    "Replay",
+    "recording_from_env",
+]
 
 FORMAT_NAME = "deepinfra-magic-recording"
 FORMAT_VERSION = 1

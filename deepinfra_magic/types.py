@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -82,7 +82,6 @@ class ChatResult:
     request_id: str | None = None
     time_to_first_token: float | None = None
     duration: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def replayed(self) -> bool:

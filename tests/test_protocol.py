@@ -29,7 +29,9 @@ from deepinfra_magic._protocol import (
     parse_image_answer,
     sniff_image_type,
 )
+from deepinfra_magic._status import error_from_response
 from deepinfra_magic.errors import (
+    APIStatusError,
     AuthenticationError,
     DeepInfraError,
     InsufficientCreditError,
@@ -39,7 +41,6 @@ from deepinfra_magic.errors import (
     RateLimitError,
     ServerError,
     StreamError,
-    error_from_response,
 )
 from deepinfra_magic.types import ContentDelta, ReasoningDelta, Usage
 from tests.fake_server import CANARY_KEY, TINY_JPEG, TINY_WEBP, error_body, make_png
@@ -213,7 +214,7 @@ ERROR_CASES = [
     (500, "text", ServerError, ["500", "non-JSON body: crashed", "Try again"]),
     (502, "html", ServerError, ["an HTML page '502 Bad Gateway'", "proxy or gateway"]),
     (503, "empty", ServerError, ["503", "empty response body"]),
-    (418, "detail_str", DeepInfraError, ["Unexpected HTTP 418", "DEEPINFRA_BASE_URL"]),
+    (418, "detail_str", APIStatusError, ["Unexpected HTTP 418", "DEEPINFRA_BASE_URL"]),
 ]
 MESSAGES = {
     "detail_obj": "Model is gone",

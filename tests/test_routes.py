@@ -17,14 +17,14 @@ import pytest
 from deepinfra_magic import DeepInfraClient
 from deepinfra_magic._protocol import ChatStreamDecoder, parse_image_answer
 from deepinfra_magic._routes import Routes, decide_flavour, fit_max_tokens
+from deepinfra_magic._status import error_from_response
+from deepinfra_magic._text import redact
 from deepinfra_magic.errors import (
     ContextLengthError,
     InvalidRequestError,
     ModelNotFoundError,
     RouteNotFoundError,
     ServerError,
-    error_from_response,
-    redact,
 )
 from tests.fake_server import (
     CANARY_KEY,
