@@ -1,7 +1,7 @@
 """Argument parsing for the magics: clear one-line UsageErrors, literal prompts.
 
-IPython's own ``arg_split`` keeps quote characters inside tokens, and argparse exits
-the process on errors, so the magics use this small layer instead.
+IPython's own ``arg_split`` keeps quote characters inside tokens, so the parser is
+IPython's ``MagicArgumentParser`` reading the line with ``shlex`` instead.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
+from IPython.core.magic_arguments import MagicArgumentParser
 
 from ._text import redact
 
@@ -28,14 +29,22 @@ __all__ = [
 ]
 
 
-class MagicParser(argparse.ArgumentParser):
-    """argparse that raises UsageError (with the usage line) instead of exiting."""
+class MagicParser(MagicArgumentParser):
+    """IPython's magic parser that keeps quotes out of values (``shlex``), never
+    abbreviates options, and puts the usage line into its one-line UsageError."""
 
     def __init__(self, prog: str, description: str = "") -> None:
-        super().__init__(
-            prog=prog, description=description, add_help=False, allow_abbrev=False,
-            exit_on_error=False,
-        )  # fmt: skip
+        super().__init__(  # type: ignore[no-untyped-call]  # IPython's is untyped
+            prog=prog, description=description, formatter_class=argparse.HelpFormatter
+        )
+        self.allow_abbrev = False
+        self.exit_on_error = False
+
+    def parse_argstring(self, argstring: str, *, partial: bool = False) -> Any:
+        """IPython's entry point, with shell-like quoting (see :meth:`parse_line`)."""
+        if partial:
+            return self.parse_known_args(shlex.split(argstring))
+        return self.parse_line(argstring)
 
     def error(self, message: str) -> NoReturn:
         # argparse wraps a long usage over several lines: keep the error on one line. An

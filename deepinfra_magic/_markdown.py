@@ -134,3 +134,14 @@ def verbatim(text: str) -> str:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}text\n{text}\n{fence}"
+
+
+_CODE_BLOCK = re.compile(
+    r"^ {0,3}(`{3,}|~{3,})[^\n]*\n(.*?)^ {0,3}\1[ \t]*$", re.DOTALL | re.MULTILINE
+)
+
+
+def first_code_block(text: str) -> str | None:
+    """The body of the first fenced code block in Markdown, or None."""
+    match = _CODE_BLOCK.search(text)
+    return match.group(2).rstrip("\n") if match else None

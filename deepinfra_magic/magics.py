@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import functools
 import getpass
-import keyword
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -28,14 +26,7 @@ from IPython.core.magic import (
 )
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, observe, validate
 
-from ._args import (
-    MagicParser,
-    bounded_float,
-    bounded_int,
-    fill_variables,
-    parse_params,
-    split_options_and_prompt,
-)
+from ._args import fill_variables, parse_params, split_options_and_prompt
 from ._config import (
     DEFAULT_BATCH_POLL_INTERVAL,
     DEFAULT_CATALOG_TTL,
@@ -61,7 +52,8 @@ from ._config import (
     resolve_key,
     resolve_replay_speed,
 )
-from ._markdown import verbatim
+from ._markdown import first_code_block, verbatim
+from ._parsers import CHAT_RESERVED, IMAGE_RESERVED, PARSERS, check_variable_name, documented
 from .conversation import Conversation
 from .display import (
     ImageGallery,
@@ -91,21 +83,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DeepInfraMagics", "load", "unload"]
 
-MAGIC_NAMES = {
-    "cell": ("deepinfra", "deepinfra_image", "deepinfra_map"),
-    "line": (
-        "deepinfra_batches",
-        "deepinfra_usage",
-        "deepinfra_image",
-        "deepinfra_models",
-        "deepinfra_login",
-        "deepinfra_reset",
-        "deepinfra_history",
-        "deepinfra_explain",
-        "deepinfra_replay",
-        "deepinfra_record",
-    ),
-}
 _CLIENT_TRAITS = (
     "base_url",
     "flavour",
@@ -116,132 +93,6 @@ _CLIENT_TRAITS = (
     "replay_speed",
     "catalog_ttl",
 )
-_CODE_BLOCK = re.compile(
-    r"^ {0,3}(`{3,}|~{3,})[^\n]*\n(.*?)^ {0,3}\1[ \t]*$", re.DOTALL | re.MULTILINE
-)
-
-
-def first_code_block(text: str) -> str | None:
-    """The body of the first fenced code block in Markdown, or None."""
-    match = _CODE_BLOCK.search(text)
-    return match.group(2).rstrip("\n") if match else None
-
-
-# Request fields the magics set themselves, and the option that sets each one.
-_CHAT_RESERVED = {
-    "temperature": "use -t/--temperature",
-    "max_tokens": "use --max-tokens",
-    "model": "use -m/--model",
-    "messages": "the cell body is the prompt (-s/--system, --new and max_history shape the rest)",
-    "stream": "use --no-stream to wait for the whole reply",
-}
-_IMAGE_RESERVED = {
-    "prompt": "write the prompt after the options",
-    "model": "use -m/--model",
-    "n": "use -n/--num-images",
-    "num_images": "use -n/--num-images",
-    "heartbeat": "it is not a request field",
-}
-
-
-def _chat_parser() -> MagicParser:
-    parser = MagicParser("%%deepinfra", "Chat with a DeepInfra model; the cell is the prompt.")
-    parser.add_argument("-m", "--model", help="model name (default: DeepInfraMagics.default_model)")
-    parser.add_argument("-s", "--system", help="system prompt for this cell")
-    parser.add_argument("-t", "--temperature", type=bounded_float(0.0, 2.0))
-    parser.add_argument("--max-tokens", type=bounded_int(1))
-    parser.add_argument("-p", "--param", action="append", metavar="KEY=VALUE")
-    parser.add_argument("--new", action="store_true", help="start a fresh conversation")
-    parser.add_argument("--no-stream", action="store_true")
-    parser.add_argument("-f", "--format", choices=("markdown", "text", "code"), default="markdown")
-    parser.add_argument("-o", "--out", metavar="VAR")
-    parser.add_argument("--vars", action="store_true", help="fill {name} from the notebook")
-    parser.add_argument("--see", action="append", metavar="EXPR", help="attach a plot or table")
-    return parser
-
-
-def _explain_parser() -> MagicParser:
-    parser = MagicParser("%deepinfra_explain", "Explain the last error, or cell N's.")
-    parser.add_argument("cell", nargs="?", type=bounded_int(1), metavar="N")
-    parser.add_argument("-m", "--model")
-    parser.add_argument("-f", "--format", choices=("markdown", "text", "code"), default="markdown")
-    parser.add_argument("-o", "--out", metavar="VAR")
-    parser.add_argument("--no-stream", action="store_true")
-    return parser
-
-
-def _image_parser() -> MagicParser:
-    parser = MagicParser("%deepinfra_image", "Generate images; options first, then the prompt.")
-    parser.add_argument("-m", "--model")
-    parser.add_argument("--width", type=bounded_int(64, 4096))
-    parser.add_argument("--height", type=bounded_int(64, 4096))
-    parser.add_argument("-n", "--num-images", type=bounded_int(1, 16), default=1)
-    parser.add_argument("--seed", type=bounded_int(0))
-    parser.add_argument("--steps", type=bounded_int(1, 500))
-    parser.add_argument("--guidance", type=bounded_float(0.0, 100.0))
-    parser.add_argument("--negative", metavar="TEXT")
-    parser.add_argument("-p", "--param", action="append", metavar="KEY=VALUE")
-    parser.add_argument("--save", metavar="PATH")
-    parser.add_argument("-o", "--out", metavar="VAR")
-    return parser
-
-
-def _models_parser() -> MagicParser:
-    parser = MagicParser("%deepinfra_models", "List DeepInfra's featured models.")
-    kind = parser.add_mutually_exclusive_group()
-    kind.add_argument("--text", action="store_true")
-    kind.add_argument("--images", action="store_true")
-    kind.add_argument("--vision", action="store_true", help="chat models that can see images")
-    parser.add_argument("--refresh", action="store_true")
-    parser.add_argument("--pick", action="store_true")
-    parser.add_argument("pattern", nargs="?")
-    return parser
-
-
-def _replay_parser(name: str) -> MagicParser:
-    parser = MagicParser(name)
-    parser.add_argument("path", nargs="?", help="a recording file, or 'off'")
-    if name == "%deepinfra_replay":
-        parser.add_argument("--speed", type=bounded_float(0.0))
-        parser.add_argument("--if-no-key", action="store_true")
-    return parser
-
-
-def _map_parser() -> MagicParser:
-    parser = MagicParser("%%deepinfra_map", "Ask the cell's template for every row of DATA.")
-    parser.add_argument("data", metavar="DATA", help="a DataFrame, Series, list or iterable")
-    parser.add_argument("-o", "--out", metavar="NAME")
-    parser.add_argument("--column", metavar="NAME")
-    parser.add_argument("-m", "--model")
-    parser.add_argument("-s", "--system")
-    parser.add_argument("-t", "--temperature", type=bounded_float(0.0, 2.0))
-    parser.add_argument("--max-tokens", type=bounded_int(1))
-    parser.add_argument("-p", "--param", action="append", metavar="KEY=VALUE")
-    parser.add_argument("--concurrency", type=bounded_int(1, 256))
-    parser.add_argument("--batch-api", action="store_true")
-    parser.add_argument("--yes", action="store_true", help="send even above map_confirm_dollars")
-    return parser
-
-
-def _batches_parser() -> MagicParser:
-    parser = MagicParser("%deepinfra_batches", "List Batch API jobs, or collect one by id.")
-    parser.add_argument("batch_id", nargs="?", metavar="ID")
-    parser.add_argument("--limit", type=bounded_int(1, 100), default=20)
-    return parser
-
-
-_PARSERS = {
-    "map": _map_parser(),
-    "batches": _batches_parser(),
-    "chat": _chat_parser(),
-    "explain": _explain_parser(),
-    "image": _image_parser(),
-    "models": _models_parser(),
-    "replay": _replay_parser("%deepinfra_replay"),
-    "record": _replay_parser("%deepinfra_record"),
-}
-
-
 _Magic = TypeVar("_Magic", bound=Callable[..., None])
 
 
@@ -259,11 +110,6 @@ def _one_line_errors(method: _Magic) -> _Magic:
             print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
 
     return run  # type: ignore[return-value]
-
-
-def _check_variable_name(name: str | None, option: str = "-o/--out") -> None:
-    if name is not None and (not name.isidentifier() or keyword.iskeyword(name)):
-        raise UsageError(f"{option} needs a Python variable name, got {name!r}.")
 
 
 @magics_class
@@ -494,12 +340,9 @@ class DeepInfraMagics(Magics):
     @no_var_expand
     @cell_magic
     @_one_line_errors
+    @documented(PARSERS["chat"])
     def deepinfra(self, line: str, cell: str) -> None:
         """Chat with a DeepInfra model; the cell body is the prompt, streamed back live.
-
-        Usage: ``%%deepinfra [-m MODEL] [-s SYSTEM] [-t TEMP] [--max-tokens N]
-        [-p KEY=VALUE ...] [--new] [--no-stream] [-f markdown|text|code] [-o VAR] [--vars]
-        [--see EXPR ...]``
 
         Each cell sees the previous exchanges (``max_history``); re-running a cell replaces
         its earlier exchange; ``--new`` or ``%deepinfra_reset`` start over. ``-f code`` puts
@@ -509,8 +352,8 @@ class DeepInfraMagics(Magics):
         DataFrame. Ctrl-C stops the reply and keeps what arrived. An image model makes an
         image.
         """
-        args = _PARSERS["chat"].parse_line(line)
-        _check_variable_name(args.out)
+        args = PARSERS["chat"].parse_line(line)
+        check_variable_name(args.out)
         prompt = cell.strip("\n")
         if not prompt.strip():
             raise UsageError(
@@ -522,7 +365,7 @@ class DeepInfraMagics(Magics):
             except NotebookReferenceError as exc:
                 raise UsageError(f"--vars: {exc}") from None
         attachments = self._attachments(args.see or [])
-        params = parse_params(args.param, reserved=_CHAT_RESERVED)
+        params = parse_params(args.param, reserved=CHAT_RESERVED)
         client = self._ready_client()
         catalog = self._catalog_if_available(client)
         model = args.model or client.default_model(self.default_model, catalog)
@@ -533,10 +376,10 @@ class DeepInfraMagics(Magics):
                     f"%%deepinfra: {model} makes images from text; --see needs a chat model "
                     "that can see (see %deepinfra_models --vision)."
                 )
-            clash = next((key for key in params if key in _IMAGE_RESERVED), None)
+            clash = next((key for key in params if key in IMAGE_RESERVED), None)
             if clash is not None:
                 raise UsageError(
-                    f"-p/--param cannot set {clash} here: {_IMAGE_RESERVED[clash]} with "
+                    f"-p/--param cannot set {clash} here: {IMAGE_RESERVED[clash]} with "
                     "%deepinfra_image."
                 )
             self._make_images(client, prompt, model, 1, params, None, args.out)
@@ -736,14 +579,14 @@ class DeepInfraMagics(Magics):
     @no_var_expand
     @line_magic
     @_one_line_errors
+    @documented(PARSERS["explain"])
     def deepinfra_explain(self, line: str) -> None:
-        """Explain the last error, cell N's, or inside ``except`` the one being handled:
-        ``%deepinfra_explain [N] [-m MODEL] [-f markdown|text|code] [-o VAR] [--no-stream]``.
+        """Explain the last error, cell N's, or inside ``except`` the one being handled.
         Sends the cell's source and its traceback; ``-f code`` puts the fix into the next cell."""
         from .notebook import explain_prompt
 
-        args = _PARSERS["explain"].parse_line(line)
-        _check_variable_name(args.out)
+        args = PARSERS["explain"].parse_line(line)
+        check_variable_name(args.out)
         handled = sys.exc_info()[1]
         if args.cell is None and isinstance(handled, Exception):
             # Inside an ``except`` block: the error being handled, filed as this cell's, so
@@ -844,22 +687,19 @@ class DeepInfraMagics(Magics):
     @no_var_expand
     @line_cell_magic
     @_one_line_errors
+    @documented(PARSERS["image"])
     def deepinfra_image(self, line: str, cell: str | None = None) -> None:
-        """Generate images from a prompt and show them inline.
-
-        Usage: ``%deepinfra_image [-m MODEL] [--width W] [--height H] [-n N] [--seed S]
-        [--steps K] [--guidance G] [--negative TEXT] [-p KEY=VALUE ...] [--save PATH]
-        [-o VAR] PROMPT`` — options first; the rest of the line is the prompt, as typed
-        (``--`` ends the options). As a cell magic, the cell body is the prompt.
-        """
-        parser = _PARSERS["image"]
+        """Generate images from a prompt and show them inline: options first, then the
+        rest of the line is the prompt, as typed (``--`` ends the options). As a cell magic,
+        the cell body is the prompt."""
+        parser = PARSERS["image"]
         if cell is None:
             tokens, prompt = split_options_and_prompt(line, parser)
             args = parser.parse_tokens(tokens)
         else:
             args = parser.parse_line(line)
             prompt = cell.strip()
-        _check_variable_name(args.out)
+        check_variable_name(args.out)
         if not prompt.strip():
             raise UsageError(
                 "%deepinfra_image: no prompt. Usage: %deepinfra_image [options] PROMPT "
@@ -877,7 +717,7 @@ class DeepInfraMagics(Magics):
             )
             if value is not None
         }
-        extra.update(parse_params(args.param, reserved=_IMAGE_RESERVED))
+        extra.update(parse_params(args.param, reserved=IMAGE_RESERVED))
         client = self._ready_client()
         catalog = self._catalog_if_available(client)
         model = args.model or client.default_model(self.default_image_model, catalog, image=True)
@@ -954,11 +794,9 @@ class DeepInfraMagics(Magics):
     @no_var_expand
     @cell_magic
     @_one_line_errors
+    @documented(PARSERS["map"])
     def deepinfra_map(self, line: str, cell: str) -> None:
         """Ask the cell (a template) for every row of DATA, many requests at once.
-
-        Usage: ``%%deepinfra_map DATA [-o NAME] [--column NAME] [-m MODEL] [-s SYSTEM]
-        [-t T] [--max-tokens N] [-p KEY=VALUE] [--concurrency N] [--batch-api] [--yes]``
 
         ``{column}`` fills in a DataFrame's columns; ``{}`` or ``{item}`` each item. Answers
         are kept on disk: a re-run sends only rows without one. ``--batch-api`` submits the
@@ -966,9 +804,9 @@ class DeepInfraMagics(Magics):
         """
         from .map_display import MapProgressView, map_summary
 
-        args = _PARSERS["map"].parse_line(line)
-        _check_variable_name(args.out)
-        _check_variable_name(args.column, "--column")
+        args = PARSERS["map"].parse_line(line)
+        check_variable_name(args.out)
+        check_variable_name(args.column, "--column")
         data = self._map_data(args.data, args.column)
         template = cell.strip("\n")
         if not template.strip():
@@ -1104,13 +942,14 @@ class DeepInfraMagics(Magics):
     @no_var_expand
     @line_magic
     @_one_line_errors
+    @documented(PARSERS["batches"])
     def deepinfra_batches(self, line: str) -> None:
-        """List Batch API jobs: ``%deepinfra_batches [--limit N]``; ``%deepinfra_batches ID``
-        shows one job and, when it has finished, collects its answers into the answer
-        store (then re-running the ``%%deepinfra_map`` cell fills them in)."""
+        """List Batch API jobs; with an ID, show that job and, once it has finished, collect
+        its answers into the answer store (re-running the ``%%deepinfra_map`` cell then
+        fills them in)."""
         from .map_display import batches_table
 
-        args = _PARSERS["batches"].parse_line(line)
+        args = PARSERS["batches"].parse_line(line)
         client = self._ready_client()
         store = client.answer_store() if client.recording is None else None
         if args.batch_id is None:
@@ -1165,10 +1004,10 @@ class DeepInfraMagics(Magics):
     @no_var_expand
     @line_magic
     @_one_line_errors
+    @documented(PARSERS["models"])
     def deepinfra_models(self, line: str) -> None:
-        """List DeepInfra's featured models: ``%deepinfra_models [--text|--images]
-        [--refresh] [--pick] [PATTERN]`` (PATTERN: a substring or a glob like ``*flux*``)."""
-        args = _PARSERS["models"].parse_line(line)
+        """List DeepInfra's featured models (PATTERN: a substring or a glob like ``*flux*``)."""
+        args = PARSERS["models"].parse_line(line)
         client = self.client()
         catalog = self._catalog(client, refresh=args.refresh)
         kind = "text" if args.text else "image" if args.images else None
@@ -1366,10 +1205,11 @@ class DeepInfraMagics(Magics):
     @no_var_expand
     @line_magic
     @_one_line_errors
+    @documented(PARSERS["replay"])
     def deepinfra_replay(self, line: str) -> None:
-        """Answer from a recording: no key, no network. ``%deepinfra_replay PATH [--speed S]
-        [--if-no-key]``; ``%deepinfra_replay off``; no argument shows the mode."""
-        args = _PARSERS["replay"].parse_line(line)
+        """Answer from a recording: no key, no network. ``off`` stops replaying; no argument
+        shows the mode."""
+        args = PARSERS["replay"].parse_line(line)
         if args.speed is not None:
             self.replay_speed = args.speed
         if args.path is None:
@@ -1394,10 +1234,11 @@ class DeepInfraMagics(Magics):
     @no_var_expand
     @line_magic
     @_one_line_errors
+    @documented(PARSERS["record"])
     def deepinfra_record(self, line: str) -> None:
-        """Record every exchange into a file for replay: ``%deepinfra_record PATH``;
-        ``%deepinfra_record off``. Keys and headers are never written."""
-        args = _PARSERS["record"].parse_line(line)
+        """Record every exchange into a file for replay (``off`` stops). Keys and headers
+        are never written."""
+        args = PARSERS["record"].parse_line(line)
         if args.path is None:
             print(self._mode_status())
             return
@@ -1517,6 +1358,10 @@ def _text_table(models: list[Any]) -> str:
         f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}"
         for row in rows
     )
+
+
+# Every magic, by kind: the table ``@magics_class`` built (unload and the tests use it).
+MAGIC_NAMES = {kind: tuple(table) for kind, table in DeepInfraMagics.magics.items()}
 
 
 def load(shell: InteractiveShell) -> None:

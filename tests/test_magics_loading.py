@@ -151,3 +151,20 @@ def test_profile_config_loads_the_extension_in_terminal_ipython(
     assert len(out) < len(text) + 300
     assert CANARY_KEY not in out + done.stderr
     assert chat_bodies(fake_server)[0]["model"] == "Qwen/Qwen2.5-72B-Instruct"
+
+
+@pytest.mark.parametrize(
+    ("magic", "options"),
+    [
+        ("%%deepinfra", ["--model", "--system", "--see", "--no-stream", "--vars", "--format"]),
+        ("%deepinfra_image", ["--width", "--num-images", "--negative", "--save"]),
+        ("%%deepinfra_map", ["DATA", "--column", "--batch-api", "--yes"]),
+        ("%deepinfra_replay", ["--speed", "--if-no-key"]),
+    ],
+)
+def test_help_shows_the_usage_generated_from_the_parser(
+    ip: InteractiveShell, magic: str, options: list[str]
+) -> None:
+    text = ip.object_inspect_text(magic)
+    assert f"usage: {magic}" in text
+    assert all(option in text for option in options)
