@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ESCAPED_DOLLAR", "escape_dollars", "verbatim"]
+__all__ = ["ESCAPED_DOLLAR", "escape_dollars", "first_code_block", "verbatim"]
 
 ESCAPED_DOLLAR = "&#92;&#36;"
 """A backslash and a dollar as entities: rendered text ``\\$``, which MathJax shows as ``$``."""

@@ -19,9 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from ._markdown import escape_dollars
+from ._markdown import escape_dollars, verbatim
 
 if TYPE_CHECKING:
+    from .catalog import ModelCatalog, ModelInfo
+    from .conversation import Conversation
     from .images import GeneratedImage, ImageResult
     from .types import ChatResult
 
@@ -34,11 +36,15 @@ __all__ = [
     "ReplyView",
     "StdoutReplyView",
     "Throttle",
+    "history_text",
     "image_caption",
     "markdown_bundle",
+    "markdown_price",
+    "models_table",
     "money",
     "reply_footer",
     "rich_display_available",
+    "source_status",
 ]
 
 METADATA_KEY = "deepinfra_magic"
@@ -740,3 +746,131 @@ class ImageGallery:
                 self._folder = Path(tempfile.mkdtemp(prefix="deepinfra-images-"))
             text += f" saved to {image.save(self._folder)}"
         self._publish({"text/plain": text}, metadata_for(metadata))
+
+
+# --- the models table, the conversation, where the list came from -------------------
+
+
+def models_table(models: list[ModelInfo], status: str, pattern: str | None) -> tuple[str, str]:
+    """The model list under its status line, as (Markdown table, aligned plain text)."""
+    header = "| Model | Type | Context | Price |\n|---|---|---|---|"
+    rows = [
+        f"| `{m.name}`{_deprecated_mark(m)} | {_kind(m)} | {_context(m.context_length)} "
+        f"| {markdown_price(m)} |"
+        for m in models
+    ]
+    if not rows:
+        what = f" matching {pattern!r}" if pattern else ""
+        body = f"No models{what}. A model that is not featured can still be used by name."
+        return f"{status}\n\n{body}", f"{status}\n\n{body}"
+    return f"{status}\n\n{header}\n" + "\n".join(rows), status + "\n\n" + _text_table(models)
+
+
+def source_status(catalog: ModelCatalog) -> str:
+    """Where the list came from and how old it is (a recording's: when it was made)."""
+    if catalog.source == "recording" and not catalog.fetched_at:
+        return "list from recording (not dated)"
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(catalog.fetched_at))
+    made = "recorded " if catalog.source == "recording" else ""
+    return f"list from {catalog.source} ({made}{when})"
+
+
+def history_text(conversation: Conversation) -> tuple[str, str]:
+    """The conversation the next cell continues, as (Markdown, plain text)."""
+    sent = len(conversation.window())
+    # (Markdown, plain) pairs: the plain text is built apart, so that asterisks in
+    # prompts and replies (``2*3``, ``**bold**``) stay as they were written. Prompts and
+    # the system prompt are shown verbatim (newlines and code kept); replies are Markdown.
+    lines = [
+        (
+            f"**{_exchanges(len(conversation))}**, {_sent_note(sent, len(conversation))}.",
+            f"{_exchanges(len(conversation))}, {_sent_note(sent, len(conversation))}.",
+        )
+    ]
+    if conversation.system_prompt:
+        lines.append(
+            (
+                f"**System:**\n\n{verbatim(conversation.system_prompt)}",
+                f"System: {conversation.system_prompt}",
+            )
+        )
+    first_sent = len(conversation) - sent
+    for index, exchange in enumerate(conversation.exchanges):
+        sent_here = index >= first_sent
+        mark, plain_mark = ("", "") if sent_here else (" *(not sent)*", " (not sent)")
+        where = f" ({exchange.label})" if exchange.label else ""
+        extra = _attached_note(exchange.content)
+        lines.append(
+            (
+                f"**You**{where}{mark}{extra}:\n\n{verbatim(exchange.prompt)}",
+                f"You{where}{plain_mark}: {exchange.prompt}{extra}",
+            )
+        )
+        lines.append(
+            (
+                f"**{exchange.model}**:\n\n{exchange.reply}",
+                f"{exchange.model}: {exchange.reply}",
+            )
+        )
+    markdown = "\n\n".join(pair[0] for pair in lines)
+    plain = "\n\n".join(pair[1] for pair in lines)
+    return markdown, plain
+
+
+def _deprecated_mark(model: ModelInfo) -> str:
+    """The table's note for a deprecated model (empty otherwise)."""
+    if model.deprecated is None:
+        return ""
+    successor = f", use `{model.replaced_by}`" if model.replaced_by else ""
+    return f" ⚠ deprecated{successor}"
+
+
+def _kind(model: ModelInfo) -> str:
+    """The Type column: ``text``, ``image``, or ``text, vision`` for models that can see."""
+    return f"{model.kind}, vision" if model.vision else model.kind
+
+
+def markdown_price(model: ModelInfo) -> str:
+    """The price for the Markdown table (``markdown_bundle`` escapes its dollars)."""
+    return model.price_text() or "—"
+
+
+def _attached_note(content: Any) -> str:
+    """`` [+ 1 image]`` after a prompt that was sent with images."""
+    if not isinstance(content, list):
+        return ""
+    images = sum(1 for part in content if part.get("type") == "image_url")
+    return f" [+ {images} image{'s' if images != 1 else ''}]" if images else ""
+
+
+def _exchanges(count: int) -> str:
+    return f"{count} exchange" if count == 1 else f"{count} exchanges"
+
+
+def _sent_note(sent: int, total: int) -> str:
+    if sent == 0:
+        return "none is sent with the next cell (max_history is 0)"
+    if sent == total:
+        return "it is sent with the next cell" if sent == 1 else "all are sent with the next cell"
+    last = "the last one is" if sent == 1 else f"the last {sent} are"
+    return f"{last} sent with the next cell"
+
+
+def _context(tokens: int | None) -> str:
+    if not tokens:
+        return "—"
+    return f"{tokens // 1000}k" if tokens >= 1000 else str(tokens)
+
+
+def _text_table(models: list[Any]) -> str:
+    rows = [("MODEL", "TYPE", "CONTEXT", "PRICE")]
+    rows += [
+        (m.name + _deprecated_mark(m).replace("`", ""), _kind(m), _context(m.context_length),
+         m.price_text() or "—")
+        for m in models
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(
+        f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}"
+        for row in rows
+    )

@@ -40,7 +40,6 @@ from ._config import (
     DEFAULT_READ_TIMEOUT,
     DEFAULT_TEMPERATURE,
     DEFAULT_UPDATE_INTERVAL,
-    KEY_ENV_VARS,
     MAX_IMAGE_PIXELS,
     RECORD_ENV,
     REPLAY_ENV,
@@ -48,12 +47,11 @@ from ._config import (
     Secret,
     env_text,
     key_source,
-    missing_key_error,
-    resolve_key,
     resolve_replay_speed,
 )
-from ._markdown import first_code_block, verbatim
+from ._markdown import first_code_block
 from ._parsers import CHAT_RESERVED, IMAGE_RESERVED, PARSERS, check_variable_name, documented
+from ._session import MagicSession, absolute_paths, file_names
 from .conversation import Conversation
 from .display import (
     ImageGallery,
@@ -61,11 +59,14 @@ from .display import (
     Publisher,
     ReplyView,
     StdoutReplyView,
+    history_text,
     image_caption,
     markdown_bundle,
+    models_table,
     money,
     reply_footer,
     rich_display_available,
+    source_status,
 )
 from .errors import DeepInfraError, InvalidRequestError
 from .notebook import CellLog, NotebookReferenceError
@@ -75,7 +76,7 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from .attachments import Attachment
-    from .catalog import ModelCatalog, ModelInfo
+    from .catalog import ModelCatalog
     from .client import ChatStream, DeepInfraClient
     from .conversation import Content
     from .images import ImageResult
@@ -193,15 +194,13 @@ class DeepInfraMagics(Magics):
     ).tag(config=True)
 
     def __init__(self, shell: InteractiveShell) -> None:
-        # Set before the configuration is applied: its changes call the observers below.
-        self._client: DeepInfraClient | None = None
-        self._login: bool = False  # the client carries a key from %deepinfra_login
+        # Made before the configuration is applied: its changes call the observers below.
+        self.session = MagicSession(self._client_options)
         super().__init__(shell=shell)
         self.conversation = Conversation(self.system_prompt, self.max_history)
         self.last_response: ChatResult | None = None
         self.last_images: ImageResult | None = None
         self.last_map: MapResult | None = None
-        self._warned: set[int] = set()
         self.cells = CellLog()
         self._publisher: Any = None  # the display publisher whose images we note
 
@@ -215,11 +214,11 @@ class DeepInfraMagics(Magics):
 
     @default("replay")
     def _default_replay(self) -> str:
-        return _absolute(env_text(REPLAY_ENV))
+        return absolute_paths(env_text(REPLAY_ENV))
 
     @default("record")
     def _default_record(self) -> str:
-        return _absolute(env_text(RECORD_ENV))
+        return absolute_paths(env_text(RECORD_ENV))
 
     def _replay_speed(self) -> float:
         """The trait, else the environment's pace, else 1 (a bad value: a one-line error)."""
@@ -246,9 +245,13 @@ class DeepInfraMagics(Magics):
         if change["name"] in ("replay", "record") and change["new"]:
             other = "record" if change["name"] == "replay" else "replay"
             self.set_trait(other, "")
-        self._rebuild_client()
+        self.session.rebuild()
 
     # --- the client -------------------------------------------------------------------------
+
+    def client(self) -> DeepInfraClient:
+        """The session's client (see ``MagicSession.client``)."""
+        return self.session.client()
 
     def _client_options(self) -> dict[str, Any]:
         from .recording import Record, Replay
@@ -268,59 +271,6 @@ class DeepInfraMagics(Magics):
             "on_notice": _notice,
         }
 
-    def client(self) -> DeepInfraClient:
-        """The session's client, built on first use (this is where httpx is imported).
-
-        A key from the environment is read again on every call, so one set after
-        ``%load_ext`` (``os.environ[...] = ...``, ``load_dotenv()``) is used at once; a key
-        from ``%deepinfra_login`` wins over the environment."""
-        if self._client is not None and not self._login and self._environment_key_changed():
-            self._rebuild_client()
-        if self._client is None:
-            from .client import DeepInfraClient
-
-            self._client = DeepInfraClient(**self._client_options())
-        return self._client
-
-    def _rebuild_client(self, key: Secret | None = None) -> None:
-        """Replace the client after a settings change; keep a login key unless replaced."""
-        old, self._client = self._client, None
-        if key is not None:
-            from .client import DeepInfraClient
-
-            self._client = DeepInfraClient(key, **self._client_options())
-        elif self._login and old is not None:
-            self._client = old.with_options(**self._client_options())
-        if old is not None:
-            old.close()
-
-    def _environment_key_changed(self) -> bool:
-        """True when the environment's key is not the one the client sends (compared in
-        constant time; neither value is kept)."""
-        assert self._client is not None
-        return not self._client.sends_key(resolve_key())
-
-    def _ready_client(self) -> DeepInfraClient:
-        """The client, or a one-line error before anything is shown if it has no key."""
-        client = self.client()
-        if not client.has_key and not client.replaying and not client.routes.generic:
-            raise missing_key_error()
-        return client
-
-    def _catalog(self, client: DeepInfraClient, refresh: bool = False) -> ModelCatalog:
-        catalog = client.models(refresh=refresh)
-        if catalog.warning and id(catalog) not in self._warned:
-            self._warned.add(id(catalog))
-            print(f"⚠ {catalog.warning}", file=sys.stderr)
-        return catalog
-
-    def _catalog_if_available(self, client: DeepInfraClient) -> ModelCatalog | None:
-        """The catalog to help with names; chat goes on without it if it cannot be had."""
-        try:
-            return self._catalog(client)
-        except DeepInfraError:
-            return None
-
     # --- display ------------------------------------------------------------------------------
 
     def _publish(self) -> Publisher:
@@ -331,9 +281,6 @@ class DeepInfraMagics(Magics):
         if self.display_mode == "auto":
             return rich_display_available(self.ip)
         return self.display_mode == "markdown"
-
-    def _replay_names(self) -> str:
-        return " + ".join(Path(part).name for part in self.replay.split(os.pathsep) if part)
 
     # --- %%deepinfra ------------------------------------------------------------------------
 
@@ -366,8 +313,8 @@ class DeepInfraMagics(Magics):
                 raise UsageError(f"--vars: {exc}") from None
         attachments = self._attachments(args.see or [])
         params = parse_params(args.param, reserved=CHAT_RESERVED)
-        client = self._ready_client()
-        catalog = self._catalog_if_available(client)
+        client = self.session.ready_client()
+        catalog = self.session.catalog_if_available(client)
         model = args.model or client.default_model(self.default_model, catalog)
         _warn_if_deprecated(catalog, model)
         if catalog is not None and catalog.is_image_model(model):
@@ -598,8 +545,8 @@ class DeepInfraMagics(Magics):
             error = self.cells.error_for(args.cell)
         except NotebookReferenceError as exc:
             raise UsageError(f"%deepinfra_explain: {exc}") from None
-        client = self._ready_client()
-        catalog = self._catalog_if_available(client)
+        client = self.session.ready_client()
+        catalog = self.session.catalog_if_available(client)
         model = args.model or client.default_model(self.default_model, catalog)
         can_see = self._check_can_see(model, [], catalog)
         prompt = f"Explain the error of In [{error.count}]"
@@ -718,8 +665,8 @@ class DeepInfraMagics(Magics):
             if value is not None
         }
         extra.update(parse_params(args.param, reserved=IMAGE_RESERVED))
-        client = self._ready_client()
-        catalog = self._catalog_if_available(client)
+        client = self.session.ready_client()
+        catalog = self.session.catalog_if_available(client)
         model = args.model or client.default_model(self.default_image_model, catalog, image=True)
         _warn_if_deprecated(catalog, model)
         # Another server's list does not tell image models from chat models.
@@ -813,8 +760,8 @@ class DeepInfraMagics(Magics):
             raise UsageError(
                 "%%deepinfra_map: the cell is empty; write the prompt, with {column} or {} fields."
             )
-        client = self._ready_client()
-        catalog = self._catalog_if_available(client)
+        client = self.session.ready_client()
+        catalog = self.session.catalog_if_available(client)
         model = args.model or client.default_model(self.default_model, catalog)
         if catalog is not None and catalog.is_image_model(model):
             raise UsageError(f"%%deepinfra_map: {model} is an image model; pick a text model.")
@@ -950,7 +897,7 @@ class DeepInfraMagics(Magics):
         from .map_display import batches_table
 
         args = PARSERS["batches"].parse_line(line)
-        client = self._ready_client()
+        client = self.session.ready_client()
         store = client.answer_store() if client.recording is None else None
         if args.batch_id is None:
             known = [job["id"] for job in store.batches()][: args.limit] if store else []
@@ -1009,51 +956,21 @@ class DeepInfraMagics(Magics):
         """List DeepInfra's featured models (PATTERN: a substring or a glob like ``*flux*``)."""
         args = PARSERS["models"].parse_line(line)
         client = self.client()
-        catalog = self._catalog(client, refresh=args.refresh)
+        catalog = self.session.catalog(client, refresh=args.refresh)
         kind = "text" if args.text else "image" if args.images else None
         kind = "vision" if args.vision else kind
         models = catalog.filter(args.pattern, kind)
         status = " · ".join(
-            (self._key_status(client), self._source_status(catalog), client.routes.describe())
+            (
+                self.session.key_status(client, self.replay),
+                source_status(catalog),
+                client.routes.describe(),
+            )
         )
-        header = "| Model | Type | Context | Price |\n|---|---|---|---|"
-        rows = [
-            f"| `{m.name}`{_deprecated_mark(m)} | {_kind(m)} | {_context(m.context_length)} "
-            f"| {_price(m)} |"
-            for m in models
-        ]
-        if not rows:
-            what = f" matching {args.pattern!r}" if args.pattern else ""
-            body = f"No models{what}. A model that is not featured can still be used by name."
-            markdown = plain = f"{status}\n\n{body}"
-        else:
-            markdown = f"{status}\n\n{header}\n" + "\n".join(rows)
-            plain = status + "\n\n" + _text_table(models)
+        markdown, plain = models_table(models, status, args.pattern)
         self.ip.display_pub.publish(markdown_bundle(markdown, plain), {})
         if args.pick:
             self._pick(models, kind)
-
-    def _key_status(self, client: DeepInfraClient) -> str:
-        """Which key source is set, never the value."""
-        if client.replaying:
-            return f"Key: not needed (replaying {self._replay_names()})"
-        if self._login and client.has_key:
-            return "Key: entered with %deepinfra_login"
-        source = key_source()
-        if source:
-            return f"Key: {source} is set"
-        if client.routes.generic:
-            return "Key: none sent (none set)"
-        return f"Key: none ({' / '.join(KEY_ENV_VARS)} unset; run %deepinfra_login)"
-
-    @staticmethod
-    def _source_status(catalog: ModelCatalog) -> str:
-        """Where the list came from and how old it is (a recording's: when it was made)."""
-        if catalog.source == "recording" and not catalog.fetched_at:
-            return "list from recording (not dated)"
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(catalog.fetched_at))
-        made = "recorded " if catalog.source == "recording" else ""
-        return f"list from {catalog.source} ({made}{when})"
 
     def _pick(self, models: list[Any], kind: str | None) -> None:
         """A dropdown that sets the default model, when a widget frontend can show it."""
@@ -1108,8 +1025,8 @@ class DeepInfraMagics(Magics):
                 "%deepinfra_login takes no key (it asks for it); usage: %deepinfra_login [--clear]"
             )
         if option == "--clear":
-            self._login = False
-            self._rebuild_client()
+            self.session.login = False
+            self.session.rebuild()
             remaining = key_source()
             tail = f"; {remaining} from the environment is still used." if remaining else "."
             print(f"Forgot the key entered with %deepinfra_login{tail}")
@@ -1129,8 +1046,8 @@ class DeepInfraMagics(Magics):
                 if exc.status_code in (401, 403):
                     raise
                 accepted = None
-        self._login = True
-        self._rebuild_client(key)
+        self.session.login = True
+        self.session.rebuild(key)
         if accepted:
             print("✓ Key accepted; kept for this kernel session only (never saved).")
         else:
@@ -1161,43 +1078,7 @@ class DeepInfraMagics(Magics):
         if not conversation.exchanges:
             print("No conversation yet: the next %%deepinfra cell starts one.")
             return
-        sent = len(conversation.window())
-        # (Markdown, plain) pairs: the plain text is built apart, so that asterisks in
-        # prompts and replies (``2*3``, ``**bold**``) stay as they were written. Prompts and
-        # the system prompt are shown verbatim (newlines and code kept); replies are Markdown.
-        lines = [
-            (
-                f"**{_exchanges(len(conversation))}**, {_sent_note(sent, len(conversation))}.",
-                f"{_exchanges(len(conversation))}, {_sent_note(sent, len(conversation))}.",
-            )
-        ]
-        if conversation.system_prompt:
-            lines.append(
-                (
-                    f"**System:**\n\n{verbatim(conversation.system_prompt)}",
-                    f"System: {conversation.system_prompt}",
-                )
-            )
-        first_sent = len(conversation) - sent
-        for index, exchange in enumerate(conversation.exchanges):
-            sent_here = index >= first_sent
-            mark, plain_mark = ("", "") if sent_here else (" *(not sent)*", " (not sent)")
-            where = f" ({exchange.label})" if exchange.label else ""
-            extra = _attached_note(exchange.content)
-            lines.append(
-                (
-                    f"**You**{where}{mark}{extra}:\n\n{verbatim(exchange.prompt)}",
-                    f"You{where}{plain_mark}: {exchange.prompt}{extra}",
-                )
-            )
-            lines.append(
-                (
-                    f"**{exchange.model}**:\n\n{exchange.reply}",
-                    f"{exchange.model}: {exchange.reply}",
-                )
-            )
-        markdown = "\n\n".join(pair[0] for pair in lines)
-        plain = "\n\n".join(pair[1] for pair in lines)
+        markdown, plain = history_text(conversation)
         self.ip.display_pub.publish(markdown_bundle(markdown, plain), {})
 
     # --- record and replay --------------------------------------------------------------------
@@ -1219,8 +1100,8 @@ class DeepInfraMagics(Magics):
             self.replay = ""
             print("Replay off: requests go to the API.")
             return
-        path = _absolute(args.path)
-        if args.if_no_key and (self._login or key_source()):
+        path = absolute_paths(args.path)
+        if args.if_no_key and (self.session.login or key_source()):
             self.replay = ""
             names = " + ".join(Path(part).name for part in path.split(os.pathsep))
             print(f"A key is set, so requests go to the API live ({names} not used).")
@@ -1229,7 +1110,9 @@ class DeepInfraMagics(Magics):
 
         Recording.load(*path.split(os.pathsep))  # a clear error now beats one later
         self.replay = path
-        print(f"Replaying {self._replay_names()}: answers come from the recording (no key needed).")
+        print(
+            f"Replaying {file_names(self.replay)}: answers come from the recording (no key needed)."
+        )
 
     @no_var_expand
     @line_magic
@@ -1246,7 +1129,7 @@ class DeepInfraMagics(Magics):
             self.record = ""
             print("Recording off.")
             return
-        self.record = _absolute(args.path)
+        self.record = absolute_paths(args.path)
         # The model list is usually in memory already, so no later request would put it in
         # the recording: fetch it now, so that a replay can list models and tell image
         # models from text models.
@@ -1276,26 +1159,6 @@ def _warn_if_deprecated(catalog: ModelCatalog | None, model: str) -> None:
         print(f"⚠ {info.deprecation_note()}", file=sys.stderr)
 
 
-def _deprecated_mark(model: ModelInfo) -> str:
-    """The table's note for a deprecated model (empty otherwise)."""
-    if model.deprecated is None:
-        return ""
-    successor = f", use `{model.replaced_by}`" if model.replaced_by else ""
-    return f" ⚠ deprecated{successor}"
-
-
-def _absolute(paths: str) -> str:
-    """Recordings are resolved when named, so a later ``cd`` does not move them (several
-    replay files are separated by ``os.pathsep``)."""
-    parts = [str(Path(part).expanduser().resolve()) for part in paths.split(os.pathsep) if part]
-    return os.pathsep.join(parts)
-
-
-def _kind(model: ModelInfo) -> str:
-    """The Type column: ``text``, ``image``, or ``text, vision`` for models that can see."""
-    return f"{model.kind}, vision" if model.vision else model.kind
-
-
 def _is_pyplot(value: Any) -> bool:
     return getattr(value, "__name__", None) == "matplotlib.pyplot"
 
@@ -1312,52 +1175,6 @@ def _describe(value: Any) -> str:
         return describe_table(value).text
     text = repr(value)
     return text if len(text) <= 4000 else shorten(text, 4000)
-
-
-def _price(model: ModelInfo) -> str:
-    """The price for the Markdown table (``markdown_bundle`` escapes its dollars)."""
-    return model.price_text() or "—"
-
-
-def _attached_note(content: Any) -> str:
-    """`` [+ 1 image]`` after a prompt that was sent with images."""
-    if not isinstance(content, list):
-        return ""
-    images = sum(1 for part in content if part.get("type") == "image_url")
-    return f" [+ {images} image{'s' if images != 1 else ''}]" if images else ""
-
-
-def _exchanges(count: int) -> str:
-    return f"{count} exchange" if count == 1 else f"{count} exchanges"
-
-
-def _sent_note(sent: int, total: int) -> str:
-    if sent == 0:
-        return "none is sent with the next cell (max_history is 0)"
-    if sent == total:
-        return "it is sent with the next cell" if sent == 1 else "all are sent with the next cell"
-    last = "the last one is" if sent == 1 else f"the last {sent} are"
-    return f"{last} sent with the next cell"
-
-
-def _context(tokens: int | None) -> str:
-    if not tokens:
-        return "—"
-    return f"{tokens // 1000}k" if tokens >= 1000 else str(tokens)
-
-
-def _text_table(models: list[Any]) -> str:
-    rows = [("MODEL", "TYPE", "CONTEXT", "PRICE")]
-    rows += [
-        (m.name + _deprecated_mark(m).replace("`", ""), _kind(m), _context(m.context_length),
-         m.price_text() or "—")
-        for m in models
-    ]  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(
-        f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}"
-        for row in rows
-    )
 
 
 # Every magic, by kind: the table ``@magics_class`` built (unload and the tests use it).
@@ -1384,9 +1201,7 @@ def unload(shell: InteractiveShell) -> None:
                 table.pop(name, None)
     if isinstance(instance, DeepInfraMagics):
         instance._disconnect()
-        if instance._client is not None:
-            instance._client.close()
-            instance._client = None
+        instance.session.close()
         configurables: list[Any] = shell.configurables
         if instance in configurables:
             configurables.remove(instance)

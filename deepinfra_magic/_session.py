@@ -1,0 +1,112 @@
+"""The magics' session: one client, the key entered with ``%deepinfra_login``, and the
+model list with its one-time warning. No IPython here: the magics pass their settings
+in as the keyword arguments any caller of ``DeepInfraClient`` would use.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._config import KEY_ENV_VARS, Secret, key_source, missing_key_error, resolve_key
+from .errors import DeepInfraError
+
+if TYPE_CHECKING:
+    from .catalog import ModelCatalog
+    from .client import DeepInfraClient
+
+__all__ = ["MagicSession", "absolute_paths", "file_names"]
+
+
+class MagicSession:
+    """The client for the current settings, built on first use (this is where httpx is
+    imported) and rebuilt when they change; a login key survives the rebuild."""
+
+    def __init__(self, options: Callable[[], dict[str, Any]]) -> None:
+        self._options = options
+        self._client: DeepInfraClient | None = None
+        self.login = False  # the client carries a key from %deepinfra_login
+        self._warned: set[int] = set()
+
+    def client(self) -> DeepInfraClient:
+        """The session's client. A key from the environment is read again on every call,
+        so one set after ``%load_ext`` is used at once; a login key wins over it."""
+        if self._client is not None and not self.login and self._environment_key_changed():
+            self.rebuild()
+        if self._client is None:
+            from .client import DeepInfraClient
+
+            self._client = DeepInfraClient(**self._options())
+        return self._client
+
+    def rebuild(self, key: Secret | None = None) -> None:
+        """Replace the client after a settings change; keep a login key unless replaced."""
+        old, self._client = self._client, None
+        if key is not None:
+            from .client import DeepInfraClient
+
+            self._client = DeepInfraClient(key, **self._options())
+        elif self.login and old is not None:
+            self._client = old.with_options(**self._options())
+        if old is not None:
+            old.close()
+
+    def close(self) -> None:
+        """Close the client (the next call builds a new one)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _environment_key_changed(self) -> bool:
+        assert self._client is not None
+        return not self._client.sends_key(resolve_key())
+
+    def ready_client(self) -> DeepInfraClient:
+        """The client, or a one-line error before anything is shown if it has no key."""
+        client = self.client()
+        if not client.has_key and not client.replaying and not client.routes.generic:
+            raise missing_key_error()
+        return client
+
+    def catalog(self, client: DeepInfraClient, refresh: bool = False) -> ModelCatalog:
+        """The model list; a warning about it (a stale copy stands in) is printed once."""
+        catalog = client.models(refresh=refresh)
+        if catalog.warning and id(catalog) not in self._warned:
+            self._warned.add(id(catalog))
+            print(f"⚠ {catalog.warning}", file=sys.stderr)
+        return catalog
+
+    def catalog_if_available(self, client: DeepInfraClient) -> ModelCatalog | None:
+        """The catalog to help with names; chat goes on without it if it cannot be had."""
+        try:
+            return self.catalog(client)
+        except DeepInfraError:
+            return None
+
+    def key_status(self, client: DeepInfraClient, replay: str) -> str:
+        """Which key source is set, never the value."""
+        if client.replaying:
+            return f"Key: not needed (replaying {file_names(replay)})"
+        if self.login and client.has_key:
+            return "Key: entered with %deepinfra_login"
+        source = key_source()
+        if source:
+            return f"Key: {source} is set"
+        if client.routes.generic:
+            return "Key: none sent (none set)"
+        return f"Key: none ({' / '.join(KEY_ENV_VARS)} unset; run %deepinfra_login)"
+
+
+def absolute_paths(paths: str) -> str:
+    """Recordings are resolved when named, so a later ``cd`` does not move them (several
+    replay files are separated by ``os.pathsep``)."""
+    parts = [str(Path(part).expanduser().resolve()) for part in paths.split(os.pathsep) if part]
+    return os.pathsep.join(parts)
+
+
+def file_names(paths: str) -> str:
+    """``a.json + b.json`` for recordings separated by ``os.pathsep``."""
+    return " + ".join(Path(part).name for part in paths.split(os.pathsep) if part)
