@@ -10,7 +10,6 @@ import functools
 import getpass
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +26,17 @@ from IPython.core.magic import (
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, observe, validate
 
 from ._args import fill_variables, parse_params, split_options_and_prompt
+from ._cells import (
+    ImageCall,
+    MapCall,
+    Outcome,
+    check_can_see,
+    collect_attachments,
+    confirm_cost,
+    describe_output,
+    make_images,
+    run_map,
+)
 from ._config import (
     DEFAULT_BATCH_POLL_INTERVAL,
     DEFAULT_CATALOG_TTL,
@@ -54,16 +64,12 @@ from ._parsers import CHAT_RESERVED, IMAGE_RESERVED, PARSERS, check_variable_nam
 from ._session import MagicSession, absolute_paths, file_names
 from .conversation import Conversation
 from .display import (
-    ImageGallery,
-    ImageProgress,
     Publisher,
     ReplyView,
     StdoutReplyView,
     history_text,
-    image_caption,
     markdown_bundle,
     models_table,
-    money,
     reply_footer,
     rich_display_available,
     source_status,
@@ -311,7 +317,10 @@ class DeepInfraMagics(Magics):
                 prompt = fill_variables(prompt, self._template_namespace())
             except NotebookReferenceError as exc:
                 raise UsageError(f"--vars: {exc}") from None
-        attachments = self._attachments(args.see or [])
+        attachments = collect_attachments(
+            args.see or [], self.ip.user_ns, self.ip.user_global_ns, self.cells,
+            self.max_image_pixels,
+        )  # fmt: skip
         params = parse_params(args.param, reserved=CHAT_RESERVED)
         client = self.session.ready_client()
         catalog = self.session.catalog_if_available(client)
@@ -329,9 +338,9 @@ class DeepInfraMagics(Magics):
                     f"-p/--param cannot set {clash} here: {IMAGE_RESERVED[clash]} with "
                     "%deepinfra_image."
                 )
-            self._make_images(client, prompt, model, 1, params, None, args.out)
+            self._show_images(client, ImageCall(prompt, model, 1, params), args.out)
             return
-        can_see = self._check_can_see(model, attachments, catalog)
+        can_see = check_can_see(model, attachments, catalog)
         if args.new:
             self.conversation.reset()
         content: Content = prompt
@@ -397,69 +406,7 @@ class DeepInfraMagics(Magics):
         history = self.ip.history_manager
         sources = list(history.input_hist_raw) if history is not None else []
         outputs = self.ip.user_ns.get("Out", {})
-        return reference_namespace(self.ip.user_ns, sources, outputs, self.cells, _describe)
-
-    def _attachments(self, expressions: list[str]) -> list[Attachment]:
-        """Each ``--see EXPR`` as an attachment, or a one-line UsageError."""
-        from .attachments import AttachmentError, attach, image_from_bytes
-        from .notebook import ShownImage, see_target
-
-        attached: list[Attachment] = []
-        outputs = self.ip.user_ns.get("Out", {})
-        for expression in expressions:
-            label = expression.strip()
-            try:
-                target = see_target(label, outputs, self.cells)
-                if target is None:
-                    target = self._evaluate(label)
-                if _is_pyplot(target) and not target.get_fignums():
-                    target = self.cells.last_image()  # inline plots are closed once shown
-                    if target is None:
-                        raise AttachmentError(f"{label}: no figure is open and none was shown.")
-                shown = target if isinstance(target, list) else [target]
-                for item in shown:
-                    if isinstance(item, ShownImage):
-                        attached.append(image_from_bytes(item.data, label, self.max_image_pixels))
-                    else:
-                        attached.append(attach(item, label, max_pixels=self.max_image_pixels))
-            except (AttachmentError, NotebookReferenceError) as exc:
-                raise UsageError(f"%%deepinfra --see {exc}") from None
-        return attached
-
-    def _evaluate(self, expression: str) -> Any:
-        """``--see EXPR``'s value in the user namespace; a file path when it is not Python."""
-        from .attachments import SUPPORTED_KINDS, AttachmentError
-
-        try:
-            return eval(expression, self.ip.user_global_ns, self.ip.user_ns)  # the user's code
-        except (NameError, SyntaxError) as exc:
-            if Path(expression).expanduser().is_file():
-                return expression
-            reason = f"{type(exc).__name__}: {exc}"
-            raise AttachmentError(
-                f"{expression}: {reason}; --see takes {SUPPORTED_KINDS}."
-            ) from None
-        except Exception as exc:
-            raise AttachmentError(f"{expression}: {type(exc).__name__}: {exc}.") from None
-
-    def _check_can_see(
-        self, model: str, attachments: list[Attachment], catalog: ModelCatalog | None
-    ) -> bool:
-        """Whether images may be sent to ``model``; a one-line error naming vision models
-        when this cell attaches images to a model known not to see."""
-        from .catalog import looks_like_vision_model
-
-        can_see = catalog.can_see(model) if catalog is not None else None
-        if can_see is None:
-            can_see = True if looks_like_vision_model(model) else None
-        if can_see is False and any(hasattr(a, "data_url") for a in attachments):
-            vision = catalog.vision_models if catalog is not None else []
-            names = ", ".join(m.name for m in vision[:4]) or "none in the catalog"
-            raise UsageError(
-                f"%%deepinfra: {model} cannot see images; vision models: {names} "
-                "(pick one with -m; %deepinfra_models --vision lists them)."
-            )
-        return can_see is not False
+        return reference_namespace(self.ip.user_ns, sources, outputs, self.cells, describe_output)
 
     def _connect(self) -> None:
         """Follow the cells: which one runs, what fails, which images are shown."""
@@ -548,7 +495,7 @@ class DeepInfraMagics(Magics):
         client = self.session.ready_client()
         catalog = self.session.catalog_if_available(client)
         model = args.model or client.default_model(self.default_model, catalog)
-        can_see = self._check_can_see(model, [], catalog)
+        can_see = check_can_see(model, [], catalog)
         prompt = f"Explain the error of In [{error.count}]"
         content = explain_prompt(error)
         # Outside notebooks a cell is known by its text: the same "%deepinfra_explain" about
@@ -676,65 +623,26 @@ class DeepInfraMagics(Magics):
                 f"%deepinfra_image: {model} is a text model; image models include {names} "
                 "(see %deepinfra_models --images)."
             )
-        self._make_images(client, prompt, model, args.num_images, extra, args.save, args.out)
+        self._show_images(
+            client, ImageCall(prompt, model, args.num_images, extra, args.save), args.out
+        )
 
-    def _make_images(
-        self,
-        client: DeepInfraClient,
-        prompt: str,
-        model: str,
-        count: int,
-        extra: dict[str, Any],
-        save: str | None,
-        out: str | None,
-    ) -> None:
-        """Request images concurrently, show them in request order as they arrive, then
-        the caption. Ctrl-C keeps what arrived: one line says so, then the interrupt."""
-        from .images import ImageArrived, ImageResult
-
-        publish = self._publish()
-        rich = self._rich()
-        progress = ImageProgress(publish, model, count, rich)
-        gallery = ImageGallery(publish, count, rich, keep_files=not save)
-        parts: list[ImageResult] = []
-        started = time.perf_counter()
-        problem: BaseException | None = None
-        try:
-            progress.start()
-            for event in client.iter_images(prompt, model, n=count, heartbeat=1.0, **extra):
-                if isinstance(event, ImageArrived):
-                    parts.append(event.result)
-                    gallery.add(event.result)
-                else:
-                    progress.tick(event.elapsed, event.done)
-        except (KeyboardInterrupt, DeepInfraError) as exc:
-            problem = exc
-        gallery.flush()
-        interrupted = isinstance(problem, KeyboardInterrupt)
-        if not parts:
-            note = "⏹ Interrupted: no image was kept." if interrupted else "⚠ No image: failed."
-            progress.finish(note, {"model": model, "prompt": prompt})
-        else:
-            result = ImageResult.merge(parts)
-            caption = image_caption(result, time.perf_counter() - started)
-            kept = len(result.images)
-            if interrupted:
-                caption += f" · ⏹ interrupted: {kept} of {count} images kept"
-            elif kept < count:
-                caption += f" · ⚠ {kept} of {count} images"
-            if save:
-                paths = result.save(save)
-                caption += " · saved to " + ", ".join(f"`{p}`" for p in paths)
-            progress.finish(caption, result.metadata())
-            self.last_images = result
+    def _show_images(self, client: DeepInfraClient, call: ImageCall, out: str | None) -> None:
+        outcome = make_images(client, self._publish(), self._rich(), call)
+        if outcome.value is not None:
+            self.last_images = outcome.value
             if out:
-                self.ip.user_ns[out] = result
-        if interrupted:
+                self.ip.user_ns[out] = outcome.value
+        self._end(outcome)
+
+    def _end(self, outcome: Outcome) -> None:
+        """After a cell kept what arrived: raise a fresh interrupt (its traceback is this
+        cell's, not a worker thread's) unless told not to, or the error."""
+        if outcome.interrupted:
             if self.raise_on_interrupt:
-                # A new interrupt: its traceback is this cell's, not the worker threads'.
-                raise KeyboardInterrupt
-        elif problem is not None:
-            raise problem
+                raise KeyboardInterrupt from None
+        elif outcome.problem is not None:
+            raise outcome.problem
 
     # --- %%deepinfra_map, %deepinfra_batches, %deepinfra_usage -----------------------------
 
@@ -771,37 +679,22 @@ class DeepInfraMagics(Magics):
             data, template, model, system=args.system, temperature=temperature,
             max_tokens=max_tokens, **parse_params(args.param),
         )  # fmt: skip
-        estimate = self._confirm_cost(job, catalog, args)
+        limit = self.map_confirm_dollars
+        estimate = confirm_cost(job, catalog, args.batch_api, limit, args.yes)
         view = MapProgressView(self._publish(), model, self._progress_mode())
-        started = time.perf_counter()
         sent = len(job.missing)
-        problem: BaseException | None = None
         notes: list[str] = [estimate] if estimate else []
-        try:
-            if args.batch_api:
-                self._map_by_batch(client, job, view, notes)
-            elif sent:
-                concurrency = args.concurrency or self.map_concurrency
-                client.run_map(job, concurrency=concurrency, on_progress=view.update)
-        except KeyboardInterrupt as exc:
-            problem = exc
-        except DeepInfraError as exc:
-            problem = exc
-        result = job.result(time.perf_counter() - started, isinstance(problem, KeyboardInterrupt))
-        if isinstance(problem, KeyboardInterrupt) and args.batch_api:
-            result.interrupted = False  # the job runs on: nothing was lost
+        concurrency = args.concurrency or self.map_concurrency
+        call = MapCall(concurrency, args.batch_api, self.batch_poll_interval)
+        outcome = run_map(client, job, view, call, notes)
+        result = outcome.value
         view.finish(map_summary(result, sent_rows=sent, note="\n\n".join(notes)))
         self.last_map = result
         if args.out:
             self.ip.user_ns[args.out] = result.output()
         if args.column:
             data[args.column] = result.values  # by position: an index may repeat labels
-        if isinstance(problem, KeyboardInterrupt):
-            if self.raise_on_interrupt:  # plain, like %%deepinfra: the summary said the rest
-                raise KeyboardInterrupt from None
-            return
-        if problem is not None:
-            raise problem
+        self._end(outcome)  # a plain interrupt, like %%deepinfra: the summary said the rest
 
     def _map_data(self, name: str, column: str | None) -> Any:
         """The object DATA names in the notebook, checked for --column."""
@@ -819,72 +712,10 @@ class DeepInfraMagics(Magics):
             )
         return data
 
-    def _confirm_cost(self, job: Any, catalog: ModelCatalog | None, args: Any) -> str:
-        """Refuse, before anything is sent, a run whose estimate is above the threshold;
-        else the estimate as a note for the summary ("" when there is none)."""
-        from .batches import DISCOUNT
-
-        info = catalog.get(job.model) if catalog is not None else None
-        estimate = job.estimate(info)
-        dollars = estimate.dollars
-        if dollars is None or not estimate.rows:
-            return ""
-        if args.batch_api:
-            dollars *= DISCOUNT
-        if dollars > self.map_confirm_dollars and not args.yes:
-            raise UsageError(
-                f"%%deepinfra_map: {estimate.rows} rows to send may cost up to ${dollars:.2f} "
-                f"(~{estimate.prompt_tokens:,} tokens in, ≤ {estimate.max_completion_tokens:,} "
-                f"out), above map_confirm_dollars (${self.map_confirm_dollars:g}): add --yes to "
-                "send, or lower --max-tokens."
-            )
-        return f"*Estimated before sending: up to {money(dollars)} at catalog prices.*"
-
     def _progress_mode(self) -> str:
         if not self._rich():
             return "text"
         return "widget" if getattr(self.ip, "kernel", None) is not None else "markdown"
-
-    def _map_by_batch(self, client: DeepInfraClient, job: Any, view: Any, notes: list[str]) -> None:
-        """Submit the missing rows as a Batch API job (or pick up the one already running
-        for them), wait for it with a status line, then put its answers on the rows."""
-        if not job.missing:
-            return
-        store = job.store
-        batch_id = store.pending_batch_for(r.key for r in job.missing) if store else None
-        if batch_id is None:
-            batch = client.submit_batch(job)
-            batch_id = batch.id
-            first = f"Submitted batch `{batch_id}`"
-        else:
-            first = f"Picked up batch `{batch_id}`, submitted earlier for these rows"
-        view.update_status(first)
-
-        def show(batch: Any) -> None:
-            view.update_status(f"{first} · {batch.describe().split(': ', 1)[1]}")
-
-        try:
-            batch = client.wait_batch(
-                batch_id, poll_interval=self.batch_poll_interval, on_status=show
-            )
-        except KeyboardInterrupt:
-            notes.append(
-                f"*⏸ Stopped waiting: batch `{batch_id}` keeps running on DeepInfra. Run this "
-                f"cell again, or `%deepinfra_batches {batch_id}`, to collect its answers.*"
-            )
-            raise
-        if batch.output_file_id or batch.error_file_id:  # an expired job keeps what it did
-            client.batch_results(batch, job)
-        elif store is not None:
-            store.set_batch_status(batch_id, batch.status)  # never picked up again
-        if batch.status != "completed":
-            from .errors import ServerError
-
-            raise ServerError(
-                f"Batch {batch_id} ended {batch.status} ({batch.describe()}); run the cell "
-                "again to submit the remaining rows."
-            )
-        notes.append(f"*Batch API job `{batch_id}` (20% below real-time prices).*")
 
     @no_var_expand
     @line_magic
@@ -1157,24 +988,6 @@ def _warn_if_deprecated(catalog: ModelCatalog | None, model: str) -> None:
     info = catalog.get(model) if catalog is not None else None
     if info is not None and info.deprecation_note():
         print(f"⚠ {info.deprecation_note()}", file=sys.stderr)
-
-
-def _is_pyplot(value: Any) -> bool:
-    return getattr(value, "__name__", None) == "matplotlib.pyplot"
-
-
-def _describe(value: Any) -> str:
-    """An output for a --vars template: a DataFrame as its text summary, else its repr."""
-    from ._text import shorten
-    from .attachments import describe_table
-
-    if type(value).__module__.startswith("pandas") and type(value).__name__ in (
-        "DataFrame",
-        "Series",
-    ):
-        return describe_table(value).text
-    text = repr(value)
-    return text if len(text) <= 4000 else shorten(text, 4000)
 
 
 # Every magic, by kind: the table ``@magics_class`` built (unload and the tests use it).

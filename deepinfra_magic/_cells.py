@@ -1,0 +1,297 @@
+"""What a magic's cell does once its options are read: call the client, feed the display,
+and keep what arrived when Ctrl-C or an error stops it.
+
+Each function takes the client, where to show things and a small value object, and
+returns what happened instead of raising midway, so the magics decide what to raise and
+the interrupt handling can be tested without a shell. The notebook's namespaces come in
+as plain dicts (``--see`` and ``--vars`` read them).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+
+from .display import ImageGallery, ImageProgress, Publisher, image_caption, money
+from .errors import DeepInfraError, ServerError
+from .notebook import CellLog, NotebookReferenceError
+
+if TYPE_CHECKING:
+    from .attachments import Attachment
+    from .batches import BatchJob
+    from .catalog import ModelCatalog
+    from .client import DeepInfraClient
+    from .images import ImageResult
+    from .mapping import MapJob, MapResult
+
+__all__ = [
+    "ImageCall",
+    "MapCall",
+    "Outcome",
+    "check_can_see",
+    "collect_attachments",
+    "confirm_cost",
+    "describe_output",
+    "make_images",
+    "run_map",
+]
+
+
+@dataclass
+class Outcome:
+    """What a cell produced (``value``), and what stopped it: Ctrl-C or an error."""
+
+    value: Any = None
+    problem: BaseException | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        """True when Ctrl-C stopped the cell (what arrived is in ``value``)."""
+        return isinstance(self.problem, KeyboardInterrupt)
+
+
+@dataclass(frozen=True)
+class ImageCall:
+    """One image cell: the prompt, the model, how many images, extra request fields, and
+    where to save them (None: shown only)."""
+
+    prompt: str
+    model: str
+    count: int = 1
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    save: str | None = None
+
+
+@dataclass(frozen=True)
+class MapCall:
+    """How to send a planned map: at once with ``concurrency`` requests open, or as a
+    Batch API job polled every ``poll_interval`` seconds."""
+
+    concurrency: int
+    batch_api: bool = False
+    poll_interval: float = 60.0
+
+
+def make_images(
+    client: DeepInfraClient, publish: Publisher, rich: bool, call: ImageCall
+) -> Outcome:
+    """Request images concurrently, show them in request order as they arrive, then the
+    caption. Ctrl-C keeps what arrived and the caption says so; ``value`` is the merged
+    :class:`ImageResult` (None when no image arrived)."""
+    from .images import ImageArrived, ImageResult
+
+    progress = ImageProgress(publish, call.model, call.count, rich)
+    gallery = ImageGallery(publish, call.count, rich, keep_files=not call.save)
+    parts: list[ImageResult] = []
+    started = time.perf_counter()
+    outcome = Outcome()
+    try:
+        progress.start()
+        # Iterated in place, never kept in a variable: when Ctrl-C unwinds this frame the
+        # generator is dropped at once, and closing it hangs up on the requests still open.
+        for event in client.iter_images(
+            call.prompt, call.model, n=call.count, heartbeat=1.0, **call.extra
+        ):
+            if isinstance(event, ImageArrived):
+                parts.append(event.result)
+                gallery.add(event.result)
+            else:
+                progress.tick(event.elapsed, event.done)
+    except (KeyboardInterrupt, DeepInfraError) as exc:
+        outcome.problem = exc
+    gallery.flush()
+    if not parts:
+        failed = "⏹ Interrupted: no image was kept." if outcome.interrupted else None
+        progress.finish(
+            failed or "⚠ No image: failed.", {"model": call.model, "prompt": call.prompt}
+        )
+        return outcome
+    result = outcome.value = ImageResult.merge(parts)
+    caption = image_caption(result, time.perf_counter() - started)
+    kept = len(result.images)
+    if outcome.interrupted:
+        caption += f" · ⏹ interrupted: {kept} of {call.count} images kept"
+    elif kept < call.count:
+        caption += f" · ⚠ {kept} of {call.count} images"
+    if call.save:
+        paths = result.save(call.save)
+        caption += " · saved to " + ", ".join(f"`{p}`" for p in paths)
+    progress.finish(caption, result.metadata())
+    return outcome
+
+
+def run_map(
+    client: DeepInfraClient, job: MapJob, view: Any, call: MapCall, notes: list[str]
+) -> Outcome:
+    """Send a planned map's missing rows; ``value`` is the :class:`MapResult` with every
+    row answered so far. Notes for the summary are appended to ``notes``."""
+    started = time.perf_counter()
+    outcome = Outcome()
+    try:
+        if call.batch_api:
+            _map_by_batch(client, job, view, notes, call.poll_interval)
+        elif job.missing:
+            client.run_map(job, concurrency=call.concurrency, on_progress=view.update)
+    except (KeyboardInterrupt, DeepInfraError) as exc:
+        outcome.problem = exc
+    result: MapResult = job.result(time.perf_counter() - started, outcome.interrupted)
+    if outcome.interrupted and call.batch_api:
+        result.interrupted = False  # the job runs on: nothing was lost
+    outcome.value = result
+    return outcome
+
+
+def _map_by_batch(
+    client: DeepInfraClient, job: MapJob, view: Any, notes: list[str], poll_interval: float
+) -> None:
+    """Submit the missing rows as a Batch API job (or pick up the one already running
+    for them), wait for it with a status line, then put its answers on the rows."""
+    if not job.missing:
+        return
+    store = job.store
+    batch_id = store.pending_batch_for(r.key for r in job.missing) if store else None
+    if batch_id is None:
+        batch_id = client.submit_batch(job).id
+        first = f"Submitted batch `{batch_id}`"
+    else:
+        first = f"Picked up batch `{batch_id}`, submitted earlier for these rows"
+    view.update_status(first)
+
+    def show(batch: BatchJob) -> None:
+        view.update_status(f"{first} · {batch.describe().split(': ', 1)[1]}")
+
+    try:
+        batch = client.wait_batch(batch_id, poll_interval=poll_interval, on_status=show)
+    except KeyboardInterrupt:
+        notes.append(
+            f"*⏸ Stopped waiting: batch `{batch_id}` keeps running on DeepInfra. Run this "
+            f"cell again, or `%deepinfra_batches {batch_id}`, to collect its answers.*"
+        )
+        raise
+    if batch.output_file_id or batch.error_file_id:  # an expired job keeps what it did
+        client.batch_results(batch, job)
+    elif store is not None:
+        store.set_batch_status(batch_id, batch.status)  # never picked up again
+    if batch.status != "completed":
+        raise ServerError(
+            f"Batch {batch_id} ended {batch.status} ({batch.describe()}); run the cell "
+            "again to submit the remaining rows."
+        )
+    notes.append(f"*Batch API job `{batch_id}` (20% below real-time prices).*")
+
+
+def confirm_cost(
+    job: MapJob, catalog: ModelCatalog | None, batch_api: bool, limit: float, yes: bool
+) -> str:
+    """Refuse, before anything is sent, a run whose estimate is above ``limit`` dollars
+    (unless ``yes``); else the estimate as a note for the summary ("" when none)."""
+    from .batches import DISCOUNT
+
+    info = catalog.get(job.model) if catalog is not None else None
+    estimate = job.estimate(info)
+    dollars = estimate.dollars
+    if dollars is None or not estimate.rows:
+        return ""
+    if batch_api:
+        dollars *= DISCOUNT
+    if dollars > limit and not yes:
+        raise UsageError(
+            f"%%deepinfra_map: {estimate.rows} rows to send may cost up to ${dollars:.2f} "
+            f"(~{estimate.prompt_tokens:,} tokens in, ≤ {estimate.max_completion_tokens:,} "
+            f"out), above map_confirm_dollars (${limit:g}): add --yes to "
+            "send, or lower --max-tokens."
+        )
+    return f"*Estimated before sending: up to {money(dollars)} at catalog prices.*"
+
+
+# --- the notebook as context (--see, --vars) ------------------------------------------
+
+
+def collect_attachments(
+    expressions: list[str],
+    user_ns: dict[str, Any],
+    global_ns: dict[str, Any],
+    cells: CellLog,
+    max_pixels: int,
+) -> list[Attachment]:
+    """Each ``--see EXPR`` as an attachment, or a one-line UsageError."""
+    from .attachments import AttachmentError, attach, image_from_bytes
+    from .notebook import ShownImage, see_target
+
+    attached: list[Attachment] = []
+    outputs = user_ns.get("Out", {})
+    for expression in expressions:
+        label = expression.strip()
+        try:
+            target = see_target(label, outputs, cells)
+            if target is None:
+                target = _evaluate(label, user_ns, global_ns)
+            if _is_pyplot(target) and not target.get_fignums():
+                target = cells.last_image()  # inline plots are closed once shown
+                if target is None:
+                    raise AttachmentError(f"{label}: no figure is open and none was shown.")
+            shown = target if isinstance(target, list) else [target]
+            for item in shown:
+                if isinstance(item, ShownImage):
+                    attached.append(image_from_bytes(item.data, label, max_pixels))
+                else:
+                    attached.append(attach(item, label, max_pixels=max_pixels))
+        except (AttachmentError, NotebookReferenceError) as exc:
+            raise UsageError(f"%%deepinfra --see {exc}") from None
+    return attached
+
+
+def _evaluate(expression: str, user_ns: dict[str, Any], global_ns: dict[str, Any]) -> Any:
+    """``--see EXPR``'s value in the user namespace; a file path when it is not Python."""
+    from .attachments import SUPPORTED_KINDS, AttachmentError
+
+    try:
+        return eval(expression, global_ns, user_ns)  # the user's own code, in their kernel
+    except (NameError, SyntaxError) as exc:
+        if Path(expression).expanduser().is_file():
+            return expression
+        reason = f"{type(exc).__name__}: {exc}"
+        raise AttachmentError(f"{expression}: {reason}; --see takes {SUPPORTED_KINDS}.") from None
+    except Exception as exc:
+        raise AttachmentError(f"{expression}: {type(exc).__name__}: {exc}.") from None
+
+
+def check_can_see(model: str, attachments: list[Attachment], catalog: ModelCatalog | None) -> bool:
+    """Whether images may be sent to ``model``; a one-line error naming vision models
+    when this cell attaches images to a model known not to see."""
+    from .catalog import looks_like_vision_model
+
+    can_see = catalog.can_see(model) if catalog is not None else None
+    if can_see is None:
+        can_see = True if looks_like_vision_model(model) else None
+    if can_see is False and any(hasattr(a, "data_url") for a in attachments):
+        vision = catalog.vision_models if catalog is not None else []
+        names = ", ".join(m.name for m in vision[:4]) or "none in the catalog"
+        raise UsageError(
+            f"%%deepinfra: {model} cannot see images; vision models: {names} "
+            "(pick one with -m; %deepinfra_models --vision lists them)."
+        )
+    return can_see is not False
+
+
+def _is_pyplot(value: Any) -> bool:
+    return getattr(value, "__name__", None) == "matplotlib.pyplot"
+
+
+def describe_output(value: Any) -> str:
+    """An output for a --vars template: a DataFrame as its text summary, else its repr."""
+    from ._text import shorten
+    from .attachments import describe_table
+
+    if type(value).__module__.startswith("pandas") and type(value).__name__ in (
+        "DataFrame",
+        "Series",
+    ):
+        return describe_table(value).text
+    text = repr(value)
+    return text if len(text) <= 4000 else shorten(text, 4000)

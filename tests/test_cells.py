@@ -1,0 +1,80 @@
+"""What a cell does once its options are read (deepinfra_magic/_cells.py), without a
+shell: a real client on the fake server, a publisher that records what would be shown,
+and Ctrl-C pressed at a chosen moment."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from deepinfra_magic._cells import ImageCall, MapCall, make_images, run_map
+from deepinfra_magic.client import DeepInfraClient
+from deepinfra_magic.mapping import MapProgress
+from tests.fake_server import FakeDeepInfra
+
+MakeClient = Callable[..., DeepInfraClient]
+IMAGE_MODEL = "black-forest-labs/FLUX-1-schnell"
+
+
+class Screen:
+    """A display publisher that keeps every bundle; Ctrl-C on the n-th image, if asked."""
+
+    def __init__(self, interrupt_on_image: int | None = None) -> None:
+        self.bundles: list[dict[str, Any]] = []
+        self.interrupt_on_image = interrupt_on_image
+
+    def __call__(self, data: dict[str, Any], metadata: Any = None, **kwargs: Any) -> None:
+        self.bundles.append(data)
+        images = sum(any(k.startswith("image/") for k in b) for b in self.bundles)
+        if any(k.startswith("image/") for k in data) and images == self.interrupt_on_image:
+            raise KeyboardInterrupt
+
+    def text(self) -> str:
+        return "\n".join(str(b.get("text/plain", "")) for b in self.bundles)
+
+
+def test_ctrl_c_during_images_keeps_the_first_and_the_caption_says_so(
+    make_sync_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    fake_server.image_delay_by_seed = {5: 0.0, 6: 0.5}
+    screen = Screen(interrupt_on_image=1)
+    call = ImageCall("a fox", IMAGE_MODEL, 2, {"seed": 5})
+    outcome = make_images(make_sync_client(), screen, True, call)
+    assert outcome.interrupted and outcome.problem is not None
+    assert [image.seed for image in outcome.value.images] == [5]
+    assert "⏹ interrupted: 1 of 2 images kept" in screen.text()
+
+
+def test_a_failed_image_request_is_returned_not_raised(
+    make_sync_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    screen = Screen()
+    outcome = make_images(make_sync_client(), screen, False, ImageCall("a fox", "no/such-model"))
+    assert outcome.value is None and not outcome.interrupted
+    assert "not found" in str(outcome.problem)
+    assert "⚠ No image: failed." in screen.text()
+
+
+class MapView:
+    """A map progress view that presses Ctrl-C once ``stop_after`` rows are done."""
+
+    def __init__(self, stop_after: int) -> None:
+        self.stop_after = stop_after
+
+    def update(self, progress: MapProgress) -> None:
+        if progress.done >= self.stop_after:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_during_a_map_keeps_the_rows_answered_so_far(
+    make_sync_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    fake_server.add_fault(times=2, first_byte_delay=0.0)  # two quick answers, then
+    fake_server.add_fault(times=None, first_byte_delay=30.0)  # nothing for 30 s
+    client = make_sync_client()
+    job = client.plan_map([f"row {i}" for i in range(8)], "Say {}", max_tokens=3, resume=False)
+    notes: list[str] = []
+    outcome = run_map(client, job, MapView(stop_after=2), MapCall(concurrency=1), notes)
+    result = outcome.value
+    assert outcome.interrupted and result.interrupted
+    assert result.answered == 2 and result.remaining == 6
