@@ -43,6 +43,7 @@ from ._markdown import first_code_block
 from ._parsers import CHAT_RESERVED, IMAGE_RESERVED, PARSERS, check_variable_name, documented
 from ._session import MagicSession, absolute_paths, file_names
 from ._settings import MagicSettings
+from ._watch import CellWatcher
 from .conversation import Conversation
 from .display import (
     Publisher,
@@ -105,11 +106,17 @@ class DeepInfraMagics(MagicSettings):
         self.last_images: ImageResult | None = None
         self.last_map: MapResult | None = None
         self.cells = CellLog()
-        self._publisher: Any = None  # the display publisher whose images we note
+        self.watcher = CellWatcher(shell, self.cells, self.conversation, self._explain_hint)
 
     def client(self) -> DeepInfraClient:
         """The session's client (see ``MagicSession.client``)."""
         return self.session.client()
+
+    def _explain_hint(self) -> None:
+        """After a failing cell, when asked: how to ask the model why (no request)."""
+        if self.explain_errors:
+            hint = "💡 `%deepinfra_explain` asks the model why this cell failed."
+            self._publish()(markdown_bundle(hint, hint.replace("`", "")), {})
 
     @property
     def ip(self) -> InteractiveShell:
@@ -248,66 +255,6 @@ class DeepInfraMagics(MagicSettings):
         outputs = self.ip.user_ns.get("Out", {})
         return reference_namespace(self.ip.user_ns, sources, outputs, self.cells, describe_output)
 
-    def _connect(self) -> None:
-        """Follow the cells: which one runs, what fails, which images are shown."""
-        self.ip.events.register("pre_run_cell", self._pre_run_cell)
-        self.ip.events.register("post_run_cell", self._post_run_cell)
-        publisher = self.ip.display_pub
-        original = publisher.publish
-
-        def publish(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-            if not kwargs.get("update"):
-                self.cells.shown(data)
-            original(data, *args, **kwargs)
-
-        publisher.publish = publish  # type: ignore[method-assign]  # one instance, undone on unload
-        self._publisher = (publisher, publish)
-
-    def _disconnect(self) -> None:
-        for event, callback in (
-            ("pre_run_cell", self._pre_run_cell),
-            ("post_run_cell", self._post_run_cell),
-        ):
-            if callback in self.ip.events.callbacks[event]:
-                self.ip.events.unregister(event, callback)
-        if self._publisher is not None:
-            publisher, ours = self._publisher
-            if vars(publisher).get("publish") is ours:
-                del publisher.publish
-            self._publisher = None
-
-    def _pre_run_cell(self, info: Any) -> None:
-        self.cells.started(getattr(info, "cell_id", None), info.raw_cell)
-
-    def _post_run_cell(self, result: Any) -> None:
-        count = result.execution_count
-        if self.cells.current is not None and count is not None:
-            self.conversation.label(self.cells.current, f"In [{count}]")
-        self.cells.finished(count)
-        error = result.error_in_exec or result.error_before_exec
-        if error is None or isinstance(error, (KeyboardInterrupt, UsageError, DeepInfraError)):
-            return
-        count = count if count is not None else self.ip.execution_count
-        before = result.error_before_exec is not None
-        self.cells.failed(count, result.info.raw_cell, self._traceback(error, before))
-        if self.explain_errors:
-            hint = "💡 `%deepinfra_explain` asks the model why this cell failed."
-            self._publish()(markdown_bundle(hint, hint.replace("`", "")), {})
-
-    def _traceback(self, error: BaseException, before_exec: bool = False) -> str:
-        """The traceback as IPython showed it (colour codes are stripped later)."""
-        import traceback
-
-        if before_exec:
-            return "".join(traceback.format_exception_only(type(error), error))
-        try:
-            lines = self.ip.InteractiveTB.structured_traceback(
-                type(error), error, error.__traceback__
-            )
-            return "\n".join(lines)
-        except Exception:  # a formatter failure must not break the user's cell
-            return "".join(traceback.format_exception(type(error), error, error.__traceback__))
-
     # --- %deepinfra_explain -------------------------------------------------------------------
 
     @no_var_expand
@@ -327,7 +274,7 @@ class DeepInfraMagics(MagicSettings):
             # a notebook can show the lesson without failing (papermill, Run All).
             history = self.ip.history_manager
             inputs = (history.input_hist_raw if history else None) or [""]  # running cell last
-            self.cells.failed(len(inputs) - 1, inputs[-1], self._traceback(handled))
+            self.cells.failed(len(inputs) - 1, inputs[-1], self.watcher.traceback(handled))
         try:
             error = self.cells.error_for(args.cell)
         except NotebookReferenceError as exc:
@@ -835,7 +782,7 @@ def load(shell: InteractiveShell) -> None:
         unload(shell)
     magics = DeepInfraMagics(shell)
     shell.register_magics(magics)
-    magics._connect()
+    magics.watcher.connect()
 
 
 def unload(shell: InteractiveShell) -> None:
@@ -848,7 +795,7 @@ def unload(shell: InteractiveShell) -> None:
             if getattr(bound, "__self__", None) is instance:
                 table.pop(name, None)
     if isinstance(instance, DeepInfraMagics):
-        instance._disconnect()
+        instance.watcher.disconnect()
         instance.session.close()
         configurables: list[Any] = shell.configurables
         if instance in configurables:
