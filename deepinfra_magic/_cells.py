@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from .display import ImageGallery, ImageProgress, Publisher, image_caption, money
-from .errors import DeepInfraError, ServerError
+from .errors import DeepInfraError, InvalidRequestError, ServerError
 from .notebook import CellLog, NotebookReferenceError
 
 if TYPE_CHECKING:
@@ -33,8 +33,10 @@ __all__ = [
     "ImageCall",
     "MapCall",
     "Outcome",
+    "batches_listing",
     "check_can_see",
     "collect_attachments",
+    "collect_batch",
     "confirm_cost",
     "describe_output",
     "make_images",
@@ -207,6 +209,43 @@ def confirm_cost(
             "send, or lower --max-tokens."
         )
     return f"*Estimated before sending: up to {money(dollars)} at catalog prices.*"
+
+
+def batches_listing(client: DeepInfraClient, limit: int) -> str:
+    """The account's recent Batch API jobs as a Markdown table, marking those sent from
+    here (the answer store knows them)."""
+    from .map_display import batches_table
+
+    store = client.answer_store() if client.recording is None else None
+    known = [job["id"] for job in store.batches()][:limit] if store else []
+    try:
+        listed = client.batches(limit)
+    except InvalidRequestError:
+        # DeepInfra's OpenAPI marks ``after`` as required when listing: if the list is
+        # refused, show the jobs submitted from here, one by one.
+        listed = [client.batch(batch_id) for batch_id in known]
+    return batches_table(listed, set(known))
+
+
+def collect_batch(client: DeepInfraClient, batch_id: str) -> str:
+    """One job's state; once it has finished, its answers go into the answer store (a
+    re-run of the map cell then fills them in). Returns the line to print."""
+    store = client.answer_store() if client.recording is None else None
+    batch = client.batch(batch_id)
+    if not batch.finished:
+        return f"{batch.describe()}. Answers can be collected once it is completed."
+    if not (batch.output_file_id or batch.error_file_id):
+        if store is not None:
+            store.set_batch_status(batch.id, batch.status)
+        return f"{batch.describe()}. It has no answers to collect."
+    outcomes = client.batch_results(batch)
+    answered = sum(outcome.text is not None for outcome in outcomes.values())
+    failed = len(outcomes) - answered
+    return (
+        f"{batch.describe()}. Collected {answered} answers"
+        + (f" ({failed} rows failed)" if failed else "")
+        + ": run the %%deepinfra_map cell again to fill them in (nothing is re-sent)."
+    )
 
 
 # --- the notebook as context (--see, --vars) ------------------------------------------

@@ -54,6 +54,22 @@ class MagicSession:
         if old is not None:
             old.close()
 
+    def log_in(self, key: Secret) -> bool | None:
+        """Check ``key`` with one free request (never recorded or replayed), then use it
+        from now on: True if accepted, None if the server cannot tell; refused: raised."""
+        from .client import DeepInfraClient
+
+        with DeepInfraClient(key, **{**self._options(), "recording": None}) as checker:
+            try:
+                accepted = checker.validate_key()
+            except DeepInfraError as exc:
+                if exc.status_code in (401, 403):
+                    raise
+                accepted = None
+        self.login = True
+        self.rebuild(key)
+        return accepted
+
     def close(self) -> None:
         """Close the client (the next call builds a new one)."""
         if self._client is not None:

@@ -40,6 +40,7 @@ __all__ = [
     "image_caption",
     "markdown_bundle",
     "markdown_price",
+    "model_picker",
     "models_table",
     "money",
     "reply_footer",
@@ -873,4 +874,44 @@ def _text_table(models: list[Any]) -> str:
     return "\n".join(
         f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}"
         for row in rows
+    )
+
+
+def model_picker(
+    publish: Publisher, settings: Any, models: list[ModelInfo], kind: str | None, widgets: bool
+) -> None:
+    """A dropdown that sets ``settings``' default (image) model, when a widget frontend
+    (``widgets``) can show it; else a line saying how to set it."""
+    trait = "default_image_model" if kind == "image" else "default_model"
+    names = [m.name for m in models if m.kind == ("image" if kind == "image" else "text")]
+    if not names:
+        print("Nothing to pick from: widen the filter.")
+        return
+    if not widgets:
+        print(f"No widget frontend here. Set one with %config DeepInfraMagics.{trait} = '<name>'.")
+        return
+    try:
+        import ipywidgets
+    except ImportError:
+        print(f"ipywidgets is not installed. Use %config DeepInfraMagics.{trait} = '<name>'.")
+        return
+    current = getattr(settings, trait)
+    dropdown = ipywidgets.Dropdown(
+        options=names,
+        value=current if current in names else None,
+        description=trait.replace("_", " "),
+        layout={"width": "60%"},
+    )
+
+    def chosen(change: dict[str, Any]) -> None:
+        if change.get("new"):
+            setattr(settings, trait, change["new"])
+
+    dropdown.observe(chosen, names="value")
+    publish(
+        {
+            **dropdown._repr_mimebundle_(),
+            "text/plain": f"Pick {trait} (now {current}); or %config DeepInfraMagics.{trait}",
+        },
+        {},
     )

@@ -28,8 +28,10 @@ from ._cells import (
     ImageCall,
     MapCall,
     Outcome,
+    batches_listing,
     check_can_see,
     collect_attachments,
+    collect_batch,
     confirm_cost,
     describe_output,
     make_images,
@@ -51,12 +53,13 @@ from .display import (
     StdoutReplyView,
     history_text,
     markdown_bundle,
+    model_picker,
     models_table,
     reply_footer,
     rich_display_available,
     source_status,
 )
-from .errors import DeepInfraError, InvalidRequestError
+from .errors import DeepInfraError
 from .notebook import CellLog, NotebookReferenceError
 from .types import ChatResult, ContentDelta, ReasoningDelta
 
@@ -512,39 +515,13 @@ class DeepInfraMagics(MagicSettings):
         """List Batch API jobs; with an ID, show that job and, once it has finished, collect
         its answers into the answer store (re-running the ``%%deepinfra_map`` cell then
         fills them in)."""
-        from .map_display import batches_table
-
         args = PARSERS["batches"].parse_line(line)
         client = self.session.ready_client()
-        store = client.answer_store() if client.recording is None else None
-        if args.batch_id is None:
-            known = [job["id"] for job in store.batches()][: args.limit] if store else []
-            try:
-                listed = client.batches(args.limit)
-            except InvalidRequestError:
-                # DeepInfra's OpenAPI marks ``after`` as required when listing: if the list
-                # is refused, show the jobs submitted from here, one by one.
-                listed = [client.batch(batch_id) for batch_id in known]
-            table = batches_table(listed, set(known))
-            self._publish()(markdown_bundle(table, table.replace("`", "")), {})
+        if args.batch_id is not None:
+            print(collect_batch(client, args.batch_id))
             return
-        batch = client.batch(args.batch_id)
-        if not batch.finished:
-            print(f"{batch.describe()}. Answers can be collected once it is completed.")
-            return
-        if not (batch.output_file_id or batch.error_file_id):
-            if store is not None:
-                store.set_batch_status(batch.id, batch.status)
-            print(f"{batch.describe()}. It has no answers to collect.")
-            return
-        outcomes = client.batch_results(batch)
-        answered = sum(outcome.text is not None for outcome in outcomes.values())
-        failed = len(outcomes) - answered
-        print(
-            f"{batch.describe()}. Collected {answered} answers"
-            + (f" ({failed} rows failed)" if failed else "")
-            + ": run the %%deepinfra_map cell again to fill them in (nothing is re-sent)."
-        )
+        table = batches_listing(client, args.limit)
+        self._publish()(markdown_bundle(table, table.replace("`", "")), {})
 
     @line_magic
     @_one_line_errors
@@ -588,45 +565,8 @@ class DeepInfraMagics(MagicSettings):
         markdown, plain = models_table(models, status, args.pattern)
         self.ip.display_pub.publish(markdown_bundle(markdown, plain), {})
         if args.pick:
-            self._pick(models, kind)
-
-    def _pick(self, models: list[Any], kind: str | None) -> None:
-        """A dropdown that sets the default model, when a widget frontend can show it."""
-        trait = "default_image_model" if kind == "image" else "default_model"
-        names = [m.name for m in models if m.kind == ("image" if kind == "image" else "text")]
-        if not names:
-            print("Nothing to pick from: widen the filter.")
-            return
-        if getattr(self.ip, "kernel", None) is None:
-            print(
-                f"No widget frontend here. Set one with %config DeepInfraMagics.{trait} = '<name>'."
-            )
-            return
-        try:
-            import ipywidgets
-        except ImportError:
-            print(f"ipywidgets is not installed. Use %config DeepInfraMagics.{trait} = '<name>'.")
-            return
-        current = getattr(self, trait)
-        dropdown = ipywidgets.Dropdown(
-            options=names,
-            value=current if current in names else None,
-            description=trait.replace("_", " "),
-            layout={"width": "60%"},
-        )
-
-        def chosen(change: dict[str, Any]) -> None:
-            if change.get("new"):
-                setattr(self, trait, change["new"])
-
-        dropdown.observe(chosen, names="value")
-        self.ip.display_pub.publish(
-            {
-                **dropdown._repr_mimebundle_(),
-                "text/plain": f"Pick {trait} (now {current}); or %config DeepInfraMagics.{trait}",
-            },
-            {},
-        )
+            has_kernel = getattr(self.ip, "kernel", None) is not None
+            model_picker(self._publish(), self, models, kind, has_kernel)
 
     # --- keys ---------------------------------------------------------------------------------
 
@@ -654,19 +594,7 @@ class DeepInfraMagics(MagicSettings):
             raise UsageError("%deepinfra_login: no key entered; nothing changed.")
         key = Secret(entered)
         del entered
-        from .client import DeepInfraClient
-
-        options = {**self._client_options(), "recording": None}
-        with DeepInfraClient(key, **options) as checker:
-            try:
-                accepted = checker.validate_key()
-            except DeepInfraError as exc:
-                if exc.status_code in (401, 403):
-                    raise
-                accepted = None
-        self.session.login = True
-        self.session.rebuild(key)
-        if accepted:
+        if self.session.log_in(key):
             print("✓ Key accepted; kept for this kernel session only (never saved).")
         else:
             print(
