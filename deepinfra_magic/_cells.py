@@ -17,30 +17,46 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from .display import ImageGallery, ImageProgress, Publisher, image_caption, money
+from ._markdown import first_code_block
+from .display import (
+    ImageGallery,
+    ImageProgress,
+    Publisher,
+    ReplyView,
+    StdoutReplyView,
+    image_caption,
+    money,
+    reply_footer,
+)
 from .errors import DeepInfraError, InvalidRequestError, ServerError
 from .notebook import CellLog, NotebookReferenceError
+from .types import ChatResult, ContentDelta, ReasoningDelta
 
 if TYPE_CHECKING:
     from .attachments import Attachment
     from .batches import BatchJob
     from .catalog import ModelCatalog
-    from .client import DeepInfraClient
+    from .client import ChatStream, DeepInfraClient
     from .images import ImageResult
     from .mapping import MapJob, MapResult
 
 __all__ = [
+    "ChatCall",
     "ImageCall",
     "MapCall",
     "Outcome",
     "batches_listing",
     "check_can_see",
+    "check_image_from_chat",
     "collect_attachments",
     "collect_batch",
     "confirm_cost",
     "describe_output",
     "make_images",
+    "map_data",
+    "reply_ending",
     "run_map",
+    "stream_reply",
 ]
 
 
@@ -55,6 +71,78 @@ class Outcome:
     def interrupted(self) -> bool:
         """True when Ctrl-C stopped the cell (what arrived is in ``value``)."""
         return isinstance(self.problem, KeyboardInterrupt)
+
+
+@dataclass(frozen=True)
+class ChatCall:
+    """One chat request of a cell: the messages with the conversation so far, the model,
+    sampling settings, extra request fields, and whether to stream."""
+
+    messages: list[dict[str, Any]]
+    model: str
+    temperature: float
+    max_tokens: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+    stream: bool = True
+
+
+def stream_reply(
+    client: DeepInfraClient, view: ReplyView | StdoutReplyView, call: ChatCall
+) -> Outcome:
+    """Feed the reply into the view; on Ctrl-C or an error keep what arrived. ``value``
+    is the :class:`ChatResult` (marked interrupted, or carrying the error's message); the
+    caller's ``view.finish`` shows its text: everything that was received.
+
+    The placeholder is shown and the request made inside the try: an interrupt that
+    lands before the first byte (even while the placeholder is being sent) is a stopped
+    reply like any other, and the view still gets its final update.
+    """
+    reply: ChatStream | None = None
+    options = {"temperature": call.temperature, "max_tokens": call.max_tokens, **call.params}
+    try:
+        view.start()
+        if not call.stream:
+            result = client.chat(call.messages, call.model, stream=False, **options)
+            return Outcome(result)  # shown whole by the view's finish
+        reply = client.chat(call.messages, call.model, **options)
+        with reply:
+            for event in reply:
+                if isinstance(event, ContentDelta):
+                    view.add_answer(event.text)
+                elif isinstance(event, ReasoningDelta):
+                    view.add_reasoning(event.text)
+    except KeyboardInterrupt as exc:
+        stopped = reply.partial(interrupted=True) if reply else None
+        return Outcome(stopped or ChatResult("", call.model, interrupted=True), exc)
+    except DeepInfraError as exc:
+        failed = reply.partial(error=exc.message) if reply else None
+        return Outcome(failed or ChatResult("", call.model, error=exc.message), exc)
+    assert reply.result is not None
+    return Outcome(reply.result)
+
+
+def reply_ending(result: ChatResult, format_: str, timing: bool) -> tuple[str, str, str | None]:
+    """The note under a reply (why it stopped, or where its code went), its footer, and
+    with ``-f code`` the code to put into the next cell."""
+    footer = reply_footer(result, timing=timing)
+    arrived = bool(result.text or result.reasoning)
+    if result.interrupted and arrived:
+        kept = "the partial reply is kept (not added to the conversation)"
+        return f"*⏹ Interrupted: {kept}.*", footer, None
+    if result.interrupted:
+        return "*⏹ Interrupted before the reply began.*", footer, None
+    if result.error and not arrived:
+        # Nothing to keep: the placeholder says so and the one-line error tells why.
+        return "*⚠ No reply: the request failed (the error is below).*", "", None
+    if result.error:
+        kept = "what arrived is kept (not added to the conversation)"
+        return f"*⚠ The reply stopped early: {kept}.*", footer, None
+    if format_ != "code":
+        return "", footer, None
+    code = first_code_block(result.text)
+    if code is None:
+        return "*No code block in the reply, so nothing was put into the next cell.*", footer, None
+    return "*⤵ The first code block was put into the next cell.*", footer, code
 
 
 @dataclass(frozen=True)
@@ -246,6 +334,39 @@ def collect_batch(client: DeepInfraClient, batch_id: str) -> str:
         + (f" ({failed} rows failed)" if failed else "")
         + ": run the %%deepinfra_map cell again to fill them in (nothing is re-sent)."
     )
+
+
+def check_image_from_chat(model: str, attaches: bool, params: Mapping[str, Any]) -> None:
+    """``%%deepinfra`` with an image model makes an image: refuse what it cannot take."""
+    from ._parsers import IMAGE_RESERVED
+
+    if attaches:
+        raise UsageError(
+            f"%%deepinfra: {model} makes images from text; --see needs a chat model "
+            "that can see (see %deepinfra_models --vision)."
+        )
+    clash = next((key for key in params if key in IMAGE_RESERVED), None)
+    if clash is not None:
+        raise UsageError(
+            f"-p/--param cannot set {clash} here: {IMAGE_RESERVED[clash]} with %deepinfra_image."
+        )
+
+
+def map_data(user_ns: Mapping[str, Any], name: str, column: str | None) -> Any:
+    """The object DATA names in the notebook, checked for --column."""
+    if name not in user_ns:
+        raise UsageError(
+            f"%%deepinfra_map: {name!r} is not defined; DATA names a DataFrame, Series "
+            "or list in the notebook."
+        )
+    data = user_ns[name]
+    kind = type(data)
+    if column and not (kind.__name__ == "DataFrame" and kind.__module__.startswith("pandas")):
+        raise UsageError(
+            f"%%deepinfra_map: --column needs a pandas DataFrame, and {name} is a "
+            f"{kind.__name__}; use -o NAME instead."
+        )
+    return data
 
 
 # --- the notebook as context (--see, --vars) ------------------------------------------

@@ -6,9 +6,10 @@ the usage argparse generates from it (as IPython's ``magic_arguments`` does).
 
 from __future__ import annotations
 
+import argparse
 import keyword
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from IPython.core.error import UsageError
 
@@ -20,6 +21,7 @@ __all__ = [
     "PARSERS",
     "check_variable_name",
     "documented",
+    "image_fields",
 ]
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -138,6 +140,19 @@ PARSERS = {
     "replay": replay_parser("%deepinfra_replay"),
     "record": replay_parser("%deepinfra_record"),
 }
+
+
+def image_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The request fields that ``%deepinfra_image``'s own options set."""
+    fields = {
+        "width": args.width,
+        "height": args.height,
+        "seed": args.seed,
+        "num_inference_steps": args.steps,
+        "guidance_scale": args.guidance,
+        "negative_prompt": args.negative,
+    }
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def documented(parser: MagicParser) -> Callable[[F], F]:

@@ -25,24 +25,35 @@ from IPython.core.magic import (
 
 from ._args import fill_variables, parse_params, split_options_and_prompt
 from ._cells import (
+    ChatCall,
     ImageCall,
     MapCall,
     Outcome,
     batches_listing,
     check_can_see,
+    check_image_from_chat,
     collect_attachments,
     collect_batch,
     confirm_cost,
     describe_output,
     make_images,
+    map_data,
+    reply_ending,
     run_map,
+    stream_reply,
 )
 from ._config import (
     Secret,
     key_source,
 )
-from ._markdown import first_code_block
-from ._parsers import CHAT_RESERVED, IMAGE_RESERVED, PARSERS, check_variable_name, documented
+from ._parsers import (
+    CHAT_RESERVED,
+    IMAGE_RESERVED,
+    PARSERS,
+    check_variable_name,
+    documented,
+    image_fields,
+)
 from ._session import MagicSession, absolute_paths, file_names
 from ._settings import MagicSettings
 from ._watch import CellWatcher
@@ -55,20 +66,19 @@ from .display import (
     markdown_bundle,
     model_picker,
     models_table,
-    reply_footer,
     rich_display_available,
     source_status,
 )
 from .errors import DeepInfraError
 from .notebook import CellLog, NotebookReferenceError
-from .types import ChatResult, ContentDelta, ReasoningDelta
+from .types import ChatResult
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from .attachments import Attachment
     from .catalog import ModelCatalog
-    from .client import ChatStream, DeepInfraClient
+    from .client import DeepInfraClient
     from .conversation import Content
     from .images import ImageResult
     from .mapping import MapResult
@@ -177,17 +187,7 @@ class DeepInfraMagics(MagicSettings):
         model = args.model or client.default_model(self.default_model, catalog)
         _warn_if_deprecated(catalog, model)
         if catalog is not None and catalog.is_image_model(model):
-            if attachments:
-                raise UsageError(
-                    f"%%deepinfra: {model} makes images from text; --see needs a chat model "
-                    "that can see (see %deepinfra_models --vision)."
-                )
-            clash = next((key for key in params if key in IMAGE_RESERVED), None)
-            if clash is not None:
-                raise UsageError(
-                    f"-p/--param cannot set {clash} here: {IMAGE_RESERVED[clash]} with "
-                    "%deepinfra_image."
-                )
+            check_image_from_chat(model, bool(attachments), params)
             self._show_images(client, ImageCall(prompt, model, 1, params), args.out)
             return
         can_see = check_can_see(model, attachments, catalog)
@@ -226,10 +226,13 @@ class DeepInfraMagics(MagicSettings):
             view = ReplyView(self._publish(), model, self.update_interval, args.format != "text")
         else:
             view = StdoutReplyView(model, self.update_interval)
-        result, problem = self._stream_reply(
-            client, view, messages, model, temperature, max_tokens, params, not args.no_stream
-        )
-        note, footer = self._ending(result, args.format)
+        call = ChatCall(messages, model, temperature, max_tokens, params, not args.no_stream)
+        outcome = stream_reply(client, view, call)
+        result: ChatResult = outcome.value
+        timing = not (result.replayed and self._replay_speed() == 0)
+        note, footer, code = reply_ending(result, args.format, timing)
+        if code is not None:
+            self.ip.set_next_input(code, replace=False)
         if footer and attachments:
             from .attachments import summary
 
@@ -241,10 +244,7 @@ class DeepInfraMagics(MagicSettings):
         if result.complete:
             sent = None if content == prompt else content
             self.conversation.add(prompt, result.text, result.model, cell=cell_id, content=sent)
-        if result.interrupted and self.raise_on_interrupt:
-            raise KeyboardInterrupt
-        if problem is not None:
-            raise problem
+        self._end(outcome)
 
     # --- the notebook as context --------------------------------------------------------------
 
@@ -293,79 +293,6 @@ class DeepInfraMagics(MagicSettings):
         topic = f"#error-{error.count}"
         self._converse(client, prompt, content, model, args, {}, can_see, [], topic)
 
-    def _stream_reply(
-        self,
-        client: DeepInfraClient,
-        view: ReplyView | StdoutReplyView,
-        messages: list[dict[str, Any]],
-        model: str,
-        temperature: float,
-        max_tokens: int,
-        params: dict[str, Any],
-        stream: bool,
-    ) -> tuple[ChatResult, DeepInfraError | None]:
-        """Feed the reply into the view; on Ctrl-C or an error keep what arrived (the
-        caller's ``view.finish`` shows the result's text: everything that was received).
-
-        The placeholder is shown and the request made inside the try: an interrupt that
-        lands before the first byte (even while the placeholder is being sent) is a stopped
-        reply like any other, and the view still gets its final update.
-        """
-        reply: ChatStream | None = None
-        try:
-            view.start()
-            if not stream:
-                result = client.chat(
-                    messages, model, stream=False, temperature=temperature,
-                    max_tokens=max_tokens, **params,
-                )  # fmt: skip
-                return result, None  # shown whole by the view's finish
-            reply = client.chat(
-                messages, model, temperature=temperature, max_tokens=max_tokens, **params
-            )
-            with reply:
-                for event in reply:
-                    if isinstance(event, ContentDelta):
-                        view.add_answer(event.text)
-                    elif isinstance(event, ReasoningDelta):
-                        view.add_reasoning(event.text)
-        except KeyboardInterrupt:
-            stopped = reply.partial(interrupted=True) if reply else None
-            return stopped or ChatResult("", model, interrupted=True), None
-        except DeepInfraError as exc:
-            failed = reply.partial(error=exc.message) if reply else None
-            return failed or ChatResult("", model, error=exc.message), exc
-        assert reply.result is not None
-        return reply.result, None
-
-    def _ending(self, result: ChatResult, format_: str) -> tuple[str, str]:
-        """The note under a reply (why it stopped, or where its code went) and its footer."""
-        footer = reply_footer(result, timing=not (result.replayed and self._replay_speed() == 0))
-        arrived = bool(result.text or result.reasoning)
-        if result.interrupted and arrived:
-            return (
-                "*⏹ Interrupted: the partial reply is kept (not added to the conversation).*",
-                footer,
-            )
-        if result.interrupted:
-            return "*⏹ Interrupted before the reply began.*", footer
-        if result.error and not arrived:
-            # Nothing to keep: the placeholder says so and the one-line error tells why.
-            return "*⚠ No reply: the request failed (the error is below).*", ""
-        if result.error:
-            kept = "what arrived is kept (not added to the conversation)"
-            return f"*⚠ The reply stopped early: {kept}.*", footer
-        if format_ == "code":
-            return self._code_to_next_cell(result.text), footer
-        return "", footer
-
-    def _code_to_next_cell(self, text: str) -> str:
-        code = first_code_block(text)
-        if code is None:
-            return "*No code block in the reply, so nothing was put into the next cell.*"
-        self.ip.set_next_input(code, replace=False)
-        return "*⤵ The first code block was put into the next cell.*"
-
     # --- %deepinfra_image ---------------------------------------------------------------------
 
     @no_var_expand
@@ -389,19 +316,7 @@ class DeepInfraMagics(MagicSettings):
                 "%deepinfra_image: no prompt. Usage: %deepinfra_image [options] PROMPT "
                 "(or put the prompt in the cell body of %%deepinfra_image)."
             )
-        extra = {
-            key: value
-            for key, value in (
-                ("width", args.width),
-                ("height", args.height),
-                ("seed", args.seed),
-                ("num_inference_steps", args.steps),
-                ("guidance_scale", args.guidance),
-                ("negative_prompt", args.negative),
-            )
-            if value is not None
-        }
-        extra.update(parse_params(args.param, reserved=IMAGE_RESERVED))
+        extra = {**image_fields(args), **parse_params(args.param, reserved=IMAGE_RESERVED)}
         client = self.session.ready_client()
         catalog = self.session.catalog_if_available(client)
         model = args.model or client.default_model(self.default_image_model, catalog, image=True)
@@ -452,7 +367,7 @@ class DeepInfraMagics(MagicSettings):
         args = PARSERS["map"].parse_line(line)
         check_variable_name(args.out)
         check_variable_name(args.column, "--column")
-        data = self._map_data(args.data, args.column)
+        data = map_data(self.ip.user_ns, args.data, args.column)
         template = cell.strip("\n")
         if not template.strip():
             raise UsageError(
@@ -485,22 +400,6 @@ class DeepInfraMagics(MagicSettings):
         if args.column:
             data[args.column] = result.values  # by position: an index may repeat labels
         self._end(outcome)  # a plain interrupt, like %%deepinfra: the summary said the rest
-
-    def _map_data(self, name: str, column: str | None) -> Any:
-        """The object DATA names in the notebook, checked for --column."""
-        if name not in self.ip.user_ns:
-            raise UsageError(
-                f"%%deepinfra_map: {name!r} is not defined; DATA names a DataFrame, Series "
-                "or list in the notebook."
-            )
-        data = self.ip.user_ns[name]
-        kind = type(data)
-        if column and not (kind.__name__ == "DataFrame" and kind.__module__.startswith("pandas")):
-            raise UsageError(
-                f"%%deepinfra_map: --column needs a pandas DataFrame, and {name} is a "
-                f"{kind.__name__}; use -o NAME instead."
-            )
-        return data
 
     def _progress_mode(self) -> str:
         if not self._rich():

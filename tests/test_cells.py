@@ -7,13 +7,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from deepinfra_magic._cells import ImageCall, MapCall, make_images, run_map
+from deepinfra_magic._cells import (
+    ChatCall,
+    ImageCall,
+    MapCall,
+    make_images,
+    reply_ending,
+    run_map,
+    stream_reply,
+)
 from deepinfra_magic.client import DeepInfraClient
 from deepinfra_magic.mapping import MapProgress
+from deepinfra_magic.types import ChatResult
 from tests.fake_server import FakeDeepInfra
 
 MakeClient = Callable[..., DeepInfraClient]
 IMAGE_MODEL = "black-forest-labs/FLUX-1-schnell"
+DEFAULT_MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
 
 
 class Screen:
@@ -78,3 +88,42 @@ def test_ctrl_c_during_a_map_keeps_the_rows_answered_so_far(
     result = outcome.value
     assert outcome.interrupted and result.interrupted
     assert result.answered == 2 and result.remaining == 6
+
+
+class ChatView:
+    """A reply view that keeps what it is given; Ctrl-C on the n-th piece of answer."""
+
+    def __init__(self, interrupt_on: int | None = None) -> None:
+        self.answer: list[str] = []
+        self.interrupt_on = interrupt_on
+
+    def start(self) -> None:
+        pass
+
+    def add_reasoning(self, text: str) -> None:
+        pass
+
+    def add_answer(self, text: str) -> None:
+        self.answer.append(text)
+        if len(self.answer) == self.interrupt_on:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_mid_reply_keeps_the_text_shown_so_far_and_says_so(
+    make_sync_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    view = ChatView(interrupt_on=2)
+    call = ChatCall([{"role": "user", "content": "Hello"}], DEFAULT_MODEL, 0.7, 64)
+    outcome = stream_reply(make_sync_client(), view, call)  # type: ignore[arg-type]
+    result = outcome.value
+    assert outcome.interrupted and result.interrupted and not result.complete
+    assert result.text == "".join(view.answer) != ""
+    note, footer, code = reply_ending(result, "code", timing=True)
+    assert "Llama-3.3-70B" in footer
+    assert note.startswith("*⏹ Interrupted: the partial reply is kept") and code is None
+
+
+def test_code_format_hands_back_the_first_code_block() -> None:
+    result = ChatResult("Try:\n\n```python\nprint(1)\n```\n\nor not.", DEFAULT_MODEL)
+    assert reply_ending(result, "code", timing=True)[2] == "print(1)"
+    assert reply_ending(result, "markdown", timing=True)[2] is None
