@@ -48,6 +48,7 @@ __all__ = [
     "batches_listing",
     "check_can_see",
     "check_image_from_chat",
+    "check_image_model",
     "collect_attachments",
     "collect_batch",
     "confirm_cost",
@@ -334,6 +335,17 @@ def collect_batch(client: DeepInfraClient, batch_id: str) -> str:
         + (f" ({failed} rows failed)" if failed else "")
         + ": run the %%deepinfra_map cell again to fill them in (nothing is re-sent)."
     )
+
+
+def check_image_model(client: DeepInfraClient, catalog: ModelCatalog | None, model: str) -> None:
+    """An image cell refuses a model the catalog lists as a text model (another server's
+    list does not tell them apart)."""
+    if catalog is not None and catalog.is_text_model(model) and not client.routes.generic:
+        names = ", ".join(m.name for m in catalog.image_models[:4]) or "none listed"
+        raise UsageError(
+            f"%deepinfra_image: {model} is a text model; image models include {names} "
+            "(see %deepinfra_models --images)."
+        )
 
 
 def check_image_from_chat(model: str, attaches: bool, params: Mapping[str, Any]) -> None:

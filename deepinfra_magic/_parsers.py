@@ -7,13 +7,16 @@ the usage argparse generates from it (as IPython's ``magic_arguments`` does).
 from __future__ import annotations
 
 import argparse
+import functools
 import keyword
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from IPython.core.error import UsageError
 
 from ._args import MagicParser, bounded_float, bounded_int
+from .errors import DeepInfraError
 
 __all__ = [
     "CHAT_RESERVED",
@@ -22,6 +25,7 @@ __all__ = [
     "check_variable_name",
     "documented",
     "image_fields",
+    "one_line_errors",
 ]
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -153,6 +157,22 @@ def image_fields(args: argparse.Namespace) -> dict[str, Any]:
         "negative_prompt": args.negative,
     }
     return {key: value for key, value in fields.items() if value is not None}
+
+
+def one_line_errors(method: F) -> F:
+    """With ``raise_on_error = False`` a magic's error is printed as its one line and the
+    cell ends normally (notebooks that teach errors still run to the end); else raised."""
+
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except (DeepInfraError, UsageError) as exc:
+            if self.raise_on_error:
+                raise
+            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+
+    return run  # type: ignore[return-value]
 
 
 def documented(parser: MagicParser) -> Callable[[F], F]:

@@ -102,6 +102,20 @@ class MagicSession:
         except DeepInfraError:
             return None
 
+    def pick_model(
+        self, named: str | None, default: str, *, image: bool = False, warn: bool = True
+    ) -> tuple[DeepInfraClient, ModelCatalog | None, str]:
+        """The ready client, the catalog if it can be had, and the model to use: the one
+        named, else ``default`` (on another server, one it lists). A deprecated model gets
+        one stderr line (``warn``)."""
+        client = self.ready_client()
+        catalog = self.catalog_if_available(client)
+        model = named or client.default_model(default, catalog, image=image)
+        info = catalog.get(model) if catalog is not None else None
+        if warn and info is not None and info.deprecation_note():
+            print(f"⚠ {info.deprecation_note()}", file=sys.stderr)
+        return client, catalog, model
+
     def key_status(self, client: DeepInfraClient, replay: str) -> str:
         """Which key source is set, never the value."""
         if client.replaying:

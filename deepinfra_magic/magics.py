@@ -6,13 +6,11 @@ client (httpx) is imported on the first magic that needs it.
 
 from __future__ import annotations
 
-import functools
 import getpass
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import (
@@ -32,6 +30,7 @@ from ._cells import (
     batches_listing,
     check_can_see,
     check_image_from_chat,
+    check_image_model,
     collect_attachments,
     collect_batch,
     confirm_cost,
@@ -53,6 +52,7 @@ from ._parsers import (
     check_variable_name,
     documented,
     image_fields,
+    one_line_errors,
 )
 from ._session import MagicSession, absolute_paths, file_names
 from ._settings import MagicSettings
@@ -77,31 +77,12 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from .attachments import Attachment
-    from .catalog import ModelCatalog
     from .client import DeepInfraClient
     from .conversation import Content
     from .images import ImageResult
     from .mapping import MapResult
 
 __all__ = ["DeepInfraMagics", "load", "unload"]
-
-_Magic = TypeVar("_Magic", bound=Callable[..., None])
-
-
-def _one_line_errors(method: _Magic) -> _Magic:
-    """With ``raise_on_error = False`` a magic's error is printed as its one line and the
-    cell ends normally (notebooks that teach errors still run to the end); else raised."""
-
-    @functools.wraps(method)
-    def run(self: DeepInfraMagics, *args: Any, **kwargs: Any) -> None:
-        try:
-            method(self, *args, **kwargs)
-        except (DeepInfraError, UsageError) as exc:
-            if self.raise_on_error:
-                raise
-            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-
-    return run  # type: ignore[return-value]
 
 
 @magics_class
@@ -129,7 +110,7 @@ class DeepInfraMagics(MagicSettings):
         """After a failing cell, when asked: how to ask the model why (no request)."""
         if self.explain_errors:
             hint = "💡 `%deepinfra_explain` asks the model why this cell failed."
-            self._publish()(markdown_bundle(hint, hint.replace("`", "")), {})
+            self._show(hint, hint.replace("`", ""))
 
     @property
     def ip(self) -> InteractiveShell:
@@ -143,6 +124,9 @@ class DeepInfraMagics(MagicSettings):
         publish: Publisher = self.ip.display_pub.publish
         return publish
 
+    def _show(self, markdown: str, plain: str) -> None:
+        self._publish()(markdown_bundle(markdown, plain), {})
+
     def _rich(self) -> bool:
         if self.display_mode == "auto":
             return rich_display_available(self.ip)
@@ -152,7 +136,7 @@ class DeepInfraMagics(MagicSettings):
 
     @no_var_expand
     @cell_magic
-    @_one_line_errors
+    @one_line_errors
     @documented(PARSERS["chat"])
     def deepinfra(self, line: str, cell: str) -> None:
         """Chat with a DeepInfra model; the cell body is the prompt, streamed back live.
@@ -182,10 +166,7 @@ class DeepInfraMagics(MagicSettings):
             self.max_image_pixels,
         )  # fmt: skip
         params = parse_params(args.param, reserved=CHAT_RESERVED)
-        client = self.session.ready_client()
-        catalog = self.session.catalog_if_available(client)
-        model = args.model or client.default_model(self.default_model, catalog)
-        _warn_if_deprecated(catalog, model)
+        client, catalog, model = self.session.pick_model(args.model, self.default_model)
         if catalog is not None and catalog.is_image_model(model):
             check_image_from_chat(model, bool(attachments), params)
             self._show_images(client, ImageCall(prompt, model, 1, params), args.out)
@@ -262,7 +243,7 @@ class DeepInfraMagics(MagicSettings):
 
     @no_var_expand
     @line_magic
-    @_one_line_errors
+    @one_line_errors
     @documented(PARSERS["explain"])
     def deepinfra_explain(self, line: str) -> None:
         """Explain the last error, cell N's, or inside ``except`` the one being handled.
@@ -282,9 +263,7 @@ class DeepInfraMagics(MagicSettings):
             error = self.cells.error_for(args.cell)
         except NotebookReferenceError as exc:
             raise UsageError(f"%deepinfra_explain: {exc}") from None
-        client = self.session.ready_client()
-        catalog = self.session.catalog_if_available(client)
-        model = args.model or client.default_model(self.default_model, catalog)
+        client, catalog, model = self.session.pick_model(args.model, self.default_model, warn=False)
         can_see = check_can_see(model, [], catalog)
         prompt = f"Explain the error of In [{error.count}]"
         content = explain_prompt(error)
@@ -297,7 +276,7 @@ class DeepInfraMagics(MagicSettings):
 
     @no_var_expand
     @line_cell_magic
-    @_one_line_errors
+    @one_line_errors
     @documented(PARSERS["image"])
     def deepinfra_image(self, line: str, cell: str | None = None) -> None:
         """Generate images from a prompt and show them inline: options first, then the
@@ -317,17 +296,10 @@ class DeepInfraMagics(MagicSettings):
                 "(or put the prompt in the cell body of %%deepinfra_image)."
             )
         extra = {**image_fields(args), **parse_params(args.param, reserved=IMAGE_RESERVED)}
-        client = self.session.ready_client()
-        catalog = self.session.catalog_if_available(client)
-        model = args.model or client.default_model(self.default_image_model, catalog, image=True)
-        _warn_if_deprecated(catalog, model)
-        # Another server's list does not tell image models from chat models.
-        if catalog is not None and catalog.is_text_model(model) and not client.routes.generic:
-            names = ", ".join(m.name for m in catalog.image_models[:4]) or "none listed"
-            raise UsageError(
-                f"%deepinfra_image: {model} is a text model; image models include {names} "
-                "(see %deepinfra_models --images)."
-            )
+        client, catalog, model = self.session.pick_model(
+            args.model, self.default_image_model, image=True
+        )
+        check_image_model(client, catalog, model)
         self._show_images(
             client, ImageCall(prompt, model, args.num_images, extra, args.save), args.out
         )
@@ -353,7 +325,7 @@ class DeepInfraMagics(MagicSettings):
 
     @no_var_expand
     @cell_magic
-    @_one_line_errors
+    @one_line_errors
     @documented(PARSERS["map"])
     def deepinfra_map(self, line: str, cell: str) -> None:
         """Ask the cell (a template) for every row of DATA, many requests at once.
@@ -373,9 +345,7 @@ class DeepInfraMagics(MagicSettings):
             raise UsageError(
                 "%%deepinfra_map: the cell is empty; write the prompt, with {column} or {} fields."
             )
-        client = self.session.ready_client()
-        catalog = self.session.catalog_if_available(client)
-        model = args.model or client.default_model(self.default_model, catalog)
+        client, catalog, model = self.session.pick_model(args.model, self.default_model, warn=False)
         if catalog is not None and catalog.is_image_model(model):
             raise UsageError(f"%%deepinfra_map: {model} is an image model; pick a text model.")
         temperature = self.temperature if args.temperature is None else args.temperature
@@ -408,7 +378,7 @@ class DeepInfraMagics(MagicSettings):
 
     @no_var_expand
     @line_magic
-    @_one_line_errors
+    @one_line_errors
     @documented(PARSERS["batches"])
     def deepinfra_batches(self, line: str) -> None:
         """List Batch API jobs; with an ID, show that job and, once it has finished, collect
@@ -420,10 +390,10 @@ class DeepInfraMagics(MagicSettings):
             print(collect_batch(client, args.batch_id))
             return
         table = batches_listing(client, args.limit)
-        self._publish()(markdown_bundle(table, table.replace("`", "")), {})
+        self._show(table, table.replace("`", ""))
 
     @line_magic
-    @_one_line_errors
+    @one_line_errors
     def deepinfra_usage(self, line: str) -> None:
         """What this kernel session has spent: requests, tokens, images and dollars, by
         kind (chat, images, map, batch) and by model. ``--reset`` starts the count over."""
@@ -438,13 +408,13 @@ class DeepInfraMagics(MagicSettings):
             print("Session usage reset to zero.")
             return
         table = usage_table(SESSION_USAGE)
-        self._publish()(markdown_bundle(table, table.replace("`", "").replace("\\$", "$")), {})
+        self._show(table, table.replace("`", "").replace("\\$", "$"))
 
     # --- %deepinfra_models ------------------------------------------------------------------
 
     @no_var_expand
     @line_magic
-    @_one_line_errors
+    @one_line_errors
     @documented(PARSERS["models"])
     def deepinfra_models(self, line: str) -> None:
         """List DeepInfra's featured models (PATTERN: a substring or a glob like ``*flux*``)."""
@@ -462,7 +432,7 @@ class DeepInfraMagics(MagicSettings):
             )
         )
         markdown, plain = models_table(models, status, args.pattern)
-        self.ip.display_pub.publish(markdown_bundle(markdown, plain), {})
+        self._show(markdown, plain)
         if args.pick:
             has_kernel = getattr(self.ip, "kernel", None) is not None
             model_picker(self._publish(), self, models, kind, has_kernel)
@@ -470,7 +440,7 @@ class DeepInfraMagics(MagicSettings):
     # --- keys ---------------------------------------------------------------------------------
 
     @line_magic
-    @_one_line_errors
+    @one_line_errors
     def deepinfra_login(self, line: str) -> None:
         """Enter an API key without echo; it is kept for this kernel session only.
 
@@ -504,7 +474,7 @@ class DeepInfraMagics(MagicSettings):
     # --- conversation -------------------------------------------------------------------------
 
     @line_magic
-    @_one_line_errors
+    @one_line_errors
     def deepinfra_reset(self, line: str) -> None:
         """Start the conversation over (the system prompt stays)."""
         if line.strip():
@@ -514,7 +484,7 @@ class DeepInfraMagics(MagicSettings):
         print(f"Conversation cleared ({count} exchange{'s' if count != 1 else ''} forgotten).")
 
     @line_magic
-    @_one_line_errors
+    @one_line_errors
     def deepinfra_history(self, line: str) -> None:
         """Show the conversation that the next %%deepinfra cell will continue."""
         if line.strip():
@@ -524,13 +494,13 @@ class DeepInfraMagics(MagicSettings):
             print("No conversation yet: the next %%deepinfra cell starts one.")
             return
         markdown, plain = history_text(conversation)
-        self.ip.display_pub.publish(markdown_bundle(markdown, plain), {})
+        self._show(markdown, plain)
 
     # --- record and replay --------------------------------------------------------------------
 
     @no_var_expand
     @line_magic
-    @_one_line_errors
+    @one_line_errors
     @documented(PARSERS["replay"])
     def deepinfra_replay(self, line: str) -> None:
         """Answer from a recording: no key, no network. ``off`` stops replaying; no argument
@@ -561,7 +531,7 @@ class DeepInfraMagics(MagicSettings):
 
     @no_var_expand
     @line_magic
-    @_one_line_errors
+    @one_line_errors
     @documented(PARSERS["record"])
     def deepinfra_record(self, line: str) -> None:
         """Record every exchange into a file for replay (``off`` stops). Keys and headers
@@ -590,13 +560,6 @@ class DeepInfraMagics(MagicSettings):
         if self.record:
             return f"Recording to {self.record}."
         return "Live: requests go to the API (no recording)."
-
-
-def _warn_if_deprecated(catalog: ModelCatalog | None, model: str) -> None:
-    """One stderr line when the catalog marks ``model`` deprecated, naming its successor."""
-    info = catalog.get(model) if catalog is not None else None
-    if info is not None and info.deprecation_note():
-        print(f"⚠ {info.deprecation_note()}", file=sys.stderr)
 
 
 # Every magic, by kind: the table ``@magics_class`` built (unload and the tests use it).
