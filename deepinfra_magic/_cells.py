@@ -37,11 +37,13 @@ if TYPE_CHECKING:
     from .batches import BatchJob
     from .catalog import ModelCatalog
     from .client import ChatStream, DeepInfraClient
+    from .conversation import Content
     from .images import ImageResult
     from .mapping import MapJob, MapResult
 
 __all__ = [
     "ChatCall",
+    "ChatTurn",
     "ImageCall",
     "MapCall",
     "Outcome",
@@ -58,6 +60,8 @@ __all__ = [
     "reply_ending",
     "run_map",
     "stream_reply",
+    "template_namespace",
+    "usage_report",
 ]
 
 
@@ -72,6 +76,22 @@ class Outcome:
     def interrupted(self) -> bool:
         """True when Ctrl-C stopped the cell (what arrived is in ``value``)."""
         return isinstance(self.problem, KeyboardInterrupt)
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    """One exchange a cell asks for: what the user wrote (``prompt``) and what is sent
+    (``content``: with attachments, or the error to explain), the model, extra request
+    fields, whether the model may see images, the attachments for the footer, and a
+    ``topic`` telling apart exchanges that one cell's source may ask about."""
+
+    prompt: str
+    content: Content
+    model: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    can_see: bool = True
+    attachments: list[Attachment] = field(default_factory=list)
+    topic: str = ""
 
 
 @dataclass(frozen=True)
@@ -467,3 +487,30 @@ def describe_output(value: Any) -> str:
         return describe_table(value).text
     text = repr(value)
     return text if len(text) <= 4000 else shorten(text, 4000)
+
+
+def template_namespace(shell: Any, cells: CellLog) -> dict[str, Any]:
+    """The user's variables for ``--vars``, with ``In``/``Out``/``Err`` resolving to cell
+    sources, outputs (tables as text) and tracebacks."""
+    from .notebook import reference_namespace
+
+    history = shell.history_manager
+    sources = list(history.input_hist_raw) if history is not None else []
+    outputs = shell.user_ns.get("Out", {})
+    return reference_namespace(shell.user_ns, sources, outputs, cells, describe_output)
+
+
+def usage_report(option: str) -> tuple[str, str] | None:
+    """``%deepinfra_usage``: the session's totals as (Markdown, plain); ``--reset`` zeroes
+    them (and says so, returning None)."""
+    from .map_display import usage_table
+    from .usage import SESSION_USAGE
+
+    if option not in ("", "--reset"):
+        raise UsageError("%deepinfra_usage takes no arguments but --reset.")
+    if option == "--reset":
+        SESSION_USAGE.reset()
+        print("Session usage reset to zero.")
+        return None
+    table = usage_table(SESSION_USAGE)
+    return table, table.replace("`", "").replace("\\$", "$")

@@ -21,26 +21,8 @@ from IPython.core.magic import (
     no_var_expand,
 )
 
+from . import _cells
 from ._args import fill_variables, parse_params, split_options_and_prompt
-from ._cells import (
-    ChatCall,
-    ImageCall,
-    MapCall,
-    Outcome,
-    batches_listing,
-    check_can_see,
-    check_image_from_chat,
-    check_image_model,
-    collect_attachments,
-    collect_batch,
-    confirm_cost,
-    describe_output,
-    make_images,
-    map_data,
-    reply_ending,
-    run_map,
-    stream_reply,
-)
 from ._config import (
     Secret,
     key_source,
@@ -76,7 +58,6 @@ from .types import ChatResult
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from .attachments import Attachment
     from .client import DeepInfraClient
     from .conversation import Content
     from .images import ImageResult
@@ -158,20 +139,20 @@ class DeepInfraMagics(MagicSettings):
             )
         if args.vars:
             try:
-                prompt = fill_variables(prompt, self._template_namespace())
+                prompt = fill_variables(prompt, _cells.template_namespace(self.ip, self.cells))
             except NotebookReferenceError as exc:
                 raise UsageError(f"--vars: {exc}") from None
-        attachments = collect_attachments(
+        attachments = _cells.collect_attachments(
             args.see or [], self.ip.user_ns, self.ip.user_global_ns, self.cells,
             self.max_image_pixels,
         )  # fmt: skip
         params = parse_params(args.param, reserved=CHAT_RESERVED)
         client, catalog, model = self.session.pick_model(args.model, self.default_model)
         if catalog is not None and catalog.is_image_model(model):
-            check_image_from_chat(model, bool(attachments), params)
-            self._show_images(client, ImageCall(prompt, model, 1, params), args.out)
+            _cells.check_image_from_chat(model, bool(attachments), params)
+            self._show_images(client, _cells.ImageCall(prompt, model, 1, params), args.out)
             return
-        can_see = check_can_see(model, attachments, catalog)
+        can_see = _cells.check_can_see(model, attachments, catalog)
         if args.new:
             self.conversation.reset()
         content: Content = prompt
@@ -179,25 +160,15 @@ class DeepInfraMagics(MagicSettings):
             from .attachments import user_content
 
             content = user_content(prompt, attachments)
-        self._converse(client, prompt, content, model, args, params, can_see, attachments)
+        turn = _cells.ChatTurn(prompt, content, model, params, can_see, attachments)
+        self._converse(client, turn, args)
 
-    def _converse(
-        self,
-        client: DeepInfraClient,
-        prompt: str,
-        content: Content,
-        model: str,
-        args: Any,
-        params: dict[str, Any],
-        can_see: bool,
-        attachments: list[Attachment],
-        topic: str = "",
-    ) -> None:
-        """Send one exchange in this cell's place in the conversation and stream it back
-        (``topic`` tells apart exchanges that one cell's source may ask about)."""
-        cell_id = self.cells.current and self.cells.current + topic
+    def _converse(self, client: DeepInfraClient, turn: _cells.ChatTurn, args: Any) -> None:
+        """Send one exchange in this cell's place in the conversation and stream it back."""
+        prompt, content, model = turn.prompt, turn.content, turn.model
+        cell_id = self.cells.current and self.cells.current + turn.topic
         system = getattr(args, "system", None)
-        messages = self.conversation.messages(content, system, cell=cell_id, images=can_see)
+        messages = self.conversation.messages(content, system, cell=cell_id, images=turn.can_see)
         temperature = getattr(args, "temperature", None)
         temperature = self.temperature if temperature is None else temperature
         max_tokens = getattr(args, "max_tokens", None)
@@ -207,17 +178,19 @@ class DeepInfraMagics(MagicSettings):
             view = ReplyView(self._publish(), model, self.update_interval, args.format != "text")
         else:
             view = StdoutReplyView(model, self.update_interval)
-        call = ChatCall(messages, model, temperature, max_tokens, params, not args.no_stream)
-        outcome = stream_reply(client, view, call)
+        call = _cells.ChatCall(
+            messages, model, temperature, max_tokens, turn.params, not args.no_stream
+        )
+        outcome = _cells.stream_reply(client, view, call)
         result: ChatResult = outcome.value
         timing = not (result.replayed and self._replay_speed() == 0)
-        note, footer, code = reply_ending(result, args.format, timing)
+        note, footer, code = _cells.reply_ending(result, args.format, timing)
         if code is not None:
             self.ip.set_next_input(code, replace=False)
-        if footer and attachments:
+        if footer and turn.attachments:
             from .attachments import summary
 
-            footer += " · " + summary(attachments)
+            footer += " · " + summary(turn.attachments)
         view.finish(footer, result.metadata(), note, text=result.text, reasoning=result.reasoning)
         self.last_response = result
         if args.out:
@@ -226,18 +199,6 @@ class DeepInfraMagics(MagicSettings):
             sent = None if content == prompt else content
             self.conversation.add(prompt, result.text, result.model, cell=cell_id, content=sent)
         self._end(outcome)
-
-    # --- the notebook as context --------------------------------------------------------------
-
-    def _template_namespace(self) -> dict[str, Any]:
-        """The user's variables, with ``In``/``Out``/``Err`` resolving to cell sources,
-        outputs (tables as text) and tracebacks."""
-        from .notebook import reference_namespace
-
-        history = self.ip.history_manager
-        sources = list(history.input_hist_raw) if history is not None else []
-        outputs = self.ip.user_ns.get("Out", {})
-        return reference_namespace(self.ip.user_ns, sources, outputs, self.cells, describe_output)
 
     # --- %deepinfra_explain -------------------------------------------------------------------
 
@@ -264,13 +225,15 @@ class DeepInfraMagics(MagicSettings):
         except NotebookReferenceError as exc:
             raise UsageError(f"%deepinfra_explain: {exc}") from None
         client, catalog, model = self.session.pick_model(args.model, self.default_model, warn=False)
-        can_see = check_can_see(model, [], catalog)
+        can_see = _cells.check_can_see(model, [], catalog)
         prompt = f"Explain the error of In [{error.count}]"
         content = explain_prompt(error)
         # Outside notebooks a cell is known by its text: the same "%deepinfra_explain" about
         # another error is another exchange, about the same error a re-run.
-        topic = f"#error-{error.count}"
-        self._converse(client, prompt, content, model, args, {}, can_see, [], topic)
+        turn = _cells.ChatTurn(
+            prompt, content, model, can_see=can_see, topic=f"#error-{error.count}"
+        )
+        self._converse(client, turn, args)
 
     # --- %deepinfra_image ---------------------------------------------------------------------
 
@@ -299,20 +262,22 @@ class DeepInfraMagics(MagicSettings):
         client, catalog, model = self.session.pick_model(
             args.model, self.default_image_model, image=True
         )
-        check_image_model(client, catalog, model)
+        _cells.check_image_model(client, catalog, model)
         self._show_images(
-            client, ImageCall(prompt, model, args.num_images, extra, args.save), args.out
+            client, _cells.ImageCall(prompt, model, args.num_images, extra, args.save), args.out
         )
 
-    def _show_images(self, client: DeepInfraClient, call: ImageCall, out: str | None) -> None:
-        outcome = make_images(client, self._publish(), self._rich(), call)
+    def _show_images(
+        self, client: DeepInfraClient, call: _cells.ImageCall, out: str | None
+    ) -> None:
+        outcome = _cells.make_images(client, self._publish(), self._rich(), call)
         if outcome.value is not None:
             self.last_images = outcome.value
             if out:
                 self.ip.user_ns[out] = outcome.value
         self._end(outcome)
 
-    def _end(self, outcome: Outcome) -> None:
+    def _end(self, outcome: _cells.Outcome) -> None:
         """After a cell kept what arrived: raise a fresh interrupt (its traceback is this
         cell's, not a worker thread's) unless told not to, or the error."""
         if outcome.interrupted:
@@ -339,7 +304,7 @@ class DeepInfraMagics(MagicSettings):
         args = PARSERS["map"].parse_line(line)
         check_variable_name(args.out)
         check_variable_name(args.column, "--column")
-        data = map_data(self.ip.user_ns, args.data, args.column)
+        data = _cells.map_data(self.ip.user_ns, args.data, args.column)
         template = cell.strip("\n")
         if not template.strip():
             raise UsageError(
@@ -355,13 +320,13 @@ class DeepInfraMagics(MagicSettings):
             max_tokens=max_tokens, **parse_params(args.param),
         )  # fmt: skip
         limit = self.map_confirm_dollars
-        estimate = confirm_cost(job, catalog, args.batch_api, limit, args.yes)
+        estimate = _cells.confirm_cost(job, catalog, args.batch_api, limit, args.yes)
         view = MapProgressView(self._publish(), model, self._progress_mode())
         sent = len(job.missing)
         notes: list[str] = [estimate] if estimate else []
         concurrency = args.concurrency or self.map_concurrency
-        call = MapCall(concurrency, args.batch_api, self.batch_poll_interval)
-        outcome = run_map(client, job, view, call, notes)
+        call = _cells.MapCall(concurrency, args.batch_api, self.batch_poll_interval)
+        outcome = _cells.run_map(client, job, view, call, notes)
         result = outcome.value
         view.finish(map_summary(result, sent_rows=sent, note="\n\n".join(notes)))
         self.last_map = result
@@ -387,9 +352,9 @@ class DeepInfraMagics(MagicSettings):
         args = PARSERS["batches"].parse_line(line)
         client = self.session.ready_client()
         if args.batch_id is not None:
-            print(collect_batch(client, args.batch_id))
+            print(_cells.collect_batch(client, args.batch_id))
             return
-        table = batches_listing(client, args.limit)
+        table = _cells.batches_listing(client, args.limit)
         self._show(table, table.replace("`", ""))
 
     @line_magic
@@ -397,18 +362,9 @@ class DeepInfraMagics(MagicSettings):
     def deepinfra_usage(self, line: str) -> None:
         """What this kernel session has spent: requests, tokens, images and dollars, by
         kind (chat, images, map, batch) and by model. ``--reset`` starts the count over."""
-        from .map_display import usage_table
-        from .usage import SESSION_USAGE
-
-        option = line.strip()
-        if option not in ("", "--reset"):
-            raise UsageError("%deepinfra_usage takes no arguments but --reset.")
-        if option == "--reset":
-            SESSION_USAGE.reset()
-            print("Session usage reset to zero.")
-            return
-        table = usage_table(SESSION_USAGE)
-        self._show(table, table.replace("`", "").replace("\\$", "$"))
+        shown = _cells.usage_report(line.strip())
+        if shown is not None:
+            self._show(*shown)
 
     # --- %deepinfra_models ------------------------------------------------------------------
 
