@@ -9,6 +9,7 @@ as plain dicts (``--see`` and ``--vars`` read them).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ __all__ = [
     "check_can_see",
     "check_image_from_chat",
     "check_image_model",
+    "checked_recording",
     "collect_attachments",
     "collect_batch",
     "confirm_cost",
@@ -181,11 +183,14 @@ class ImageCall:
 @dataclass(frozen=True)
 class MapCall:
     """How to send a planned map: at once with ``concurrency`` requests open, or as a
-    Batch API job polled every ``poll_interval`` seconds."""
+    Batch API job polled every ``poll_interval`` seconds; above ``limit`` dollars only
+    when ``yes``."""
 
     concurrency: int
     batch_api: bool = False
     poll_interval: float = 60.0
+    limit: float = float("inf")
+    yes: bool = False
 
 
 def make_images(
@@ -239,8 +244,11 @@ def make_images(
 def run_map(
     client: DeepInfraClient, job: MapJob, view: Any, call: MapCall, notes: list[str]
 ) -> Outcome:
-    """Send a planned map's missing rows; ``value`` is the :class:`MapResult` with every
-    row answered so far. Notes for the summary are appended to ``notes``."""
+    """Send a planned map's missing rows, then show the summary (with ``notes``, and any
+    the Batch API adds); ``value`` is the :class:`MapResult` with every row answered."""
+    from .map_display import map_summary
+
+    sent = len(job.missing)
     started = time.perf_counter()
     outcome = Outcome()
     try:
@@ -253,6 +261,7 @@ def run_map(
     result: MapResult = job.result(time.perf_counter() - started, outcome.interrupted)
     if outcome.interrupted and call.batch_api:
         result.interrupted = False  # the job runs on: nothing was lost
+    view.finish(map_summary(result, sent_rows=sent, note="\n\n".join(notes)))
     outcome.value = result
     return outcome
 
@@ -296,10 +305,8 @@ def _map_by_batch(
     notes.append(f"*Batch API job `{batch_id}` (20% below real-time prices).*")
 
 
-def confirm_cost(
-    job: MapJob, catalog: ModelCatalog | None, batch_api: bool, limit: float, yes: bool
-) -> str:
-    """Refuse, before anything is sent, a run whose estimate is above ``limit`` dollars
+def confirm_cost(job: MapJob, catalog: ModelCatalog | None, call: MapCall) -> str:
+    """Refuse, before anything is sent, a run whose estimate is above the call's limit
     (unless ``yes``); else the estimate as a note for the summary ("" when none)."""
     from .batches import DISCOUNT
 
@@ -308,13 +315,13 @@ def confirm_cost(
     dollars = estimate.dollars
     if dollars is None or not estimate.rows:
         return ""
-    if batch_api:
+    if call.batch_api:
         dollars *= DISCOUNT
-    if dollars > limit and not yes:
+    if dollars > call.limit and not call.yes:
         raise UsageError(
             f"%%deepinfra_map: {estimate.rows} rows to send may cost up to ${dollars:.2f} "
             f"(~{estimate.prompt_tokens:,} tokens in, ≤ {estimate.max_completion_tokens:,} "
-            f"out), above map_confirm_dollars (${limit:g}): add --yes to "
+            f"out), above map_confirm_dollars (${call.limit:g}): add --yes to "
             "send, or lower --max-tokens."
         )
     return f"*Estimated before sending: up to {money(dollars)} at catalog prices.*"
@@ -514,3 +521,11 @@ def usage_report(option: str) -> tuple[str, str] | None:
         return None
     table = usage_table(SESSION_USAGE)
     return table, table.replace("`", "").replace("\\$", "$")
+
+
+def checked_recording(paths: str) -> str:
+    """``paths`` once every recording in it loads (else its one-line error)."""
+    from .recording import Recording
+
+    Recording.load(*paths.split(os.pathsep))
+    return paths

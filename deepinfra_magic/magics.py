@@ -7,26 +7,16 @@ client (httpx) is imported on the first magic that needs it.
 from __future__ import annotations
 
 import getpass
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import (
-    cell_magic,
-    line_cell_magic,
-    line_magic,
-    magics_class,
-    no_var_expand,
-)
+from IPython.core.magic import cell_magic, line_cell_magic, line_magic, magics_class, no_var_expand
 
 from . import _cells
 from ._args import fill_variables, parse_params, split_options_and_prompt
-from ._config import (
-    Secret,
-    key_source,
-)
+from ._config import Secret, key_source
 from ._parsers import (
     CHAT_RESERVED,
     IMAGE_RESERVED,
@@ -299,7 +289,7 @@ class DeepInfraMagics(MagicSettings):
         are kept on disk: a re-run sends only rows without one. ``--batch-api`` submits the
         rows to DeepInfra's Batch API (24 h, 20% cheaper). Ctrl-C keeps finished rows.
         """
-        from .map_display import MapProgressView, map_summary
+        from .map_display import MapProgressView
 
         args = PARSERS["map"].parse_line(line)
         check_variable_name(args.out)
@@ -319,17 +309,14 @@ class DeepInfraMagics(MagicSettings):
             data, template, model, system=args.system, temperature=temperature,
             max_tokens=max_tokens, **parse_params(args.param),
         )  # fmt: skip
-        limit = self.map_confirm_dollars
-        estimate = _cells.confirm_cost(job, catalog, args.batch_api, limit, args.yes)
+        call = _cells.MapCall(
+            args.concurrency or self.map_concurrency, args.batch_api,
+            self.batch_poll_interval, self.map_confirm_dollars, args.yes,
+        )  # fmt: skip
+        estimate = _cells.confirm_cost(job, catalog, call)
         view = MapProgressView(self._publish(), model, self._progress_mode())
-        sent = len(job.missing)
-        notes: list[str] = [estimate] if estimate else []
-        concurrency = args.concurrency or self.map_concurrency
-        call = _cells.MapCall(concurrency, args.batch_api, self.batch_poll_interval)
-        outcome = _cells.run_map(client, job, view, call, notes)
-        result = outcome.value
-        view.finish(map_summary(result, sent_rows=sent, note="\n\n".join(notes)))
-        self.last_map = result
+        outcome = _cells.run_map(client, job, view, call, [estimate] if estimate else [])
+        result = self.last_map = outcome.value
         if args.out:
             self.ip.user_ns[args.out] = result.output()
         if args.column:
@@ -474,13 +461,9 @@ class DeepInfraMagics(MagicSettings):
         path = absolute_paths(args.path)
         if args.if_no_key and (self.session.login or key_source()):
             self.replay = ""
-            names = " + ".join(Path(part).name for part in path.split(os.pathsep))
-            print(f"A key is set, so requests go to the API live ({names} not used).")
+            print(f"A key is set, so requests go to the API live ({file_names(path)} not used).")
             return
-        from .recording import Recording
-
-        Recording.load(*path.split(os.pathsep))  # a clear error now beats one later
-        self.replay = path
+        self.replay = _cells.checked_recording(path)  # a clear error now beats one later
         print(
             f"Replaying {file_names(self.replay)}: answers come from the recording (no key needed)."
         )

@@ -71,9 +71,14 @@ class MapView:
     def __init__(self, stop_after: int) -> None:
         self.stop_after = stop_after
 
+        self.summary = ""
+
     def update(self, progress: MapProgress) -> None:
         if progress.done >= self.stop_after:
             raise KeyboardInterrupt
+
+    def finish(self, summary: str) -> None:
+        self.summary = summary
 
 
 def test_ctrl_c_during_a_map_keeps_the_rows_answered_so_far(
@@ -84,10 +89,12 @@ def test_ctrl_c_during_a_map_keeps_the_rows_answered_so_far(
     client = make_sync_client()
     job = client.plan_map([f"row {i}" for i in range(8)], "Say {}", max_tokens=3, resume=False)
     notes: list[str] = []
-    outcome = run_map(client, job, MapView(stop_after=2), MapCall(concurrency=1), notes)
+    view = MapView(stop_after=2)
+    outcome = run_map(client, job, view, MapCall(concurrency=1), notes)
     result = outcome.value
     assert outcome.interrupted and result.interrupted
     assert result.answered == 2 and result.remaining == 6
+    assert "Interrupted" in view.summary
 
 
 class ChatView:
