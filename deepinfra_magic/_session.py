@@ -70,6 +70,14 @@ class MagicSession:
         self.rebuild(key)
         return accepted
 
+    def log_out(self) -> str:
+        """Forget the login key; what is used instead, as the line to print."""
+        self.login = False
+        self.rebuild()
+        remaining = key_source()
+        tail = f"; {remaining} from the environment is still used." if remaining else "."
+        return f"Forgot the key entered with %deepinfra_login{tail}"
+
     def close(self) -> None:
         """Close the client (the next call builds a new one)."""
         if self._client is not None:

@@ -84,6 +84,13 @@ class CellWatcher:
         self.cells.failed(count, result.info.raw_cell, self.traceback(error, before))
         self.after_failure()
 
+    def file_handled(self, error: Exception) -> None:
+        """Inside an ``except`` block: file the error being handled as the running cell's,
+        so a notebook can show the lesson without failing (papermill, Run All)."""
+        history = self.shell.history_manager
+        inputs = (history.input_hist_raw if history else None) or [""]  # running cell last
+        self.cells.failed(len(inputs) - 1, inputs[-1], self.traceback(error))
+
     def traceback(self, error: BaseException, before_exec: bool = False) -> str:
         """The traceback as IPython showed it (colour codes are stripped later)."""
         import traceback

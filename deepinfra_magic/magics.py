@@ -205,11 +205,7 @@ class DeepInfraMagics(MagicSettings):
         check_variable_name(args.out)
         handled = sys.exc_info()[1]
         if args.cell is None and isinstance(handled, Exception):
-            # Inside an ``except`` block: the error being handled, filed as this cell's, so
-            # a notebook can show the lesson without failing (papermill, Run All).
-            history = self.ip.history_manager
-            inputs = (history.input_hist_raw if history else None) or [""]  # running cell last
-            self.cells.failed(len(inputs) - 1, inputs[-1], self.watcher.traceback(handled))
+            self.watcher.file_handled(handled)
         try:
             error = self.cells.error_for(args.cell)
         except NotebookReferenceError as exc:
@@ -395,11 +391,7 @@ class DeepInfraMagics(MagicSettings):
                 "%deepinfra_login takes no key (it asks for it); usage: %deepinfra_login [--clear]"
             )
         if option == "--clear":
-            self.session.login = False
-            self.session.rebuild()
-            remaining = key_source()
-            tail = f"; {remaining} from the environment is still used." if remaining else "."
-            print(f"Forgot the key entered with %deepinfra_login{tail}")
+            print(self.session.log_out())
             return
         entered = getpass.getpass("DeepInfra API key (input hidden): ").strip()
         if not entered:
