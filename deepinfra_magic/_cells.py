@@ -57,6 +57,7 @@ __all__ = [
     "collect_batch",
     "confirm_cost",
     "describe_output",
+    "fill_template",
     "make_images",
     "map_data",
     "reply_ending",
@@ -94,6 +95,23 @@ class ChatTurn:
     can_see: bool = True
     attachments: list[Attachment] = field(default_factory=list)
     topic: str = ""
+
+    @classmethod
+    def asking(
+        cls,
+        prompt: str,
+        model: str,
+        params: Mapping[str, Any],
+        can_see: bool,
+        attachments: list[Attachment],
+    ) -> ChatTurn:
+        """A cell's prompt, sent with its attachments (images as parts, tables as text)."""
+        content: Content = prompt
+        if attachments:
+            from .attachments import user_content
+
+            content = user_content(prompt, attachments)
+        return cls(prompt, content, model, params, can_see, attachments)
 
 
 @dataclass(frozen=True)
@@ -494,6 +512,16 @@ def describe_output(value: Any) -> str:
         return describe_table(value).text
     text = repr(value)
     return text if len(text) <= 4000 else shorten(text, 4000)
+
+
+def fill_template(prompt: str, shell: Any, cells: CellLog) -> str:
+    """``--vars``: ``{name}``, ``{In[3]}``, ``{Out[3]}``, ``{Err}`` filled from the notebook."""
+    from ._args import fill_variables
+
+    try:
+        return fill_variables(prompt, template_namespace(shell, cells))
+    except NotebookReferenceError as exc:
+        raise UsageError(f"--vars: {exc}") from None
 
 
 def template_namespace(shell: Any, cells: CellLog) -> dict[str, Any]:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .catalog import ModelCatalog
     from .client import DeepInfraClient
 
-__all__ = ["MagicSession", "absolute_paths", "file_names"]
+__all__ = ["MagicSession", "absolute_paths", "file_names", "mode_status"]
 
 
 class MagicSession:
@@ -54,9 +54,9 @@ class MagicSession:
         if old is not None:
             old.close()
 
-    def log_in(self, key: Secret) -> bool | None:
+    def log_in(self, key: Secret) -> str:
         """Check ``key`` with one free request (never recorded or replayed), then use it
-        from now on: True if accepted, None if the server cannot tell; refused: raised."""
+        from now on; refused: raised. Returns the line to print."""
         from .client import DeepInfraClient
 
         with DeepInfraClient(key, **{**self._options(), "recording": None}) as checker:
@@ -68,7 +68,21 @@ class MagicSession:
                 accepted = None
         self.login = True
         self.rebuild(key)
-        return accepted
+        if accepted:
+            return "✓ Key accepted; kept for this kernel session only (never saved)."
+        return (
+            "Key saved for this kernel session only (never written to disk); "
+            "it is checked on first use."
+        )
+
+    def record_catalog(self) -> None:
+        """Fetch the model list into a new recording: it is usually in memory already, so
+        no later request would put it there, and a replay needs it to list models and to
+        tell image models from text models."""
+        try:
+            self.client().models(refresh=True)
+        except DeepInfraError:
+            pass
 
     def log_out(self) -> str:
         """Forget the login key; what is used instead, as the line to print."""
@@ -148,3 +162,13 @@ def absolute_paths(paths: str) -> str:
 def file_names(paths: str) -> str:
     """``a.json + b.json`` for recordings separated by ``os.pathsep``."""
     return " + ".join(Path(part).name for part in paths.split(os.pathsep) if part)
+
+
+def mode_status(replay: str, record: str, speed: Callable[[], float]) -> str:
+    """Where answers come from: a recording (at what pace), the API while recording, or
+    the API."""
+    if replay:
+        return f"Replaying {replay} at speed {speed():g}."
+    if record:
+        return f"Recording to {record}."
+    return "Live: requests go to the API (no recording)."

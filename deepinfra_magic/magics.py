@@ -9,13 +9,13 @@ from __future__ import annotations
 import getpass
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic import cell_magic, line_cell_magic, line_magic, magics_class, no_var_expand
 
 from . import _cells
-from ._args import fill_variables, parse_params, split_options_and_prompt
+from ._args import parse_params, split_options_and_prompt
 from ._config import Secret, key_source
 from ._parsers import (
     CHAT_RESERVED,
@@ -26,7 +26,7 @@ from ._parsers import (
     image_fields,
     one_line_errors,
 )
-from ._session import MagicSession, absolute_paths, file_names
+from ._session import MagicSession, absolute_paths, file_names, mode_status
 from ._settings import MagicSettings
 from ._watch import CellWatcher
 from .conversation import Conversation
@@ -41,7 +41,6 @@ from .display import (
     rich_display_available,
     source_status,
 )
-from .errors import DeepInfraError
 from .notebook import CellLog, NotebookReferenceError
 from .types import ChatResult
 
@@ -49,11 +48,11 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from .client import DeepInfraClient
-    from .conversation import Content
     from .images import ImageResult
     from .mapping import MapResult
 
 __all__ = ["DeepInfraMagics", "load", "unload"]
+T = TypeVar("T")
 
 
 @magics_class
@@ -128,10 +127,7 @@ class DeepInfraMagics(MagicSettings):
                 "%%deepinfra: the cell is empty; write the prompt below the magic line."
             )
         if args.vars:
-            try:
-                prompt = fill_variables(prompt, _cells.template_namespace(self.ip, self.cells))
-            except NotebookReferenceError as exc:
-                raise UsageError(f"--vars: {exc}") from None
+            prompt = _cells.fill_template(prompt, self.ip, self.cells)
         attachments = _cells.collect_attachments(
             args.see or [], self.ip.user_ns, self.ip.user_global_ns, self.cells,
             self.max_image_pixels,
@@ -145,13 +141,9 @@ class DeepInfraMagics(MagicSettings):
         can_see = _cells.check_can_see(model, attachments, catalog)
         if args.new:
             self.conversation.reset()
-        content: Content = prompt
-        if attachments:
-            from .attachments import user_content
-
-            content = user_content(prompt, attachments)
-        turn = _cells.ChatTurn(prompt, content, model, params, can_see, attachments)
-        self._converse(client, turn, args)
+        self._converse(
+            client, _cells.ChatTurn.asking(prompt, model, params, can_see, attachments), args
+        )
 
     def _converse(self, client: DeepInfraClient, turn: _cells.ChatTurn, args: Any) -> None:
         """Send one exchange in this cell's place in the conversation and stream it back."""
@@ -159,10 +151,8 @@ class DeepInfraMagics(MagicSettings):
         cell_id = self.cells.current and self.cells.current + turn.topic
         system = getattr(args, "system", None)
         messages = self.conversation.messages(content, system, cell=cell_id, images=turn.can_see)
-        temperature = getattr(args, "temperature", None)
-        temperature = self.temperature if temperature is None else temperature
-        max_tokens = getattr(args, "max_tokens", None)
-        max_tokens = self.max_tokens if max_tokens is None else max_tokens
+        temperature = _given(getattr(args, "temperature", None), self.temperature)
+        max_tokens = _given(getattr(args, "max_tokens", None), self.max_tokens)
         view: ReplyView | StdoutReplyView
         if self._rich():
             view = ReplyView(self._publish(), model, self.update_interval, args.format != "text")
@@ -189,8 +179,6 @@ class DeepInfraMagics(MagicSettings):
             sent = None if content == prompt else content
             self.conversation.add(prompt, result.text, result.model, cell=cell_id, content=sent)
         self._end(outcome)
-
-    # --- %deepinfra_explain -------------------------------------------------------------------
 
     @no_var_expand
     @line_magic
@@ -220,8 +208,6 @@ class DeepInfraMagics(MagicSettings):
             prompt, content, model, can_see=can_see, topic=f"#error-{error.count}"
         )
         self._converse(client, turn, args)
-
-    # --- %deepinfra_image ---------------------------------------------------------------------
 
     @no_var_expand
     @line_cell_magic
@@ -299,8 +285,8 @@ class DeepInfraMagics(MagicSettings):
         client, catalog, model = self.session.pick_model(args.model, self.default_model, warn=False)
         if catalog is not None and catalog.is_image_model(model):
             raise UsageError(f"%%deepinfra_map: {model} is an image model; pick a text model.")
-        temperature = self.temperature if args.temperature is None else args.temperature
-        max_tokens = self.max_tokens if args.max_tokens is None else args.max_tokens
+        temperature = _given(args.temperature, self.temperature)
+        max_tokens = _given(args.max_tokens, self.max_tokens)
         job = client.plan_map(
             data, template, model, system=args.system, temperature=temperature,
             max_tokens=max_tokens, **parse_params(args.param),
@@ -349,8 +335,6 @@ class DeepInfraMagics(MagicSettings):
         if shown is not None:
             self._show(*shown)
 
-    # --- %deepinfra_models ------------------------------------------------------------------
-
     @no_var_expand
     @line_magic
     @one_line_errors
@@ -398,13 +382,7 @@ class DeepInfraMagics(MagicSettings):
             raise UsageError("%deepinfra_login: no key entered; nothing changed.")
         key = Secret(entered)
         del entered
-        if self.session.log_in(key):
-            print("✓ Key accepted; kept for this kernel session only (never saved).")
-        else:
-            print(
-                "Key saved for this kernel session only (never written to disk); "
-                "it is checked on first use."
-            )
+        print(self.session.log_in(key))
 
     # --- conversation -------------------------------------------------------------------------
 
@@ -476,21 +454,16 @@ class DeepInfraMagics(MagicSettings):
             print("Recording off.")
             return
         self.record = absolute_paths(args.path)
-        # The model list is usually in memory already, so no later request would put it in
-        # the recording: fetch it now, so that a replay can list models and tell image
-        # models from text models.
-        try:
-            self.client().models(refresh=True)
-        except DeepInfraError:
-            pass
+        self.session.record_catalog()
         print(f"Recording to {Path(self.record).name} (keys and headers are never written).")
 
     def _mode_status(self) -> str:
-        if self.replay:
-            return f"Replaying {self.replay} at speed {self._replay_speed():g}."
-        if self.record:
-            return f"Recording to {self.record}."
-        return "Live: requests go to the API (no recording)."
+        return mode_status(self.replay, self.record, self._replay_speed)
+
+
+def _given(option: T | None, setting: T) -> T:
+    """A cell's option when given, else the setting."""
+    return setting if option is None else option
 
 
 # Every magic, by kind: the table ``@magics_class`` built (unload and the tests use it).
