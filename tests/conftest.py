@@ -168,6 +168,15 @@ def make_client(
     yield from _client_maker(factory, fake_server)
 
 
+@pytest.fixture(params=FLAVOURS)
+def client_class(request: pytest.FixtureRequest) -> Callable[..., DeepInfraClient]:
+    """``DeepInfraClient``, then the async client behind the same blocking face, for tests
+    that build their own clients (record, replay, the environment)."""
+    from deepinfra_magic.client import DeepInfraClient
+
+    return DeepInfraClient if request.param == "sync" else BlockingAsyncClient  # type: ignore[return-value]
+
+
 @pytest.fixture
 def make_sync_client(
     library_env: Path, fake_server: FakeDeepInfra

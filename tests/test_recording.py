@@ -6,11 +6,10 @@ Replay must give back the same texts and images, visibly labelled, at the record
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 
 from deepinfra_magic.catalog import CATALOG_CACHE
-from deepinfra_magic.client import AsyncDeepInfraClient, DeepInfraClient
+from deepinfra_magic.client import DeepInfraClient
 from deepinfra_magic.errors import ConfigurationError, ModelNotFoundError, ReplayError, StreamError
 from deepinfra_magic.images import ImageResult
 from deepinfra_magic.types import ChatResult, ContentDelta
@@ -49,6 +48,9 @@ class Session:
     inline_images: ImageResult
     hosted_images: ImageResult
     not_found: str
+
+
+MakeClient = Callable[..., DeepInfraClient]
 
 
 def chat_text(client: DeepInfraClient, messages: list[dict[str, str]]) -> str:
@@ -113,14 +115,16 @@ def session(recorded_session: Session, recording_server: FakeDeepInfra, tmp_path
     return replace(recorded_session, path=copy)
 
 
-def replay_client(session: Session, speed: float = 0, **kwargs: Any) -> DeepInfraClient:
-    return DeepInfraClient(base_url=CLOSED_URL, replay=session.path, replay_speed=speed, **kwargs)
+def replay_client(
+    session: Session, speed: float = 0, cls: MakeClient = DeepInfraClient, **kwargs: Any
+) -> DeepInfraClient:
+    return cls(base_url=CLOSED_URL, replay=session.path, replay_speed=speed, **kwargs)
 
 
 def test_replay_gives_back_the_session_without_key_or_network(
-    session: Session, recording_server: FakeDeepInfra
+    session: Session, recording_server: FakeDeepInfra, client_class: MakeClient
 ) -> None:
-    with replay_client(session) as client:
+    with replay_client(session, cls=client_class) as client:
         assert not client.has_key
         catalog = client.models()
         assert [m.name for m in catalog.models] == session.model_names
@@ -159,7 +163,9 @@ def test_identical_requests_are_answered_in_recorded_order(session: Session) -> 
         assert session.twice == ["First answer.", "Second answer."]
 
 
-def test_replay_at_speed_one_keeps_the_recorded_pace(session: Session) -> None:
+def test_replay_at_speed_one_keeps_the_recorded_pace(
+    session: Session, client_class: MakeClient
+) -> None:
     data = json.loads(session.path.read_text(encoding="utf-8"))
     [streamed] = [
         ex
@@ -171,10 +177,11 @@ def test_replay_at_speed_one_keeps_the_recorded_pace(session: Session) -> None:
     recorded_delay = sum(delay for delay, _ in streamed["response"]["chunks"][1:])
     chunks = len(streamed["response"]["chunks"])
     assert recorded_delay >= TOKEN_DELAY * (chunks - 2)  # the server paused between events
-    with replay_client(session, speed=1) as client:
+    with replay_client(session, speed=1, cls=client_class) as client:
         started = time.perf_counter()
         assert chat_text(client, STREAMED) == session.streamed.text
         assert time.perf_counter() - started >= recorded_delay
+        assert client.chat(PLAIN, stream=False).text == session.plain.text  # waits too
 
 
 def test_a_request_that_was_not_recorded_names_the_closest_one(session: Session) -> None:
@@ -210,14 +217,14 @@ def test_the_recording_holds_no_key_and_no_header(session: Session) -> None:
 
 
 def test_interrupted_and_broken_streams_are_not_recorded(
-    fake_server: FakeDeepInfra, tmp_path: Path
+    fake_server: FakeDeepInfra, tmp_path: Path, client_class: MakeClient
 ) -> None:
     path = tmp_path / "partial.json"
     fake_server.configure(reply_tokens=50, token_delay=0.005)
     fake_server.add_fault(disconnect_after=3, times=1)
     closed_early = [{"role": "user", "content": "closed early"}]
     broken = [{"role": "user", "content": "broken"}]
-    with DeepInfraClient(CANARY_KEY, base_url=fake_server.api_url, record=path) as client:
+    with client_class(CANARY_KEY, base_url=fake_server.api_url, record=path) as client:
         with pytest.raises(StreamError):
             list(client.chat(broken))
         with client.chat(closed_early) as stream:
@@ -229,27 +236,10 @@ def test_interrupted_and_broken_streams_are_not_recorded(
     data = json.loads(path.read_text(encoding="utf-8"))
     recorded = [ex["request"]["json"]["messages"] for ex in data["exchanges"]]
     assert recorded == [PLAIN]
-    with DeepInfraClient(base_url=CLOSED_URL, replay=path, replay_speed=0) as client:
+    with client_class(base_url=CLOSED_URL, replay=path, replay_speed=0) as client:
         assert chat_text(client, PLAIN) == complete
         with pytest.raises(ReplayError):
             list(client.chat(closed_early))
-
-
-def test_the_async_client_replays_too(session: Session) -> None:
-    async def run() -> tuple[ChatResult, ChatResult, ImageResult]:
-        async with AsyncDeepInfraClient(
-            base_url=CLOSED_URL, replay=session.path, replay_speed=0
-        ) as client:
-            events = [event async for event in await client.chat(STREAMED)]
-            plain = await client.chat(PLAIN, stream=False)
-            images = await client.generate_image("a harbour", seed=9)
-        assert isinstance(events[-1], ChatResult)
-        return events[-1], plain, images
-
-    streamed, plain, images = asyncio.run(run())
-    assert streamed.text == session.streamed.text and streamed.replayed
-    assert plain.text == session.plain.text
-    assert images.replayed and images[0].data == session.hosted_images[0].data
 
 
 def test_replay_can_be_switched_on_by_environment(
@@ -272,18 +262,18 @@ def test_a_missing_or_foreign_recording_is_a_clear_error(tmp_path: Path) -> None
 
 
 def test_prompts_that_look_like_secrets_still_replay(
-    fake_server: FakeDeepInfra, tmp_path: Path
+    fake_server: FakeDeepInfra, tmp_path: Path, client_class: MakeClient
 ) -> None:
     path = tmp_path / "lookalikes.json"
     lookalike = [{"role": "user", "content": "Why does token=abcdefghijklmnop0123 fail?"}]
     with_key = [{"role": "user", "content": f"Is {CANARY_KEY} a valid key?"}]
-    with DeepInfraClient(CANARY_KEY, base_url=fake_server.api_url, record=path) as client:
+    with client_class(CANARY_KEY, base_url=fake_server.api_url, record=path) as client:
         recorded = client.chat(lookalike, stream=False).text
         client.chat(with_key, stream=False)
     text = path.read_text(encoding="utf-8")
     assert CANARY_KEY not in text  # the real key is scrubbed even from a prompt
     assert "token=abcdefghijklmnop0123" in text  # but look-alikes in requests are kept
-    with DeepInfraClient(base_url=CLOSED_URL, replay=path, replay_speed=0) as client:
+    with client_class(base_url=CLOSED_URL, replay=path, replay_speed=0) as client:
         assert client.chat(lookalike, stream=False).text == recorded
 
 
