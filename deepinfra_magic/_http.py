@@ -22,7 +22,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpcore
 import httpx
@@ -56,27 +56,17 @@ _EXTERNAL = "deepinfra_magic.external"
 """Request extension marking a hosted file's absolute URL (see ``ApiRequest.is_external``)."""
 
 
-@dataclass
-class StreamBody:
-    """An open streaming answer: its headers and an iterator of raw chunks. Read the
-    chunks inside the ``with`` block: a network failure there becomes our error as it
-    leaves the block."""
-
-    headers: Mapping[str, str]
-    chunks: Iterator[bytes]
-
-    @property
-    def replayed_from(self) -> str | None:
-        """The recording file the stream comes from (None when live)."""
-        return self.headers.get(REPLAY_HEADER)
+C = TypeVar("C", Iterator[bytes], AsyncIterator[bytes])
 
 
 @dataclass
-class AsyncStreamBody:
-    """The async twin of :class:`StreamBody`."""
+class StreamBody(Generic[C]):
+    """An open streaming answer: its headers and an iterator of raw chunks (async for the
+    async transport). Read the chunks inside the ``with`` block: a network failure there
+    becomes our error as it leaves the block."""
 
     headers: Mapping[str, str]
-    chunks: AsyncIterator[bytes]
+    chunks: C
 
     @property
     def replayed_from(self) -> str | None:
@@ -668,7 +658,7 @@ class SyncTransport(_TransportBase):
             time.sleep(attempts.after_status(response))
 
     @contextlib.contextmanager
-    def stream(self, req: ApiRequest) -> Iterator[StreamBody]:
+    def stream(self, req: ApiRequest) -> Iterator[StreamBody[Iterator[bytes]]]:
         """Open a streaming answer; retries happen only before its body is read.
 
         The response is closed in ``finally``: on normal end, error, or Ctrl-C.
@@ -770,7 +760,7 @@ class AsyncTransport(_TransportBase):
             await asyncio.sleep(attempts.after_status(response))
 
     @contextlib.asynccontextmanager
-    async def stream(self, req: ApiRequest) -> AsyncIterator[AsyncStreamBody]:
+    async def stream(self, req: ApiRequest) -> AsyncIterator[StreamBody[AsyncIterator[bytes]]]:
         """Open a streaming answer; retries happen only before its body is read."""
         self.check_key(req)
         attempts = _Attempts(
@@ -794,7 +784,7 @@ class AsyncTransport(_TransportBase):
             await asyncio.sleep(attempts.after_status(_raw(response, None, body)))
         try:
             headers = {k.lower(): v for k, v in response.headers.items()}
-            yield AsyncStreamBody(headers, _async_chunks(response))
+            yield StreamBody(headers, _async_chunks(response))
         except httpx.HTTPError as exc:  # raised where the chunks are read, in the with-block
             raise _network_error(exc, self.base_url, self.timeouts, mid_reply=True) from None
         finally:
