@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.displaypub import DisplayPublisher
 
-from tests.fake_server import CHAT_PATH, filler_reply, start_subprocess_server, tokenize
+from tests.fake_deepinfra import CHAT_PATH, filler_reply, start_subprocess_server, tokenize
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell

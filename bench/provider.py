@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from tests.fake_server import filler_reply
+from tests.fake_deepinfra import filler_reply
 
 from .common import API_KEY, MODEL, Row, fake_server, median
 

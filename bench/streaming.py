@@ -33,7 +33,7 @@ from typing import Any
 
 from deepinfra_magic.display import ReplyView, reply_footer
 from deepinfra_magic.types import ChatResult
-from tests.fake_server import tokenize
+from tests.fake_deepinfra import tokenize
 from tests.kernel_helpers import collect
 
 from .baseline_view import BaselineReplyView

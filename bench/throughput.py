@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.fake_server import filler_reply
+from tests.fake_deepinfra import filler_reply
 
 from .common import API_KEY, CHAT_PATH, MODEL, Row, chat_body, fake_server, magic_shell, median
 

@@ -1,6 +1,6 @@
 """Re-create the recordings that the example notebooks replay without a key.
 
-Default: record against the project's fake DeepInfra server (tests/fake_server.py) with
+Default: record against the project's fake DeepInfra server (tests/fake_deepinfra/) with
 the scripted answers below, paced like a real model. This is how the shipped recordings
 were made (no live key was used), and it is reproducible offline.
 
@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 sys.path.insert(0, str(ROOT))
 
-from tests import fake_server  # noqa: E402  (the repo's test double, not part of the package)
+from tests import fake_deepinfra  # noqa: E402  (the repo's test double, not part of the package)
+from tests.fake_deepinfra import server as fake_http  # noqa: E402
 
 PLACEHOLDER_KEY = "recording-placeholder-not-a-key"
 
@@ -191,16 +192,16 @@ SCRIPTS: dict[str, list[tuple[str, str, str | None]]] = {
 }
 
 # Server settings per notebook (the default catalog has no vision model).
-VISION_MODEL = fake_server.CatalogModel(
+VISION_MODEL = fake_deepinfra.CatalogModel(
     "meta-llama/Llama-3.2-11B-Vision-Instruct",
-    fake_server.TEXT_GENERATION,
+    fake_deepinfra.TEXT_GENERATION,
     "Llama 3.2 11B Vision: answers questions about images.",
     131072,
-    fake_server.token_pricing(4.9e-06, 4.9e-06),
+    fake_deepinfra.token_pricing(4.9e-06, 4.9e-06),
     ("chat", "vision"),
 )
 SERVER_CONFIG: dict[str, dict[str, object]] = {
-    "ask_about_your_plot": {"catalog": (*fake_server.DEFAULT_CATALOG, VISION_MODEL)},
+    "ask_about_your_plot": {"catalog": (*fake_deepinfra.DEFAULT_CATALOG, VISION_MODEL)},
 }
 
 
@@ -240,7 +241,7 @@ def scene_png(prompt: str, seed: int, width: int, height: int) -> bytes:
                     halo = max(0.0, 1 - distance / (radius * 2.2)) * 0.35
                     pixel = tuple(int(s + (h - s) * halo) for s, h in zip(sky, sun, strict=True))
             rows += bytes(pixel)
-    return fake_server.make_png(width, height, bytes(rows), compress_level=9)
+    return fake_deepinfra.make_png(width, height, bytes(rows), compress_level=9)
 
 
 def run_notebook(name: str, env: dict[str, str]) -> None:
@@ -271,8 +272,8 @@ def record(name: str, live: bool) -> Path:
                 raise SystemExit("--live needs DEEPINFRA_API_KEY in the environment.")
             run_notebook(name, env)
         else:
-            fake_server.render_image = scene_png  # nicer pictures than the test patterns
-            with fake_server.FakeDeepInfra(
+            fake_http.render_image = scene_png  # nicer pictures than the test patterns
+            with fake_deepinfra.FakeDeepInfra(
                 token_delay=0.025, image_delay=1.5, image_size="full", **SERVER_CONFIG.get(name, {})
             ) as server:
                 for match, text, reasoning in SCRIPTS[name]:

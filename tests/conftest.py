@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.fake_server import CANARY_KEY, FakeDeepInfra
+from tests.fake_deepinfra import CANARY_KEY, FakeDeepInfra
 from tests.flavours import FLAVOURS, BlockingAsyncClient
 from tests.kernel_helpers import MAGIC_ENV_VARS
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from deepinfra_magic.client import DeepInfraClient
 
-# ---- Fake DeepInfra server (tests/fake_server.py) ---------------------------------------------
+# ---- Fake DeepInfra server (tests/fake_deepinfra/) ---------------------------------------------
 # One in-process server for the whole session; each test gets it reset to a clean state.
 
 

@@ -20,7 +20,7 @@ from IPython.core.displaypub import CapturingDisplayPublisher
 from IPython.utils.capture import RichOutput
 
 from deepinfra_magic._config import ENV_VARS
-from tests.fake_server import CANARY_KEY, CHAT_PATH, FakeDeepInfra
+from tests.fake_deepinfra import CANARY_KEY, CHAT_PATH, FakeDeepInfra
 
 MARKDOWN = "text/markdown"
 PLAIN = "text/plain"

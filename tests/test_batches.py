@@ -14,7 +14,7 @@ from deepinfra_magic.batches import BATCH_ENDPOINT, parse_outcomes
 from deepinfra_magic.client import DeepInfraClient
 from deepinfra_magic.errors import InvalidRequestError
 from deepinfra_magic.mapping import RowError
-from tests.fake_server import CANARY_KEY, CHAT_PATH, FakeDeepInfra
+from tests.fake_deepinfra import CANARY_KEY, CHAT_PATH, FakeDeepInfra
 
 FILES = "/v1/openai/files"
 BATCHES = "/v1/openai/batches"

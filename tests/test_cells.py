@@ -19,7 +19,7 @@ from deepinfra_magic._cells import (
 from deepinfra_magic.client import DeepInfraClient
 from deepinfra_magic.mapping import MapProgress
 from deepinfra_magic.types import ChatResult
-from tests.fake_server import FakeDeepInfra
+from tests.fake_deepinfra import FakeDeepInfra
 
 MakeClient = Callable[..., DeepInfraClient]
 IMAGE_MODEL = "black-forest-labs/FLUX-1-schnell"

@@ -29,7 +29,7 @@ from deepinfra_magic.errors import (
 )
 from deepinfra_magic.images import ImageArrived, ImageResult
 from deepinfra_magic.types import ChatResult, ContentDelta, ReasoningDelta, Usage
-from tests.fake_server import (
+from tests.fake_deepinfra import (
     CANARY_KEY,
     CHAT_PATH,
     DEFAULT_CATALOG,
@@ -497,7 +497,7 @@ def test_validate_key(make_client: MakeClient, fake_server: FakeDeepInfra) -> No
     fake_server.add_fault("/v1/me/rate_limit", status=404)
     assert make_client().validate_key() is None  # this server cannot tell
     # The check asks an endpoint that requires the key, never /v1/openai/models, which
-    # answers whatever the key (see tests/fake_server.py).
+    # answers whatever the key (see tests/fake_deepinfra/).
     assert {r.path for r in fake_server.requests} == {"/v1/me/rate_limit"}
 
 

@@ -34,7 +34,7 @@ from deepinfra_magic.errors import (
 )
 from deepinfra_magic.images import ImageArrived
 from deepinfra_magic.types import ChatResult, ContentDelta
-from tests.fake_server import (
+from tests.fake_deepinfra import (
     CANARY_KEY,
     CHAT_PATH,
     INFERENCE_PREFIX,

@@ -1,5 +1,5 @@
 """The fake server's Files and Batch API follows the documented shapes (see
-tests/fake_batches.py for the sources): validation errors, the list, failed validation."""
+tests/fake_deepinfra/batches.py for the sources): validation errors, the list, failed validation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from deepinfra_magic.batches import multipart
-from tests.fake_server import CANARY_KEY, FakeDeepInfra
+from tests.fake_deepinfra import CANARY_KEY, FakeDeepInfra
 
 AUTH = {"Authorization": f"Bearer {CANARY_KEY}"}
 MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"

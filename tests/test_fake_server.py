@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fake_server import (
+from tests.fake_deepinfra import (
     CANARY_KEY,
     IMAGE_STYLE_MIME,
     URL_LINE_PREFIX,
@@ -972,7 +972,7 @@ def test_command_line_prints_exactly_one_url_line() -> None:
         [
             sys.executable,
             "-m",
-            "tests.fake_server",
+            "tests.fake_deepinfra",
             "--port",
             "0",
             "--token-delay",
@@ -999,7 +999,7 @@ def test_command_line_prints_exactly_one_url_line() -> None:
     assert remaining == "" and process.returncode == 0
 
 
-# ---- shapes from DeepInfra's own material (see the ids in tests/fake_server.py) ---------------
+# ---- shapes from DeepInfra's own material (see the ids in tests/fake_deepinfra/) ---------------
 
 
 def test_finish_error_fault_ends_with_finish_reason_error(

@@ -18,7 +18,7 @@ from IPython.utils.capture import capture_output
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
-from tests.fake_server import CANARY_KEY, FakeDeepInfra, filler_reply
+from tests.fake_deepinfra import CANARY_KEY, FakeDeepInfra, filler_reply
 from tests.kernel_helpers import collect, magic_process_env, run
 
 MARKDOWN, PLAIN, KEY = "text/markdown", "text/plain", "deepinfra_magic"

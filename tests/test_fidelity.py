@@ -1,4 +1,4 @@
-"""Behaviour on DeepInfra's real answer shapes (see tests/fake_server.py for the sources):
+"""Behaviour on DeepInfra's real answer shapes (see tests/fake_deepinfra/ for the sources):
 retries that never repeat a billed request, a loading model, n>1, and the small fixes."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from deepinfra_magic.errors import (
     StreamError,
 )
 from deepinfra_magic.types import ChatResult, ContentDelta
-from tests.fake_server import (
+from tests.fake_deepinfra import (
     CHAT_PATH,
     INFERENCE_PREFIX,
     TINY_JPEG,

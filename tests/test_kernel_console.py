@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from jupyter_client.manager import KernelManager
 
-from tests.fake_server import (
+from tests.fake_deepinfra import (
     FEATURED_PATH,
     FakeDeepInfra,
     default_reasoning,

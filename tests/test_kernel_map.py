@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from jupyter_client.manager import KernelManager
 
-from tests.fake_server import CHAT_PATH, FakeDeepInfra
+from tests.fake_deepinfra import CHAT_PATH, FakeDeepInfra
 from tests.kernel_helpers import PLAIN, chat_bodies, collect, magic_process_env, run
 
 pytestmark = pytest.mark.kernel

@@ -19,7 +19,7 @@ import pytest
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
-from tests.fake_server import (
+from tests.fake_deepinfra import (
     CANARY_KEY,
     FEATURED_PATH,
     INFERENCE_PREFIX,

@@ -22,7 +22,7 @@ from deepinfra_magic._config import Secret, resolve_key
 from deepinfra_magic.client import AsyncDeepInfraClient, DeepInfraClient
 from deepinfra_magic.errors import ConfigurationError, DeepInfraError
 from deepinfra_magic.recording import Record
-from tests.fake_server import CANARY_KEY, CHAT_PATH, INFERENCE_PREFIX, FakeDeepInfra
+from tests.fake_deepinfra import CANARY_KEY, CHAT_PATH, INFERENCE_PREFIX, FakeDeepInfra
 
 pytestmark = pytest.mark.usefixtures("library_env")
 

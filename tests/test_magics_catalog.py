@@ -11,7 +11,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from deepinfra_magic.catalog import CATALOG_CACHE
-from tests.fake_server import CANARY_KEY, FEATURED_PATH, FakeDeepInfra
+from tests.fake_deepinfra import CANARY_KEY, FEATURED_PATH, FakeDeepInfra
 from tests.kernel_helpers import MARKDOWN, PLAIN, Reply
 
 TEXT_MODELS = [

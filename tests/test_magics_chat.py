@@ -14,7 +14,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from deepinfra_magic.types import ChatResult
-from tests.fake_server import (
+from tests.fake_deepinfra import (
     CANARY_KEY,
     INFERENCE_PREFIX,
     FakeDeepInfra,

@@ -14,7 +14,7 @@ from deepinfra_magic.errors import (
     StreamError,
 )
 from deepinfra_magic.magics import MAGIC_NAMES
-from tests.fake_server import CANARY_KEY, FakeDeepInfra, default_reply, filler_reply, tokenize
+from tests.fake_deepinfra import CANARY_KEY, FakeDeepInfra, default_reply, filler_reply, tokenize
 from tests.kernel_helpers import (
     MARKDOWN,
     METADATA_KEY,

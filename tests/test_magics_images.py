@@ -14,7 +14,7 @@ from IPython.utils.capture import RichOutput, capture_output
 
 from deepinfra_magic.errors import InvalidRequestError, ModelNotFoundError
 from deepinfra_magic.images import ImageResult
-from tests.fake_server import (
+from tests.fake_deepinfra import (
     CANARY_KEY,
     FILES_PREFIX,
     IMAGE_STYLE_MIME,

@@ -14,7 +14,7 @@ from IPython.utils.capture import capture_output
 
 import deepinfra_magic
 from deepinfra_magic.magics import MAGIC_NAMES, DeepInfraMagics
-from tests.fake_server import CANARY_KEY, FakeDeepInfra, filler_reply
+from tests.fake_deepinfra import CANARY_KEY, FakeDeepInfra, filler_reply
 from tests.kernel_helpers import chat_bodies, magic_process_env
 
 VENV_BIN = Path(sys.executable).parent

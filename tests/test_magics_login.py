@@ -10,7 +10,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from deepinfra_magic.errors import AuthenticationError, MissingAPIKeyError
-from tests.fake_server import CANARY_KEY, RATE_LIMIT_PATH, FakeDeepInfra
+from tests.fake_deepinfra import CANARY_KEY, RATE_LIMIT_PATH, FakeDeepInfra
 from tests.kernel_helpers import MARKDOWN, all_text, chat_bodies, paths
 
 WRONG_KEY = "sk-wrong-key-0000000000000000"

@@ -16,7 +16,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from deepinfra_magic.mapping import RowError
-from tests.fake_server import CANARY_KEY, CHAT_PATH, FakeDeepInfra
+from tests.fake_deepinfra import CANARY_KEY, CHAT_PATH, FakeDeepInfra
 from tests.kernel_helpers import PLAIN, InterruptingPublisher, all_text
 
 REPO = Path(__file__).resolve().parent.parent

@@ -22,7 +22,7 @@ from PIL import Image
 from deepinfra_magic.catalog import CATALOG_CACHE
 from deepinfra_magic.errors import ReplayError
 from deepinfra_magic.notebook import shorten_traceback, strip_ansi
-from tests.fake_server import CANARY_KEY, DEFAULT_CATALOG, FakeDeepInfra, default_reply
+from tests.fake_deepinfra import CANARY_KEY, DEFAULT_CATALOG, FakeDeepInfra, default_reply
 from tests.kernel_helpers import (
     PLAIN,
     Execution,

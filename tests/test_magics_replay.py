@@ -16,7 +16,7 @@ from IPython.utils.capture import capture_output
 
 from deepinfra_magic.catalog import CATALOG_CACHE
 from deepinfra_magic.errors import ConfigurationError, MissingAPIKeyError, ReplayError
-from tests.fake_server import (
+from tests.fake_deepinfra import (
     CANARY_KEY,
     CHAT_PATH,
     FEATURED_PATH,

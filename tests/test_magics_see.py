@@ -18,7 +18,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from PIL import Image
 
-from tests.fake_server import (
+from tests.fake_deepinfra import (
     CANARY_KEY,
     DEFAULT_CATALOG,
     TEXT_GENERATION,

@@ -25,7 +25,7 @@ from deepinfra_magic.mapping import (
     RowError,
     plan_map,
 )
-from tests.fake_server import CANARY_KEY, CHAT_PATH, FakeDeepInfra
+from tests.fake_deepinfra import CANARY_KEY, CHAT_PATH, FakeDeepInfra
 
 REPO = Path(__file__).resolve().parent.parent
 

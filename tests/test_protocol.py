@@ -43,7 +43,7 @@ from deepinfra_magic.errors import (
     StreamError,
 )
 from deepinfra_magic.types import ContentDelta, ReasoningDelta, Usage
-from tests.fake_server import CANARY_KEY, TINY_JPEG, TINY_WEBP, error_body, make_png
+from tests.fake_deepinfra import CANARY_KEY, TINY_JPEG, TINY_WEBP, error_body, make_png
 
 PNG = make_png(2, 2, (1, 2, 3))
 

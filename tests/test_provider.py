@@ -18,7 +18,13 @@ from deepinfra_magic.errors import AuthenticationError
 from deepinfra_magic.images import ImageResult
 from deepinfra_magic.provider import DeepInfra
 from deepinfra_magic.types import ReasoningDelta
-from tests.fake_server import CANARY_KEY, CHAT_PATH, FakeDeepInfra, default_reasoning, default_reply
+from tests.fake_deepinfra import (
+    CANARY_KEY,
+    CHAT_PATH,
+    FakeDeepInfra,
+    default_reasoning,
+    default_reply,
+)
 
 g4f_client = pytest.importorskip("g4f.client")
 g4f_response = pytest.importorskip("g4f.providers.response")

@@ -21,7 +21,7 @@ from deepinfra_magic.client import DeepInfraClient
 from deepinfra_magic.errors import ConfigurationError, ModelNotFoundError, ReplayError, StreamError
 from deepinfra_magic.images import ImageResult
 from deepinfra_magic.types import ChatResult, ContentDelta
-from tests.fake_server import CANARY_KEY, CHAT_PATH, FakeDeepInfra
+from tests.fake_deepinfra import CANARY_KEY, CHAT_PATH, FakeDeepInfra
 
 pytestmark = pytest.mark.usefixtures("library_env")
 

@@ -26,7 +26,7 @@ from deepinfra_magic.errors import (
     RouteNotFoundError,
     ServerError,
 )
-from tests.fake_server import (
+from tests.fake_deepinfra import (
     CANARY_KEY,
     CHAT_PATH,
     DEFAULT_CATALOG,

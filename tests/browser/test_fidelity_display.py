@@ -1,5 +1,5 @@
 """What DeepInfra's real answers look like in JupyterLab: a deprecated model in the list,
-and images the safety checker flagged (shapes from tests/fake_server.py)."""
+and images the safety checker flagged (shapes from tests/fake_deepinfra/)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.fake_server import CANARY_KEY, FakeDeepInfra
+from tests.fake_deepinfra import CANARY_KEY, FakeDeepInfra
 
 from .jupyterlab import (
     BrowserLog,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import nbformat
 import pytest
 
-from tests.fake_server import CANARY_KEY, FakeDeepInfra
+from tests.fake_deepinfra import CANARY_KEY, FakeDeepInfra
 
 from .jupyterlab import (
     BrowserLog,

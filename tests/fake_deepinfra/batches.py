@@ -15,7 +15,7 @@ docs.deepinfra.com/batch/introduction). Sources, cited at each behaviour below:
 
 A batch advances one state per ``GET /v1/openai/batches/{id}``: validating → in_progress →
 completed, so a client polls a few times and tests need no clock. Answers are computed with
-the chat planner of ``fake_server`` (scripts included), so batch answers match live ones.
+the chat planner of ``faults`` (scripts included), so batch answers match live ones.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tests.fake_server import FakeDeepInfra, ServerConfig, _Handler
+    from .faults import ServerConfig
+    from .server import FakeDeepInfra, _Handler
 
 FILES_PATH = "/v1/openai/files"
 BATCHES_PATH = "/v1/openai/batches"
@@ -331,14 +332,9 @@ def _run(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
     """Answer every line as the chat endpoint would; [OAI] failed requests (non-2xx) go to
     the error file, with the same line shape."""
-    from tests.fake_server import (
-        _NO_FAULT,
-        _chat_body_problem,
-        _last_user_text,
-        _plan_chat,
-        model_unavailable,
-        validation_error,
-    )
+    from .faults import _NO_FAULT, _chat_body_problem, _plan_chat
+    from .replies import _last_user_text
+    from .wire import model_unavailable, validation_error
 
     outputs: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
