@@ -28,10 +28,12 @@ __all__ = [
     "DISCOUNT",
     "BatchJob",
     "BatchOutcome",
+    "list_flow",
     "list_request",
     "parse_batch_list",
     "results_flow",
     "retrieve_request",
+    "status_flow",
     "submit_flow",
 ]
 
@@ -244,6 +246,18 @@ def _error_text(error: Any) -> str:
 
 
 # --- flows ------------------------------------------------------------------------------
+
+
+def status_flow(batch_id: str) -> Flow[BatchJob]:
+    """A batch's current state."""
+    raw = yield retrieve_request(batch_id)
+    return BatchJob.from_json(parse_json(raw, "batch"))
+
+
+def list_flow(limit: int = 20) -> Flow[list[BatchJob]]:
+    """The account's most recent batches."""
+    raw = yield list_request(limit)
+    return parse_batch_list(parse_json(raw, "batch list"))
 
 
 def submit_flow(

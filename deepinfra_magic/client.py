@@ -69,17 +69,15 @@ from ._protocol import (
     RawResponse,
     RetryPolicy,
     chat_request,
-    parse_json,
 )
 from ._routes import Routes, fit_max_tokens
 from .batches import (
     DISCOUNT,
     BatchJob,
     BatchOutcome,
-    list_request,
-    parse_batch_list,
+    list_flow,
     results_flow,
-    retrieve_request,
+    status_flow,
     submit_flow,
 )
 from .catalog import CATALOG_CACHE, DiskCache, Fetched, ModelCatalog
@@ -816,14 +814,11 @@ class DeepInfraClient(_ClientBase):
 
     def batch(self, batch_id: str) -> BatchJob:
         """A batch's current state."""
-        return BatchJob.from_json(
-            parse_json(self._transport.send(retrieve_request(batch_id)), "batch")
-        )
+        return self._drive(status_flow(batch_id), suggest=False)
 
     def batches(self, limit: int = 20) -> list[BatchJob]:
         """The account's most recent batches."""
-        raw = self._transport.send(list_request(limit))
-        return parse_batch_list(parse_json(raw, "batch list"))
+        return self._drive(list_flow(limit), suggest=False)
 
     def wait_batch(
         self,
@@ -1045,13 +1040,11 @@ class AsyncDeepInfraClient(_ClientBase):
 
     async def batch(self, batch_id: str) -> BatchJob:
         """A batch's current state."""
-        raw = await self._transport.send(retrieve_request(batch_id))
-        return BatchJob.from_json(parse_json(raw, "batch"))
+        return await self._drive(status_flow(batch_id), suggest=False)
 
     async def batches(self, limit: int = 20) -> list[BatchJob]:
         """The account's most recent batches."""
-        raw = await self._transport.send(list_request(limit))
-        return parse_batch_list(parse_json(raw, "batch list"))
+        return await self._drive(list_flow(limit), suggest=False)
 
     async def wait_batch(
         self,
