@@ -20,9 +20,9 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import httpcore
 import httpx
@@ -301,17 +301,47 @@ def _raw(response: httpx.Response, key: Secret | None, body: bytes | None = None
     )
 
 
+@dataclass(frozen=True)
+class _Io:
+    """One piece of I/O the retry loop needs: send a request, read or close a response,
+    or sleep before the next attempt."""
+
+    kind: Literal["send", "read", "close", "sleep"]
+    arg: Any
+
+
+@dataclass(frozen=True)
+class _Done:
+    value: Any
+
+
+def _resume(loop: Generator[_Io, Any, Any], value: Any, error: BaseException | None) -> _Io | _Done:
+    """Start the loop, or give it the result of its last I/O (or the exception it raised:
+    any, so that its ``finally`` closes the response on Ctrl-C too)."""
+    try:
+        if error is not None:
+            return loop.throw(error)
+        return loop.send(value)
+    except StopIteration as done:
+        return _Done(done.value)
+
+
 class _TransportBase:
     """What both transports share: configuration, the key check and request building."""
 
     _client: httpx.Client | httpx.AsyncClient
+    _client_type: type[httpx.Client] | type[httpx.AsyncClient]
 
     def __init__(
         self,
         base_url: str,
+        api_key: Secret | None,
+        *,
         timeouts: Timeouts,
         retry: RetryPolicy,
-        recording: RecordingMode | None,
+        recording: RecordingMode | None = None,
+        http_transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+        proxy: str | None = None,
         server: str | None = None,
     ) -> None:
         self.base_url = base_url
@@ -320,6 +350,23 @@ class _TransportBase:
         self.recording = recording
         self.server = server
         self.notice: Notice | None = None  # set by the client: where progress notes go
+        inner = http_transport or self._network(proxy_for(base_url, proxy))
+        if isinstance(recording, Replay):
+            inner = ReplayTransport(Recording.load(*recording.paths), base_url, recording.speed)
+        elif recording is not None:  # sends for real through ``inner``, of this side's kind
+            pair = (inner, None) if self._client_type is httpx.Client else (None, inner)
+            file = Recording.open_for_recording(recording.path)
+            inner = RecordingTransport(file, base_url, *pair)
+        self._client = self._client_type(
+            base_url=base_url,
+            headers=_headers(api_key, isinstance(recording, Record)),
+            timeout=_timeout(timeouts),
+            transport=inner,  # type: ignore[arg-type]  # the subclass's own kind
+        )
+
+    def _network(self, proxy: str | None) -> Any:
+        """The httpx transport that reaches the network (each subclass has its own)."""
+        raise NotImplementedError
 
     @property
     def has_key(self) -> bool:
@@ -356,6 +403,38 @@ class _TransportBase:
             request.headers.pop("authorization", None)
             request.extensions[_EXTERNAL] = True
         return request
+
+    def _exchange(self, req: ApiRequest, whole: bool) -> Generator[_Io, Any, Any]:
+        """The retry loop of ``send`` (``whole``: the answer read to its end) and ``stream``
+        (the response left open once it succeeds), written once for both transports. It
+        yields the I/O to do and is sent each result, or has the failure thrown in (the
+        shape of ``_flows``); ``_run``/``_arun`` do the I/O. Retries happen only before an
+        answer's body is read; a failure while reading a whole answer is never repeated."""
+        self.check_key(req)
+        attempts = _Attempts(
+            _policy(self.retry, req), self.base_url, self.timeouts, req, self.server, self.notice
+        )
+        while True:
+            attempts.next()
+            try:
+                response = yield _Io("send", self._build(req))
+            except httpx.HTTPError as exc:
+                yield _Io("sleep", attempts.after_exception(exc))
+                continue
+            if not whole and response.status_code < 400:
+                return response
+            try:
+                body = yield _Io("read", response)
+            except httpx.HTTPError as exc:
+                if whole:  # the reply has begun: a failure now is never repeated
+                    raise _network_error(exc, self.base_url, self.timeouts) from None
+                body = b""  # an error answer whose body broke: the status says enough
+            finally:  # also on Ctrl-C, which the drivers throw in
+                yield _Io("close", response)
+            answer = _raw(response, self.key(), body)
+            if whole and answer.status < 400:
+                return answer
+            yield _Io("sleep", attempts.after_status(answer))
 
     def __repr__(self) -> str:
         mode = f", {self.recording.describe()}" if self.recording else ""
@@ -608,54 +687,38 @@ class SyncTransport(_TransportBase):
     """Blocking transport on ``httpx.Client``: what the magics use on the main thread."""
 
     _client: httpx.Client
+    _client_type = httpx.Client
 
-    def __init__(
-        self,
-        base_url: str,
-        api_key: Secret | None,
-        *,
-        timeouts: Timeouts,
-        retry: RetryPolicy,
-        recording: RecordingMode | None = None,
-        http_transport: httpx.BaseTransport | None = None,
-        proxy: str | None = None,
-        server: str | None = None,
-    ) -> None:
-        super().__init__(base_url, timeouts, retry, recording, server)
-        self._aborts = _Aborts()
-        inner = http_transport or _abortable_transport(self._aborts, proxy_for(base_url, proxy))
-        if recording is not None:
-            inner = _recording_layer(recording, base_url, sync_inner=inner)
-        self._client = httpx.Client(
-            base_url=base_url,
-            headers=_headers(api_key, isinstance(recording, Record)),
-            timeout=_timeout(timeouts),
-            transport=inner,
-        )
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._aborts = _Aborts()  # before the network transport, which reports to it
+        super().__init__(*args, **kwargs)
+
+    def _network(self, proxy: str | None) -> httpx.BaseTransport:
+        return _abortable_transport(self._aborts, proxy)
 
     def send(self, req: ApiRequest) -> RawResponse:
         """Send and read a whole answer, retrying transient failures; raise typed errors."""
-        self.check_key(req)
-        attempts = _Attempts(
-            _policy(self.retry, req), self.base_url, self.timeouts, req, self.server, self.notice
-        )
-        while True:
-            attempts.next()
+        answer: RawResponse = self._run(self._exchange(req, whole=True))
+        return answer
+
+    def _run(self, loop: Generator[_Io, Any, Any]) -> Any:
+        step = _resume(loop, None, None)
+        while isinstance(step, _Io):
             try:
-                answer = self._client.send(self._build(req), stream=True)
-            except httpx.HTTPError as exc:
-                time.sleep(attempts.after_exception(exc))
-                continue
-            try:  # the reply has begun: a failure now is never repeated
-                body = answer.read()
-            except httpx.HTTPError as exc:
-                raise _network_error(exc, self.base_url, self.timeouts) from None
-            finally:
-                answer.close()
-            response = _raw(answer, self.key(), body)
-            if response.status < 400:
-                return response
-            time.sleep(attempts.after_status(response))
+                value, error = self._io(step), None
+            except BaseException as exc:
+                value, error = None, exc
+            step = _resume(loop, value, error)
+        return step.value
+
+    def _io(self, io: _Io) -> Any:
+        if io.kind == "send":
+            return self._client.send(io.arg, stream=True)
+        if io.kind == "read":
+            return io.arg.read()
+        if io.kind == "close":
+            return io.arg.close()
+        return time.sleep(io.arg)
 
     @contextlib.contextmanager
     def stream(self, req: ApiRequest) -> Iterator[StreamBody[Iterator[bytes]]]:
@@ -663,26 +726,7 @@ class SyncTransport(_TransportBase):
 
         The response is closed in ``finally``: on normal end, error, or Ctrl-C.
         """
-        self.check_key(req)
-        attempts = _Attempts(
-            self.retry, self.base_url, self.timeouts, req, self.server, self.notice
-        )
-        while True:
-            attempts.next()
-            try:
-                response = self._client.send(self._build(req), stream=True)
-            except httpx.HTTPError as exc:
-                time.sleep(attempts.after_exception(exc))
-                continue
-            if response.status_code < 400:
-                break
-            try:
-                body = _without_key(response.read(), self.key())
-            except httpx.HTTPError:
-                body = b""  # an error answer whose body broke: the status says enough
-            finally:
-                response.close()
-            time.sleep(attempts.after_status(_raw(response, None, body)))
+        response: httpx.Response = self._run(self._exchange(req, whole=False))
         try:
             headers = {k.lower(): v for k, v in response.headers.items()}
             yield StreamBody(headers, _sync_chunks(response))
@@ -709,79 +753,39 @@ class AsyncTransport(_TransportBase):
     """Non-blocking transport on ``httpx.AsyncClient``, for library users who ``await``."""
 
     _client: httpx.AsyncClient
+    _client_type = httpx.AsyncClient
 
-    def __init__(
-        self,
-        base_url: str,
-        api_key: Secret | None,
-        *,
-        timeouts: Timeouts,
-        retry: RetryPolicy,
-        recording: RecordingMode | None = None,
-        http_transport: httpx.AsyncBaseTransport | None = None,
-        proxy: str | None = None,
-        server: str | None = None,
-    ) -> None:
-        super().__init__(base_url, timeouts, retry, recording, server)
-        inner: httpx.AsyncBaseTransport = http_transport or _coalescing_transport(
-            proxy_for(base_url, proxy)
-        )
-        if recording is not None:
-            inner = _recording_layer(recording, base_url, async_inner=inner)
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            headers=_headers(api_key, isinstance(recording, Record)),
-            timeout=_timeout(timeouts),
-            transport=inner,
-        )
+    def _network(self, proxy: str | None) -> httpx.AsyncBaseTransport:
+        return _coalescing_transport(proxy)
 
     async def send(self, req: ApiRequest) -> RawResponse:
         """Send and read a whole answer, retrying transient failures; raise typed errors."""
-        self.check_key(req)
-        attempts = _Attempts(
-            _policy(self.retry, req), self.base_url, self.timeouts, req, self.server, self.notice
-        )
-        while True:
-            attempts.next()
+        answer: RawResponse = await self._run(self._exchange(req, whole=True))
+        return answer
+
+    async def _run(self, loop: Generator[_Io, Any, Any]) -> Any:
+        step = _resume(loop, None, None)
+        while isinstance(step, _Io):
             try:
-                answer = await self._client.send(self._build(req), stream=True)
-            except httpx.HTTPError as exc:
-                await asyncio.sleep(attempts.after_exception(exc))
-                continue
-            try:  # the reply has begun: a failure now is never repeated
-                body = await answer.aread()
-            except httpx.HTTPError as exc:
-                raise _network_error(exc, self.base_url, self.timeouts) from None
-            finally:
-                await answer.aclose()
-            response = _raw(answer, self.key(), body)
-            if response.status < 400:
-                return response
-            await asyncio.sleep(attempts.after_status(response))
+                value, error = await self._io(step), None
+            except BaseException as exc:
+                value, error = None, exc
+            step = _resume(loop, value, error)
+        return step.value
+
+    async def _io(self, io: _Io) -> Any:
+        if io.kind == "send":
+            return await self._client.send(io.arg, stream=True)
+        if io.kind == "read":
+            return await io.arg.aread()
+        if io.kind == "close":
+            return await io.arg.aclose()
+        return await asyncio.sleep(io.arg)
 
     @contextlib.asynccontextmanager
     async def stream(self, req: ApiRequest) -> AsyncIterator[StreamBody[AsyncIterator[bytes]]]:
         """Open a streaming answer; retries happen only before its body is read."""
-        self.check_key(req)
-        attempts = _Attempts(
-            self.retry, self.base_url, self.timeouts, req, self.server, self.notice
-        )
-        while True:
-            attempts.next()
-            try:
-                response = await self._client.send(self._build(req), stream=True)
-            except httpx.HTTPError as exc:
-                await asyncio.sleep(attempts.after_exception(exc))
-                continue
-            if response.status_code < 400:
-                break
-            try:
-                body = _without_key(await response.aread(), self.key())
-            except httpx.HTTPError:
-                body = b""  # an error answer whose body broke: the status says enough
-            finally:
-                await response.aclose()
-            await asyncio.sleep(attempts.after_status(_raw(response, None, body)))
+        response: httpx.Response = await self._run(self._exchange(req, whole=False))
         try:
             headers = {k.lower(): v for k, v in response.headers.items()}
             yield StreamBody(headers, _async_chunks(response))
@@ -796,20 +800,6 @@ class AsyncTransport(_TransportBase):
 
 
 # --- record and replay, as httpx transports --------------------------------------------
-
-
-def _recording_layer(
-    mode: RecordingMode,
-    base_url: str,
-    *,
-    sync_inner: httpx.BaseTransport | None = None,
-    async_inner: httpx.AsyncBaseTransport | None = None,
-) -> Any:
-    """The httpx transport for a recording mode, wrapping the real one when recording."""
-    if isinstance(mode, Replay):
-        return ReplayTransport(Recording.load(*mode.paths), base_url, mode.speed)
-    recording = Recording.open_for_recording(mode.path)
-    return RecordingTransport(recording, base_url, sync_inner, async_inner)
 
 
 def _relative(request: httpx.Request, base_url: str) -> str:
