@@ -8,6 +8,7 @@ a model that is not featured can still be used.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import fnmatch
 import hashlib
@@ -16,6 +17,7 @@ import os
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -332,11 +334,19 @@ class CatalogCache:
         # A list the server refused (4xx: it has no such route, say) is asked for once.
         self._refused: dict[str, DeepInfraError] = {}
         self._locks: dict[str, threading.Lock] = {}
+        # asyncio locks belong to one event loop: one per key in each running loop.
+        self._alocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]]
+        self._alocks = weakref.WeakKeyDictionary()
         self._guard = threading.Lock()
 
     def _lock(self, key: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
+
+    def _alock(self, key: str) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            return self._alocks.setdefault(loop, {}).setdefault(key, asyncio.Lock())
 
     def peek(self, key: str) -> ModelCatalog | None:
         """The catalog already in memory for ``key``, without any I/O."""
@@ -369,15 +379,16 @@ class CatalogCache:
         refresh: bool = False,
         disk: DiskCache | None = None,
     ) -> ModelCatalog:
-        """The async twin of :meth:`get` (callers serialise per client with an asyncio lock)."""
-        ready, stored = self._before_fetch(key, refresh, disk)
-        if ready is not None:
-            return ready
-        try:
-            fetched = await fetch()
-        except DeepInfraError as exc:
-            return self._fallback(key, stored, exc)
-        return self._store(key, fetched, disk)
+        """:meth:`get` for async callers: one fetch per key across every client of a loop."""
+        async with self._alock(key):
+            ready, stored = self._before_fetch(key, refresh, disk)
+            if ready is not None:
+                return ready
+            try:
+                fetched = await fetch()
+            except DeepInfraError as exc:
+                return self._fallback(key, stored, exc)
+            return self._store(key, fetched, disk)
 
     def _before_fetch(
         self, key: str, refresh: bool, disk: DiskCache | None

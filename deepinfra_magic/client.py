@@ -912,7 +912,6 @@ class AsyncDeepInfraClient(_ClientBase):
 
     _transport: AsyncTransport
     _transport_type = AsyncTransport
-    _catalog_lock: asyncio.Lock | None = None
 
     @overload
     async def chat(
@@ -1077,12 +1076,9 @@ class AsyncDeepInfraClient(_ClientBase):
 
     async def models(self, *, refresh: bool = False) -> ModelCatalog:
         """The featured models, fetched once per process (``refresh=True`` refetches)."""
-        if self._catalog_lock is None:
-            self._catalog_lock = asyncio.Lock()
-        async with self._catalog_lock:
-            return await CATALOG_CACHE.aget(
-                self.catalog_key, self._fetch_catalog, refresh=refresh, disk=self._disk
-            )
+        return await CATALOG_CACHE.aget(
+            self.catalog_key, self._fetch_catalog, refresh=refresh, disk=self._disk
+        )
 
     async def _fetch_catalog(self) -> Fetched:
         return await self._drive(catalog_flow(self.routes), suggest=False)

@@ -7,6 +7,7 @@ images in every answer style, saving them, the model catalog and its caches, and
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import math
@@ -20,7 +21,7 @@ import pytest
 
 from deepinfra_magic import __version__
 from deepinfra_magic.catalog import CATALOG_CACHE, DiskCache, ModelCatalog
-from deepinfra_magic.client import DeepInfraClient
+from deepinfra_magic.client import AsyncDeepInfraClient, DeepInfraClient
 from deepinfra_magic.errors import (
     AuthenticationError,
     MissingAPIKeyError,
@@ -519,3 +520,17 @@ def test_with_options_keeps_the_key_and_changes_only_what_is_asked(
         assert not client.with_options(api_key=None).has_key
     finally:
         copy.close()
+
+
+def test_concurrent_async_clients_share_one_catalog_request(fake_server: FakeDeepInfra) -> None:
+    async def both() -> list[ModelCatalog]:
+        clients = [AsyncDeepInfraClient(CANARY_KEY, base_url=fake_server.api_url) for _ in range(3)]
+        try:
+            return await asyncio.gather(*(client.models() for client in clients))
+        finally:
+            await asyncio.gather(*(client.aclose() for client in clients))
+
+    fake_server.configure(first_byte_delay=0.2)  # all three ask while the first is waiting
+    catalogs = asyncio.run(both())
+    assert catalogs[0] is catalogs[1] is catalogs[2]
+    assert fake_server.count(FEATURED_PATH) == 1
