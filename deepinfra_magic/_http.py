@@ -452,6 +452,8 @@ class _Aborts:
     hang-up and stops working (and billing) for nobody. Threads opt in with ``joined``.
     """
 
+    wired = False  # True once a network backend reports to this (see _abortable_transport)
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._groups: dict[int, threading.Event] = {}  # thread -> the stop event it obeys
@@ -680,6 +682,7 @@ def _abortable_transport(aborts: _Aborts, proxy: str | None) -> httpx.HTTPTransp
     backend = getattr(pool, "_network_backend", None)
     if isinstance(backend, httpcore.NetworkBackend):
         pool._network_backend = _AbortableBackend(backend, aborts)  # type: ignore[union-attr]
+        aborts.wired = True
     return transport
 
 

@@ -467,6 +467,14 @@ def test_image_rate_limit_is_retried(make_client: MakeClient, fake_server: FakeD
 # ---- Ctrl-C and early closes hang up ----------------------------------------------------------
 
 
+def test_requests_can_be_cut_mid_flight_with_this_httpx(make_sync_client: MakeClient) -> None:
+    # Cutting a worker's request relies on httpx's pool exposing its network backend
+    # (_http._abortable_transport). If an httpx upgrade moves it, this says why the
+    # hang-up test below fails.
+    transport = make_sync_client()._transport
+    assert transport._aborts.wired, "httpx.HTTPTransport._pool._network_backend is gone"
+
+
 @pytest.mark.parametrize("how", ["close", "ctrl-c"])
 def test_stopping_images_early_hangs_up_on_the_requests_still_running(
     make_sync_client: MakeClient, fake_server: FakeDeepInfra, how: str
