@@ -34,7 +34,7 @@ import hashlib
 import threading
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ._config import (
     DEFAULT_IMAGE_MODEL,
@@ -48,9 +48,11 @@ from .images import ImageResult
 from .types import ChatResult, ContentDelta, ReasoningDelta, Usage
 
 if TYPE_CHECKING:
-    from .client import AsyncDeepInfraClient, DeepInfraClient
+    from .client import AsyncDeepInfraClient, DeepInfraClient, _ClientBase
 
 __all__ = ["DeepInfra"]
+
+C = TypeVar("C", bound="_ClientBase")
 
 _INFERENCE_SUFFIX = "/v1/inference"
 
@@ -122,6 +124,14 @@ def _timeouts(timeout: float | None) -> Timeouts | None:
     return Timeouts(read=timeout) if timeout else None
 
 
+def _client_of(cls: type[C], settings: Settings) -> C:
+    base_url, api_key, proxy, timeout = settings
+    # flavour: this provider is DeepInfra's, whatever the URL
+    return cls(
+        api_key, base_url=base_url, proxy=proxy, timeout=_timeouts(timeout), flavour="deepinfra"
+    )
+
+
 def sync_client(**kwargs: Any) -> DeepInfraClient:
     """The process's blocking client for these settings (made once, then reused)."""
     from .client import DeepInfraClient
@@ -131,15 +141,7 @@ def sync_client(**kwargs: Any) -> DeepInfraClient:
     with _lock:
         client = _sync_clients.get(key)
         if client is None:
-            base_url, api_key, proxy, timeout = settings
-            client = DeepInfraClient(
-                api_key,
-                base_url=base_url,
-                proxy=proxy,
-                timeout=_timeouts(timeout),
-                flavour="deepinfra",  # this provider is DeepInfra's, whatever the URL
-            )
-            _sync_clients[key] = client
+            client = _sync_clients[key] = _client_of(DeepInfraClient, settings)
     return client
 
 
@@ -152,15 +154,7 @@ def async_client(**kwargs: Any) -> AsyncDeepInfraClient:
     clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
     client = clients.get(key)
     if client is None:
-        base_url, api_key, proxy, timeout = settings
-        client = AsyncDeepInfraClient(
-            api_key,
-            base_url=base_url,
-            proxy=proxy,
-            timeout=_timeouts(timeout),
-            flavour="deepinfra",  # this provider is DeepInfra's, whatever the URL
-        )
-        clients[key] = client
+        client = clients[key] = _client_of(AsyncDeepInfraClient, settings)
     return client
 
 
