@@ -40,8 +40,7 @@ def fake_server(_fake_server_session: FakeDeepInfra) -> FakeDeepInfra:
 # ---- end of fake DeepInfra server fixtures ----------------------------------------------------
 
 
-# ---- IPython shell and kernel environment for the magics (tests/test_magics_*.py, -------------
-# ---- tests/test_kernel_*.py) ------------------------------------------------------------------
+# ---- IPython shell and kernel environment for the magics (tests/magics/, tests/kernel/) -------
 # The magics run in IPython's real InteractiveShell against the fake server: the key (the canary)
 # and the server URL come from the environment as for a user, and the catalog's disk cache lives
 # in a per-test directory. The shell is IPython's singleton, so the fixture loads the extension
@@ -120,7 +119,7 @@ def ip(magic_env: Path) -> Iterator[InteractiveShell]:
 # ---- end of IPython shell and kernel fixtures -------------------------------------------------
 
 
-# ---- Core library tests (test_sse, test_protocol, test_client*, test_recording, ...) ----------
+# ---- Library tests (tests/unit/, tests/clients/: on the fake server) -------------------
 # Each client test runs with no DeepInfra variables from the developer's shell, with the model
 # catalog's disk cache under tmp_path (never the real home) and an empty process-wide catalog.
 

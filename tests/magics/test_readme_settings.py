@@ -13,7 +13,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from deepinfra_magic import _config
 from deepinfra_magic.client import AsyncDeepInfraClient, DeepInfraClient
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 _ROW = re.compile(r"^\| (`[^|]+`) \| (`[^|]*`(?: / `[^|]*`)?) \| [^|]+ \|$")
 
 

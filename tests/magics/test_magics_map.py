@@ -19,7 +19,7 @@ from deepinfra_magic.mapping import RowError
 from tests.fake_deepinfra import CANARY_KEY, CHAT_PATH, FakeDeepInfra
 from tests.kernel_helpers import PLAIN, InterruptingPublisher, all_text
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BATCHES = "/v1/openai/batches"
 
 

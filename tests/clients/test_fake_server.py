@@ -980,7 +980,7 @@ def test_command_line_prints_exactly_one_url_line() -> None:
             "--reply-tokens",
             "2",
         ],
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
         stdout=subprocess.PIPE,
         text=True,
     )

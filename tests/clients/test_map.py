@@ -27,7 +27,7 @@ from deepinfra_magic.mapping import (
 )
 from tests.fake_deepinfra import CANARY_KEY, CHAT_PATH, FakeDeepInfra
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def prompts_sent(server: FakeDeepInfra) -> list[str]:

@@ -1,7 +1,7 @@
 """``%%deepinfra_map`` in a real kernel driven over ZMQ: the progress bar is a widget whose
 value moves, and an interrupt (the ■ button) stops the run at once, keeps the finished rows
 and leaves the kernel usable; running the cell again sends only the rest. (That open
-requests are hung up on is checked in tests/test_map.py, where it can be made certain.)"""
+requests are hung up on is checked in tests/clients/test_map.py, where it can be made certain.)"""
 
 from __future__ import annotations
 
