@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.both_clients import CLIENT_KINDS, BlockingAsyncClient
 from tests.fake_deepinfra import CANARY_KEY, FakeDeepInfra
-from tests.flavours import FLAVOURS, BlockingAsyncClient
 from tests.kernel_helpers import MAGIC_ENV_VARS
 
 if TYPE_CHECKING:
@@ -154,20 +154,20 @@ def _client_maker(
         client.close()
 
 
-@pytest.fixture(params=FLAVOURS)
+@pytest.fixture(params=CLIENT_KINDS)
 def make_client(
     request: pytest.FixtureRequest, library_env: Path, fake_server: FakeDeepInfra
 ) -> Iterator[Callable[..., DeepInfraClient]]:
     """``make_client(**kwargs)``: a client on the fake server with the canary key (override
     either by keyword), once a DeepInfraClient and once an AsyncDeepInfraClient behind the
-    same blocking face (tests/flavours.py); every client made is closed after the test."""
+    same blocking face (tests/both_clients.py); every client made is closed after the test."""
     from deepinfra_magic.client import DeepInfraClient
 
     factory = DeepInfraClient if request.param == "sync" else BlockingAsyncClient
     yield from _client_maker(factory, fake_server)
 
 
-@pytest.fixture(params=FLAVOURS)
+@pytest.fixture(params=CLIENT_KINDS)
 def client_class(request: pytest.FixtureRequest) -> Callable[..., DeepInfraClient]:
     """``DeepInfraClient``, then the async client behind the same blocking face, for tests
     that build their own clients (record, replay, the environment)."""

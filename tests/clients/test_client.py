@@ -1,5 +1,5 @@
 """The sync and async clients against the fake DeepInfra server, over real HTTP; every
-test that takes ``make_client`` runs once per client (tests/flavours.py).
+test that takes ``make_client`` runs once per client (tests/both_clients.py).
 
 Chat (streamed and not), what goes on the wire, where the key and base URL come from,
 images in every answer style, saving them, the model catalog and its caches, and keys.

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from deepinfra_magic.client import AsyncChatStream, AsyncDeepInfraClient
 
 T = TypeVar("T")
-FLAVOURS = ("sync", "async")
+CLIENT_KINDS = ("sync", "async")  # the fixtures run a test once per kind of client
 
 
 class _Loop:
