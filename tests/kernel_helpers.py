@@ -8,16 +8,18 @@ with Ctrl-C arriving while it publishes).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from IPython.core.displaypub import CapturingDisplayPublisher
 from IPython.utils.capture import RichOutput
+from jupyter_client.manager import KernelManager
 
 from deepinfra_magic._config import ENV_VARS
 from tests.fake_deepinfra import CANARY_KEY, CHAT_PATH, FakeDeepInfra
@@ -27,6 +29,26 @@ PLAIN = "text/plain"
 METADATA_KEY = "deepinfra_magic"
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 MAGIC_ENV_VARS = ENV_VARS  # every variable the package reads (deepinfra_magic/_config.py)
+
+
+@contextlib.contextmanager
+def running_kernel(env: dict[str, str], *, load: bool = False) -> Iterator[Any]:
+    """A real IPython kernel started with ``env``, its client ready (and the extension loaded
+    when ``load``); the client's ``manager`` can interrupt it. Shut down on exit."""
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(env=env)
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        client.manager = manager
+        if load:
+            assert run(client, "%load_ext deepinfra_magic").error is None
+        yield client
+    finally:
+        client.stop_channels()
+        if manager.has_kernel:
+            manager.shutdown_kernel(now=True)
 
 
 def magic_process_env(url: str, root: Path, *, key: str | None = CANARY_KEY) -> dict[str, str]:

@@ -15,11 +15,10 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
-from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 from tests.fake_deepinfra import CANARY_KEY, FakeDeepInfra, filler_reply
-from tests.kernel_helpers import collect, magic_process_env, run
+from tests.kernel_helpers import collect, magic_process_env, run, running_kernel
 
 MARKDOWN, PLAIN, KEY = "text/markdown", "text/plain", "deepinfra_magic"
 
@@ -29,17 +28,8 @@ MARKDOWN, PLAIN, KEY = "text/markdown", "text/plain", "deepinfra_magic"
 
 @pytest.fixture
 def kernel(fake_server: FakeDeepInfra, tmp_path: Path) -> Iterator[Any]:
-    manager = KernelManager(kernel_name="python3")
-    manager.start_kernel(env=magic_process_env(fake_server.api_url, tmp_path))
-    client = manager.client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        client.manager = manager
+    with running_kernel(magic_process_env(fake_server.api_url, tmp_path)) as client:
         yield client
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
 
 
 def _display_messages(kc: Any, msg_id: str, count: int) -> list[dict[str, Any]]:

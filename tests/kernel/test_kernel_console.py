@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_client.manager import KernelManager
 
 from tests.fake_deepinfra import (
     FEATURED_PATH,
@@ -21,7 +20,15 @@ from tests.fake_deepinfra import (
     default_reply,
     filler_reply,
 )
-from tests.kernel_helpers import METADATA_KEY, PLAIN, Execution, collect, magic_process_env, run
+from tests.kernel_helpers import (
+    METADATA_KEY,
+    PLAIN,
+    Execution,
+    collect,
+    magic_process_env,
+    run,
+    running_kernel,
+)
 
 pytestmark = pytest.mark.kernel
 
@@ -32,18 +39,9 @@ FLUX = "black-forest-labs/FLUX-1-schnell"
 @pytest.fixture
 def kc(fake_server: FakeDeepInfra, tmp_path: Path) -> Iterator[Any]:
     """A kernel with the key and the fake server, the extension loaded."""
-    manager = KernelManager(kernel_name="python3")
-    manager.start_kernel(env=magic_process_env(fake_server.api_url, tmp_path))
-    client = manager.client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        client.manager = manager
-        assert run(client, "%load_ext deepinfra_magic").error is None
+    env = magic_process_env(fake_server.api_url, tmp_path)
+    with running_kernel(env, load=True) as client:
         yield client
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
 
 
 def texts(outputs: list[dict[str, Any]]) -> list[str]:

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_client.manager import KernelManager
 
 from tests.fake_deepinfra import CHAT_PATH, FakeDeepInfra
-from tests.kernel_helpers import PLAIN, chat_bodies, collect, magic_process_env, run
+from tests.kernel_helpers import PLAIN, chat_bodies, collect, magic_process_env, run, running_kernel
 
 pytestmark = pytest.mark.kernel
 
@@ -22,18 +21,8 @@ ROWS = 80  # 2 s of work at 4 at once: the interrupt lands well before the end
 
 @pytest.fixture
 def kernel(fake_server: FakeDeepInfra, tmp_path: Path) -> Iterator[Any]:
-    manager = KernelManager(kernel_name="python3")
-    manager.start_kernel(env=magic_process_env(fake_server.api_url, tmp_path))
-    client = manager.client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        client.manager = manager
+    with running_kernel(magic_process_env(fake_server.api_url, tmp_path)) as client:
         yield client
-    finally:
-        client.stop_channels()
-        if manager.has_kernel:
-            manager.shutdown_kernel(now=True)
 
 
 def _bar_value(message: dict[str, Any]) -> int | None:

@@ -16,7 +16,6 @@ from typing import Any
 
 import nbformat
 import pytest
-from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 from tests.fake_deepinfra import (
@@ -36,6 +35,7 @@ from tests.kernel_helpers import (
     collect,
     magic_process_env,
     run,
+    running_kernel,
 )
 
 pytestmark = pytest.mark.kernel
@@ -185,18 +185,8 @@ def kernel(
     """A kernel with no key in its environment, sharing the first kernel's catalog cache."""
     env = magic_process_env(fake_server.api_url, tmp_path, key=None)
     env["XDG_CACHE_HOME"] = str(executed.root / "xdg-cache")
-    manager = KernelManager(kernel_name="python3")
-    manager.start_kernel(env=env)
-    client = manager.client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        client.manager = manager
+    with running_kernel(env) as client:
         yield client, tmp_path / "ipython"
-    finally:
-        client.stop_channels()
-        if manager.has_kernel:
-            manager.shutdown_kernel(now=True)
 
 
 def login(kc: Any, key: str) -> Execution:

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_client.manager import KernelManager
 
-from tests.kernel_helpers import MARKDOWN, PLAIN, collect, magic_process_env, run
+from tests.kernel_helpers import MARKDOWN, PLAIN, collect, magic_process_env, run, running_kernel
 from tests.llama.server import MODEL, LlamaServer
 
 pytestmark = pytest.mark.kernel
@@ -21,18 +20,8 @@ pytestmark = pytest.mark.kernel
 def kc(llama: LlamaServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A kernel with the extension loaded, no key, and the llama.cpp server as its API."""
     root: Path = tmp_path_factory.mktemp("llama-kernel")
-    manager = KernelManager(kernel_name="python3")
-    manager.start_kernel(env=magic_process_env(llama.url, root, key=None))
-    client = manager.client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        client.manager = manager
-        assert run(client, "%load_ext deepinfra_magic").error is None
+    with running_kernel(magic_process_env(llama.url, root, key=None), load=True) as client:
         yield client
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
 
 
 def markdown(message: dict[str, Any]) -> str:
