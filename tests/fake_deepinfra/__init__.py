@@ -14,7 +14,7 @@ In-process::
 
     with FakeDeepInfra() as server:
         server.add_fault(status=502, body_style="html")
-        ...  # point the client at server.url
+        ...  # point the client at server.api_url (DeepInfra's routes under /v1/openai)
 
 Every wire shape cites its source in a comment, by the ids of
 ``shared/reference/deepinfra-real-shapes.md`` (public material nobody on this project wrote):
