@@ -879,22 +879,24 @@ def _text_table(models: list[Any]) -> str:
 
 def model_picker(
     publish: Publisher, settings: Any, models: list[ModelInfo], kind: str | None, widgets: bool
-) -> None:
+) -> Any:
     """A dropdown that sets ``settings``' default (image) model, when a widget frontend
-    (``widgets``) can show it; else a line saying how to set it."""
+    (``widgets``) can show it; else a line saying how to set it. A pick replaces the
+    dropdown with a Markdown line, so a saved notebook shows text, not a dead widget.
+    Returns the dropdown (None when none is shown)."""
     trait = "default_image_model" if kind == "image" else "default_model"
     names = [m.name for m in models if m.kind == ("image" if kind == "image" else "text")]
     if not names:
         print("Nothing to pick from: widen the filter.")
-        return
+        return None
     if not widgets:
         print(f"No widget frontend here. Set one with %config DeepInfraMagics.{trait} = '<name>'.")
-        return
+        return None
     try:
         import ipywidgets
     except ImportError:
         print(f"ipywidgets is not installed. Use %config DeepInfraMagics.{trait} = '<name>'.")
-        return
+        return None
     current = getattr(settings, trait)
     dropdown = ipywidgets.Dropdown(
         options=names,
@@ -902,10 +904,13 @@ def model_picker(
         description=trait.replace("_", " "),
         layout={"width": "60%"},
     )
+    shown = {"display_id": f"deepinfra-pick-{dropdown.model_id}"}
 
     def chosen(change: dict[str, Any]) -> None:
         if change.get("new"):
             setattr(settings, trait, change["new"])
+            line = f"{trait} = `{change['new']}` (picked; run the cell again to pick another)"
+            publish(markdown_bundle(line, line.replace("`", "")), {}, transient=shown, update=True)
 
     dropdown.observe(chosen, names="value")
     publish(
@@ -914,4 +919,6 @@ def model_picker(
             "text/plain": f"Pick {trait} (now {current}); or %config DeepInfraMagics.{trait}",
         },
         {},
+        transient=shown,
     )
+    return dropdown

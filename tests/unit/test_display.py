@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import io
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from IPython.utils.capture import RichOutput
 
+from deepinfra_magic.catalog import ModelInfo
 from deepinfra_magic.display import (
     MarkdownContext,
     ReplyView,
     StdoutReplyView,
     Throttle,
+    model_picker,
 )
 from tests.kernel_helpers import MARKDOWN, PLAIN, console_view, display_id, notebook_view
 
@@ -247,3 +250,20 @@ def test_stdout_view_prints_once_and_adds_what_it_had_not_printed() -> None:
     view.add_answer("Hello ")
     view.finish("`m` · 2 tokens", {}, text="Hello world")
     assert out.getvalue() == "⏳ m…\nHello world\n\nm · 2 tokens\n"
+
+
+def test_a_pick_replaces_the_dropdown_with_text_so_a_saved_notebook_needs_no_kernel() -> None:
+    recorder = Recorder()
+    settings = SimpleNamespace(default_model="a/first")
+    models = [ModelInfo("a/first", "text"), ModelInfo("b/second", "text")]
+    dropdown = model_picker(recorder, settings, models, None, widgets=True)
+    widget = "application/vnd.jupyter.widget-view+json"
+    assert [widget in o.data for o in notebook_view(recorder.outputs)] == [True]
+
+    dropdown.value = "b/second"
+    assert settings.default_model == "b/second"
+    (shown,) = notebook_view(recorder.outputs)
+    assert widget not in shown.data
+    assert (
+        shown.data[PLAIN] == "default_model = b/second (picked; run the cell again to pick another)"
+    )
