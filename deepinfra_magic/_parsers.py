@@ -26,6 +26,7 @@ __all__ = [
     "documented",
     "image_fields",
     "one_line_errors",
+    "one_line_interrupt",
 ]
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -173,6 +174,14 @@ def one_line_errors(method: F) -> F:
             print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
 
     return run  # type: ignore[return-value]
+
+
+def one_line_interrupt() -> KeyboardInterrupt:
+    """The interrupt that ends a stopped cell: still a ``KeyboardInterrupt`` (Run All stops),
+    shown by IPython as one line instead of the magic's frames (its ``_render_traceback_``)."""
+    interrupt = KeyboardInterrupt("stopped; what arrived is kept above")
+    setattr(interrupt, "_render_traceback_", lambda: [f"KeyboardInterrupt: {interrupt}"])  # noqa: B010
+    return interrupt
 
 
 def documented(parser: MagicParser) -> Callable[[F], F]:

@@ -25,6 +25,7 @@ from ._parsers import (
     documented,
     image_fields,
     one_line_errors,
+    one_line_interrupt,
 )
 from ._session import MagicSession, absolute_paths, file_names, mode_status
 from ._settings import MagicSettings
@@ -254,7 +255,7 @@ class DeepInfraMagics(MagicSettings):
         cell's, not a worker thread's) unless told not to, or the error."""
         if outcome.interrupted:
             if self.raise_on_interrupt:
-                raise KeyboardInterrupt from None
+                raise one_line_interrupt() from None
         elif outcome.problem is not None:
             raise outcome.problem
 

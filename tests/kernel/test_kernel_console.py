@@ -97,6 +97,7 @@ def test_ctrl_c_leaves_the_kept_text_in_the_notebook_and_in_the_console(
     assert final["metadata"][METADATA_KEY]["interrupted"] is True
     assert footer["data"][PLAIN].startswith("⏹ interrupted · ")
     assert error["output_type"] == "error"
+    assert error["traceback"] == ["KeyboardInterrupt: stopped; what arrived is kept above"]
     console = execution.console_text()
     assert final["data"][PLAIN] in console and footer["data"][PLAIN] in console
     assert console.index(kept) < console.index("KeyboardInterrupt")
