@@ -20,6 +20,8 @@ from IPython.core.displaypub import DisplayPublisher
 from tests.fake_deepinfra import CHAT_PATH, filler_reply, start_subprocess_server, tokenize
 
 if TYPE_CHECKING:
+    import httpx
+    import openai
     from IPython.core.interactiveshell import InteractiveShell
 
     from deepinfra_magic.magics import DeepInfraMagics
@@ -69,6 +71,38 @@ class Row:
     met: bool | None  # None: reported only, no goal
     data: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+
+
+def raw_httpx_reply(client: httpx.Client, path: str, body: dict[str, Any]) -> Callable[[], str]:
+    """The raw-httpx baseline: ``iter_lines()``, ``json.loads`` of each ``data:`` line, the
+    content joined (what a careful hand-written client does, and nothing more)."""
+
+    def run() -> str:
+        parts = []
+        with client.stream("POST", path, json=body) as response:
+            for line in response.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                choices = json.loads(line[6:])["choices"]
+                if choices and choices[0]["delta"].get("content"):
+                    parts.append(choices[0]["delta"]["content"])
+        return "".join(parts)
+
+    return run
+
+
+def openai_reply(client: openai.OpenAI, **create: Any) -> Callable[[], str]:
+    """The openai SDK baseline: ``chat.completions.create(stream=True, **create)``, the
+    content joined."""
+
+    def run() -> str:
+        parts = []
+        for chunk in client.chat.completions.create(stream=True, **create):
+            if chunk.choices and chunk.choices[0].delta.content:
+                parts.append(chunk.choices[0].delta.content)
+        return "".join(parts)
+
+    return run
 
 
 def median(values: list[float]) -> float:

@@ -11,7 +11,6 @@ client CPU (``time.process_time``; the server is another process) of
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ import httpx
 
 from tests.llama.server import MODEL, running_server
 
-from .common import Row, median
+from .common import Row, median, openai_reply, raw_httpx_reply
 
 TOKENS = 300
 ROUNDS = 15
@@ -30,42 +29,15 @@ OPTIONS = {"max_tokens": TOKENS, "temperature": 0.0, "seed": 7}
 
 
 def _raw_httpx(url: str) -> Callable[[], str]:
-    client = httpx.Client(base_url=url)
     body = {"model": MODEL, "messages": MESSAGES, "stream": True, **OPTIONS}
-
-    def run() -> str:
-        parts = []
-        with client.stream("POST", "/chat/completions", json=body) as response:
-            for line in response.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                choices = json.loads(line[6:])["choices"]
-                if choices and choices[0]["delta"].get("content"):
-                    parts.append(choices[0]["delta"]["content"])
-        return "".join(parts)
-
-    return run
+    return raw_httpx_reply(httpx.Client(base_url=url), "/chat/completions", body)
 
 
 def _openai_sdk(url: str) -> Callable[[], str]:
     import openai
 
     client = openai.OpenAI(api_key="sk-no-key-required", base_url=url)
-
-    def run() -> str:
-        parts = []
-        stream = client.chat.completions.create(
-            model=MODEL,
-            messages=MESSAGES,  # type: ignore[arg-type]
-            stream=True,
-            **OPTIONS,  # type: ignore[arg-type]
-        )
-        for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                parts.append(chunk.choices[0].delta.content)
-        return "".join(parts)
-
-    return run
+    return openai_reply(client, model=MODEL, messages=MESSAGES, **OPTIONS)
 
 
 def _library(url: str) -> Callable[[], str]:

@@ -13,7 +13,6 @@ Each path must deliver the whole reply; chunks/s is 20,000 over the wall time.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 
@@ -21,7 +20,18 @@ import httpx
 
 from tests.fake_deepinfra import filler_reply
 
-from .common import API_KEY, CHAT_PATH, MODEL, Row, chat_body, fake_server, magic_shell, median
+from .common import (
+    API_KEY,
+    CHAT_PATH,
+    MODEL,
+    Row,
+    chat_body,
+    fake_server,
+    magic_shell,
+    median,
+    openai_reply,
+    raw_httpx_reply,
+)
 
 CHUNKS = 20_000
 ROUNDS = 9
@@ -31,20 +41,7 @@ GOAL_OPENAI = 2.0
 
 def _raw_httpx(url: str) -> Callable[[], str]:
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"})
-    body = chat_body()
-
-    def run() -> str:
-        parts = []
-        with client.stream("POST", CHAT_PATH, json=body) as response:
-            for line in response.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                choices = json.loads(line[6:])["choices"]
-                if choices and choices[0]["delta"].get("content"):
-                    parts.append(choices[0]["delta"]["content"])
-        return "".join(parts)
-
-    return run
+    return raw_httpx_reply(client, CHAT_PATH, chat_body())
 
 
 def _openai_sdk(url: str) -> Callable[[], str]:
@@ -52,21 +49,12 @@ def _openai_sdk(url: str) -> Callable[[], str]:
 
     client = openai.OpenAI(api_key=API_KEY, base_url=f"{url}/v1/openai")
     body = chat_body()
-
-    def run() -> str:
-        parts = []
-        stream = client.chat.completions.create(
-            model=body["model"],
-            messages=body["messages"],
-            stream=True,
-            stream_options=body["stream_options"],
-        )
-        for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                parts.append(chunk.choices[0].delta.content)
-        return "".join(parts)
-
-    return run
+    return openai_reply(
+        client,
+        model=body["model"],
+        messages=body["messages"],
+        stream_options=body["stream_options"],
+    )
 
 
 def _library(url: str) -> Callable[[], str]:
