@@ -9,6 +9,7 @@ decided in ``_status.py``; the text hygiene (redaction, one line) is ``_text.py`
 Hierarchy::
 
     DeepInfraError
+    ├── InvalidArgumentError        a mistake found before any request (also a ValueError)
     ├── ConfigurationError          bad base URL or setting
     │   └── RouteNotFoundError      404 from a route the server does not have
     ├── APIStatusError              any other HTTP error answer (an unexpected status)
@@ -45,6 +46,7 @@ __all__ = [
     "ContextLengthError",
     "DeepInfraError",
     "InsufficientCreditError",
+    "InvalidArgumentError",
     "InvalidRequestError",
     "InvalidResponseError",
     "MissingAPIKeyError",
@@ -83,6 +85,10 @@ class DeepInfraError(Exception):
     def _render_traceback_(self) -> list[str]:
         """Show one line in IPython instead of a traceback (IPython's documented hook)."""
         return [f"{type(self).__name__}: {self}"]
+
+
+class InvalidArgumentError(DeepInfraError, ValueError):
+    """A mistake found before any request (an argument, template, option or schema); never sent."""
 
 
 class ConfigurationError(DeepInfraError):
