@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ESCAPED_DOLLAR", "escape_dollars", "first_code_block", "verbatim"]
+__all__ = [
+    "ESCAPED_DOLLAR",
+    "closes_fence",
+    "escape_dollars",
+    "first_code_block",
+    "opens_fence",
+    "verbatim",
+]
 
 ESCAPED_DOLLAR = "&#92;&#36;"
 """A backslash and a dollar as entities: rendered text ``\\$``, which MathJax shows as ``$``."""
 
-# A fence may sit in a list item (indented) or a blockquote (the reasoning is quoted): its
-# line may start with any indentation and ">" markers.
+# The one fence grammar of the package. A fence may sit in a list item (indented) or a
+# blockquote (the reasoning is quoted): its line may start with any indentation and ">"
+# markers; the marker is three or more backticks or tildes.
 _LINE_PREFIX = re.compile(r"(?:[ \t]*>)*[ \t]*")
-_FENCE_OPEN = re.compile(r"(?:[ \t]*>)*[ \t]*(`{3,}|~{3,})")
+_FENCE = re.compile(r"(?:[ \t]*>)*[ \t]*(`{3,}|~{3,})")
 # In text outside code: a backslash escape, a backtick run, or one or two dollars.
 _TOKEN = re.compile(r"\\.|`+|\$\$?", re.DOTALL)
 # Inside inline math: an escaped character, the closing dollar, or a paragraph break.
@@ -42,6 +50,22 @@ def escape_dollars(markdown: str) -> str:
     )
 
 
+def opens_fence(line: str) -> str:
+    """The marker (```` ``` ````, ``~~~``, ...) when ``line`` opens a code fence, else ``""``."""
+    match = _FENCE.match(line)
+    # A backtick fence's info string may not contain backticks (CommonMark 4.5).
+    if match is None or (match.group(1)[0] == "`" and "`" in line[match.end() :]):
+        return ""
+    return match.group(1)
+
+
+def closes_fence(line: str, marker: str) -> bool:
+    """True when ``line`` closes the fence opened by ``marker``: the same character, at
+    least as many of them, and nothing else on the line."""
+    body = _LINE_PREFIX.sub("", line, count=1).strip()
+    return body.startswith(marker) and body == marker[0] * len(body)
+
+
 def _split_fences(text: str) -> list[tuple[bool, str]]:
     """The text cut into (is fenced code, part); an unclosed fence runs to the end."""
     parts: list[tuple[bool, str]] = []
@@ -49,18 +73,14 @@ def _split_fences(text: str) -> list[tuple[bool, str]]:
     fence = ""
     for line in text.splitlines(keepends=True):
         if not fence:
-            match = _FENCE_OPEN.match(line)
-            # A backtick fence's info string may not contain backticks (CommonMark 4.5).
-            if match and not (match.group(1)[0] == "`" and "`" in line[match.end() :]):
-                if current:
-                    parts.append((False, "".join(current)))
-                current, fence = [line], match.group(1)
-            else:
-                current.append(line)
+            fence = opens_fence(line)
+            if fence and current:
+                parts.append((False, "".join(current)))
+                current = []
+            current.append(line)
             continue
         current.append(line)
-        body = _LINE_PREFIX.sub("", line, count=1).strip()
-        if body.startswith(fence) and body == fence[0] * len(body):
+        if closes_fence(line, fence):
             parts.append((True, "".join(current)))
             current, fence = [], ""
     if current:
@@ -128,20 +148,23 @@ def _inline_math_end(text: str, after: int) -> int | None:
     return None
 
 
-def verbatim(text: str) -> str:
+def verbatim(text: str, language: str = "text") -> str:
     """``text`` as a fenced code block that shows it exactly as typed (newlines, code,
-    asterisks), whatever backticks it holds."""
+    asterisks): the package's one fence writer, longer than any backtick run inside."""
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
-    return f"{fence}text\n{text}\n{fence}"
-
-
-_CODE_BLOCK = re.compile(
-    r"^ {0,3}(`{3,}|~{3,})[^\n]*\n(.*?)^ {0,3}\1[ \t]*$", re.DOTALL | re.MULTILINE
-)
+    return f"{fence}{language}\n{text}\n{fence}"
 
 
 def first_code_block(text: str) -> str | None:
-    """The body of the first fenced code block in Markdown, or None."""
-    match = _CODE_BLOCK.search(text)
-    return match.group(2).rstrip("\n") if match else None
+    """The body of the first closed fenced code block in Markdown, or None."""
+    body: list[str] = []
+    fence = ""
+    for line in text.splitlines(keepends=True):
+        if not fence:
+            fence = opens_fence(line)
+        elif closes_fence(line, fence):
+            return "".join(body).rstrip("\n")
+        else:
+            body.append(line)
+    return None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._config import TRACEBACK_CHAR_BUDGET
+from ._markdown import verbatim
 
 __all__ = [
     "CellError",
@@ -164,13 +165,6 @@ def shorten_traceback(text: str, budget: int = TRACEBACK_CHAR_BUDGET) -> str:
     return f"{head}\n… ({len(text) - len(head) - len(tail)} characters cut) …\n{tail}"
 
 
-def _fence(text: str, language: str = "") -> str:
-    """``text`` in a Markdown code fence longer than any backtick run inside it."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    marks = "`" * max(3, longest + 1)
-    return f"{marks}{language}\n{text}\n{marks}"
-
-
 def explain_prompt(error: CellError, budget: int = TRACEBACK_CHAR_BUDGET) -> str:
     """The question %deepinfra_explain asks: the cell's source and its traceback."""
     source = error.source.strip("\n")
@@ -179,8 +173,8 @@ def explain_prompt(error: CellError, budget: int = TRACEBACK_CHAR_BUDGET) -> str
     return (
         "A cell in my Jupyter notebook failed. Explain the error in a few sentences, then "
         "give the corrected cell as one Python code block.\n\n"
-        f"The cell (In [{error.count}]):\n{_fence(source, 'python')}\n\n"
-        f"The error:\n{_fence(shorten_traceback(error.traceback, budget))}"
+        f"The cell (In [{error.count}]):\n{verbatim(source, 'python')}\n\n"
+        f"The error:\n{verbatim(shorten_traceback(error.traceback, budget), '')}"
     )
 
 
@@ -231,7 +225,7 @@ def reference_namespace(
         error = log.last_error()
         if error is None:
             raise NotebookReferenceError("{Err} has nothing to show: no cell has failed yet.")
-        return _fence(shorten_traceback(error.traceback, budget))
+        return verbatim(shorten_traceback(error.traceback, budget), "")
 
     cells = [n for n in range(1, len(sources)) if sources[n].strip()]
     return {
@@ -241,7 +235,7 @@ def reference_namespace(
         "Err": _Lookup(
             "Err",
             sorted(log.errors),
-            lambda n: _fence(shorten_traceback(log.errors[n].traceback, budget)),
+            lambda n: verbatim(shorten_traceback(log.errors[n].traceback, budget), ""),
             "failed",
             last_error,
         ),

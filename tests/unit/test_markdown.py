@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from deepinfra_magic._markdown import escape_dollars, verbatim
+from deepinfra_magic._markdown import (
+    closes_fence,
+    escape_dollars,
+    first_code_block,
+    opens_fence,
+    verbatim,
+)
 
 D = "&#92;&#36;"  # renders as the text "\$", which MathJax shows as "$"
 
@@ -50,3 +56,27 @@ def test_verbatim_fences_longer_than_any_backticks_inside() -> None:
     assert verbatim("2*3\n  x") == "```text\n2*3\n  x\n```"
     prompt = "see ```py\nprint(1)\n```"
     assert verbatim(prompt) == f"````text\n{prompt}\n````"
+
+
+@pytest.mark.parametrize(
+    ("text", "body"),
+    [
+        ("Here:\n\n```python\nprint(1)\n```\n\nand ```more```", "print(1)"),
+        ("~~~~\na\n~~~\nb\n~~~~~\n", "a\n~~~\nb"),  # closed by a run at least as long
+        ("- item\n\n  ```\n  x = 1\n  ```\n", "  x = 1"),  # in a list item
+        ("```\nnever closed", None),
+        ("``` a`b\nnot a fence\n```", None),  # a backtick fence's info has no backtick
+    ],
+)
+def test_first_code_block_follows_the_one_fence_grammar(text: str, body: str | None) -> None:
+    assert first_code_block(text) == body
+
+
+def test_a_fence_opens_and_closes_in_a_blockquote_too() -> None:
+    assert opens_fence("> ```python") == "```"
+    assert closes_fence("> ````", "```") and not closes_fence("> ``` x", "```")
+    assert not closes_fence("~~~", "```")
+
+
+def test_verbatim_names_the_language() -> None:
+    assert verbatim("x = 1", "python") == "```python\nx = 1\n```"
