@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from deepinfra_magic._buffer import TextBuffer
-from deepinfra_magic.display import Publisher, _plain, markdown_bundle, metadata_for
+from deepinfra_magic.display import Publisher, markdown_bundle, metadata_for, plain
 
 __all__ = ["BaselineReplyView"]
 
@@ -227,13 +227,13 @@ class BaselineReplyView:
         elif self._placeholder_free:  # no answer: turn the placeholder into the note
             text = note or "*(empty reply)*"
             self._publish(
-                markdown_bundle(text, _plain(text)),
+                markdown_bundle(text, plain(text)),
                 metadata_for(metadata),
                 transient={"display_id": self._placeholder},
                 update=True,
             )
             self._placeholder_free = False
         elif note:  # only reasoning arrived: the note goes below it
-            self._publish(markdown_bundle(note, _plain(note)), metadata_for(metadata))
+            self._publish(markdown_bundle(note, plain(note)), metadata_for(metadata))
         if footer:
-            self._publish(markdown_bundle(footer, _plain(footer)), metadata_for(metadata))
+            self._publish(markdown_bundle(footer, plain(footer)), metadata_for(metadata))

@@ -20,13 +20,14 @@ from IPython.core.error import UsageError
 
 from ._markdown import first_code_block
 from .display import (
+    Frontend,
     ImageGallery,
     ImageProgress,
-    Publisher,
     ReplyView,
     StdoutReplyView,
     image_caption,
     money,
+    plain,
     reply_footer,
 )
 from .errors import DeepInfraError, InvalidRequestError, ServerError
@@ -211,16 +212,14 @@ class MapCall:
     yes: bool = False
 
 
-def make_images(
-    client: DeepInfraClient, publish: Publisher, rich: bool, call: ImageCall
-) -> Outcome:
+def make_images(client: DeepInfraClient, frontend: Frontend, call: ImageCall) -> Outcome:
     """Request images concurrently, show them in request order as they arrive, then the
     caption. Ctrl-C keeps what arrived and the caption says so; ``value`` is the merged
     :class:`ImageResult` (None when no image arrived)."""
     from .images import ImageArrived, ImageResult
 
-    progress = ImageProgress(publish, call.model, call.count, rich)
-    gallery = ImageGallery(publish, call.count, rich, keep_files=not call.save)
+    progress = ImageProgress(frontend, call.model, call.count)
+    gallery = ImageGallery(frontend, call.count, keep_files=not call.save)
     parts: list[ImageResult] = []
     started = time.perf_counter()
     outcome = Outcome()
@@ -264,7 +263,7 @@ def run_map(
 ) -> Outcome:
     """Send a planned map's missing rows, then show the summary (with ``notes``, and any
     the Batch API adds); ``value`` is the :class:`MapResult` with every row answered."""
-    from .map_display import map_summary
+    from .display.maps import map_summary
 
     sent = len(job.missing)
     started = time.perf_counter()
@@ -348,7 +347,7 @@ def confirm_cost(job: MapJob, catalog: ModelCatalog | None, call: MapCall) -> st
 def batches_listing(client: DeepInfraClient, limit: int) -> str:
     """The account's recent Batch API jobs as a Markdown table, marking those sent from
     here (the answer store knows them)."""
-    from .map_display import batches_table
+    from .display.tables import batches_table
 
     store = client.answer_store() if client.recording is None else None
     known = [job["id"] for job in store.batches()][:limit] if store else []
@@ -538,7 +537,7 @@ def template_namespace(shell: Any, cells: CellLog) -> dict[str, Any]:
 def usage_report(option: str) -> tuple[str, str] | None:
     """``%deepinfra_usage``: the session's totals as (Markdown, plain); ``--reset`` zeroes
     them (and says so, returning None)."""
-    from .map_display import usage_table
+    from .display.tables import usage_table
     from .usage import SESSION_USAGE
 
     if option not in ("", "--reset"):
@@ -548,7 +547,7 @@ def usage_report(option: str) -> tuple[str, str] | None:
         print("Session usage reset to zero.")
         return None
     table = usage_table(SESSION_USAGE)
-    return table, table.replace("`", "").replace("\\$", "$")
+    return table, plain(table)
 
 
 def checked_recording(paths: str) -> str:

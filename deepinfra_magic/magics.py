@@ -32,14 +32,15 @@ from ._settings import MagicSettings
 from ._watch import CellWatcher
 from .conversation import Conversation
 from .display import (
+    Frontend,
     Publisher,
-    ReplyView,
-    StdoutReplyView,
+    frontend_of,
     history_text,
     markdown_bundle,
     model_picker,
     models_table,
-    rich_display_available,
+    plain,
+    reply_view,
     source_status,
 )
 from .notebook import CellLog, NotebookReferenceError
@@ -81,7 +82,7 @@ class DeepInfraMagics(MagicSettings):
         """After a failing cell, when asked: how to ask the model why (no request)."""
         if self.explain_errors:
             hint = "💡 `%deepinfra_explain` asks the model why this cell failed."
-            self._show(hint, hint.replace("`", ""))
+            self._show(hint, plain(hint))
 
     @property
     def ip(self) -> InteractiveShell:
@@ -98,10 +99,8 @@ class DeepInfraMagics(MagicSettings):
     def _show(self, markdown: str, plain: str) -> None:
         self._publish()(markdown_bundle(markdown, plain), {})
 
-    def _rich(self) -> bool:
-        if self.display_mode == "auto":
-            return rich_display_available(self.ip)
-        return self.display_mode == "markdown"
+    def _frontend(self) -> Frontend:
+        return frontend_of(self.ip, self.display_mode)
 
     # --- %%deepinfra ------------------------------------------------------------------------
 
@@ -154,11 +153,7 @@ class DeepInfraMagics(MagicSettings):
         messages = self.conversation.messages(content, system, cell=cell_id, images=turn.can_see)
         temperature = _given(getattr(args, "temperature", None), self.temperature)
         max_tokens = _given(getattr(args, "max_tokens", None), self.max_tokens)
-        view: ReplyView | StdoutReplyView
-        if self._rich():
-            view = ReplyView(self._publish(), model, self.update_interval, args.format != "text")
-        else:
-            view = StdoutReplyView(model, self.update_interval)
+        view = reply_view(self._frontend(), model, self.update_interval, args.format != "text")
         call = _cells.ChatCall(
             messages, model, temperature, max_tokens, turn.params, not args.no_stream
         )
@@ -243,7 +238,7 @@ class DeepInfraMagics(MagicSettings):
     def _show_images(
         self, client: DeepInfraClient, call: _cells.ImageCall, out: str | None
     ) -> None:
-        outcome = _cells.make_images(client, self._publish(), self._rich(), call)
+        outcome = _cells.make_images(client, self._frontend(), call)
         if outcome.value is not None:
             self.last_images = outcome.value
             if out:
@@ -272,7 +267,7 @@ class DeepInfraMagics(MagicSettings):
         are kept on disk: a re-run sends only rows without one. ``--batch-api`` submits the
         rows to DeepInfra's Batch API (24 h, 20% cheaper). Ctrl-C keeps finished rows.
         """
-        from .map_display import MapProgressView
+        from .display.maps import MapProgressView
 
         args = PARSERS["map"].parse_line(line)
         check_variable_name(args.out)
@@ -297,7 +292,7 @@ class DeepInfraMagics(MagicSettings):
             self.batch_poll_interval, self.map_confirm_dollars, args.yes,
         )  # fmt: skip
         estimate = _cells.confirm_cost(job, catalog, call)
-        view = MapProgressView(self._publish(), model, self._progress_mode())
+        view = MapProgressView(self._frontend(), model)
         outcome = _cells.run_map(client, job, view, call, [estimate] if estimate else [])
         result = self.last_map = outcome.value
         if args.out:
@@ -305,11 +300,6 @@ class DeepInfraMagics(MagicSettings):
         if args.column:
             data[args.column] = result.values  # by position: an index may repeat labels
         self._end(outcome)  # a plain interrupt, like %%deepinfra: the summary said the rest
-
-    def _progress_mode(self) -> str:
-        if not self._rich():
-            return "text"
-        return "widget" if getattr(self.ip, "kernel", None) is not None else "markdown"
 
     @no_var_expand
     @line_magic
@@ -325,7 +315,7 @@ class DeepInfraMagics(MagicSettings):
             print(_cells.collect_batch(client, args.batch_id))
             return
         table = _cells.batches_listing(client, args.limit)
-        self._show(table, table.replace("`", ""))
+        self._show(table, plain(table))
 
     @line_magic
     @one_line_errors
@@ -358,8 +348,7 @@ class DeepInfraMagics(MagicSettings):
         markdown, plain = models_table(models, status, args.pattern)
         self._show(markdown, plain)
         if args.pick:
-            has_kernel = getattr(self.ip, "kernel", None) is not None
-            model_picker(self._publish(), self, models, kind, has_kernel)
+            model_picker(self._frontend(), self, models, kind)
 
     # --- keys ---------------------------------------------------------------------------------
 

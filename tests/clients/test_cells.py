@@ -17,6 +17,7 @@ from deepinfra_magic._cells import (
     stream_reply,
 )
 from deepinfra_magic.client import DeepInfraClient
+from deepinfra_magic.display import Frontend
 from deepinfra_magic.mapping import MapProgress
 from deepinfra_magic.types import ChatResult
 from tests.fake_deepinfra import FakeDeepInfra
@@ -49,7 +50,7 @@ def test_ctrl_c_during_images_keeps_the_first_and_the_caption_says_so(
     fake_server.image_delay_by_seed = {5: 0.0, 6: 0.5}
     screen = Screen(interrupt_on_image=1)
     call = ImageCall("a fox", IMAGE_MODEL, 2, {"seed": 5})
-    outcome = make_images(make_sync_client(), screen, True, call)
+    outcome = make_images(make_sync_client(), Frontend(screen, live=True), call)
     assert outcome.interrupted and outcome.problem is not None
     assert [image.seed for image in outcome.value.images] == [5]
     assert "⏹ interrupted: 1 of 2 images kept" in screen.text()
@@ -59,7 +60,9 @@ def test_a_failed_image_request_is_returned_not_raised(
     make_sync_client: MakeClient, fake_server: FakeDeepInfra
 ) -> None:
     screen = Screen()
-    outcome = make_images(make_sync_client(), screen, False, ImageCall("a fox", "no/such-model"))
+    outcome = make_images(
+        make_sync_client(), Frontend(screen, live=False), ImageCall("a fox", "no/such-model")
+    )
     assert outcome.value is None and not outcome.interrupted
     assert "not found" in str(outcome.problem)
     assert "⚠ No image: failed." in screen.text()

@@ -1,22 +1,28 @@
 """Showing a map run: a live progress bar (ipywidgets in a kernel, Markdown updated in
 place elsewhere in notebooks, one rewritten line in terminals), then a summary that stays
-in the saved notebook; also the tables of ``%deepinfra_batches`` and ``%deepinfra_usage``."""
+in the saved notebook.
+
+Rules kept here:
+
+* The form follows the :class:`~.output.Frontend`: widgets when it can show them, a
+  :class:`~.output.LiveOutput` line when it applies updates, else a line on its stream.
+* The summary stays: it takes the live line's place, or is a fresh output.
+* Widget labels are built from escaped text only, never from model text as HTML.
+"""
 
 from __future__ import annotations
 
-import sys
 import time
-import uuid
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
-from .display import Publisher, markdown_bundle, money
+from .output import Frontend, markdown_bundle, plain
+from .reply import money
+from .tables import table_cell
 
 if TYPE_CHECKING:
-    from .batches import BatchJob
-    from .mapping import MapProgress, MapResult
-    from .usage import UsageLedger, UsageTotals
+    from ..mapping import MapProgress, MapResult
 
-__all__ = ["MapProgressView", "batches_table", "map_summary", "usage_table"]
+__all__ = ["MapProgressView", "map_summary", "progress_line"]
 
 
 def _duration(seconds: float | None) -> str:
@@ -27,10 +33,6 @@ def _duration(seconds: float | None) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-def _plain(markdown: str) -> str:
-    return markdown.replace("`", "").replace("*", "").replace("\\$", "$")
 
 
 def progress_line(progress: MapProgress, model: str) -> str:
@@ -52,20 +54,17 @@ def progress_line(progress: MapProgress, model: str) -> str:
 
 
 class MapProgressView:
-    """The live progress of a map run, in the best form the frontend offers.
-
-    ``mode``: ``"widget"`` (an ipywidgets bar; needs a kernel), ``"markdown"`` (one display
-    updated in place) or ``"text"`` (a line rewritten with ``\\r`` on stdout).
+    """The live progress of a map run, in the best form the frontend offers: an
+    ipywidgets bar (a kernel), one Markdown line updated in place (a notebook without
+    widgets) or a line rewritten with ``\\r`` on the frontend's stream (a terminal).
     """
 
-    def __init__(
-        self, publish: Publisher, model: str, mode: str, stream: TextIO | None = None
-    ) -> None:
-        self._publish = publish
+    def __init__(self, frontend: Frontend, model: str) -> None:
+        self._publish = frontend.publish
         self._model = model
-        self._mode = mode
-        self._out = stream if stream is not None else sys.stdout
-        self._id = uuid.uuid4().hex
+        self._mode = "text" if not frontend.live else "widget" if frontend.widgets else "markdown"
+        self._out = frontend.out
+        self._live = frontend.live_output()
         self._bar: Any = None
         self._label: Any = None
         self._started = False
@@ -78,20 +77,14 @@ class MapProgressView:
         if self._mode == "widget" and self._show_widget(progress, line):
             return
         if self._mode in ("markdown", "widget"):
-            self._publish(
-                markdown_bundle(f"⏳ {line}", _plain(line)),
-                {},
-                transient={"display_id": self._id},
-                update=self._started,
-            )
-            self._started = True
+            self._live.show(markdown_bundle(f"⏳ {line}", plain(line)))
             return
         now = time.monotonic()
         if self._started and now - self._last_text < 0.5 and progress.remaining:
             return
         self._last_text = now
         self._started = True
-        text = f"⏳ {_plain(line)}"
+        text = f"⏳ {plain(line)}"
         pad = " " * max(0, self._width - len(text))  # blank out a longer previous line
         self._width = len(text)
         self._out.write(f"\r{text}{pad}")
@@ -123,16 +116,10 @@ class MapProgressView:
             self._label.value = _html(line)
             return
         if self._mode == "text":
-            self._out.write(f"{_plain(line)}\n")
+            self._out.write(f"{plain(line)}\n")
             self._out.flush()
             return
-        self._publish(
-            markdown_bundle(f"⏳ {line}", _plain(line)),
-            {},
-            transient={"display_id": self._id},
-            update=self._started,
-        )
-        self._started = True
+        self._live.show(markdown_bundle(f"⏳ {line}", plain(line)))
         self._mode = "markdown"  # the summary replaces this line
 
     def finish(self, summary: str) -> None:
@@ -142,15 +129,7 @@ class MapProgressView:
             self._out.flush()
         if self._bar is not None:
             self._bar.bar_style = "success" if "⚠" not in summary else "warning"
-        if self._mode == "markdown" and self._started:
-            self._publish(
-                markdown_bundle(summary, _plain(summary)),
-                {},
-                transient={"display_id": self._id},
-                update=True,
-            )
-            return
-        self._publish(markdown_bundle(summary, _plain(summary)), {})
+        self._live.settle(markdown_bundle(summary, plain(summary)))
 
 
 def _html(text: str) -> str:
@@ -162,14 +141,6 @@ def _html(text: str) -> str:
     return "".join(
         f"<code>{part}</code>" if index % 2 else part for index, part in enumerate(parts)
     )
-
-
-def _cell(value: Any, limit: int = 80) -> str:
-    """A value for a Markdown table cell: one line, pipes and dollars escaped."""
-    text = " ".join(str(value).split())
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return text.replace("|", "\\|").replace("$", "\\$") or " "
 
 
 def map_summary(result: MapResult, *, sent_rows: int, preview: int = 5, note: str = "") -> str:
@@ -204,7 +175,8 @@ def map_summary(result: MapResult, *, sent_rows: int, preview: int = 5, note: st
     errors = list(result.errors.items())
     if errors:
         shown = "\n".join(
-            f"- row `{_cell(label, 30)}`: {_cell(error, 160)}" for label, error in errors[:5]
+            f"- row `{table_cell(label, 30)}`: {table_cell(error, 160)}"
+            for label, error in errors[:5]
         )
         more = f"\n- … and {len(errors) - 5} more (see the answers)" if len(errors) > 5 else ""
         lines.append(
@@ -214,60 +186,6 @@ def map_summary(result: MapResult, *, sent_rows: int, preview: int = 5, note: st
     answered = [row for row in result.rows if row.answered][:preview]
     if answered:
         table = ["| row | answer |", "|---|---|"]
-        table += [f"| {_cell(row.label, 30)} | {_cell(row.text)} |" for row in answered]
+        table += [f"| {table_cell(row.label, 30)} | {table_cell(row.text)} |" for row in answered]
         lines.append("\n".join(table))
     return "\n\n".join(lines)
-
-
-def batches_table(batches: list[BatchJob], local: set[str]) -> str:
-    """The batch jobs as a Markdown table (★ marks jobs submitted from this machine)."""
-    if not batches:
-        return "No batch jobs yet: `%%deepinfra_map DATA --batch-api` submits one."
-    rows = ["| Batch | Status | Done | Failed | Created | Model |", "|---|---|---|---|---|---|"]
-    for batch in batches:
-        counts = batch.request_counts
-        created = (
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(batch.created_at))
-            if batch.created_at
-            else "–"
-        )
-        mark = " ★" if batch.id in local else ""
-        done = f"{counts.get('completed', 0)}/{counts.get('total', 0)}" if counts else "–"
-        rows.append(
-            f"| `{batch.id}`{mark} | {batch.status} | {done} | {counts.get('failed', 0)} "
-            f"| {created} | {_cell(batch.metadata.get('model', '–'), 50)} |"
-        )
-    note = (
-        "\n\n★ submitted from this machine; `%deepinfra_batches ID` collects a finished "
-        "job's answers."
-    )
-    return "\n".join(rows) + (note if local else "")
-
-
-def _totals_row(name: str, totals: UsageTotals) -> str:
-    dollars = money(totals.dollars) if totals.requests > totals.unpriced else "–"
-    if totals.unpriced and totals.requests > totals.unpriced:
-        dollars += f" (+{totals.unpriced} unpriced)"
-    return (
-        f"| {name} | {totals.requests:,} | {totals.prompt_tokens:,} | "
-        f"{totals.completion_tokens:,} | {totals.images:,} | {dollars} |"
-    )
-
-
-def usage_table(ledger: UsageLedger) -> str:
-    """This session's totals, by kind and by model, as Markdown."""
-    total = ledger.total()
-    if not total.requests:
-        return "Nothing spent yet in this session."
-    head = (
-        "| {} | Requests | Tokens in | Tokens out | Images | Dollars |\n|---|---|---|---|---|---|"
-    )
-    kinds = "\n".join(_totals_row(kind, t) for kind, t in sorted(ledger.by("kind").items()))
-    models = "\n".join(
-        _totals_row(f"`{model}`", t) for model, t in sorted(ledger.by("model").items())
-    )
-    return (
-        f"**This session:** {total.requests:,} requests · {total.prompt_tokens:,} tokens in / "
-        f"{total.completion_tokens:,} out · {total.images:,} images · {money(total.dollars)}\n\n"
-        f"{head.format('Kind')}\n{kinds}\n\n{head.format('Model')}\n{models}"
-    )

@@ -1,0 +1,129 @@
+"""The live view's engine (display/live.py): pacing and freezing, on a fake clock (no
+sleeps, no timing thresholds), seen through a recording publisher."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepinfra_magic.display import MarkdownContext, ReplyView, Throttle
+from tests.display.recorder import Clock, Recorder, live_texts, stream, words
+from tests.kernel_helpers import MARKDOWN, display_id
+
+# --- Throttle -------------------------------------------------------------------------------------
+
+
+def test_throttle_paces_updates_at_the_interval_and_waits_a_little_for_more_text() -> None:
+    clock = Clock()
+    throttle = Throttle(0.25, clock, min_chars=10)
+    assert throttle.due(1)  # the first update goes out at once
+    throttle.sent()
+    clock.now += 0.125
+    assert not throttle.due(1000)  # never more often than the interval
+    clock.now += 0.125
+    assert throttle.due(10)
+    assert not throttle.due(3)  # little new text: wait...
+    clock.now += 0.1875
+    assert throttle.due(3)  # ...but never longer than 1.75 intervals
+
+
+# --- MarkdownContext ----------------------------------------------------------------------------
+
+
+def test_markdown_context_knows_fences_and_tables() -> None:
+    context = MarkdownContext()
+    for line in ["Text", "```python", "x = 1", "~~~", "``", "``` not the end"]:
+        context.feed(line)
+    assert context.prefix == "```python\n"  # none of those closes the fence
+    context.feed("````")
+    assert context.plain
+    for line in ["| a | b |", "|---|:-:|", "| 1 | 2 |"]:
+        context.feed(line)
+    assert context.prefix == "| a | b |\n|---|:-:|\n"
+    context.feed("")
+    assert context.plain
+
+
+# --- LiveSection through ReplyView ----------------------------------------------------------------
+
+
+def test_updates_come_at_the_pace_and_the_first_text_at_once() -> None:
+    clock, recorder = Clock(), Recorder()
+    view = ReplyView(recorder, "m", 0.1, clock=clock)
+    view.start()
+    view.add_answer("Hello")
+    assert live_texts(recorder.outputs) == ["Hello"]  # the placeholder took the text
+    for _ in range(20):  # 20 ms of tokens: no update yet
+        clock.now += 0.001
+        view.add_answer("!")
+    assert len(recorder.outputs) == 2
+    for _ in range(400):  # 0.4 s more
+        clock.now += 0.001
+        view.add_answer("?")
+    updates = [o for o in recorder.outputs if o.update]
+    assert 4 <= len(updates) <= 5
+
+
+def test_finished_parts_freeze_so_updates_resend_only_a_tail() -> None:
+    clock, recorder = Clock(), Recorder()
+    view = ReplyView(recorder, "m", 0.1, clock=clock)
+    view.start()
+    text = "".join(f"Line {i}: " + "word " * 10 + "\n" for i in range(300))  # 18 KB
+    stream(view, clock, words(text), rate=200)
+    # Read in order, the live outputs show the whole text: nothing lost or doubled.
+    assert "".join(live_texts(recorder.outputs)) == text
+    # Late updates do not start from the beginning and stay short.
+    late = [o.data[MARKDOWN] for o in recorder.outputs[-20:] if o.update and o.data]
+    assert late and all(len(shown) < 2000 for shown in late)
+    # Every part ends at a line break, and parts are merged so that outputs stay few.
+    assert all(shown.endswith("\n") for shown in live_texts(recorder.outputs)[:-1])
+    assert len({display_id(o) for o in recorder.outputs}) <= 7 * 3 + 1
+
+
+def test_a_code_fence_cut_while_streaming_is_reopened_in_the_next_output() -> None:
+    clock, recorder = Clock(), Recorder()
+    view = ReplyView(recorder, "m", 0.1, clock=clock)
+    view.start()
+    code = "".join(f"    value_{i} = compute({i})\n" for i in range(200))
+    text = f"Here:\n\n```python\n{code}```\n\nDone.\n"
+    stream(view, clock, words(text), rate=300)
+    parts = live_texts(recorder.outputs)
+    assert len(parts) > 1
+    assert parts[0].startswith("Here:\n\n```python\n")
+    inside = [p for p in parts[1:] if "value_" in p]
+    assert inside and all(p.startswith("```python\n") for p in inside)
+    # Without the reopened fences, the parts join to the text.
+    assert "".join(parts[:1] + [p.removeprefix("```python\n") for p in parts[1:]]) == text
+
+
+def test_a_table_cut_while_streaming_keeps_its_header() -> None:
+    clock, recorder = Clock(), Recorder()
+    view = ReplyView(recorder, "m", 0.1, clock=clock)
+    view.start()
+    header = "| Name | Value |\n|---|---:|\n"
+    text = header + "".join(f"| row {i} | {i * 37} |\n" for i in range(300))
+    stream(view, clock, words(text), rate=300)
+    parts = live_texts(recorder.outputs)
+    assert len(parts) > 1 and all(p.startswith(header) for p in parts)
+
+
+def test_one_endless_line_is_cut_at_spaces() -> None:
+    clock, recorder = Clock(), Recorder()
+    view = ReplyView(recorder, "m", 0.1, clock=clock)
+    view.start()
+    text = "All one paragraph without any line break at all, going on and on. " * 200
+    stream(view, clock, words(text), rate=300)
+    parts = live_texts(recorder.outputs)
+    assert len(parts) > 1 and "".join(parts) == text
+    assert all(p.endswith(" ") for p in parts[:-1])
+
+
+@pytest.mark.parametrize("rate", [100, 1000])
+def test_update_traffic_stays_within_ten_times_the_text(rate: int) -> None:
+    clock, recorder = Clock(), Recorder()
+    view = ReplyView(recorder, "m", 0.1, clock=clock)
+    view.start()
+    block = "".join(f"    total_{i} = sum(v for v in values[{i % 5}:])\n" for i in range(300))
+    text = ("Some prose to read.\n\n```python\n" + block + "```\n\n") * 5  # about 64 KB
+    stream(view, clock, words(text), rate)
+    view.finish("footer", {"model": "m"}, text=text)
+    assert recorder.bytes <= 10 * len(text.encode())
