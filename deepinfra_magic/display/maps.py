@@ -12,9 +12,9 @@ Rules kept here:
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
+from .live import Throttle
 from .output import Frontend, markdown_bundle, plain
 from .reply import money
 from .tables import table_cell
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from ..mapping import MapProgress, MapResult
 
 __all__ = ["MapProgressView", "map_summary", "progress_line"]
+
+# A terminal's progress line is rewritten at most this often (the last row always shows).
+TERMINAL_LINE_INTERVAL = 0.5
 
 
 def _duration(seconds: float | None) -> str:
@@ -68,7 +71,7 @@ class MapProgressView:
         self._bar: Any = None
         self._label: Any = None
         self._started = False
-        self._last_text = 0.0
+        self._pace = Throttle(TERMINAL_LINE_INTERVAL, min_chars=0)
         self._width = 0
 
     def update(self, progress: MapProgress) -> None:
@@ -79,10 +82,9 @@ class MapProgressView:
         if self._mode in ("markdown", "widget"):
             self._live.show(markdown_bundle(f"⏳ {line}", plain(line)))
             return
-        now = time.monotonic()
-        if self._started and now - self._last_text < 0.5 and progress.remaining:
+        if self._started and not self._pace.due(0) and progress.remaining:
             return
-        self._last_text = now
+        self._pace.sent()
         self._started = True
         text = f"⏳ {plain(line)}"
         pad = " " * max(0, self._width - len(text))  # blank out a longer previous line
