@@ -96,7 +96,7 @@ class ImageGallery:
     def __init__(self, frontend: Frontend, total: int, keep_files: bool) -> None:
         self._publish = frontend.publish
         self._total = total
-        self._rich = frontend.live
+        self._shows_pixels = frontend.live
         self._keep_files = keep_files
         self._folder: Path | None = None
         self._waiting: dict[int, ImageResult] = {}
@@ -118,7 +118,7 @@ class ImageGallery:
     def _show(self, index: int, part: ImageResult) -> None:
         for image in part.images:
             metadata = {**part.metadata(), "seed": image.seed}
-            if not self._rich:
+            if not self._shows_pixels:
                 self._print(image, metadata)
                 continue
             if self._total > 1:
