@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from .display import Publisher, markdown_bundle, money
 
 if TYPE_CHECKING:
-    from .batches import BatchJob
-    from .mapping import MapProgress, MapResult
+    from .maps import BatchJob, MapProgress, MapResult
     from .usage import UsageLedger, UsageTotals
 
 __all__ = ["MapProgressView", "batches_table", "map_summary", "usage_table"]

@@ -17,7 +17,7 @@ from deepinfra_magic._cells import (
     stream_reply,
 )
 from deepinfra_magic.client import DeepInfraClient
-from deepinfra_magic.mapping import MapProgress
+from deepinfra_magic.maps import MapProgress
 from deepinfra_magic.types import ChatResult
 from tests.fake_deepinfra import FakeDeepInfra
 

@@ -14,17 +14,35 @@ import pytest
 import deepinfra_magic
 
 PACKAGE = Path(deepinfra_magic.__file__).parent
-MODULES = sorted(info.name for info in pkgutil.iter_modules([str(PACKAGE)]))
+PACKAGES = {
+    info.name.removeprefix("deepinfra_magic.")
+    for info in pkgutil.walk_packages(deepinfra_magic.__path__, "deepinfra_magic.")
+    if info.ispkg
+}
+MODULES = sorted(
+    info.name.removeprefix("deepinfra_magic.")
+    for info in pkgutil.walk_packages(deepinfra_magic.__path__, "deepinfra_magic.")
+)
+
+
+def _source(module: str) -> Path:
+    """The file of a module named below the package (``maps.rows``, or ``maps`` itself)."""
+    path = PACKAGE.joinpath(*module.split("."))
+    return path / "__init__.py" if module in PACKAGES else path.with_suffix(".py")
 
 
 def internal_imports() -> list[tuple[str, str, str]]:
-    """(importing module, imported module, name) for every ``from .x import name``."""
+    """(importing module, imported module, name) for every relative ``from .x import name``
+    (also ``from ..x`` inside a subpackage), names resolved from the package root."""
     found = []
     for module in MODULES:
-        tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+        here = module.split(".") if module in PACKAGES else module.split(".")[:-1]
+        tree = ast.parse(_source(module).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
-                found += [(module, node.module, alias.name) for alias in node.names]
+            if isinstance(node, ast.ImportFrom) and node.level >= 1 and node.module:
+                base = here[: len(here) - (node.level - 1)]
+                source = ".".join([*base, node.module])
+                found += [(module, source, alias.name) for alias in node.names]
     return found
 
 

@@ -34,12 +34,16 @@ DEEPINFRA = Routes.for_url("https://api.deepinfra.com")
 GENERIC = Routes.for_url("http://127.0.0.1:8080/v1")
 
 
+def _free(images: int, cost: float | None) -> None:
+    """A charge that keeps no ledger: these tests are about the requests."""
+
+
 def answer(payload: Any) -> RawResponse:
     return RawResponse(200, {"content-type": "application/json"}, json.dumps(payload).encode())
 
 
 def test_an_image_answer_that_links_its_image_downloads_it_next() -> None:
-    flow = image_flow(image_request("a fox", "m/flux", {}), "a fox", "m/flux")
+    flow = image_flow(image_request("a fox", "m/flux", {}), "a fox", "m/flux", set(), _free)
     first = next(flow)
     assert first.path == "/v1/inference/m/flux" and first.json == {"prompt": "a fox"}
     download = flow.send(answer({"images": [HOSTED], "seed": 7}))
@@ -51,7 +55,7 @@ def test_an_image_answer_that_links_its_image_downloads_it_next() -> None:
 
 
 def test_a_failed_download_names_the_url_and_what_to_do() -> None:
-    flow = image_flow(image_request("a fox", "m/flux", {}), "a fox", "m/flux")
+    flow = image_flow(image_request("a fox", "m/flux", {}), "a fox", "m/flux", set(), _free)
     next(flow)
     flow.send(answer({"images": [HOSTED]}))
     with pytest.raises(InvalidResponseError, match=r"fox\.png \(HTTP 503\); run the cell again"):
