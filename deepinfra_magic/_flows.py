@@ -56,6 +56,7 @@ __all__ = [
     "arun_steps",
     "catalog_flow",
     "completion_flow",
+    "completion_result",
     "file_error",
     "image_flow",
     "image_parts",
@@ -148,14 +149,20 @@ def completion_flow(
     """A whole (non-streamed) chat completion, priced by ``price`` if the API did not."""
     started = time.perf_counter()
     raw = yield request
+    result = completion_result(raw, model, started)
+    price(result, model)
+    return result
+
+
+def completion_result(raw: RawResponse, model: str, started: float) -> ChatResult:
+    """The ChatResult of a whole chat completion asked for at ``started`` (a chat with
+    ``stream=False``, or one row of a map)."""
     text, reasoning, finish, usage, answered = parse_chat_completion(parse_json(raw, "chat"), model)
     elapsed = time.perf_counter() - started
-    result = ChatResult(
+    return ChatResult(
         text, answered, reasoning, finish, usage, replayed_from=raw.replayed_from,
         time_to_first_token=elapsed, duration=elapsed,
     )  # fmt: skip
-    price(result, model)
-    return result
 
 
 def image_flow(

@@ -211,16 +211,15 @@ class _Attempts:
             self.retries += 1
             delay = self.policy.delay(self.retries, retry_after=retry_after)
         if delay is None:
-            raise error_from_response(
-                response.status,
-                response.body,
-                headers=response.headers,
-                model=self.req.model,
-                attempts=self.count,
-                server=self.server,
-                url=self.url,
-            )
+            raise self._error(response)
         return delay
+
+    def _error(self, response: RawResponse, waited: float = 0.0) -> DeepInfraError:
+        """The typed error for an answer not worth another attempt."""
+        return error_from_response(
+            response.status, response.body, headers=response.headers, model=self.req.model,
+            attempts=self.count, waited=waited, server=self.server, url=self.url,
+        )  # fmt: skip
 
     def _loading(self, response: RawResponse, retry_after: float | None) -> float:
         """Wait for a model that is being deployed, saying so once; bounded in time."""
@@ -228,16 +227,7 @@ class _Attempts:
         if self.loading_started is None:
             self.loading_started = time.monotonic()
         if delay is None:
-            raise error_from_response(
-                response.status,
-                response.body,
-                headers=response.headers,
-                model=self.req.model,
-                attempts=self.count,
-                waited=time.monotonic() - self.loading_started,
-                server=self.server,
-                url=self.url,
-            )
+            raise self._error(response, waited=time.monotonic() - self.loading_started)
         if self.loading_polls == 0 and self.notice is not None:
             model = self.req.model or "The model"
             self.notice(

@@ -61,6 +61,7 @@ from ._flows import (
     arun_flow,
     catalog_flow,
     completion_flow,
+    completion_result,
     image_flow,
     key_check_flow,
     run_flow,
@@ -97,8 +98,8 @@ from .maps.batch import (
     submit_flow,
     wait_flow,
 )
-from .maps.drive import ProgressCallback, run_async, run_sync
-from .maps.rows import MapInterrupted, MapJob, MapResult, MapRow, parse_row_answer, plan_map
+from .maps.drive import MapRun, ProgressCallback, run_async, run_sync
+from .maps.rows import MapInterrupted, MapJob, MapResult, MapRow, plan_map
 from .maps.scheduler import RowScheduler
 from .maps.store import AnswerStore
 from .recording import Record, RecordingMode, Replay, recording_from_env
@@ -428,9 +429,27 @@ class _ClientBase:
             store.close()
             self._answers = None
 
+    def _map_run(
+        self,
+        job: MapJob,
+        concurrency: int,
+        on_progress: ProgressCallback | None,
+        interval: float,
+    ) -> MapRun:
+        """A run of the job's missing rows, retried by this client's policy."""
+        flow = RowScheduler(job, concurrency, self.retry)
+        return MapRun(flow, self._map_answer, on_progress, interval)
+
+    @staticmethod
+    def _map_result(run: MapRun) -> MapResult:
+        """The job's rows once the run has ended, or the error that stopped it."""
+        if run.flow.fatal is not None:
+            raise run.flow.fatal
+        return run.flow.job.result(run.elapsed())
+
     def _map_answer(self, row: MapRow, raw: RawResponse, started: float) -> ChatResult:
         model = str((row.request.json or {})["model"])
-        result = parse_row_answer(raw, model, started)
+        result = completion_result(raw, model, started)
         self._price(result, model, "map")
         return result
 
@@ -766,15 +785,12 @@ class DeepInfraClient(_ClientBase):
         progress_interval: float = 0.25,
     ) -> MapResult:
         """Send the missing rows of a planned job; see :meth:`map`."""
-        flow = RowScheduler(job, concurrency, self.retry)
-        started = time.perf_counter()
+        run = self._map_run(job, concurrency, on_progress, progress_interval)
         try:
-            run_sync(self._transport, flow, self._map_answer, on_progress, progress_interval)
+            run_sync(self._transport, run)
         except KeyboardInterrupt:
-            raise MapInterrupted(job.result(time.perf_counter() - started, True)) from None
-        if flow.fatal is not None:
-            raise flow.fatal
-        return job.result(time.perf_counter() - started)
+            raise MapInterrupted(job.result(run.elapsed(), True)) from None
+        return self._map_result(run)
 
     # --- the Batch API ---------------------------------------------------------------------
 
@@ -981,12 +997,9 @@ class AsyncDeepInfraClient(_ClientBase):
         progress_interval: float = 0.25,
     ) -> MapResult:
         """Send the missing rows of a planned job; see :meth:`DeepInfraClient.map`."""
-        flow = RowScheduler(job, concurrency, self.retry)
-        started = time.perf_counter()
-        await run_async(self._transport, flow, self._map_answer, on_progress, progress_interval)
-        if flow.fatal is not None:
-            raise flow.fatal
-        return job.result(time.perf_counter() - started)
+        run = self._map_run(job, concurrency, on_progress, progress_interval)
+        await run_async(self._transport, run)
+        return self._map_result(run)
 
     async def submit_batch(self, job: MapJob) -> BatchJob:
         """See :meth:`DeepInfraClient.submit_batch`."""

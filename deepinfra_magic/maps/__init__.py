@@ -10,37 +10,17 @@ never the client: the client calls in, handing over its transport, catalog and l
 
 from __future__ import annotations
 
-from .batch import DISCOUNT, BatchJob, BatchOutcome, merge_batch
-from .rows import (
-    CostEstimate,
-    MapInterrupted,
-    MapJob,
-    MapProgress,
-    MapResult,
-    MapRow,
-    RowError,
-    plan_map,
-    read_rows,
-)
-from .scheduler import AdaptiveLimit, RowScheduler
-from .store import AnswerStore, answer_key
+from .batch import DISCOUNT, BatchJob, merge_batch
+from .rows import MapInterrupted, MapJob, MapProgress, MapResult, RowError, plan_map
 
 __all__ = [
     "DISCOUNT",
-    "AdaptiveLimit",
-    "AnswerStore",
     "BatchJob",
-    "BatchOutcome",
-    "CostEstimate",
     "MapInterrupted",
     "MapJob",
     "MapProgress",
     "MapResult",
-    "MapRow",
     "RowError",
-    "RowScheduler",
-    "answer_key",
     "merge_batch",
     "plan_map",
-    "read_rows",
 ]

@@ -9,12 +9,11 @@ the run; progress is reported at most every ``interval`` seconds, and once at th
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import math
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from .._fanout import TaskFanOut, ThreadFanOut
 from .._protocol import ApiRequest, RawResponse
@@ -26,94 +25,92 @@ from .scheduler import RowScheduler
 if TYPE_CHECKING:
     from .._http import AsyncTransport, SyncTransport
 
-__all__ = ["Finish", "ProgressCallback", "run_async", "run_sync"]
+__all__ = ["Finish", "MapRun", "ProgressCallback", "run_async", "run_sync"]
 
 ProgressCallback = Callable[[MapProgress], None]
 Finish = Callable[[MapRow, RawResponse, float], ChatResult]
 
 
-class _Ticker:
-    """Calls the progress callback at most every ``interval`` seconds (and at the end)."""
+class MapRun:
+    """One run of the scheduler, whatever moves its bytes: sends the rows it lets out,
+    hands back those that finished, and reports progress at most every ``interval``
+    seconds (and at the end)."""
 
-    def __init__(self, callback: ProgressCallback | None, flow: RowScheduler, interval: float):
-        self.callback = callback
+    def __init__(
+        self,
+        flow: RowScheduler,
+        finish: Finish,
+        on_progress: ProgressCallback | None = None,
+        interval: float = 0.25,
+    ) -> None:
         self.flow = flow
+        self.finish = finish
+        self.callback = on_progress
         self.interval = interval
         self.last = -math.inf
+        self.started = time.perf_counter()
+        self._open: dict[Any, tuple[MapRow, int]] = {}  # future or task → (row, epoch)
 
-    def __call__(self, force: bool = False) -> None:
+    def elapsed(self) -> float:
+        """Seconds since the run was made."""
+        return time.perf_counter() - self.started
+
+    def tick(self, force: bool = False) -> None:
+        """Report progress, if ``interval`` has passed since the last report (or ``force``)."""
         now = time.monotonic()
         if self.callback is not None and (force or now - self.last >= self.interval):
             self.last = now
             self.callback(self.flow.progress())
 
     def timeout(self) -> float:
+        """How long the driver may wait before something is due (a row, a report)."""
         wake = self.flow.wake_in()
         if self.callback is None:
             return wake if wake is not None else 3600.0
         return min(self.interval, wake) if wake is not None else self.interval
 
+    def send_ready(self, submit: Callable[[ApiRequest], Any]) -> None:
+        """Send the rows the scheduler lets out now, each remembered with its epoch."""
+        for row, epoch in self.flow.ready():
+            self._open[submit(row.request)] = (row, epoch)
 
-def run_sync(
-    transport: SyncTransport,
-    flow: RowScheduler,
-    finish: Finish,
-    on_progress: ProgressCallback | None = None,
-    interval: float = 0.25,
-) -> None:
-    """Drive the scheduler with a thread per open request; Ctrl-C hangs up on all of them."""
-    tick = _Ticker(on_progress, flow, interval)
-    rows: dict[concurrent.futures.Future[tuple[RawResponse, float]], tuple[MapRow, int]] = {}
-
-    def sender(request: ApiRequest) -> Callable[[], tuple[RawResponse, float]]:
-        def send() -> tuple[RawResponse, float]:
-            started = time.perf_counter()
-            return transport.send(request), started
-
-        return send
-
-    with ThreadFanOut[tuple[RawResponse, float]](
-        transport, flow.limit.ceiling, "deepinfra-map"
-    ) as pool:
-        tick(force=True)
-        while not flow.finished:
-            for row, epoch in flow.ready():
-                rows[pool.submit(sender(row.request))] = (row, epoch)
-            for future in pool.wait(tick.timeout()):
-                row, epoch = rows.pop(future)
-                _settle(flow, finish, row, epoch, future.exception, future.result)
-            tick()
-    tick(force=True)
+    def settle(self, done: Iterable[Any]) -> None:
+        """Hand every request that just finished (a future or a task) to the scheduler."""
+        for future in done:
+            row, epoch = self._open.pop(future)
+            _settle(self.flow, self.finish, row, epoch, future.exception, future.result)
+        self.tick()
 
 
-async def run_async(
-    transport: AsyncTransport,
-    flow: RowScheduler,
-    finish: Finish,
-    on_progress: ProgressCallback | None = None,
-    interval: float = 0.25,
-) -> None:
-    """Drive the scheduler with one task per open request; cancelling cancels them all."""
-    tick = _Ticker(on_progress, flow, interval)
-    rows: dict[asyncio.Future[tuple[RawResponse, float]], tuple[MapRow, int]] = {}
+def run_sync(transport: SyncTransport, run: MapRun) -> None:
+    """Drive a run with a thread per open request; Ctrl-C hangs up on all of them."""
 
-    def sender(request: ApiRequest) -> Callable[[], Awaitable[tuple[RawResponse, float]]]:
-        async def send() -> tuple[RawResponse, float]:
-            started = time.perf_counter()
-            return await transport.send(request), started
+    def timed(request: ApiRequest) -> tuple[RawResponse, float]:
+        started = time.perf_counter()
+        return transport.send(request), started
 
-        return send
+    workers = run.flow.limit.ceiling
+    with ThreadFanOut[tuple[RawResponse, float]](transport, workers, "deepinfra-map") as pool:
+        run.tick(force=True)
+        while not run.flow.finished:
+            run.send_ready(lambda request: pool.submit(partial(timed, request)))
+            run.settle(pool.wait(run.timeout()))
+    run.tick(force=True)
+
+
+async def run_async(transport: AsyncTransport, run: MapRun) -> None:
+    """Drive a run with one task per open request; cancelling cancels them all."""
+
+    async def timed(request: ApiRequest) -> tuple[RawResponse, float]:
+        started = time.perf_counter()
+        return await transport.send(request), started
 
     async with TaskFanOut[tuple[RawResponse, float]]() as pool:
-        tick(force=True)
-        while not flow.finished:
-            for row, epoch in flow.ready():
-                rows[pool.submit(sender(row.request))] = (row, epoch)
-            for task in await pool.wait(tick.timeout()):
-                row, epoch = rows.pop(task)
-                _settle(flow, finish, row, epoch, task.exception, task.result)
-            tick()
-    tick(force=True)
+        run.tick(force=True)
+        while not run.flow.finished:
+            run.send_ready(lambda request: pool.submit(partial(timed, request)))
+            run.settle(await pool.wait(run.timeout()))
+    run.tick(force=True)
 
 
 def _settle(

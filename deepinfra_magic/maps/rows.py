@@ -14,12 +14,11 @@ import dataclasses
 import json
 import math
 import string
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._protocol import ApiRequest, RawResponse, chat_request, parse_chat_completion, parse_json
+from .._protocol import ApiRequest, chat_request
 from ..errors import InvalidArgumentError
 from ..types import ChatResult, Usage
 from .store import AnswerStore, answer_key
@@ -36,7 +35,6 @@ __all__ = [
     "MapResult",
     "MapRow",
     "RowError",
-    "parse_row_answer",
     "plan_map",
     "read_rows",
     "render",
@@ -359,16 +357,6 @@ def plan_map(
                 row.text, row.usage = stored[row.key]
                 row.cached = True
     return MapJob(rows, model, rows_in, max_tokens, store)
-
-
-def parse_row_answer(raw: RawResponse, model: str, started: float) -> ChatResult:
-    """The ChatResult of one row's completion."""
-    text, reasoning, finish, usage, _ = parse_chat_completion(parse_json(raw, "chat"), model)
-    elapsed = time.perf_counter() - started
-    return ChatResult(
-        text, model, reasoning, finish, usage, replayed_from=raw.replayed_from,
-        time_to_first_token=elapsed, duration=elapsed,
-    )  # fmt: skip
 
 
 @dataclass

@@ -13,9 +13,10 @@ import pytest
 from deepinfra_magic._flows import Sleep
 from deepinfra_magic._protocol import RawResponse
 from deepinfra_magic.catalog import ModelCatalog, ModelInfo
-from deepinfra_magic.maps import BatchJob, BatchOutcome, MapJob, RowError, merge_batch, plan_map
+from deepinfra_magic.maps import BatchJob, MapJob, RowError, merge_batch, plan_map
 from deepinfra_magic.maps.batch import (
     DISCOUNT,
+    BatchOutcome,
     collect_flow,
     parse_outcomes,
     pending_batch,

@@ -8,8 +8,8 @@ import pytest
 
 from deepinfra_magic.catalog import ModelInfo
 from deepinfra_magic.errors import InvalidArgumentError
-from deepinfra_magic.maps import MapJob, plan_map, read_rows
-from deepinfra_magic.maps.rows import render
+from deepinfra_magic.maps import MapJob, plan_map
+from deepinfra_magic.maps.rows import read_rows, render
 from deepinfra_magic.types import Usage
 
 

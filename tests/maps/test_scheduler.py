@@ -13,7 +13,8 @@ from deepinfra_magic.errors import (
     RateLimitError,
     ServerError,
 )
-from deepinfra_magic.maps import AdaptiveLimit, RowScheduler, plan_map
+from deepinfra_magic.maps import plan_map
+from deepinfra_magic.maps.scheduler import AdaptiveLimit, RowScheduler
 
 
 def _flow(rows: int, concurrency: int) -> tuple[RowScheduler, list[float]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepinfra_magic.maps import AnswerStore, answer_key
+from deepinfra_magic.maps.store import AnswerStore, answer_key
 from deepinfra_magic.types import Usage
 
 
