@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -31,25 +32,19 @@ ProgressCallback = Callable[[MapProgress], None]
 Finish = Callable[[MapRow, RawResponse, float], ChatResult]
 
 
+@dataclass
 class MapRun:
     """One run of the scheduler, whatever moves its bytes: sends the rows it lets out,
-    hands back those that finished, and reports progress at most every ``interval``
-    seconds (and at the end)."""
+    hands back those that finished, and reports progress to ``on_progress`` at most every
+    ``interval`` seconds (and at the end)."""
 
-    def __init__(
-        self,
-        flow: RowScheduler,
-        finish: Finish,
-        on_progress: ProgressCallback | None = None,
-        interval: float = 0.25,
-    ) -> None:
-        self.flow = flow
-        self.finish = finish
-        self.callback = on_progress
-        self.interval = interval
-        self.last = -math.inf
-        self.started = time.perf_counter()
-        self._open: dict[Any, tuple[MapRow, int]] = {}  # future or task → (row, epoch)
+    flow: RowScheduler
+    finish: Finish
+    on_progress: ProgressCallback | None = None
+    interval: float = 0.25
+    started: float = field(default_factory=time.perf_counter)
+    _last: float = -math.inf
+    _open: dict[Any, tuple[MapRow, int]] = field(default_factory=dict)  # future → (row, epoch)
 
     def elapsed(self) -> float:
         """Seconds since the run was made."""
@@ -58,14 +53,14 @@ class MapRun:
     def tick(self, force: bool = False) -> None:
         """Report progress, if ``interval`` has passed since the last report (or ``force``)."""
         now = time.monotonic()
-        if self.callback is not None and (force or now - self.last >= self.interval):
-            self.last = now
-            self.callback(self.flow.progress())
+        if self.on_progress is not None and (force or now - self._last >= self.interval):
+            self._last = now
+            self.on_progress(self.flow.progress())
 
     def timeout(self) -> float:
         """How long the driver may wait before something is due (a row, a report)."""
         wake = self.flow.wake_in()
-        if self.callback is None:
+        if self.on_progress is None:
             return wake if wake is not None else 3600.0
         return min(self.interval, wake) if wake is not None else self.interval
 

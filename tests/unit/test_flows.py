@@ -11,13 +11,15 @@ from typing import Any
 import pytest
 
 from deepinfra_magic._flows import (
+    Flow,
+    Sleep,
     arun_flow,
     catalog_flow,
     image_flow,
     key_check_flow,
     run_flow,
 )
-from deepinfra_magic._protocol import ApiRequest, RawResponse, image_request
+from deepinfra_magic._protocol import ApiRequest, RawResponse, image_request, key_check_request
 from deepinfra_magic._routes import Routes
 from deepinfra_magic.errors import (
     AuthenticationError,
@@ -114,3 +116,29 @@ def test_both_drivers_throw_a_failed_request_into_the_flow(flavour: str) -> None
     flow = key_check_flow(DEEPINFRA)
     with pytest.raises(AuthenticationError):
         run_flow(flow, send) if flavour == "sync" else asyncio.run(arun_flow(flow, asend))
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_both_drivers_sleep_where_a_flow_says_and_run_its_finally_on_ctrl_c(flavour: str) -> None:
+    seen: list[Any] = []
+
+    def polling() -> Flow[str]:
+        try:
+            seen.append((yield Sleep(0)))  # a sleep is answered with None
+            yield key_check_request()
+            return "never"
+        finally:
+            seen.append("cleaned up")
+
+    def send(request: ApiRequest) -> RawResponse:
+        raise KeyboardInterrupt
+
+    async def asend(request: ApiRequest) -> RawResponse:
+        return send(request)
+
+    with pytest.raises(KeyboardInterrupt):
+        if flavour == "sync":
+            run_flow(polling(), send)
+        else:
+            asyncio.run(arun_flow(polling(), asend))
+    assert seen == [None, "cleaned up"]
