@@ -9,8 +9,9 @@ they run these flows (through :func:`run_flow`/:func:`arun_flow`) and the transp
 retry loop alike. Rules it keeps: a flow does no I/O and writes no process globals (what
 it learns, such as a model that wants Cog-shaped input, goes into state its caller hands
 in); any exception a step raises, Ctrl-C included, is thrown into the flow, so its
-``finally`` clauses run. What the two clients still write twice is what truly differs:
-``with``/``for`` against ``async with``/``async for``, threads against tasks.
+``finally`` clauses run. The two clients still write their public methods twice (each
+with its signature, one calling and one awaiting), and what truly differs: ``with``/``for``
+against ``async with``/``async for``, threads against tasks (``_fanout``).
 """
 
 from __future__ import annotations
