@@ -41,12 +41,11 @@ from .types import ChatResult, ContentDelta, ReasoningDelta, Usage
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from .batches import BatchJob
     from .catalog import ModelCatalog, ModelInfo
     from .client import AsyncChatStream, AsyncDeepInfraClient, ChatStream, DeepInfraClient
     from .conversation import Conversation
     from .images import GeneratedImage, ImageResult
-    from .mapping import MapInterrupted, MapResult, RowError
+    from .maps import BatchJob, MapInterrupted, MapResult, RowError
     from .recording import Recording
 
 # Errors and result types are light and imported above; these load on first use (the
@@ -62,10 +61,10 @@ _LAZY = {
     "GeneratedImage": "images",
     "ImageResult": "images",
     "Recording": "recording",
-    "MapResult": "mapping",
-    "MapInterrupted": "mapping",
-    "RowError": "mapping",
-    "BatchJob": "batches",
+    "MapResult": "maps",
+    "MapInterrupted": "maps",
+    "RowError": "maps",
+    "BatchJob": "maps",
 }
 
 __all__ = [

@@ -36,12 +36,11 @@ from .types import ChatResult, ContentDelta, ReasoningDelta
 
 if TYPE_CHECKING:
     from .attachments import Attachment
-    from .batches import BatchJob
     from .catalog import ModelCatalog
     from .client import ChatStream, DeepInfraClient
     from .conversation import Content
     from .images import ImageResult
-    from .mapping import MapJob, MapResult
+    from .maps import BatchJob, MapJob, MapResult
 
 __all__ = [
     "ChatCall",
@@ -288,10 +287,11 @@ def _map_by_batch(
 ) -> None:
     """Submit the missing rows as a Batch API job (or pick up the one already running
     for them), wait for it with a status line, then put its answers on the rows."""
+    from .maps.batch import pending_batch
+
     if not job.missing:
         return
-    store = job.store
-    batch_id = store.pending_batch_for(r.key for r in job.missing) if store else None
+    batch_id = pending_batch(job)
     if batch_id is None:
         batch_id = client.submit_batch(job).id
         first = f"Submitted batch `{batch_id}`"
@@ -310,10 +310,7 @@ def _map_by_batch(
             f"cell again, or `%deepinfra_batches {batch_id}`, to collect its answers.*"
         )
         raise
-    if batch.output_file_id or batch.error_file_id:  # an expired job keeps what it did
-        client.batch_results(batch, job)
-    elif store is not None:
-        store.set_batch_status(batch_id, batch.status)  # never picked up again
+    client.collect_batch(batch, job)  # an expired job keeps what it did
     if batch.status != "completed":
         raise ServerError(
             f"Batch {batch_id} ended {batch.status} ({batch.describe()}); run the cell "
@@ -325,7 +322,7 @@ def _map_by_batch(
 def confirm_cost(job: MapJob, catalog: ModelCatalog | None, call: MapCall) -> str:
     """Refuse, before anything is sent, a run whose estimate is above the call's limit
     (unless ``yes``); else the estimate as a note for the summary ("" when none)."""
-    from .batches import DISCOUNT
+    from .maps import DISCOUNT
 
     info = catalog.get(job.model) if catalog is not None else None
     estimate = job.estimate(info)
@@ -363,15 +360,12 @@ def batches_listing(client: DeepInfraClient, limit: int) -> str:
 def collect_batch(client: DeepInfraClient, batch_id: str) -> str:
     """One job's state; once it has finished, its answers go into the answer store (a
     re-run of the map cell then fills them in). Returns the line to print."""
-    store = client.answer_store() if client.recording is None else None
     batch = client.batch(batch_id)
     if not batch.finished:
         return f"{batch.describe()}. Answers can be collected once it is completed."
-    if not (batch.output_file_id or batch.error_file_id):
-        if store is not None:
-            store.set_batch_status(batch.id, batch.status)
+    outcomes = client.collect_batch(batch)
+    if outcomes is None:
         return f"{batch.describe()}. It has no answers to collect."
-    outcomes = client.batch_results(batch)
     answered = sum(outcome.text is not None for outcome in outcomes.values())
     failed = len(outcomes) - answered
     return (

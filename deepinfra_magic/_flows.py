@@ -1,18 +1,26 @@
-"""Sans-I/O flows: each operation that takes more than one request, written once.
+"""Flows and the one trampoline that runs them: every operation that takes more than one
+step is a generator, written once for both clients.
 
-A flow is a generator that yields the :class:`ApiRequest` it needs next and is sent the
-:class:`RawResponse` back, or has the request's :class:`DeepInfraError` thrown into it
-(the shape of httpx's ``Auth.auth_flow``). It does no I/O: ``run_flow`` and
-``arun_flow`` move the bytes, one blocking and one awaiting, and are the only code the
-sync and async clients do not share.
+A flow yields the step it needs next, a :class:`ApiRequest` to send or a :class:`Sleep`,
+and is sent the :class:`RawResponse` back (``None`` after a sleep), or has the step's
+exception thrown into it: the shape of httpx's ``Auth.auth_flow``. :func:`run_steps` and
+:func:`arun_steps` are the one trampoline of the package, one blocking and one awaiting;
+they run these flows (through :func:`run_flow`/:func:`arun_flow`) and the transport's
+retry loop alike. Rules it keeps: a flow does no I/O and writes no process globals (what
+it learns, such as a model that wants Cog-shaped input, goes into state its caller hands
+in); any exception a step raises, Ctrl-C included, is thrown into the flow, so its
+``finally`` clauses run. The two clients still write their public methods twice (each
+with its signature, one calling and one awaiting), and what truly differs: ``with``/``for``
+against ``async with``/``async for``, threads against tasks (``_fanout``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ._protocol import (
     ApiRequest,
@@ -41,25 +49,36 @@ from .errors import (
 )
 from .images import GeneratedImage, ImageResult
 from .types import ChatResult
-from .usage import SESSION_USAGE
 
 __all__ = [
-    "COG_MODELS",
     "Flow",
+    "Sleep",
     "arun_flow",
+    "arun_steps",
     "catalog_flow",
     "completion_flow",
+    "completion_result",
     "file_error",
     "image_flow",
     "image_parts",
     "key_check_flow",
     "run_flow",
+    "run_steps",
 ]
 
 T = TypeVar("T")
-Flow = Generator[ApiRequest, RawResponse, T]
-COG_MODELS: set[str] = set()
-"""Image models that answered ``body.input: field required``: sent ``{"input": {...}}``."""
+S = TypeVar("S")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sleep:
+    """A step that waits ``seconds`` before the flow goes on (a batch poll, a retry)."""
+
+    seconds: float
+
+
+Flow = Generator[ApiRequest | Sleep, RawResponse, T]
+"""Yields requests to send (or sleeps); is sent each request's answer."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,42 +86,62 @@ class _Done(Generic[T]):
     value: T
 
 
-def _advance(flow: Flow[T], outcome: RawResponse | DeepInfraError | None) -> ApiRequest | _Done[T]:
-    """Start the flow, or pass it the answer (or the error) to the request it yielded."""
+def _advance(flow: Generator[S, Any, T], value: Any, error: BaseException | None) -> S | _Done[T]:
+    """Start the flow, or give it the result of its last step (or the step's exception)."""
     try:
-        if outcome is None:
-            return next(flow)
-        if isinstance(outcome, DeepInfraError):
-            return flow.throw(outcome)
-        return flow.send(outcome)
+        if error is not None:
+            return flow.throw(error)
+        return flow.send(value)
     except StopIteration as done:
         return _Done(done.value)
 
 
-def run_flow(flow: Flow[T], send: Callable[[ApiRequest], RawResponse]) -> T:
-    """Run ``flow`` to its result, sending each request it yields with ``send``."""
-    step = _advance(flow, None)
-    while isinstance(step, ApiRequest):
-        outcome: RawResponse | DeepInfraError
+def run_steps(flow: Generator[S, Any, T], perform: Callable[[S], Any]) -> T:
+    """Run ``flow`` to its result, doing each step it yields with ``perform``."""
+    step = _advance(flow, None, None)
+    while not isinstance(step, _Done):
         try:
-            outcome = send(step)
-        except DeepInfraError as exc:
-            outcome = exc
-        step = _advance(flow, outcome)
+            value, error = perform(step), None
+        except BaseException as exc:  # Ctrl-C too: the flow's ``finally`` must run
+            value, error = None, exc
+        step = _advance(flow, value, error)
     return step.value
+
+
+async def arun_steps(flow: Generator[S, Any, T], perform: Callable[[S], Awaitable[Any]]) -> T:
+    """:func:`run_steps` for an awaiting ``perform``: the one line the clients cannot share."""
+    step = _advance(flow, None, None)
+    while not isinstance(step, _Done):
+        try:
+            value, error = await perform(step), None
+        except BaseException as exc:  # cancellation too, as in run_steps
+            value, error = None, exc
+        step = _advance(flow, value, error)
+    return step.value
+
+
+def run_flow(flow: Flow[T], send: Callable[[ApiRequest], RawResponse]) -> T:
+    """Run ``flow``, sending each request with ``send`` and sleeping where it says."""
+
+    def perform(step: ApiRequest | Sleep) -> RawResponse | None:
+        if isinstance(step, Sleep):
+            time.sleep(step.seconds)
+            return None
+        return send(step)
+
+    return run_steps(flow, perform)
 
 
 async def arun_flow(flow: Flow[T], send: Callable[[ApiRequest], Awaitable[RawResponse]]) -> T:
-    """:func:`run_flow` for an awaiting ``send``: the one line the clients cannot share."""
-    step = _advance(flow, None)
-    while isinstance(step, ApiRequest):
-        outcome: RawResponse | DeepInfraError
-        try:
-            outcome = await send(step)
-        except DeepInfraError as exc:
-            outcome = exc
-        step = _advance(flow, outcome)
-    return step.value
+    """:func:`run_flow` for an awaiting ``send``."""
+
+    async def perform(step: ApiRequest | Sleep) -> RawResponse | None:
+        if isinstance(step, Sleep):
+            await asyncio.sleep(step.seconds)
+            return None
+        return await send(step)
+
+    return await arun_steps(flow, perform)
 
 
 def completion_flow(
@@ -111,27 +150,43 @@ def completion_flow(
     """A whole (non-streamed) chat completion, priced by ``price`` if the API did not."""
     started = time.perf_counter()
     raw = yield request
-    text, reasoning, finish, usage, answered = parse_chat_completion(parse_json(raw, "chat"), model)
-    elapsed = time.perf_counter() - started
-    result = ChatResult(
-        text, answered, reasoning, finish, usage, replayed_from=raw.replayed_from,
-        time_to_first_token=elapsed, duration=elapsed,
-    )  # fmt: skip
+    result = completion_result(raw, model, started)
     price(result, model)
     return result
 
 
-def image_flow(request: ApiRequest, prompt: str, model: str) -> Flow[ImageResult]:
-    """One image request (sent again Cog-shaped if the model asks for ``input``), then
-    one download per image the answer only links to."""
+def completion_result(raw: RawResponse, model: str, started: float) -> ChatResult:
+    """The ChatResult of a whole chat completion asked for at ``started`` (a chat with
+    ``stream=False``, or one row of a map)."""
+    text, reasoning, finish, usage, answered = parse_chat_completion(parse_json(raw, "chat"), model)
+    elapsed = time.perf_counter() - started
+    return ChatResult(
+        text, answered, reasoning, finish, usage, replayed_from=raw.replayed_from,
+        time_to_first_token=elapsed, duration=elapsed,
+    )  # fmt: skip
+
+
+def image_flow(
+    request: ApiRequest,
+    prompt: str,
+    model: str,
+    cog_models: set[str],
+    charge: Callable[[int, float | None], None],
+) -> Flow[ImageResult]:
+    """One image request (sent again Cog-shaped if the model asks for ``input``, which
+    ``cog_models``, the caller's memory, then learns), then one download per image the
+    answer only links to. ``charge`` hears (images, cost) once the answer is in."""
     try:
         raw = yield request
     except InvalidRequestError as exc:
         cog = _cog_retry(request, exc)
         if cog is None:
             raise
+        assert request.model is not None  # _cog_retry answers only for a named model
+        cog_models.add(request.model)
         raw = yield cog
     answer = parse_image_answer(parse_json(raw, "image"), raw.body)
+    charge(len(answer.refs), answer.cost)
     result, to_fetch = image_parts(answer, prompt, model, raw.replayed_from)
     for position, url in to_fetch:
         try:
@@ -170,7 +225,6 @@ def _cog_retry(request: ApiRequest, error: InvalidRequestError) -> ApiRequest | 
     body = request.json or {}
     if request.model is None or "input" in body or not wants_cog_input(error.detail):
         return None
-    COG_MODELS.add(request.model)
     return as_cog_request(request)
 
 
@@ -186,7 +240,6 @@ def image_parts(
         replayed_from=replayed_from,
         request_ids=[answer.request_id] if answer.request_id else [],
     )
-    SESSION_USAGE.record("images", model, images=len(answer.refs), cost=answer.cost)
     to_fetch = []
     for position, ref in enumerate(answer.refs):
         flagged = position < len(answer.nsfw) and answer.nsfw[position]

@@ -28,6 +28,7 @@ import httpcore
 import httpx
 
 from ._config import Secret, Timeouts, missing_key_error
+from ._flows import Sleep, arun_steps, run_steps
 from ._protocol import (
     LOADING_STATUS,
     RECORDED_AT_HEADER,
@@ -210,16 +211,15 @@ class _Attempts:
             self.retries += 1
             delay = self.policy.delay(self.retries, retry_after=retry_after)
         if delay is None:
-            raise error_from_response(
-                response.status,
-                response.body,
-                headers=response.headers,
-                model=self.req.model,
-                attempts=self.count,
-                server=self.server,
-                url=self.url,
-            )
+            raise self._error(response)
         return delay
+
+    def _error(self, response: RawResponse, waited: float = 0.0) -> DeepInfraError:
+        """The typed error for an answer not worth another attempt."""
+        return error_from_response(
+            response.status, response.body, headers=response.headers, model=self.req.model,
+            attempts=self.count, waited=waited, server=self.server, url=self.url,
+        )  # fmt: skip
 
     def _loading(self, response: RawResponse, retry_after: float | None) -> float:
         """Wait for a model that is being deployed, saying so once; bounded in time."""
@@ -227,16 +227,7 @@ class _Attempts:
         if self.loading_started is None:
             self.loading_started = time.monotonic()
         if delay is None:
-            raise error_from_response(
-                response.status,
-                response.body,
-                headers=response.headers,
-                model=self.req.model,
-                attempts=self.count,
-                waited=time.monotonic() - self.loading_started,
-                server=self.server,
-                url=self.url,
-            )
+            raise self._error(response, waited=time.monotonic() - self.loading_started)
         if self.loading_polls == 0 and self.notice is not None:
             model = self.req.model or "The model"
             self.notice(
@@ -303,27 +294,11 @@ def _raw(response: httpx.Response, key: Secret | None, body: bytes | None = None
 
 @dataclass(frozen=True)
 class _Io:
-    """One piece of I/O the retry loop needs: send a request, read or close a response,
-    or sleep before the next attempt."""
+    """One piece of I/O the retry loop needs besides a :class:`Sleep`: send a request, or
+    read or close a response. ``_flows.run_steps``/``arun_steps`` run the loop."""
 
-    kind: Literal["send", "read", "close", "sleep"]
+    kind: Literal["send", "read", "close"]
     arg: Any
-
-
-@dataclass(frozen=True)
-class _Done:
-    value: Any
-
-
-def _resume(loop: Generator[_Io, Any, Any], value: Any, error: BaseException | None) -> _Io | _Done:
-    """Start the loop, or give it the result of its last I/O (or the exception it raised:
-    any, so that its ``finally`` closes the response on Ctrl-C too)."""
-    try:
-        if error is not None:
-            return loop.throw(error)
-        return loop.send(value)
-    except StopIteration as done:
-        return _Done(done.value)
 
 
 class _TransportBase:
@@ -404,12 +379,13 @@ class _TransportBase:
             request.extensions[_EXTERNAL] = True
         return request
 
-    def _exchange(self, req: ApiRequest, whole: bool) -> Generator[_Io, Any, Any]:
+    def _exchange(self, req: ApiRequest, whole: bool) -> Generator[_Io | Sleep, Any, Any]:
         """The retry loop of ``send`` (``whole``: the answer read to its end) and ``stream``
         (the response left open once it succeeds), written once for both transports. It
-        yields the I/O to do and is sent each result, or has the failure thrown in (the
-        shape of ``_flows``); ``_run``/``_arun`` do the I/O. Retries happen only before an
-        answer's body is read; a failure while reading a whole answer is never repeated."""
+        yields the I/O to do and is sent each result, or has the failure thrown in; the one
+        trampoline, ``_flows.run_steps``/``arun_steps``, drives it with ``_io``. Retries
+        happen only before an answer's body is read; a failure while reading a whole answer
+        is never repeated."""
         self.check_key(req)
         attempts = _Attempts(
             _policy(self.retry, req), self.base_url, self.timeouts, req, self.server, self.notice
@@ -419,7 +395,7 @@ class _TransportBase:
             try:
                 response = yield _Io("send", self._build(req))
             except httpx.HTTPError as exc:
-                yield _Io("sleep", attempts.after_exception(exc))
+                yield Sleep(attempts.after_exception(exc))
                 continue
             if not whole and response.status_code < 400:
                 return response
@@ -434,7 +410,7 @@ class _TransportBase:
             answer = _raw(response, self.key(), body)
             if whole and answer.status < 400:
                 return answer
-            yield _Io("sleep", attempts.after_status(answer))
+            yield Sleep(attempts.after_status(answer))
 
     def __repr__(self) -> str:
         mode = f", {self.recording.describe()}" if self.recording else ""
@@ -701,27 +677,17 @@ class SyncTransport(_TransportBase):
 
     def send(self, req: ApiRequest) -> RawResponse:
         """Send and read a whole answer, retrying transient failures; raise typed errors."""
-        answer: RawResponse = self._run(self._exchange(req, whole=True))
+        answer: RawResponse = run_steps(self._exchange(req, whole=True), self._io)
         return answer
 
-    def _run(self, loop: Generator[_Io, Any, Any]) -> Any:
-        step = _resume(loop, None, None)
-        while isinstance(step, _Io):
-            try:
-                value, error = self._io(step), None
-            except BaseException as exc:
-                value, error = None, exc
-            step = _resume(loop, value, error)
-        return step.value
-
-    def _io(self, io: _Io) -> Any:
+    def _io(self, io: _Io | Sleep) -> Any:
+        if isinstance(io, Sleep):
+            return time.sleep(io.seconds)
         if io.kind == "send":
             return self._client.send(io.arg, stream=True)
         if io.kind == "read":
             return io.arg.read()
-        if io.kind == "close":
-            return io.arg.close()
-        return time.sleep(io.arg)
+        return io.arg.close()
 
     @contextlib.contextmanager
     def stream(self, req: ApiRequest) -> Iterator[StreamBody[Iterator[bytes]]]:
@@ -729,7 +695,7 @@ class SyncTransport(_TransportBase):
 
         The response is closed in ``finally``: on normal end, error, or Ctrl-C.
         """
-        response: httpx.Response = self._run(self._exchange(req, whole=False))
+        response: httpx.Response = run_steps(self._exchange(req, whole=False), self._io)
         try:
             headers = {k.lower(): v for k, v in response.headers.items()}
             yield StreamBody(headers, _sync_chunks(response))
@@ -763,32 +729,22 @@ class AsyncTransport(_TransportBase):
 
     async def send(self, req: ApiRequest) -> RawResponse:
         """Send and read a whole answer, retrying transient failures; raise typed errors."""
-        answer: RawResponse = await self._run(self._exchange(req, whole=True))
+        answer: RawResponse = await arun_steps(self._exchange(req, whole=True), self._io)
         return answer
 
-    async def _run(self, loop: Generator[_Io, Any, Any]) -> Any:
-        step = _resume(loop, None, None)
-        while isinstance(step, _Io):
-            try:
-                value, error = await self._io(step), None
-            except BaseException as exc:
-                value, error = None, exc
-            step = _resume(loop, value, error)
-        return step.value
-
-    async def _io(self, io: _Io) -> Any:
+    async def _io(self, io: _Io | Sleep) -> Any:
+        if isinstance(io, Sleep):
+            return await asyncio.sleep(io.seconds)
         if io.kind == "send":
             return await self._client.send(io.arg, stream=True)
         if io.kind == "read":
             return await io.arg.aread()
-        if io.kind == "close":
-            return await io.arg.aclose()
-        return await asyncio.sleep(io.arg)
+        return await io.arg.aclose()
 
     @contextlib.asynccontextmanager
     async def stream(self, req: ApiRequest) -> AsyncIterator[StreamBody[AsyncIterator[bytes]]]:
         """Open a streaming answer; retries happen only before its body is read."""
-        response: httpx.Response = await self._run(self._exchange(req, whole=False))
+        response: httpx.Response = await arun_steps(self._exchange(req, whole=False), self._io)
         try:
             headers = {k.lower(): v for k, v in response.headers.items()}
             yield StreamBody(headers, _async_chunks(response))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import KEY_ENV_VARS, Secret, key_source, missing_key_error, resolve_key
 from .errors import DeepInfraError
+from .usage import SESSION_USAGE
 
 if TYPE_CHECKING:
     from .catalog import ModelCatalog
@@ -30,6 +31,7 @@ class MagicSession:
         self._client: DeepInfraClient | None = None
         self.login = False  # the client carries a key from %deepinfra_login
         self._warned: set[int] = set()
+        self.usage = SESSION_USAGE  # the ledger every client of the session adds to
 
     def client(self) -> DeepInfraClient:
         """The session's client. A key from the environment is read again on every call,
@@ -39,7 +41,7 @@ class MagicSession:
         if self._client is None:
             from .client import DeepInfraClient
 
-            self._client = DeepInfraClient(**self._options())
+            self._client = DeepInfraClient(**self._options(), usage=self.usage)
         return self._client
 
     def rebuild(self, key: Secret | None = None) -> None:
@@ -48,7 +50,7 @@ class MagicSession:
         if key is not None:
             from .client import DeepInfraClient
 
-            self._client = DeepInfraClient(key, **self._options())
+            self._client = DeepInfraClient(key, **self._options(), usage=self.usage)
         elif self.login and old is not None:
             self._client = old.with_options(**self._options())
         if old is not None:

@@ -1,7 +1,12 @@
 """DeepInfra clients: :class:`DeepInfraClient` (blocking) and :class:`AsyncDeepInfraClient`.
 
-Both share the sans-I/O core (request building, SSE decoding, answer parsing) and differ
-only in how bytes move. They work without IPython::
+Rules it keeps: every decision lives in the shared base (``_ClientBase``) or below it —
+requests, flows (``_flows``, ``maps.batch``), pricing (``usage.priced``), map and batch
+rules (``maps/``) — so a sync/async method pair differs only where the bytes move:
+``_drive`` against ``await self._drive``, ``with``/``for`` against their ``async`` forms,
+threads against tasks (``_fanout``). What a client learns or counts stays on the client:
+its ledger (``usage``) and the image models that want Cog-shaped input. They work
+without IPython::
 
     client = DeepInfraClient()                      # key from DEEPINFRA_API_KEY
     with client.chat([{"role": "user", "content": "Hi"}]) as stream:
@@ -13,13 +18,10 @@ only in how bytes move. They work without IPython::
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import dataclasses
 import hmac
 import logging
 import os
-import threading
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -31,6 +33,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar, overload
 
@@ -52,12 +55,13 @@ from ._config import (
     resolve_key,
     resolve_replay_speed,
 )
+from ._fanout import TaskFanOut, ThreadFanOut
 from ._flows import (
-    COG_MODELS,
     Flow,
     arun_flow,
     catalog_flow,
     completion_flow,
+    completion_result,
     image_flow,
     key_check_flow,
     run_flow,
@@ -71,40 +75,36 @@ from ._protocol import (
     chat_request,
 )
 from ._routes import Routes, fit_max_tokens
-from .batches import (
-    DISCOUNT,
-    BatchJob,
-    BatchOutcome,
-    list_flow,
-    results_flow,
-    status_flow,
-    submit_flow,
-)
 from .catalog import CATALOG_CACHE, DiskCache, Fetched, ModelCatalog
 from .errors import (
     APIConnectionError,
     ConfigurationError,
     DeepInfraError,
-    InvalidRequestError,
+    InvalidArgumentError,
     ModelNotFoundError,
 )
 from .images import ImageArrived, ImageResult, ImageWaiting
-from .mapping import (
-    AnswerStore,
-    MapFlow,
-    MapInterrupted,
-    MapJob,
-    MapResult,
-    MapRow,
-    ProgressCallback,
-    parse_row_answer,
-    plan_map,
-    run_async,
-    run_sync,
+from .maps.batch import (
+    BatchJob,
+    BatchOutcome,
+    batch_input,
+    batch_metadata,
+    collect_flow,
+    list_flow,
+    merge_batch,
+    note_batch,
+    results_flow,
+    status_flow,
+    submit_flow,
+    wait_flow,
 )
+from .maps.drive import MapRun, ProgressCallback, run_async, run_sync
+from .maps.rows import MapInterrupted, MapJob, MapResult, MapRow, plan_map
+from .maps.scheduler import RowScheduler
+from .maps.store import AnswerStore
 from .recording import Record, RecordingMode, Replay, recording_from_env
-from .types import ChatEvent, ChatResult, ContentDelta, ReasoningDelta, Usage
-from .usage import SESSION_USAGE
+from .types import ChatEvent, ChatResult, ContentDelta, ReasoningDelta
+from .usage import SESSION_USAGE, UsageLedger, priced
 
 __all__ = ["AsyncChatStream", "AsyncDeepInfraClient", "ChatStream", "DeepInfraClient"]
 
@@ -146,29 +146,33 @@ def _recording_mode(
 
 
 def _image_requests(
-    routes: Routes, prompt: str, model: str, n: int, extra: Mapping[str, Any]
+    routes: Routes,
+    prompt: str,
+    model: str,
+    n: int,
+    extra: Mapping[str, Any],
+    cog_models: set[str],
 ) -> list[ApiRequest]:
     """One request per image; a given seed becomes seed, seed+1, … so images differ."""
     if not isinstance(n, int) or n < 1:
-        raise InvalidRequestError(f"n must be a whole number of images ≥ 1, not {n!r}.")
+        raise InvalidArgumentError(f"n must be a whole number of images ≥ 1, not {n!r}.")
     seed = extra.get("seed")
     requests = []
     for index in range(n):
         body = dict(extra)
         if seed is not None and n > 1:
             body["seed"] = int(seed) + index
-        requests.append(routes.image_request(prompt, model, body, cog=model in COG_MODELS))
+        requests.append(routes.image_request(prompt, model, body, cog=model in cog_models))
     return requests
 
 
 class _Progress:
     """The n image requests of one call, as they finish: progress events in request order.
     A failure is set aside (the other images still arrive); :meth:`raise_first` raises the
-    first one at the end. The thread and the task loops share all of this."""
+    first one at the end. The thread and the task fan-outs share all of this."""
 
     def __init__(self, futures: Sequence[Any], started: float) -> None:
         self.order = {future: index for index, future in enumerate(futures)}
-        self.pending: set[Any] = set(futures)
         self.errors: list[BaseException] = []
         self.started = started
         self.n = len(futures)
@@ -185,8 +189,7 @@ class _Progress:
             if error is not None:
                 self.errors.append(error)
                 continue
-            result = future.result()
-            result.request_index = index
+            result = dataclasses.replace(future.result(), request_index=index)
             self.done = self.n - len(self.order) - len(self.errors)
             events.append(ImageArrived(result, self.done, self.n))
         return events
@@ -224,6 +227,8 @@ class _ClientBase:
     * ``proxy`` – an HTTP(S) proxy URL; by default ``HTTPS_PROXY`` and friends apply.
     * ``on_notice`` – receives one-line progress notes (a model that is still loading);
       by default they are logged on the ``deepinfra_magic`` logger. It may run in a thread.
+    * ``usage`` – the ledger each request's tokens and cost are added to (``client.usage``);
+      by default the process's ``SESSION_USAGE``, which ``%deepinfra_usage`` shows.
     """
 
     _transport: SyncTransport | AsyncTransport
@@ -247,13 +252,16 @@ class _ClientBase:
         proxy: str | None = None,
         flavour: str | None = None,
         on_notice: Callable[[str], None] | None = None,
+        usage: UsageLedger | None = None,
     ) -> None:
         api_key = _as_secret(api_key)  # first: no frame may hold the plain key as a local
+        self.usage = SESSION_USAGE if usage is None else usage
+        self._cog_models: set[str] = set()  # image models that want {"input": {...}}
         self._options: dict[str, Any] = {
             "base_url": base_url, "timeout": timeout, "max_retries": max_retries,
             "catalog_ttl": catalog_ttl, "catalog_disk_cache": catalog_disk_cache,
             "http_transport": http_transport, "proxy": proxy, "flavour": flavour,
-            "on_notice": on_notice,
+            "on_notice": on_notice, "usage": self.usage,
         }  # fmt: skip
         self.routes = Routes.for_url(resolve_api_url(base_url), resolve_flavour(flavour))
         self.base_url = self.routes.root
@@ -292,7 +300,9 @@ class _ClientBase:
         if "replay" in changes or "record" in changes:
             options["recording"] = None  # the new file replaces the old mode
         api_key = options.pop("api_key", self._transport.key())
-        return type(self)(api_key, **options)
+        clone = type(self)(api_key, **options)
+        clone._cog_models |= self._cog_models  # what was learnt holds for the same server
+        return clone
 
     def sends_key(self, key: Secret | None) -> bool:
         """True when this client sends exactly ``key`` (compared in constant time)."""
@@ -336,7 +346,7 @@ class _ClientBase:
         if names and not image:
             return names[0]
         listed = f"it lists {', '.join(names[:4])}" if names else "its model list is not available"
-        raise InvalidRequestError(
+        raise InvalidArgumentError(
             f"No {'image ' if image else ''}model named, and {self.routes.server} does not "
             f"have the default {preferred!r} ({listed}): name one with -m/--model or model=."
         )
@@ -362,19 +372,20 @@ class _ClientBase:
 
     def _price(self, result: ChatResult, model: str, kind: str = "chat") -> None:
         """Fill in the cost from the catalog prices of the requested ``model`` when the API
-        did not report it, and add the request to the session's totals (``%deepinfra_usage``)."""
-        usage = result.usage
+        did not report it, and add the request to this client's ledger (``usage``)."""
         catalog = self.cached_catalog()
-        info = catalog.get(model) if catalog is not None else None
-        if usage is not None and usage.estimated_cost is None and info is not None:
-            cost = info.cost(usage)
-            if cost is not None:
-                result.usage = type(usage)(
-                    usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, cost
-                )
-        SESSION_USAGE.record(kind, model, result.usage)
+        result.usage = priced(result.usage, catalog.get(model) if catalog is not None else None)
+        self.usage.record(kind, model, result.usage)
 
-    # --- a prompt over a table (see ``mapping``) -------------------------------------------
+    def _image_flow(self, request: ApiRequest, prompt: str, model: str) -> Flow[ImageResult]:
+        """One image request, counted in the ledger as soon as its answer names the images."""
+
+        def charge(images: int, cost: float | None) -> None:
+            self.usage.record("images", model, images=images, cost=cost)
+
+        return image_flow(request, prompt, model, self._cog_models, charge)
+
+    # --- a prompt over a table (see ``maps``) ----------------------------------------------
 
     def plan_map(
         self,
@@ -418,65 +429,58 @@ class _ClientBase:
             store.close()
             self._answers = None
 
+    def _map_run(
+        self,
+        job: MapJob,
+        concurrency: int,
+        on_progress: ProgressCallback | None,
+        interval: float,
+    ) -> MapRun:
+        """A run of the job's missing rows, retried by this client's policy."""
+        flow = RowScheduler(job, concurrency, self.retry)
+        return MapRun(flow, self._map_answer, on_progress, interval)
+
+    @staticmethod
+    def _map_result(run: MapRun) -> MapResult:
+        """The job's rows once the run has ended, or the error that stopped it."""
+        if run.flow.fatal is not None:
+            raise run.flow.fatal
+        return run.flow.job.result(run.elapsed())
+
     def _map_answer(self, row: MapRow, raw: RawResponse, started: float) -> ChatResult:
         model = str((row.request.json or {})["model"])
-        result = parse_row_answer(raw, model, started)
+        result = completion_result(raw, model, started)
         self._price(result, model, "map")
         return result
 
-    @staticmethod
-    def _batch_input(job: MapJob) -> list[tuple[str, Mapping[str, Any]]]:
-        """(custom_id, body) of each row still missing: the custom_id is the row's key."""
-        return [(row.key, row.request.json or {}) for row in job.missing]
+    def _submit_flow(self, job: MapJob) -> Flow[BatchJob]:
+        """Send the job's missing rows as a batch, and note it in the job's store."""
+        batch = yield from submit_flow(batch_input(job), batch_metadata(job))
+        note_batch(job, batch)
+        return batch
 
-    @staticmethod
-    def _batch_metadata(job: MapJob) -> dict[str, str]:
-        return {"source": "deepinfra-magic map", "model": job.model, "rows": str(len(job.missing))}
-
-    def _note_batch(self, job: MapJob, batch: BatchJob) -> None:
-        if job.store is not None:
-            job.store.add_batch(batch.id, job.model, [row.key for row in job.missing], batch.status)
-
-    def _merge_batch(
-        self, batch: BatchJob, outcomes: dict[str, BatchOutcome], job: MapJob | None
-    ) -> None:
-        """Put a finished batch's answers on the job's rows and in the store, and count
-        them in the session's totals at the batch price."""
+    def _results_flow(
+        self, batch: BatchJob | str, job: MapJob | None, *, collect: bool = False
+    ) -> Flow[dict[str, BatchOutcome] | None]:
+        """A finished batch's outcomes, merged into ``job`` and the store and charged to the
+        ledger; ``collect``: None, and the job only marked, when it has no files."""
+        if isinstance(batch, str):
+            batch = yield from status_flow(batch)
+        outcomes = yield from (collect_flow(batch) if collect else results_flow(batch))
         if job is not None:
             store = job.store
         else:  # recording and replay keep nothing on disk
             store = self.answer_store() if self.recording is None else None
-        catalog = self.cached_catalog()
-        rows = {row.key: row for row in job.rows} if job is not None else {}
-        model = str(batch.metadata.get("model") or (job.model if job is not None else "batch"))
-        for key, outcome in outcomes.items():
-            row = rows.get(key)
-            if outcome.text is None:
-                if row is not None and not row.answered:
-                    row.error = outcome.error
-                continue
-            usage = outcome.usage
-            row_model = row.model if row is not None else model
-            info = catalog.get(row_model) if catalog is not None else None
-            if usage is not None and usage.estimated_cost is None and info is not None:
-                cost = info.cost(usage)
-                if cost is not None:
-                    usage = Usage(usage.prompt_tokens, usage.completion_tokens,
-                                  usage.total_tokens, cost * DISCOUNT)  # fmt: skip
-            SESSION_USAGE.record("batch", row_model, usage)
-            if row is not None:
-                row.text, row.usage, row.error = outcome.text, usage, None
-                if self.replaying and self.recording is not None:
-                    row.replayed_from = self.recording.paths[0].name
-            if store is not None:
-                store.put(key, row_model, outcome.text, usage)
-        if store is not None:
-            store.set_batch_status(batch.id, batch.status, merged=True)
+        replayed = self.recording.paths[0].name if isinstance(self.recording, Replay) else None
+        charges = merge_batch(batch, outcomes, job, store, self.cached_catalog(), replayed)
+        for model, usage in charges:
+            self.usage.record("batch", model, usage)
+        return outcomes
 
-    @staticmethod
-    def _poll_delay(interval: float, polls: int) -> float:
-        """Wait a little longer after each poll, up to a minute."""
-        return float(min(60.0, interval * 1.5 ** min(polls, 12)))
+    def _wait_flow(
+        self, batch_id: str, poll_interval: float, on_status: Callable[[BatchJob], None] | None
+    ) -> Flow[BatchJob]:
+        return wait_flow(batch_id, poll_interval, on_status, self.replaying)
 
     def _describe(self) -> str:
         key = f"key from {self.key_source}" if self.key_source else "no key"
@@ -740,28 +744,17 @@ class DeepInfraClient(_ClientBase):
         model = model or self.default_model(
             DEFAULT_IMAGE_MODEL, self._catalog_for_default(), image=True
         )
-        requests = _image_requests(self.routes, prompt, model, n, extra)
+        requests = _image_requests(self.routes, prompt, model, n, extra, self._cog_models)
         started = time.perf_counter()
-        pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=min(n, MAX_CONCURRENT_IMAGES), thread_name_prefix="deepinfra-image"
-        )
-        stop = threading.Event()
+        workers = min(n, MAX_CONCURRENT_IMAGES)
 
-        def run(request: ApiRequest) -> ImageResult:
-            with self._transport.abortable(stop):
-                return self._drive(image_flow(request, prompt, model))
+        def one(request: ApiRequest) -> ImageResult:
+            return self._drive(self._image_flow(request, prompt, model))
 
-        progress = _Progress([pool.submit(run, request) for request in requests], started)
-        try:
-            while progress.pending:
-                finished, progress.pending = concurrent.futures.wait(
-                    progress.pending, heartbeat, concurrent.futures.FIRST_COMPLETED
-                )
-                yield from progress.events(finished)
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-            if progress.pending:  # stopped early (Ctrl-C, close): hang up on those running
-                self._transport.abort(stop)
+        with ThreadFanOut[ImageResult](self._transport, workers, "deepinfra-image") as pool:
+            progress = _Progress([pool.submit(partial(one, r)) for r in requests], started)
+            while pool.pending:
+                yield from progress.events(pool.wait(heartbeat))
         progress.raise_first()
 
     # --- a prompt over a table ---------------------------------------------------------
@@ -792,25 +785,19 @@ class DeepInfraClient(_ClientBase):
         progress_interval: float = 0.25,
     ) -> MapResult:
         """Send the missing rows of a planned job; see :meth:`map`."""
-        flow = MapFlow(job, concurrency, self.retry.max_retries)
-        started = time.perf_counter()
+        run = self._map_run(job, concurrency, on_progress, progress_interval)
         try:
-            run_sync(self._transport, flow, self._map_answer, on_progress, progress_interval)
+            run_sync(self._transport, run)
         except KeyboardInterrupt:
-            raise MapInterrupted(job.result(time.perf_counter() - started, True)) from None
-        if flow.fatal is not None:
-            raise flow.fatal
-        return job.result(time.perf_counter() - started)
+            raise MapInterrupted(job.result(run.elapsed(), True)) from None
+        return self._map_result(run)
 
     # --- the Batch API ---------------------------------------------------------------------
 
     def submit_batch(self, job: MapJob) -> BatchJob:
         """Send a planned job's missing rows to DeepInfra's Batch API (24 h, 20% cheaper);
         each row's ``custom_id`` is its answer-store key."""
-        flow = submit_flow(self._batch_input(job), self._batch_metadata(job))
-        batch = self._drive(flow, suggest=False)
-        self._note_batch(job, batch)
-        return batch
+        return self._drive(self._submit_flow(job), suggest=False)
 
     def batch(self, batch_id: str) -> BatchJob:
         """A batch's current state."""
@@ -828,27 +815,22 @@ class DeepInfraClient(_ClientBase):
         on_status: Callable[[BatchJob], None] | None = None,
     ) -> BatchJob:
         """Poll until the batch finishes (Ctrl-C stops waiting; the job keeps running)."""
-        polls = 0
-        while True:
-            batch = self.batch(batch_id)
-            if on_status is not None:
-                on_status(batch)
-            if batch.finished:
-                return batch
-            if not self.replaying:
-                time.sleep(self._poll_delay(poll_interval, polls))
-            polls += 1
+        return self._drive(self._wait_flow(batch_id, poll_interval, on_status), suggest=False)
 
     def batch_results(
         self, batch: BatchJob | str, job: MapJob | None = None
     ) -> dict[str, BatchOutcome]:
         """Download a finished batch's answers and errors, keep them in the answer store
         and put them on ``job``'s rows (match by ``custom_id``)."""
-        if isinstance(batch, str):
-            batch = self.batch(batch)
-        outcomes = self._drive(results_flow(batch), suggest=False)
-        self._merge_batch(batch, outcomes, job)
-        return outcomes
+        outcomes = self._drive(self._results_flow(batch, job), suggest=False)
+        return outcomes or {}
+
+    def collect_batch(
+        self, batch: BatchJob, job: MapJob | None = None
+    ) -> dict[str, BatchOutcome] | None:
+        """:meth:`batch_results` for a finished batch that may have no files (failed,
+        expired): then None, and the store notes it so it is never picked up again."""
+        return self._drive(self._results_flow(batch, job, collect=True), suggest=False)
 
     # --- catalog and key ----------------------------------------------------------------
 
@@ -979,25 +961,17 @@ class AsyncDeepInfraClient(_ClientBase):
         model = model or self.default_model(
             DEFAULT_IMAGE_MODEL, await self._catalog_for_default(), image=True
         )
-        requests = _image_requests(self.routes, prompt, model, n, extra)
+        requests = _image_requests(self.routes, prompt, model, n, extra, self._cog_models)
         started = time.perf_counter()
-        semaphore = asyncio.Semaphore(MAX_CONCURRENT_IMAGES)
 
         async def one(request: ApiRequest) -> ImageResult:
-            async with semaphore:
-                return await self._drive(image_flow(request, prompt, model))
+            return await self._drive(self._image_flow(request, prompt, model))
 
-        progress = _Progress([asyncio.ensure_future(one(request)) for request in requests], started)
-        try:
-            while progress.pending:
-                finished, progress.pending = await asyncio.wait(
-                    progress.pending, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
-                )
-                for event in progress.events(finished):
+        async with TaskFanOut[ImageResult](MAX_CONCURRENT_IMAGES) as pool:
+            progress = _Progress([pool.submit(partial(one, r)) for r in requests], started)
+            while pool.pending:
+                for event in progress.events(await pool.wait(heartbeat)):
                     yield event
-        finally:
-            for task in progress.pending:
-                task.cancel()
         progress.raise_first()
 
     async def map(
@@ -1023,19 +997,13 @@ class AsyncDeepInfraClient(_ClientBase):
         progress_interval: float = 0.25,
     ) -> MapResult:
         """Send the missing rows of a planned job; see :meth:`DeepInfraClient.map`."""
-        flow = MapFlow(job, concurrency, self.retry.max_retries)
-        started = time.perf_counter()
-        await run_async(self._transport, flow, self._map_answer, on_progress, progress_interval)
-        if flow.fatal is not None:
-            raise flow.fatal
-        return job.result(time.perf_counter() - started)
+        run = self._map_run(job, concurrency, on_progress, progress_interval)
+        await run_async(self._transport, run)
+        return self._map_result(run)
 
     async def submit_batch(self, job: MapJob) -> BatchJob:
         """See :meth:`DeepInfraClient.submit_batch`."""
-        flow = submit_flow(self._batch_input(job), self._batch_metadata(job))
-        batch = await self._drive(flow, suggest=False)
-        self._note_batch(job, batch)
-        return batch
+        return await self._drive(self._submit_flow(job), suggest=False)
 
     async def batch(self, batch_id: str) -> BatchJob:
         """A batch's current state."""
@@ -1053,26 +1021,21 @@ class AsyncDeepInfraClient(_ClientBase):
         on_status: Callable[[BatchJob], None] | None = None,
     ) -> BatchJob:
         """See :meth:`DeepInfraClient.wait_batch`."""
-        polls = 0
-        while True:
-            batch = await self.batch(batch_id)
-            if on_status is not None:
-                on_status(batch)
-            if batch.finished:
-                return batch
-            if not self.replaying:
-                await asyncio.sleep(self._poll_delay(poll_interval, polls))
-            polls += 1
+        flow = self._wait_flow(batch_id, poll_interval, on_status)
+        return await self._drive(flow, suggest=False)
 
     async def batch_results(
         self, batch: BatchJob | str, job: MapJob | None = None
     ) -> dict[str, BatchOutcome]:
         """See :meth:`DeepInfraClient.batch_results`."""
-        if isinstance(batch, str):
-            batch = await self.batch(batch)
-        outcomes = await self._drive(results_flow(batch), suggest=False)
-        self._merge_batch(batch, outcomes, job)
-        return outcomes
+        outcomes = await self._drive(self._results_flow(batch, job), suggest=False)
+        return outcomes or {}
+
+    async def collect_batch(
+        self, batch: BatchJob, job: MapJob | None = None
+    ) -> dict[str, BatchOutcome] | None:
+        """See :meth:`DeepInfraClient.collect_batch`."""
+        return await self._drive(self._results_flow(batch, job, collect=True), suggest=False)
 
     async def models(self, *, refresh: bool = False) -> ModelCatalog:
         """The featured models, fetched once per process (``refresh=True`` refetches)."""

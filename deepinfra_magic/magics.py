@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
     from .client import DeepInfraClient
     from .images import ImageResult
-    from .mapping import MapResult
+    from .maps import MapResult
 
 __all__ = ["DeepInfraMagics", "load", "unload"]
 T = TypeVar("T")

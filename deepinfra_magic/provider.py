@@ -209,6 +209,15 @@ def _reasoning_item(text: str, types: Any) -> Any:
     return ReasoningDelta(text) if types is None else types.Reasoning(text)
 
 
+def _other_items(event: Any, types: Any) -> Iterator[Any]:
+    """What g4f receives for an event other than answer text: reasoning, or the closing
+    usage and finish reason."""
+    if isinstance(event, ReasoningDelta):
+        yield _reasoning_item(event.text, types)
+    else:
+        yield from _closing_items(event, types)
+
+
 def _closing_items(result: ChatResult, types: Any) -> list[Any]:
     """Usage and finish reason in g4f's types (nothing without g4f)."""
     if types is None:
@@ -300,10 +309,8 @@ class DeepInfra:
             for event in reply:
                 if type(event) is ContentDelta:  # per token: the cheapest test first
                     yield event.text
-                elif isinstance(event, ReasoningDelta):
-                    yield _reasoning_item(event.text, types)
                 else:
-                    yield from _closing_items(event, types)
+                    yield from _other_items(event, types)
 
     @classmethod
     async def create_async_generator(
@@ -339,10 +346,8 @@ class DeepInfra:
             async for event in reply:
                 if type(event) is ContentDelta:  # per token: the cheapest test first
                     yield event.text
-                elif isinstance(event, ReasoningDelta):
-                    yield _reasoning_item(event.text, types)
                 else:
-                    for item in _closing_items(event, types):
+                    for item in _other_items(event, types):
                         yield item
 
     @staticmethod

@@ -1,16 +1,25 @@
-"""What this process (the kernel session) has spent: requests, tokens, images and dollars,
-by model and by kind (chat, images, map, batch). The clients feed it; ``%deepinfra_usage``
-shows it. Plain bookkeeping, no I/O.
+"""What a session has spent: requests, tokens, images and dollars, by model and by kind
+(chat, images, map, batch), and the one rule that prices a request from the catalog.
+
+Rules it keeps: plain bookkeeping, no I/O; a ledger is written only by the client that
+holds it (never by a flow), so the magics hand theirs, :data:`SESSION_USAGE`, to every
+client they build and ``%deepinfra_usage`` outlives a client rebuild; a price the API did
+not report comes from ``ModelInfo.cost``, applied once, in :func:`priced`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .types import Usage
 
-__all__ = ["SESSION_USAGE", "UsageLedger", "UsageTotals"]
+if TYPE_CHECKING:
+    from .catalog import ModelInfo
+
+__all__ = ["SESSION_USAGE", "UsageLedger", "UsageTotals", "priced"]
 
 KINDS = ("chat", "images", "map", "batch")
 
@@ -92,5 +101,15 @@ class UsageLedger:
             self._rows.clear()
 
 
+def priced(usage: Usage | None, info: ModelInfo | None, factor: float = 1.0) -> Usage | None:
+    """``usage`` with its cost from the catalog's prices (times ``factor``, the batch
+    discount) when the API did not report one; unchanged when it did or no price is known."""
+    if usage is None or usage.estimated_cost is not None or info is None:
+        return usage
+    cost = info.cost(usage)
+    return usage if cost is None else dataclasses.replace(usage, estimated_cost=cost * factor)
+
+
 SESSION_USAGE = UsageLedger()
-"""The one ledger of this process: a kernel session's totals."""
+"""The magics' ledger: a kernel session's totals, handed to each client they build (and
+the default of a client built without one)."""

@@ -20,7 +20,7 @@ from .reply import money
 from .tables import table_cell
 
 if TYPE_CHECKING:
-    from ..mapping import MapProgress, MapResult
+    from ..maps import MapProgress, MapResult
 
 __all__ = ["MapProgressView", "map_summary", "progress_line"]
 

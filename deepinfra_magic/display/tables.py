@@ -22,9 +22,9 @@ from .output import Frontend, LiveOutput, markdown_bundle, plain
 from .reply import money
 
 if TYPE_CHECKING:
-    from ..batches import BatchJob
     from ..catalog import ModelCatalog, ModelInfo
     from ..conversation import Conversation
+    from ..maps import BatchJob
     from ..usage import UsageLedger, UsageTotals
 
 __all__ = [

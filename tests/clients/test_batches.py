@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from deepinfra_magic.batches import BATCH_ENDPOINT, parse_outcomes
 from deepinfra_magic.client import DeepInfraClient
-from deepinfra_magic.errors import InvalidRequestError
-from deepinfra_magic.mapping import RowError
+from deepinfra_magic.errors import InvalidArgumentError
+from deepinfra_magic.maps import RowError
+from deepinfra_magic.maps.batch import BATCH_ENDPOINT
 from tests.fake_deepinfra import CANARY_KEY, CHAT_PATH, FakeDeepInfra
 
 FILES = "/v1/openai/files"
@@ -95,23 +95,8 @@ def test_nothing_to_submit_is_a_clear_error(make_client: Callable[..., DeepInfra
     client = make_client()
     job = client.plan_map(["a"], "{}", max_tokens=3)
     job.rows[0].text = "known"
-    with pytest.raises(InvalidRequestError, match="every row already has an answer"):
+    with pytest.raises(InvalidArgumentError, match="every row already has an answer"):
         client.submit_batch(job)
-
-
-def test_result_lines_in_any_order_map_by_custom_id() -> None:
-    lines = [
-        {"custom_id": "k2", "response": {"status_code": 200, "body": _completion("two")}},
-        {"custom_id": "k1", "response": {"status_code": 200, "body": _completion("one")}},
-        {"custom_id": "k3", "error": {"code": "x", "message": "expired"}},
-    ]
-    outcomes = parse_outcomes("\n".join(json.dumps(line) for line in lines).encode())
-    assert outcomes["k1"].text == "one" and outcomes["k2"].text == "two"
-    assert outcomes["k3"].text is None and outcomes["k3"].error == "expired"
-
-
-def _completion(text: str) -> dict[str, object]:
-    return {"choices": [{"message": {"role": "assistant", "content": text}}], "usage": {}}
 
 
 def test_record_then_replay_the_whole_batch_flow(

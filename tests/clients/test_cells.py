@@ -18,7 +18,7 @@ from deepinfra_magic._cells import (
 )
 from deepinfra_magic.client import DeepInfraClient
 from deepinfra_magic.display import Frontend
-from deepinfra_magic.mapping import MapProgress
+from deepinfra_magic.maps import MapProgress
 from deepinfra_magic.types import ChatResult
 from tests.fake_deepinfra import FakeDeepInfra
 

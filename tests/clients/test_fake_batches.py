@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from deepinfra_magic.batches import multipart
+from deepinfra_magic.maps.batch import multipart
 from tests.fake_deepinfra import CANARY_KEY, FakeDeepInfra
 
 AUTH = {"Authorization": f"Bearer {CANARY_KEY}"}

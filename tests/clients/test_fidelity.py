@@ -11,7 +11,6 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from deepinfra_magic import DeepInfraClient
-from deepinfra_magic._flows import COG_MODELS
 from deepinfra_magic._protocol import parse_image_answer
 from deepinfra_magic.catalog import ModelInfo
 from deepinfra_magic.errors import (
@@ -294,7 +293,6 @@ def test_403_not_authenticated_says_the_key_was_not_accepted(
 def test_a_cog_model_is_sent_input_and_this_is_remembered(
     make_client: MakeClient, fake_server: FakeDeepInfra
 ) -> None:
-    COG_MODELS.discard(COG)  # learnt per process: the other flavour's run taught it already
     client = make_client()
     first = client.generate_image("a red fox", COG, seed=3)
     assert first.images[0].mime_type == "image/png" and first.cost == pytest.approx(0.0025)
@@ -303,7 +301,8 @@ def test_a_cog_model_is_sent_input_and_this_is_remembered(
         {"prompt": "a red fox", "seed": 3},
         {"input": {"prompt": "a red fox", "seed": 3}},
     ]
-    make_client().generate_image("a blue fox", COG)  # another client, the same process
+    with client.with_options(timeout=30) as derived:  # a client made from it (the magics'
+        derived.generate_image("a blue fox", COG)  # rebuild after a settings change)
     assert fake_server.requests[-1].json == {"input": {"prompt": "a blue fox"}}
     assert fake_server.count(INFERENCE_PREFIX + COG) == 3
 

@@ -1,6 +1,7 @@
 """``DeepInfraClient.map`` / ``AsyncDeepInfraClient.map`` against the fake server: rows in,
 answers out in order, failed rows kept, resume from disk (also in a new process), adaptive
-concurrency under 429s with every row answered exactly once, and Ctrl-C."""
+concurrency under 429s with every row answered exactly once, and Ctrl-C. The map wing's
+parts alone are tested in tests/maps."""
 
 from __future__ import annotations
 
@@ -16,15 +17,8 @@ import pandas as pd
 import pytest
 
 from deepinfra_magic.client import AsyncDeepInfraClient, DeepInfraClient
-from deepinfra_magic.errors import InvalidRequestError, RateLimitError, ServerError
-from deepinfra_magic.mapping import (
-    AdaptiveLimit,
-    MapFlow,
-    MapInterrupted,
-    MapProgress,
-    RowError,
-    plan_map,
-)
+from deepinfra_magic.errors import InvalidArgumentError
+from deepinfra_magic.maps import MapInterrupted, MapProgress, RowError
 from tests.fake_deepinfra import CANARY_KEY, CHAT_PATH, FakeDeepInfra
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,7 +72,7 @@ def test_a_template_field_that_is_not_a_column_fails_before_sending(
     make_client: Callable[..., DeepInfraClient], fake_server: FakeDeepInfra
 ) -> None:
     frame = pd.DataFrame({"text": ["a"]})
-    with pytest.raises(InvalidRequestError, match=r"\{body\}.*columns: text.*\{\{"):
+    with pytest.raises(InvalidArgumentError, match=r"\{body\}.*columns: text.*\{\{"):
         make_client().map(frame, "Say {body}")
     assert fake_server.count(CHAT_PATH) == 0
 
@@ -203,58 +197,3 @@ def test_a_bad_key_stops_the_run_instead_of_failing_every_row(
     with pytest.raises(AuthenticationError):
         make_client().map([f"x{i}" for i in range(30)], "{}", concurrency=2)
     assert fake_server.count(CHAT_PATH) <= 2
-
-
-# --- the scheduler alone (sans-I/O, with a hand-moved clock) ---------------------------------
-
-
-def _flow(rows: int, concurrency: int) -> tuple[MapFlow, list[float]]:
-    now = [0.0]
-    job = plan_map(
-        [f"r{i}" for i in range(rows)], "{}", "m", system=None,
-        temperature=None, max_tokens=None, params={}, store=None,
-    )  # fmt: skip
-    return MapFlow(job, concurrency, clock=lambda: now[0]), now
-
-
-def test_retry_after_holds_the_row_back_until_it_has_passed() -> None:
-    flow, now = _flow(1, 4)
-    [(row, epoch)] = flow.ready()
-    flow.failed(row, RateLimitError("slow down", retry_after=5.0), epoch)
-    assert flow.ready() == [] and flow.wake_in() == 5.0
-    now[0] = 4.9
-    assert flow.ready() == []
-    now[0] = 5.0
-    assert [sent for sent, _ in flow.ready()] == [row]
-
-
-def test_one_burst_of_429s_halves_once_then_concurrency_grows_back_slowly() -> None:
-    limit = AdaptiveLimit(16)
-    epoch = limit.epoch
-    for _ in range(10):  # ten refusals from the same burst
-        limit.rate_limited(epoch)
-    assert limit.limit == 8
-    limit.rate_limited(limit.epoch)
-    assert limit.limit == 4
-    for _ in range(4):
-        limit.succeeded()
-    assert limit.limit == 5  # one more after a window's worth of successes
-
-
-def test_gateway_errors_are_retried_then_kept_on_the_row() -> None:
-    flow, now = _flow(1, 1)
-    for _ in range(3):
-        now[0] += 100
-        [(row, epoch)] = flow.ready()
-        flow.failed(row, ServerError("HTTP 503", status_code=503), epoch)
-    assert flow.finished and row.error == "HTTP 503"
-
-
-def test_a_500_or_a_read_timeout_is_not_sent_again_the_model_may_have_run() -> None:
-    from deepinfra_magic.errors import APITimeoutError
-
-    for error in (ServerError("HTTP 500", status_code=500), APITimeoutError("no data")):
-        flow, _ = _flow(1, 1)
-        [(row, epoch)] = flow.ready()
-        flow.failed(row, error, epoch)
-        assert flow.finished and row.attempts == 1 and row.error == error.message

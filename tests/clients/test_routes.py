@@ -21,7 +21,7 @@ from deepinfra_magic._status import error_from_response
 from deepinfra_magic._text import redact
 from deepinfra_magic.errors import (
     ContextLengthError,
-    InvalidRequestError,
+    InvalidArgumentError,
     ModelNotFoundError,
     RouteNotFoundError,
     ServerError,
@@ -113,7 +113,7 @@ def test_no_model_on_a_server_without_a_list_asks_for_one(
     make_client: MakeClient, fake_server: FakeDeepInfra
 ) -> None:
     client = make_client(base_url=fake_server.url + "/v1", max_retries=0)
-    with pytest.raises(InvalidRequestError) as caught:
+    with pytest.raises(InvalidArgumentError) as caught:
         client.chat(MESSAGES)
     assert "does not have the default 'meta-llama/Llama-3.3-70B-Instruct-Turbo'" in str(
         caught.value

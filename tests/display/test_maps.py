@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 
 from deepinfra_magic.display import Frontend, MapProgressView
-from deepinfra_magic.mapping import MapProgress
+from deepinfra_magic.maps import MapProgress
 from tests.display.recorder import Recorder
 from tests.kernel_helpers import PLAIN, notebook_view
 

@@ -15,7 +15,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from deepinfra_magic.mapping import RowError
+from deepinfra_magic.maps import RowError
 from tests.fake_deepinfra import CANARY_KEY, CHAT_PATH, FakeDeepInfra
 from tests.kernel_helpers import PLAIN, InterruptingPublisher, all_text
 

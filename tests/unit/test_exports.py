@@ -14,26 +14,33 @@ import pytest
 import deepinfra_magic
 
 PACKAGE = Path(deepinfra_magic.__file__).parent
-MODULES = sorted(info.name for info in pkgutil.walk_packages([str(PACKAGE)]))
-PACKAGES = {info.name for info in pkgutil.walk_packages([str(PACKAGE)]) if info.ispkg}
+PACKAGES = {
+    info.name.removeprefix("deepinfra_magic.")
+    for info in pkgutil.walk_packages(deepinfra_magic.__path__, "deepinfra_magic.")
+    if info.ispkg
+}
+MODULES = sorted(
+    info.name.removeprefix("deepinfra_magic.")
+    for info in pkgutil.walk_packages(deepinfra_magic.__path__, "deepinfra_magic.")
+)
 
 
-def source_of(module: str) -> Path:
-    """The file of ``module`` (a dotted name below the package; a subpackage's __init__)."""
+def _source(module: str) -> Path:
+    """The file of a module named below the package (``maps.rows``, or ``maps`` itself)."""
     path = PACKAGE.joinpath(*module.split("."))
     return path / "__init__.py" if module in PACKAGES else path.with_suffix(".py")
 
 
 def internal_imports() -> list[tuple[str, str, str]]:
-    """(importing module, imported module, name) for every ``from .x import name``
-    (``..x`` from a subpackage), with dotted names below the package."""
+    """(importing module, imported module, name) for every relative ``from .x import name``
+    (also ``from ..x`` inside a subpackage), names resolved from the package root."""
     found = []
     for module in MODULES:
-        tree = ast.parse(source_of(module).read_text(encoding="utf-8"))
         here = module.split(".") if module in PACKAGES else module.split(".")[:-1]
+        tree = ast.parse(_source(module).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level and node.module:
-                base = here[: len(here) - node.level + 1]
+            if isinstance(node, ast.ImportFrom) and node.level >= 1 and node.module:
+                base = here[: len(here) - (node.level - 1)]
                 source = ".".join([*base, node.module])
                 found += [(module, source, alias.name) for alias in node.names]
     return found

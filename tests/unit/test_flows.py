@@ -11,13 +11,15 @@ from typing import Any
 import pytest
 
 from deepinfra_magic._flows import (
+    Flow,
+    Sleep,
     arun_flow,
     catalog_flow,
     image_flow,
     key_check_flow,
     run_flow,
 )
-from deepinfra_magic._protocol import ApiRequest, RawResponse, image_request
+from deepinfra_magic._protocol import ApiRequest, RawResponse, image_request, key_check_request
 from deepinfra_magic._routes import Routes
 from deepinfra_magic.errors import (
     AuthenticationError,
@@ -34,12 +36,16 @@ DEEPINFRA = Routes.for_url("https://api.deepinfra.com")
 GENERIC = Routes.for_url("http://127.0.0.1:8080/v1")
 
 
+def _free(images: int, cost: float | None) -> None:
+    """A charge that keeps no ledger: these tests are about the requests."""
+
+
 def answer(payload: Any) -> RawResponse:
     return RawResponse(200, {"content-type": "application/json"}, json.dumps(payload).encode())
 
 
 def test_an_image_answer_that_links_its_image_downloads_it_next() -> None:
-    flow = image_flow(image_request("a fox", "m/flux", {}), "a fox", "m/flux")
+    flow = image_flow(image_request("a fox", "m/flux", {}), "a fox", "m/flux", set(), _free)
     first = next(flow)
     assert first.path == "/v1/inference/m/flux" and first.json == {"prompt": "a fox"}
     download = flow.send(answer({"images": [HOSTED], "seed": 7}))
@@ -51,7 +57,7 @@ def test_an_image_answer_that_links_its_image_downloads_it_next() -> None:
 
 
 def test_a_failed_download_names_the_url_and_what_to_do() -> None:
-    flow = image_flow(image_request("a fox", "m/flux", {}), "a fox", "m/flux")
+    flow = image_flow(image_request("a fox", "m/flux", {}), "a fox", "m/flux", set(), _free)
     next(flow)
     flow.send(answer({"images": [HOSTED]}))
     with pytest.raises(InvalidResponseError, match=r"fox\.png \(HTTP 503\); run the cell again"):
@@ -110,3 +116,29 @@ def test_both_drivers_throw_a_failed_request_into_the_flow(flavour: str) -> None
     flow = key_check_flow(DEEPINFRA)
     with pytest.raises(AuthenticationError):
         run_flow(flow, send) if flavour == "sync" else asyncio.run(arun_flow(flow, asend))
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_both_drivers_sleep_where_a_flow_says_and_run_its_finally_on_ctrl_c(flavour: str) -> None:
+    seen: list[Any] = []
+
+    def polling() -> Flow[str]:
+        try:
+            seen.append((yield Sleep(0)))  # a sleep is answered with None
+            yield key_check_request()
+            return "never"
+        finally:
+            seen.append("cleaned up")
+
+    def send(request: ApiRequest) -> RawResponse:
+        raise KeyboardInterrupt
+
+    async def asend(request: ApiRequest) -> RawResponse:
+        return send(request)
+
+    with pytest.raises(KeyboardInterrupt):
+        if flavour == "sync":
+            run_flow(polling(), send)
+        else:
+            asyncio.run(arun_flow(polling(), asend))
+    assert seen == [None, "cleaned up"]

@@ -1,4 +1,5 @@
-"""DeepInfra's Batch API (OpenAI-compatible), sans-I/O: requests, answers and the flows.
+"""DeepInfra's Batch API (OpenAI-compatible) for a map: requests, answers, flows, and the
+merge of a batch's answers into a planned job.
 
 A job is a JSONL file of chat requests, one per row with its ``custom_id`` (the row's
 answer-store key), uploaded to ``/v1/openai/files`` (purpose ``batch``) and run by
@@ -7,34 +8,52 @@ error files map back to rows by ``custom_id``. Sources: docs.deepinfra.com/batch
 /batch/batch-endpoints, /batch/file-endpoints, and the OpenAPI paths ``/v1/openai/files``,
 ``/v1/openai/batches`` and ``/v1/openai/batches/{batch_id}``.
 
-Each flow is a generator that yields :class:`ApiRequest` s and is sent back each
-:class:`RawResponse`; ``_flows.run_flow``/``arun_flow`` (the clients' ``_drive``) run one.
+Rules it keeps: no I/O (each operation is a ``_flows`` flow, polling included, which the
+clients' ``_drive`` runs); :func:`merge_batch` is a pure function of what it is handed
+(the job's rows and the store it is given are all it writes; what to charge is returned,
+not recorded); the batch price is the catalog price (``ModelInfo.cost``) times
+:data:`DISCOUNT`; a job already submitted for the same rows is picked up, never paid twice.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from ._protocol import ApiRequest, RawResponse, parse_json
-from ._text import shorten
-from .errors import InvalidRequestError, InvalidResponseError
-from .types import Usage
+from .._flows import Flow, Sleep
+from .._protocol import ApiRequest, parse_json
+from .._text import shorten
+from ..errors import InvalidArgumentError, InvalidResponseError
+from ..types import Usage
+from ..usage import priced
+from .rows import MapJob
+from .store import AnswerStore
+
+if TYPE_CHECKING:
+    from ..catalog import ModelCatalog
 
 __all__ = [
     "DISCOUNT",
     "BatchJob",
     "BatchOutcome",
+    "batch_input",
+    "batch_metadata",
+    "collect_flow",
     "list_flow",
     "list_request",
+    "merge_batch",
+    "note_batch",
     "parse_batch_list",
+    "pending_batch",
+    "poll_delay",
     "results_flow",
     "retrieve_request",
     "status_flow",
     "submit_flow",
+    "wait_flow",
 ]
 
 FILES_PATH = "/v1/openai/files"
@@ -43,9 +62,6 @@ BATCH_ENDPOINT = "/v1/chat/completions"  # the ``url`` of every line and the bat
 COMPLETION_WINDOW = "24h"  # the only window DeepInfra accepts
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 DISCOUNT = 0.8  # batch jobs are billed 20% below real-time prices
-
-T = TypeVar("T")
-Flow = Generator[ApiRequest, RawResponse, T]  # run by _flows.run_flow/arun_flow
 
 
 @dataclass(frozen=True)
@@ -130,7 +146,7 @@ def batch_lines(requests: Iterable[tuple[str, Mapping[str, Any]]]) -> bytes:
         line = {"custom_id": custom_id, "method": "POST", "url": BATCH_ENDPOINT, "body": clean}
         lines.append(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
     if not lines:
-        raise InvalidRequestError("Nothing to submit: every row already has an answer.")
+        raise InvalidArgumentError("Nothing to submit: every row already has an answer.")
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -172,7 +188,7 @@ def create_request(file_id: str, metadata: Mapping[str, str]) -> ApiRequest:
 def retrieve_request(batch_id: str) -> ApiRequest:
     """The batch's current state."""
     if not batch_id or "/" in batch_id:
-        raise InvalidRequestError(f"{batch_id!r} is not a batch id (see %deepinfra_batches).")
+        raise InvalidArgumentError(f"{batch_id!r} is not a batch id (see %deepinfra_batches).")
     return ApiRequest("GET", f"{BATCHES_PATH}/{batch_id}")
 
 
@@ -281,3 +297,102 @@ def results_flow(job: BatchJob) -> Flow[dict[str, BatchOutcome]]:
             raw = yield content_request(file_id)
             outcomes.update(parse_outcomes(raw.body))
     return outcomes
+
+
+def wait_flow(
+    batch_id: str,
+    poll_interval: float,
+    on_status: Callable[[BatchJob], None] | None,
+    replaying: bool,
+) -> Flow[BatchJob]:
+    """Poll until the batch finishes, a little less often each time (a replay answers
+    at once: it does not wait)."""
+    polls = 0
+    while True:
+        batch = yield from status_flow(batch_id)
+        if on_status is not None:
+            on_status(batch)
+        if batch.finished:
+            return batch
+        if not replaying:
+            yield Sleep(poll_delay(poll_interval, polls))
+        polls += 1
+
+
+def collect_flow(batch: BatchJob) -> Flow[dict[str, BatchOutcome] | None]:
+    """A finished batch's outcomes, or None when it has no files (an expired or failed
+    job keeps what it did, so files are read whatever the status)."""
+    if not (batch.output_file_id or batch.error_file_id):
+        return None
+    return (yield from results_flow(batch))
+
+
+def poll_delay(interval: float, polls: int) -> float:
+    """Wait a little longer after each poll, up to a minute."""
+    return float(min(60.0, interval * 1.5 ** min(polls, 12)))
+
+
+# --- a planned job and its batch --------------------------------------------------------
+
+
+def batch_input(job: MapJob) -> list[tuple[str, Mapping[str, Any]]]:
+    """(custom_id, body) of each row still missing: the custom_id is the row's key."""
+    return [(row.key, row.request.json or {}) for row in job.missing]
+
+
+def batch_metadata(job: MapJob) -> dict[str, str]:
+    """What the batch carries to say where it came from (its model names its rows' model)."""
+    return {"source": "deepinfra-magic map", "model": job.model, "rows": str(len(job.missing))}
+
+
+def note_batch(job: MapJob, batch: BatchJob) -> None:
+    """Remember in the job's store that ``batch`` answers its missing rows."""
+    if job.store is not None:
+        job.store.add_batch(batch.id, job.model, [row.key for row in job.missing], batch.status)
+
+
+def pending_batch(job: MapJob) -> str | None:
+    """The id of a job submitted earlier for some of these missing rows and not yet
+    merged: pick it up instead of paying twice (None: submit a new one)."""
+    if job.store is None or not job.missing:
+        return None
+    return job.store.pending_batch_for(row.key for row in job.missing)
+
+
+def merge_batch(
+    batch: BatchJob,
+    outcomes: Mapping[str, BatchOutcome] | None,
+    job: MapJob | None,
+    store: AnswerStore | None,
+    catalog: ModelCatalog | None,
+    replayed_from: str | None,
+) -> list[tuple[str, Usage | None]]:
+    """Put a finished batch's answers on ``job``'s rows and in ``store`` (each matched by
+    ``custom_id``; failed rows keep their error), priced at the batch price. Returns
+    (model, usage) for each answer, for the caller's ledger. ``outcomes`` None: the
+    batch had nothing to collect, and is only marked so it is never picked up again."""
+    if outcomes is None:
+        if store is not None:
+            store.set_batch_status(batch.id, batch.status)
+        return []
+    rows = {row.key: row for row in job.rows} if job is not None else {}
+    model = str(batch.metadata.get("model") or (job.model if job is not None else "batch"))
+    charges: list[tuple[str, Usage | None]] = []
+    for key, outcome in outcomes.items():
+        row = rows.get(key)
+        if outcome.text is None:
+            if row is not None and not row.answered:
+                row.error = outcome.error
+            continue
+        row_model = row.model if row is not None else model
+        info = catalog.get(row_model) if catalog is not None else None
+        usage = priced(outcome.usage, info, DISCOUNT)
+        charges.append((row_model, usage))
+        if row is not None:
+            row.text, row.usage, row.error = outcome.text, usage, None
+            row.replayed_from = replayed_from or row.replayed_from
+        if store is not None:
+            store.put(key, row_model, outcome.text, usage)
+    if store is not None:
+        store.set_batch_status(batch.id, batch.status, merged=True)
+    return charges
