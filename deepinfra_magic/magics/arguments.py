@@ -1,32 +1,48 @@
 """Argument parsing for the magics: clear one-line UsageErrors, literal prompts.
 
-IPython's own ``arg_split`` keeps quote characters inside tokens, so the parser is
-IPython's ``MagicArgumentParser`` reading the line with ``shlex`` instead.
+Rules kept here:
+
+* A magic's parser is a :class:`MagicParser` declared right above the magic in its family's
+  module and attached with :func:`documented`; the body reads its line through the method,
+  ``parse_argstring(self.deepinfra, line)``, as IPython's ``magic_arguments`` does. There is
+  no table of parsers.
+* IPython's own ``arg_split`` keeps quote characters inside tokens, so the parser is
+  IPython's ``MagicArgumentParser`` reading the line with ``shlex`` instead.
+* Every mistake is one ``UsageError`` line that names the option and what it takes.
+* Only the standard library and IPython's parser are imported: this loads with the magics.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import keyword
 import re
 import shlex
 import string
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
 
-from ._text import redact
+from .._text import redact
 
 __all__ = [
     "MagicParser",
+    "argument",
     "bounded_float",
     "bounded_int",
+    "check_variable_name",
     "fill_variables",
+    "magic_arguments",
+    "parse_argstring",
     "parse_params",
+    "parser_of",
     "split_options_and_prompt",
 ]
+
+F = TypeVar("F", bound=Callable[..., None])
 
 
 class MagicParser(MagicArgumentParser):
@@ -128,6 +144,60 @@ def parse_params(
         except ValueError:
             params[key] = value
     return params
+
+
+def argument(*flags: str, exclusive: str | None = None, **options: Any) -> Callable[[F], F]:
+    """Declare one option of the magic below, as IPython's ``@argument`` does; options
+    sharing an ``exclusive`` name form a mutually exclusive group."""
+
+    def declare(method: F) -> F:
+        declared: list[Any] = method.__dict__.setdefault("arguments", [])
+        declared.insert(0, (flags, exclusive, options))  # decorators apply bottom-up
+        return method
+
+    return declare
+
+
+def magic_arguments(prog: str, description: str = "") -> Callable[[F], F]:
+    """Build the :class:`MagicParser` of the magic below from its ``@argument`` lines and
+    append its generated usage to the docstring, so ``%magic?`` shows every option
+    (nothing hand-written to drift). The body parses with ``parse_argstring(self.magic,
+    line)``, IPython's own entry point."""
+
+    def attach(method: F) -> F:
+        parser = MagicParser(prog, description)
+        groups: dict[str, Any] = {}
+        for flags, exclusive, options in method.__dict__.pop("arguments", []):
+            target: Any = parser
+            if exclusive is not None:
+                if exclusive not in groups:
+                    groups[exclusive] = parser.add_mutually_exclusive_group()
+                target = groups[exclusive]
+            target.add_argument(*flags, **options)
+        summary = (method.__doc__ or "").rstrip()
+        method.__doc__ = f"{summary}\n\n{parser.format_help()}"
+        method.parser = parser  # type: ignore[attr-defined]  # as magic_arguments does
+        return method
+
+    return attach
+
+
+def parser_of(magic: Callable[..., None]) -> MagicParser:
+    """The parser :func:`magic_arguments` attached to ``magic`` (a method, bound or not)."""
+    parser: MagicParser = magic.parser  # type: ignore[attr-defined]
+    return parser
+
+
+def parse_argstring(magic: Callable[..., None], line: str) -> argparse.Namespace:
+    """IPython's ``parse_argstring(self.magic, line)``, typed: the magic's own parser
+    reads its line."""
+    return parser_of(magic).parse_line(line)
+
+
+def check_variable_name(name: str | None, option: str = "-o/--out") -> None:
+    """A name the magic will assign in the notebook: a Python identifier, not a keyword."""
+    if name is not None and (not name.isidentifier() or keyword.iskeyword(name)):
+        raise UsageError(f"{option} needs a Python variable name, got {name!r}.")
 
 
 def fill_variables(text: str, namespace: Mapping[str, Any]) -> str:
