@@ -29,6 +29,7 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from .._text import redact
 
 __all__ = [
+    "DeclaredParser",
     "MagicParser",
     "argument",
     "bounded_float",
@@ -158,25 +159,51 @@ def argument(*flags: str, exclusive: str | None = None, **options: Any) -> Calla
     return declare
 
 
+class DeclaredParser:
+    """A magic's options as declared above it; the :class:`MagicParser` is built on first
+    use, so registering the magics builds no parser (``%load_ext`` stays light)."""
+
+    def __init__(self, prog: str, description: str, arguments: list[Any]) -> None:
+        self.prog = prog
+        self.description = description
+        self.arguments = arguments
+        self._built: MagicParser | None = None
+
+    def build(self) -> MagicParser:
+        """The parser, built once from the declarations in source order."""
+        if self._built is None:
+            parser = MagicParser(self.prog, self.description)
+            groups: dict[str, Any] = {}
+            for flags, exclusive, options in self.arguments:
+                target: Any = parser
+                if exclusive is not None:
+                    if exclusive not in groups:
+                        groups[exclusive] = parser.add_mutually_exclusive_group()
+                    target = groups[exclusive]
+                target.add_argument(*flags, **options)
+            self._built = parser
+        return self._built
+
+    def parse_argstring(self, argstring: str, *, partial: bool = False) -> Any:
+        """What IPython's ``parse_argstring(magic, line)`` calls on ``magic.parser``."""
+        return self.build().parse_argstring(argstring, partial=partial)
+
+
 def magic_arguments(prog: str, description: str = "") -> Callable[[F], F]:
-    """Build the :class:`MagicParser` of the magic below from its ``@argument`` lines and
-    append its generated usage to the docstring, so ``%magic?`` shows every option
-    (nothing hand-written to drift). The body parses with ``parse_argstring(self.magic,
-    line)``, IPython's own entry point."""
+    """Declare the parser of the magic below from its ``@argument`` lines, as IPython's
+    ``@magic_arguments`` does. ``%magic?`` shows the usage generated from it (IPython's
+    inspector asks the magic's ``getdoc``), so nothing hand-written drifts; the body
+    parses with ``parse_argstring(self.magic, line)``."""
 
     def attach(method: F) -> F:
-        parser = MagicParser(prog, description)
-        groups: dict[str, Any] = {}
-        for flags, exclusive, options in method.__dict__.pop("arguments", []):
-            target: Any = parser
-            if exclusive is not None:
-                if exclusive not in groups:
-                    groups[exclusive] = parser.add_mutually_exclusive_group()
-                target = groups[exclusive]
-            target.add_argument(*flags, **options)
+        declared = DeclaredParser(prog, description, method.__dict__.pop("arguments", []))
         summary = (method.__doc__ or "").rstrip()
-        method.__doc__ = f"{summary}\n\n{parser.format_help()}"
-        method.parser = parser  # type: ignore[attr-defined]  # as magic_arguments does
+
+        def usage() -> str:
+            return f"{summary}\n\n{declared.build().format_help()}"
+
+        method.parser = declared  # type: ignore[attr-defined]  # as magic_arguments does
+        method.getdoc = usage  # type: ignore[attr-defined]  # IPython's oinspect.getdoc
         return method
 
     return attach
@@ -184,8 +211,8 @@ def magic_arguments(prog: str, description: str = "") -> Callable[[F], F]:
 
 def parser_of(magic: Callable[..., None]) -> MagicParser:
     """The parser :func:`magic_arguments` attached to ``magic`` (a method, bound or not)."""
-    parser: MagicParser = magic.parser  # type: ignore[attr-defined]
-    return parser
+    declared: DeclaredParser = magic.parser  # type: ignore[attr-defined]
+    return declared.build()
 
 
 def parse_argstring(magic: Callable[..., None], line: str) -> argparse.Namespace:

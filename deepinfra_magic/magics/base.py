@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from IPython.core import magic
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from ..mapping import MapResult
 
 __all__ = [
+    "NO_FIELDS",
     "FamilyMagics",
     "Outcome",
     "cell_magic",
@@ -52,13 +53,18 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., None])
 T = TypeVar("T")
 
+# The families' value objects (ChatCall, ImageCall…) are NamedTuples: they are defined when
+# the magics register, and a frozen dataclass costs about a millisecond to define. This is
+# their empty, read-only default for extra request fields.
+NO_FIELDS: Mapping[str, Any] = MappingProxyType({})
 
-@dataclass
+
 class Outcome:
     """What a cell produced (``value``), and what stopped it: Ctrl-C or an error."""
 
-    value: Any = None
-    problem: BaseException | None = None
+    def __init__(self, value: Any = None, problem: BaseException | None = None) -> None:
+        self.value = value
+        self.problem = problem
 
     @property
     def interrupted(self) -> bool:

@@ -16,10 +16,9 @@ Rules kept here:
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from IPython.core.error import UsageError
 from IPython.core.magic import magics_class, no_var_expand
@@ -36,7 +35,7 @@ from .arguments import (
     parse_argstring,
     parse_params,
 )
-from .base import FamilyMagics, Outcome, cell_magic, given, line_magic, one_line_errors
+from .base import NO_FIELDS, FamilyMagics, Outcome, cell_magic, given, line_magic, one_line_errors
 from .images import ImageCall, check_image_from_chat, show_images
 
 if TYPE_CHECKING:
@@ -194,8 +193,7 @@ class ChatMagics(FamilyMagics):
         self.run_chat(client, turn, args)
 
 
-@dataclass(frozen=True)
-class ChatTurn:
+class ChatTurn(NamedTuple):
     """One exchange a cell asks for: what the user wrote (``prompt``) and what is sent
     (``content``: with attachments, or the error to explain), the model, extra request
     fields, whether the model may see images, the attachments for the footer, and a
@@ -204,9 +202,9 @@ class ChatTurn:
     prompt: str
     content: Content
     model: str
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = NO_FIELDS
     can_see: bool = True
-    attachments: list[Attachment] = field(default_factory=list)
+    attachments: Sequence[Attachment] = ()
     topic: str = ""
 
     @classmethod
@@ -216,7 +214,7 @@ class ChatTurn:
         model: str,
         params: Mapping[str, Any],
         can_see: bool,
-        attachments: list[Attachment],
+        attachments: Sequence[Attachment],
     ) -> ChatTurn:
         """A cell's prompt, sent with its attachments (images as parts, tables as text)."""
         content: Content = prompt
@@ -227,8 +225,7 @@ class ChatTurn:
         return cls(prompt, content, model, params, can_see, attachments)
 
 
-@dataclass(frozen=True)
-class ChatCall:
+class ChatCall(NamedTuple):
     """One chat request of a cell: the messages with the conversation so far, the model,
     sampling settings, extra request fields, and whether to stream."""
 
@@ -236,7 +233,7 @@ class ChatCall:
     model: str
     temperature: float
     max_tokens: int
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = NO_FIELDS
     stream: bool = True
 
 

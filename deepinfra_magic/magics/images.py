@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from IPython.core.error import UsageError
 from IPython.core.magic import magics_class, no_var_expand
@@ -33,7 +32,7 @@ from .arguments import (
     parser_of,
     split_options_and_prompt,
 )
-from .base import FamilyMagics, Outcome, line_cell_magic, one_line_errors
+from .base import NO_FIELDS, FamilyMagics, Outcome, line_cell_magic, one_line_errors
 
 if TYPE_CHECKING:
     import argparse
@@ -109,15 +108,14 @@ class ImageMagics(FamilyMagics):
         show_images(self, client, call, args.out)
 
 
-@dataclass(frozen=True)
-class ImageCall:
+class ImageCall(NamedTuple):
     """One image cell: the prompt, the model, how many images, extra request fields, and
     where to save them (None: shown only)."""
 
     prompt: str
     model: str
-    count: int = 1
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    number: int = 1
+    extra: Mapping[str, Any] = NO_FIELDS
     save: str | None = None
 
 
@@ -156,8 +154,8 @@ def make_images(
     from ..display import ImageGallery, ImageProgress, image_caption
     from ..images import ImageArrived, ImageResult
 
-    progress = ImageProgress(publish, call.model, call.count, rich)
-    gallery = ImageGallery(publish, call.count, rich, keep_files=not call.save)
+    progress = ImageProgress(publish, call.model, call.number, rich)
+    gallery = ImageGallery(publish, call.number, rich, keep_files=not call.save)
     parts: list[ImageResult] = []
     started = time.perf_counter()
     outcome = Outcome()
@@ -166,7 +164,7 @@ def make_images(
         # Iterated in place, never kept in a variable: when Ctrl-C unwinds this frame the
         # generator is dropped at once, and closing it hangs up on the requests still open.
         for event in client.iter_images(
-            call.prompt, call.model, n=call.count, heartbeat=1.0, **call.extra
+            call.prompt, call.model, n=call.number, heartbeat=1.0, **call.extra
         ):
             if isinstance(event, ImageArrived):
                 parts.append(event.result)
@@ -186,9 +184,9 @@ def make_images(
     caption = image_caption(result, time.perf_counter() - started)
     kept = len(result.images)
     if outcome.interrupted:
-        caption += f" · ⏹ interrupted: {kept} of {call.count} images kept"
-    elif kept < call.count:
-        caption += f" · ⚠ {kept} of {call.count} images"
+        caption += f" · ⏹ interrupted: {kept} of {call.number} images kept"
+    elif kept < call.number:
+        caption += f" · ⚠ {kept} of {call.number} images"
     if call.save:
         paths = result.save(call.save)
         caption += " · saved to " + ", ".join(f"`{p}`" for p in paths)

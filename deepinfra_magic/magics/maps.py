@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from IPython.core.error import UsageError
 from IPython.core.magic import magics_class, no_var_expand
@@ -145,8 +144,7 @@ class MapMagics(FamilyMagics):
             self._show(*shown)
 
 
-@dataclass(frozen=True)
-class MapCall:
+class MapCall(NamedTuple):
     """How to send a planned map: at once with ``concurrency`` requests open, or as a
     Batch API job polled every ``poll_interval`` seconds; above ``limit`` dollars only
     when ``yes``."""

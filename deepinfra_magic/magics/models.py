@@ -11,8 +11,6 @@ Rules kept here:
 
 from __future__ import annotations
 
-import getpass
-
 from IPython.core.error import UsageError
 from IPython.core.magic import magics_class, no_var_expand
 
@@ -77,6 +75,8 @@ class ModelMagics(FamilyMagics):
         if option == "--clear":
             print(self.session.log_out())
             return
+        import getpass
+
         entered = getpass.getpass("DeepInfra API key (input hidden): ").strip()
         if not entered:
             raise UsageError("%deepinfra_login: no key entered; nothing changed.")
