@@ -14,6 +14,7 @@ Rules kept here:
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -34,18 +35,41 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from ..client import DeepInfraClient
-    from ..display import Publisher
     from ..images import ImageResult
-    from ..mapping import MapResult
+
+
+class _Later:
+    """A module of the package, imported on its first attribute access."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(f"deepinfra_magic.{self._name}"), attribute)
+
+
+# The display and the map machinery, which the magics show through and call into: imported
+# on first use, so registering the magics imports neither. The one place the magics name
+# these modules (the families import them from here).
+if TYPE_CHECKING:
+    from .. import batches, display, map_display, mapping
+else:
+    batches, display, map_display, mapping = map(
+        _Later, ("batches", "display", "map_display", "mapping")
+    )
 
 __all__ = [
     "NO_FIELDS",
     "FamilyMagics",
     "Outcome",
+    "batches",
     "cell_magic",
+    "display",
     "given",
     "line_cell_magic",
     "line_magic",
+    "map_display",
+    "mapping",
     "one_line_errors",
     "one_line_interrupt",
 ]
@@ -84,7 +108,7 @@ class FamilyMagics(MagicSettings):
         self.conversation = Conversation(self.system_prompt, self.max_history)
         self.last_response: ChatResult | None = None
         self.last_images: ImageResult | None = None
-        self.last_map: MapResult | None = None
+        self.last_map: mapping.MapResult | None = None
         self.cells = CellLog()
         self.watcher = CellWatcher(shell, self.cells, self.conversation, self._explain_hint)
 
@@ -104,23 +128,19 @@ class FamilyMagics(MagicSettings):
         assert self.shell is not None
         return self.shell
 
-    def _publish(self) -> Publisher:
+    def _publish(self) -> display.Publisher:
         """Where this shell shows rich output (the watcher notes the images it shows)."""
-        publish: Publisher = self.ip.display_pub.publish
+        publish: display.Publisher = self.ip.display_pub.publish
         return publish
 
     def _show(self, markdown: str, plain: str) -> None:
         """Show Markdown with a plain-text fallback."""
-        from ..display import markdown_bundle
-
-        self._publish()(markdown_bundle(markdown, plain), {})
+        self._publish()(display.markdown_bundle(markdown, plain), {})
 
     def _rich(self) -> bool:
         """Whether to show Markdown (``display_mode``; ``auto`` asks the frontend)."""
-        from ..display import rich_display_available
-
         if self.display_mode == "auto":
-            return rich_display_available(self.ip)
+            return display.rich_display_available(self.ip)
         return self.display_mode == "markdown"
 
     def _end(self, outcome: Outcome) -> None:

@@ -35,7 +35,16 @@ from .arguments import (
     parse_argstring,
     parse_params,
 )
-from .base import NO_FIELDS, FamilyMagics, Outcome, cell_magic, given, line_magic, one_line_errors
+from .base import (
+    NO_FIELDS,
+    FamilyMagics,
+    Outcome,
+    cell_magic,
+    display,
+    given,
+    line_magic,
+    one_line_errors,
+)
 from .images import ImageCall, check_image_from_chat, show_images
 
 if TYPE_CHECKING:
@@ -43,7 +52,6 @@ if TYPE_CHECKING:
     from ..catalog import ModelCatalog
     from ..client import ChatStream, DeepInfraClient
     from ..conversation import Content
-    from ..display import ReplyView, StdoutReplyView
     from ..notebook import CellLog
 
 __all__ = [
@@ -129,7 +137,6 @@ class ChatMagics(FamilyMagics):
         (:func:`stream_reply`), how it ended (:func:`reply_ending`), the conversation, and
         how the cell ends. ``args`` is either magic's parsed line."""
         from ..attachments import summary
-        from ..display import ReplyView, StdoutReplyView
 
         prompt, content, model = turn.prompt, turn.content, turn.model
         cell_id = self.cells.current and self.cells.current + turn.topic
@@ -137,11 +144,13 @@ class ChatMagics(FamilyMagics):
         messages = self.conversation.messages(content, system, cell=cell_id, images=turn.can_see)
         temperature = given(getattr(args, "temperature", None), self.temperature)
         max_tokens = given(getattr(args, "max_tokens", None), self.max_tokens)
-        view: ReplyView | StdoutReplyView
+        view: display.ReplyView | display.StdoutReplyView
         if self._rich():
-            view = ReplyView(self._publish(), model, self.update_interval, args.format != "text")
+            view = display.ReplyView(
+                self._publish(), model, self.update_interval, args.format != "text"
+            )
         else:
-            view = StdoutReplyView(model, self.update_interval)
+            view = display.StdoutReplyView(model, self.update_interval)
         call = ChatCall(messages, model, temperature, max_tokens, turn.params, not args.no_stream)
         outcome = stream_reply(client, view, call)
         result: ChatResult = outcome.value
@@ -238,7 +247,7 @@ class ChatCall(NamedTuple):
 
 
 def stream_reply(
-    client: DeepInfraClient, view: ReplyView | StdoutReplyView, call: ChatCall
+    client: DeepInfraClient, view: display.ReplyView | display.StdoutReplyView, call: ChatCall
 ) -> Outcome:
     """Feed the reply into the view; on Ctrl-C or an error keep what arrived. ``value``
     is the :class:`ChatResult` (marked interrupted, or carrying the error's message); the
@@ -278,9 +287,8 @@ def reply_ending(result: ChatResult, format_: str, timing: bool) -> tuple[str, s
     """The note under a reply (why it stopped, or where its code went), its footer, and
     with ``-f code`` the code to put into the next cell."""
     from .._markdown import first_code_block
-    from ..display import reply_footer
 
-    footer = reply_footer(result, timing=timing)
+    footer = display.reply_footer(result, timing=timing)
     arrived = bool(result.text or result.reasoning)
     if result.interrupted and arrived:
         kept = "the partial reply is kept (not added to the conversation)"

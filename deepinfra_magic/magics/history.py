@@ -20,7 +20,7 @@ from IPython.core.magic import magics_class, no_var_expand
 
 from .._config import key_source
 from .arguments import argument, bounded_float, magic_arguments, parse_argstring
-from .base import FamilyMagics, line_magic, one_line_errors
+from .base import FamilyMagics, display, line_magic, one_line_errors
 from .session import absolute_paths, file_names, mode_status
 
 __all__ = ["ConversationMagics", "checked_recording"]
@@ -47,13 +47,11 @@ class ConversationMagics(FamilyMagics):
         """Show the conversation that the next %%deepinfra cell will continue."""
         if line.strip():
             raise UsageError("%deepinfra_history takes no arguments.")
-        from ..display import history_text
-
         conversation = self.conversation
         if not conversation.exchanges:
             print("No conversation yet: the next %%deepinfra cell starts one.")
             return
-        markdown, plain = history_text(conversation)
+        markdown, plain = display.history_text(conversation)
         self._show(markdown, plain)
 
     @no_var_expand

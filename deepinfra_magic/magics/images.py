@@ -32,14 +32,13 @@ from .arguments import (
     parser_of,
     split_options_and_prompt,
 )
-from .base import NO_FIELDS, FamilyMagics, Outcome, line_cell_magic, one_line_errors
+from .base import NO_FIELDS, FamilyMagics, Outcome, display, line_cell_magic, one_line_errors
 
 if TYPE_CHECKING:
     import argparse
 
     from ..catalog import ModelCatalog
     from ..client import DeepInfraClient
-    from ..display import Publisher
     from ..images import ImageResult
 
 __all__ = [
@@ -146,16 +145,15 @@ def image_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def make_images(
-    client: DeepInfraClient, publish: Publisher, rich: bool, call: ImageCall
+    client: DeepInfraClient, publish: display.Publisher, rich: bool, call: ImageCall
 ) -> Outcome:
     """Request images concurrently, show them in request order as they arrive, then the
     caption. Ctrl-C keeps what arrived and the caption says so; ``value`` is the merged
     :class:`ImageResult` (None when no image arrived)."""
-    from ..display import ImageGallery, ImageProgress, image_caption
     from ..images import ImageArrived, ImageResult
 
-    progress = ImageProgress(publish, call.model, call.number, rich)
-    gallery = ImageGallery(publish, call.number, rich, keep_files=not call.save)
+    progress = display.ImageProgress(publish, call.model, call.number, rich)
+    gallery = display.ImageGallery(publish, call.number, rich, keep_files=not call.save)
     parts: list[ImageResult] = []
     started = time.perf_counter()
     outcome = Outcome()
@@ -181,7 +179,7 @@ def make_images(
         )
         return outcome
     result = outcome.value = ImageResult.merge(parts)
-    caption = image_caption(result, time.perf_counter() - started)
+    caption = display.image_caption(result, time.perf_counter() - started)
     kept = len(result.images)
     if outcome.interrupted:
         caption += f" · ⏹ interrupted: {kept} of {call.number} images kept"

@@ -30,13 +30,22 @@ from .arguments import (
     parse_argstring,
     parse_params,
 )
-from .base import FamilyMagics, Outcome, cell_magic, given, line_magic, one_line_errors
+from .base import (
+    FamilyMagics,
+    Outcome,
+    batches,
+    cell_magic,
+    display,
+    given,
+    line_magic,
+    map_display,
+    mapping,
+    one_line_errors,
+)
 
 if TYPE_CHECKING:
-    from ..batches import BatchJob
     from ..catalog import ModelCatalog
     from ..client import DeepInfraClient
-    from ..mapping import MapJob, MapResult
 
 __all__ = [
     "MapCall",
@@ -76,8 +85,6 @@ class MapMagics(FamilyMagics):
         are kept on disk: a re-run sends only rows without one. ``--batch-api`` submits the
         rows to DeepInfra's Batch API (24 h, 20% cheaper). Ctrl-C keeps finished rows.
         """
-        from ..map_display import MapProgressView
-
         args = parse_argstring(self.deepinfra_map, line)
         check_variable_name(args.out)
         check_variable_name(args.column, "--column")
@@ -101,7 +108,7 @@ class MapMagics(FamilyMagics):
             self.batch_poll_interval, self.map_confirm_dollars, args.yes,
         )  # fmt: skip
         estimate = confirm_cost(job, catalog, call)
-        view = MapProgressView(self._publish(), model, self._progress_mode())
+        view = map_display.MapProgressView(self._publish(), model, self._progress_mode())
         outcome = run_map(client, job, view, call, [estimate] if estimate else [])
         result = self.last_map = outcome.value
         if args.out:
@@ -173,11 +180,9 @@ def map_data(user_ns: Mapping[str, Any], name: str, column: str | None) -> Any:
     return data
 
 
-def confirm_cost(job: MapJob, catalog: ModelCatalog | None, call: MapCall) -> str:
+def confirm_cost(job: mapping.MapJob, catalog: ModelCatalog | None, call: MapCall) -> str:
     """Refuse, before anything is sent, a run whose estimate is above the call's limit
     (unless ``yes``); else the estimate as a note for the summary ("" when none)."""
-    from ..batches import DISCOUNT
-    from ..display import money
 
     info = catalog.get(job.model) if catalog is not None else None
     estimate = job.estimate(info)
@@ -185,7 +190,7 @@ def confirm_cost(job: MapJob, catalog: ModelCatalog | None, call: MapCall) -> st
     if dollars is None or not estimate.rows:
         return ""
     if call.batch_api:
-        dollars *= DISCOUNT
+        dollars *= batches.DISCOUNT
     if dollars > call.limit and not call.yes:
         raise UsageError(
             f"%%deepinfra_map: {estimate.rows} rows to send may cost up to ${dollars:.2f} "
@@ -193,16 +198,14 @@ def confirm_cost(job: MapJob, catalog: ModelCatalog | None, call: MapCall) -> st
             f"out), above map_confirm_dollars (${call.limit:g}): add --yes to "
             "send, or lower --max-tokens."
         )
-    return f"*Estimated before sending: up to {money(dollars)} at catalog prices.*"
+    return f"*Estimated before sending: up to {display.money(dollars)} at catalog prices.*"
 
 
 def run_map(
-    client: DeepInfraClient, job: MapJob, view: Any, call: MapCall, notes: list[str]
+    client: DeepInfraClient, job: mapping.MapJob, view: Any, call: MapCall, notes: list[str]
 ) -> Outcome:
     """Send a planned map's missing rows, then show the summary (with ``notes``, and any
     the Batch API adds); ``value`` is the :class:`MapResult` with every row answered."""
-    from ..map_display import map_summary
-
     sent = len(job.missing)
     started = time.perf_counter()
     outcome = Outcome()
@@ -213,16 +216,16 @@ def run_map(
             client.run_map(job, concurrency=call.concurrency, on_progress=view.update)
     except (KeyboardInterrupt, DeepInfraError) as exc:
         outcome.problem = exc
-    result: MapResult = job.result(time.perf_counter() - started, outcome.interrupted)
+    result: mapping.MapResult = job.result(time.perf_counter() - started, outcome.interrupted)
     if outcome.interrupted and call.batch_api:
         result.interrupted = False  # the job runs on: nothing was lost
-    view.finish(map_summary(result, sent_rows=sent, note="\n\n".join(notes)))
+    view.finish(map_display.map_summary(result, sent_rows=sent, note="\n\n".join(notes)))
     outcome.value = result
     return outcome
 
 
 def _map_by_batch(
-    client: DeepInfraClient, job: MapJob, view: Any, notes: list[str], poll_interval: float
+    client: DeepInfraClient, job: mapping.MapJob, view: Any, notes: list[str], poll_interval: float
 ) -> None:
     """Submit the missing rows as a Batch API job (or pick up the one already running
     for them), wait for it with a status line, then put its answers on the rows."""
@@ -239,7 +242,7 @@ def _map_by_batch(
         first = f"Picked up batch `{batch_id}`, submitted earlier for these rows"
     view.update_status(first)
 
-    def show(batch: BatchJob) -> None:
+    def show(batch: batches.BatchJob) -> None:
         view.update_status(f"{first} · {batch.describe().split(': ', 1)[1]}")
 
     try:
@@ -266,7 +269,6 @@ def batches_listing(client: DeepInfraClient, limit: int) -> str:
     """The account's recent Batch API jobs as a Markdown table, marking those sent from
     here (the answer store knows them)."""
     from ..errors import InvalidRequestError
-    from ..map_display import batches_table
 
     store = client.answer_store() if client.recording is None else None
     known = [job["id"] for job in store.batches()][:limit] if store else []
@@ -276,7 +278,7 @@ def batches_listing(client: DeepInfraClient, limit: int) -> str:
         # DeepInfra's OpenAPI marks ``after`` as required when listing: if the list is
         # refused, show the jobs submitted from here, one by one.
         listed = [client.batch(batch_id) for batch_id in known]
-    return batches_table(listed, set(known))
+    return map_display.batches_table(listed, set(known))
 
 
 def collect_batch(client: DeepInfraClient, batch_id: str) -> str:
@@ -303,7 +305,6 @@ def collect_batch(client: DeepInfraClient, batch_id: str) -> str:
 def usage_report(option: str) -> tuple[str, str] | None:
     """``%deepinfra_usage``: the session's totals as (Markdown, plain); ``--reset`` zeroes
     them (and says so, returning None)."""
-    from ..map_display import usage_table
     from ..usage import SESSION_USAGE
 
     if option not in ("", "--reset"):
@@ -312,5 +313,5 @@ def usage_report(option: str) -> tuple[str, str] | None:
         SESSION_USAGE.reset()
         print("Session usage reset to zero.")
         return None
-    table = usage_table(SESSION_USAGE)
+    table = map_display.usage_table(SESSION_USAGE)
     return table, table.replace("`", "").replace("\\$", "$")

@@ -16,7 +16,7 @@ from IPython.core.magic import magics_class, no_var_expand
 
 from .._config import Secret
 from .arguments import argument, magic_arguments, parse_argstring
-from .base import FamilyMagics, line_magic, one_line_errors
+from .base import FamilyMagics, display, line_magic, one_line_errors
 
 __all__ = ["ModelMagics"]
 
@@ -39,8 +39,6 @@ class ModelMagics(FamilyMagics):
     @argument("pattern", nargs="?")
     def deepinfra_models(self, line: str) -> None:
         """List DeepInfra's featured models (PATTERN: a substring or a glob like ``*flux*``)."""
-        from ..display import model_picker, models_table, source_status
-
         args = parse_argstring(self.deepinfra_models, line)
         client = self.client()
         catalog = self.session.catalog(client, refresh=args.refresh)
@@ -50,15 +48,15 @@ class ModelMagics(FamilyMagics):
         status = " · ".join(
             (
                 self.session.key_status(client, self.replay),
-                source_status(catalog),
+                display.source_status(catalog),
                 client.routes.describe(),
             )
         )
-        markdown, plain = models_table(models, status, args.pattern)
+        markdown, plain = display.models_table(models, status, args.pattern)
         self._show(markdown, plain)
         if args.pick:
             has_kernel = getattr(self.ip, "kernel", None) is not None
-            model_picker(self._publish(), self, models, kind, has_kernel)
+            display.model_picker(self._publish(), self, models, kind, has_kernel)
 
     @line_magic
     @one_line_errors
