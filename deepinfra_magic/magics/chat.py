@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from IPython.core.error import UsageError
 from IPython.core.magic import magics_class, no_var_expand
 
+from .._text import shorten
 from ..errors import DeepInfraError
-from ..types import ChatResult
+from ..types import ChatResult, ContentDelta, ReasoningDelta
 from .arguments import (
     argument,
     bounded_float,
@@ -257,8 +258,6 @@ def stream_reply(
     lands before the first byte (even while the placeholder is being sent) is a stopped
     reply like any other, and the view still gets its final update.
     """
-    from ..types import ContentDelta, ReasoningDelta
-
     reply: ChatStream | None = None
     options = {"temperature": call.temperature, "max_tokens": call.max_tokens, **call.params}
     try:
@@ -386,7 +385,6 @@ def _is_pyplot(value: Any) -> bool:
 
 def describe_output(value: Any) -> str:
     """An output for a --vars template: a DataFrame as its text summary, else its repr."""
-    from .._text import shorten
     from ..attachments import describe_table
 
     if type(value).__module__.startswith("pandas") and type(value).__name__ in (
