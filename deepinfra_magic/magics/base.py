@@ -120,7 +120,7 @@ class FamilyMagics(MagicSettings):
         """After a failing cell, when asked: how to ask the model why (no request)."""
         if self.explain_errors:
             hint = "💡 `%deepinfra_explain` asks the model why this cell failed."
-            self._show(hint, hint.replace("`", ""))
+            self.show(hint, hint.replace("`", ""))
 
     @property
     def ip(self) -> InteractiveShell:
@@ -128,22 +128,22 @@ class FamilyMagics(MagicSettings):
         assert self.shell is not None
         return self.shell
 
-    def _publish(self) -> display.Publisher:
+    def publisher(self) -> display.Publisher:
         """Where this shell shows rich output (the watcher notes the images it shows)."""
         publish: display.Publisher = self.ip.display_pub.publish
         return publish
 
-    def _show(self, markdown: str, plain: str) -> None:
+    def show(self, markdown: str, plain: str) -> None:
         """Show Markdown with a plain-text fallback."""
-        self._publish()(display.markdown_bundle(markdown, plain), {})
+        self.publisher()(display.markdown_bundle(markdown, plain), {})
 
-    def _rich(self) -> bool:
+    def rich(self) -> bool:
         """Whether to show Markdown (``display_mode``; ``auto`` asks the frontend)."""
         if self.display_mode == "auto":
             return display.rich_display_available(self.ip)
         return self.display_mode == "markdown"
 
-    def _end(self, outcome: Outcome) -> None:
+    def end_cell(self, outcome: Outcome) -> None:
         """After a cell kept what arrived: raise a fresh interrupt (its traceback is this
         cell's, not a worker thread's) unless told not to, or the error."""
         if outcome.interrupted:

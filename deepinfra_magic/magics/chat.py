@@ -146,9 +146,9 @@ class ChatMagics(FamilyMagics):
         temperature = given(getattr(args, "temperature", None), self.temperature)
         max_tokens = given(getattr(args, "max_tokens", None), self.max_tokens)
         view: display.ReplyView | display.StdoutReplyView
-        if self._rich():
+        if self.rich():
             view = display.ReplyView(
-                self._publish(), model, self.update_interval, args.format != "text"
+                self.publisher(), model, self.update_interval, args.format != "text"
             )
         else:
             view = display.StdoutReplyView(model, self.update_interval)
@@ -168,7 +168,7 @@ class ChatMagics(FamilyMagics):
         if result.complete:
             sent = None if content == prompt else content
             self.conversation.add(prompt, result.text, result.model, cell=cell_id, content=sent)
-        self._end(outcome)
+        self.end_cell(outcome)
 
     @no_var_expand
     @line_magic

@@ -52,7 +52,7 @@ class ConversationMagics(FamilyMagics):
             print("No conversation yet: the next %%deepinfra cell starts one.")
             return
         markdown, plain = display.history_text(conversation)
-        self._show(markdown, plain)
+        self.show(markdown, plain)
 
     @no_var_expand
     @line_magic

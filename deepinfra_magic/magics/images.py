@@ -123,12 +123,12 @@ def show_images(
 ) -> None:
     """Make the images of an image cell (or of a chat cell naming an image model), keep
     them as ``last_images`` and in ``out``, then end the cell."""
-    outcome = make_images(client, magics._publish(), magics._rich(), call)
+    outcome = make_images(client, magics.publisher(), magics.rich(), call)
     if outcome.value is not None:
         magics.last_images = outcome.value
         if out:
             magics.ip.user_ns[out] = outcome.value
-    magics._end(outcome)
+    magics.end_cell(outcome)
 
 
 def image_fields(args: argparse.Namespace) -> dict[str, Any]:

@@ -108,18 +108,18 @@ class MapMagics(FamilyMagics):
             self.batch_poll_interval, self.map_confirm_dollars, args.yes,
         )  # fmt: skip
         estimate = confirm_cost(job, catalog, call)
-        view = map_display.MapProgressView(self._publish(), model, self._progress_mode())
+        view = map_display.MapProgressView(self.publisher(), model, self._progress_mode())
         outcome = run_map(client, job, view, call, [estimate] if estimate else [])
         result = self.last_map = outcome.value
         if args.out:
             self.ip.user_ns[args.out] = result.output()
         if args.column:
             data[args.column] = result.values  # by position: an index may repeat labels
-        self._end(outcome)  # a plain interrupt, like %%deepinfra: the summary said the rest
+        self.end_cell(outcome)  # a plain interrupt, like %%deepinfra: the summary said the rest
 
     def _progress_mode(self) -> str:
         """How map progress is shown: a widget in a kernel, Markdown elsewhere, or text."""
-        if not self._rich():
+        if not self.rich():
             return "text"
         return "widget" if getattr(self.ip, "kernel", None) is not None else "markdown"
 
@@ -139,7 +139,7 @@ class MapMagics(FamilyMagics):
             print(collect_batch(client, args.batch_id))
             return
         table = batches_listing(client, args.limit)
-        self._show(table, table.replace("`", ""))
+        self.show(table, table.replace("`", ""))
 
     @line_magic
     @one_line_errors
@@ -148,7 +148,7 @@ class MapMagics(FamilyMagics):
         kind (chat, images, map, batch) and by model. ``--reset`` starts the count over."""
         shown = usage_report(line.strip())
         if shown is not None:
-            self._show(*shown)
+            self.show(*shown)
 
 
 class MapCall(NamedTuple):

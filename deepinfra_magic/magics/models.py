@@ -53,10 +53,10 @@ class ModelMagics(FamilyMagics):
             )
         )
         markdown, plain = display.models_table(models, status, args.pattern)
-        self._show(markdown, plain)
+        self.show(markdown, plain)
         if args.pick:
             has_kernel = getattr(self.ip, "kernel", None) is not None
-            display.model_picker(self._publish(), self, models, kind, has_kernel)
+            display.model_picker(self.publisher(), self, models, kind, has_kernel)
 
     @line_magic
     @one_line_errors
