@@ -2,10 +2,12 @@
 
 Rules kept here:
 
-* A magic's parser is a :class:`MagicParser` declared right above the magic in its family's
-  module and attached with :func:`documented`; the body reads its line through the method,
-  ``parse_argstring(self.deepinfra, line)``, as IPython's ``magic_arguments`` does. There is
-  no table of parsers.
+* A magic's options are declared right above it in its family's module, with
+  ``@magic_arguments`` and one ``@argument`` line each, in IPython's own style; the body
+  reads its line through the method, ``parse_argstring(self.deepinfra, line)``. There is no
+  table of parsers.
+* A :class:`MagicParser` is built on a magic's first use (or its ``?``), not when the
+  magics register: ``%load_ext`` builds none.
 * IPython's own ``arg_split`` keeps quote characters inside tokens, so the parser is
   IPython's ``MagicArgumentParser`` reading the line with ``shlex`` instead.
 * Every mistake is one ``UsageError`` line that names the option and what it takes.
