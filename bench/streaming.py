@@ -145,8 +145,12 @@ def _real(
     kc: Any, url: str, design: str, text: str, rate: float, overhead: float = 0.0
 ) -> dict[str, Any]:
     module, _, name = DESIGNS[design].rpartition(".")
-    _run(kc, f"import deepinfra_magic.magics, {module}")
-    _run(kc, f"deepinfra_magic.magics.ReplyView = {module}.{name}")
+    # The chat magic imports its view from the display module when a cell runs: swap it
+    # there, keeping the package's own view to put back.
+    _run(kc, f"import deepinfra_magic.display as shown, {module}")
+    _run(kc, "shown.__dict__.setdefault('_PACKAGE_VIEW', shown.ReplyView)")
+    view = "shown._PACKAGE_VIEW" if design == "new" else f"{module}.{name}"
+    _run(kc, f"shown.ReplyView = {view}")
     configure_server(url, token_delay=max(0.0, 1 / rate - overhead))
     _control(url, "POST", "script", {"text": text})
     cell = f"%%deepinfra --new -m {MODEL} --max-tokens 1000000\nGo on."

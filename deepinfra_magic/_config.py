@@ -4,7 +4,7 @@ holds a key value.
 Base URL: argument > ``DEEPINFRA_BASE_URL`` > ``https://api.deepinfra.com``.
 Key: argument > ``DEEPINFRA_API_KEY`` > ``DEEPINFRA_API_TOKEN``.
 The client, the g4f provider and the magics' settings all default to the values here;
-tests/magics/test_readme_settings.py holds the README's settings table to them.
+tests/magics/test_settings.py holds the README's settings table to them.
 """
 
 from __future__ import annotations

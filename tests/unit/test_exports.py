@@ -1,6 +1,7 @@
 """Module contracts hold: every ``__all__`` names real things, every name one module
 imports from another is in that module's ``__all__``, and the package's lazy table
-points at real names (the kind of drift test IPython keeps for its magics table)."""
+points at real names (the kind of drift test IPython keeps for its magics table).
+Subpackages (``magics/`` and the others) are walked too."""
 
 from __future__ import annotations
 
@@ -14,36 +15,42 @@ import pytest
 import deepinfra_magic
 
 PACKAGE = Path(deepinfra_magic.__file__).parent
-PACKAGES = {
-    info.name.removeprefix("deepinfra_magic.")
-    for info in pkgutil.walk_packages(deepinfra_magic.__path__, "deepinfra_magic.")
-    if info.ispkg
-}
 MODULES = sorted(
     info.name.removeprefix("deepinfra_magic.")
-    for info in pkgutil.walk_packages(deepinfra_magic.__path__, "deepinfra_magic.")
+    for info in pkgutil.walk_packages([str(PACKAGE)], prefix="deepinfra_magic.")
 )
 
 
-def _source(module: str) -> Path:
-    """The file of a module named below the package (``maps.rows``, or ``maps`` itself)."""
+def source_of(module: str) -> Path:
+    """The file of a module named relative to the package (``magics.chat``, ``magics``)."""
     path = PACKAGE.joinpath(*module.split("."))
-    return path / "__init__.py" if module in PACKAGES else path.with_suffix(".py")
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def resolve(importer: str, level: int, target: str | None) -> str:
+    """The module a relative import names, relative to the package (``..errors`` from
+    ``magics.chat`` is ``errors``)."""
+    parts = importer.split(".")
+    is_package = source_of(importer).name == "__init__.py"
+    base = parts if is_package else parts[:-1]
+    base = base[: len(base) - (level - 1)] if level > 1 else base
+    return ".".join([*base, *([target] if target else [])])
 
 
 def internal_imports() -> list[tuple[str, str, str]]:
-    """(importing module, imported module, name) for every relative ``from .x import name``
-    (also ``from ..x`` inside a subpackage), names resolved from the package root."""
+    """(importing module, imported module, name) for every relative ``from … import name``."""
     found = []
     for module in MODULES:
-        here = module.split(".") if module in PACKAGES else module.split(".")[:-1]
-        tree = ast.parse(_source(module).read_text(encoding="utf-8"))
+        tree = ast.parse(source_of(module).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level >= 1 and node.module:
-                base = here[: len(here) - (node.level - 1)]
-                source = ".".join([*base, node.module])
+                source = resolve(module, node.level, node.module)
                 found += [(module, source, alias.name) for alias in node.names]
     return found
+
+
+def test_subpackages_are_walked() -> None:
+    assert "magics" in MODULES and "magics.chat" in MODULES
 
 
 @pytest.mark.parametrize("module", MODULES)

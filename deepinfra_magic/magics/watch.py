@@ -1,6 +1,12 @@
 """Following the notebook's cells from IPython's events: which cell runs, which fails
-(with the traceback IPython showed), and which images each one shows. ``%%deepinfra
---see`` and ``%deepinfra_explain`` read what this notes in a :class:`CellLog`.
+(with the traceback IPython showed), and which images each one shows.
+
+Rules kept here:
+
+* ``%%deepinfra --see`` and ``%deepinfra_explain`` read what this notes in a
+  :class:`CellLog`; nothing else writes to it.
+* One registration per loaded extension, undone entirely by :meth:`CellWatcher.disconnect`.
+* Our own errors (UsageError, DeepInfraError) and Ctrl-C are not failures to explain.
 """
 
 from __future__ import annotations
@@ -10,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from .errors import DeepInfraError
+from ..errors import DeepInfraError
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from .conversation import Conversation
-    from .notebook import CellLog
+    from ..conversation import Conversation
+    from ..notebook import CellLog
 
 __all__ = ["CellWatcher"]
 

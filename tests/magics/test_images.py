@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,11 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import RichOutput, capture_output
 
+from deepinfra_magic.client import DeepInfraClient
+from deepinfra_magic.display import Frontend
 from deepinfra_magic.errors import InvalidRequestError, ModelNotFoundError
 from deepinfra_magic.images import ImageResult
+from deepinfra_magic.magics import images as image_family
 from tests.fake_deepinfra import (
     CANARY_KEY,
     FILES_PREFIX,
@@ -393,3 +397,52 @@ def test_chat_magic_with_an_image_model_refuses_image_fields_in_one_line(
     with pytest.raises(UsageError, match=message):
         ip.run_cell_magic("deepinfra", f"-m {FLUX} -p n=2", "a fox")
     assert image_bodies(fake_server) == []
+
+
+# --- make_images without a shell: a publisher that records, Ctrl-C at a chosen image ---
+
+MakeClient = Callable[..., DeepInfraClient]
+IMAGE_MODEL = "black-forest-labs/FLUX-1-schnell"
+
+
+class Screen:
+    """A display publisher that keeps every bundle; Ctrl-C on the n-th image, if asked."""
+
+    def __init__(self, interrupt_on_image: int | None = None) -> None:
+        self.bundles: list[dict[str, Any]] = []
+        self.interrupt_on_image = interrupt_on_image
+
+    def __call__(self, data: dict[str, Any], metadata: Any = None, **kwargs: Any) -> None:
+        self.bundles.append(data)
+        images = sum(any(k.startswith("image/") for k in b) for b in self.bundles)
+        if any(k.startswith("image/") for k in data) and images == self.interrupt_on_image:
+            raise KeyboardInterrupt
+
+    def text(self) -> str:
+        return "\n".join(str(b.get("text/plain", "")) for b in self.bundles)
+
+
+def test_ctrl_c_during_images_keeps_the_first_and_the_caption_says_so(
+    make_sync_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    fake_server.image_delay_by_seed = {5: 0.0, 6: 0.5}
+    screen = Screen(interrupt_on_image=1)
+    call = image_family.ImageCall("a fox", IMAGE_MODEL, 2, {"seed": 5})
+    outcome = image_family.make_images(make_sync_client(), Frontend(screen, live=True), call)
+    assert outcome.interrupted and outcome.problem is not None
+    assert [image.seed for image in outcome.value.images] == [5]
+    assert "⏹ interrupted: 1 of 2 images kept" in screen.text()
+
+
+def test_a_failed_image_request_is_returned_not_raised(
+    make_sync_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    screen = Screen()
+    outcome = image_family.make_images(
+        make_sync_client(),
+        Frontend(screen, live=False),
+        image_family.ImageCall("a fox", "no/such-model"),
+    )
+    assert outcome.value is None and not outcome.interrupted
+    assert "not found" in str(outcome.problem)
+    assert "⚠ No image: failed." in screen.text()

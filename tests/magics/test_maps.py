@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from deepinfra_magic.maps import RowError
+from deepinfra_magic.client import DeepInfraClient
+from deepinfra_magic.magics import maps as map_family
+from deepinfra_magic.maps import MapProgress, RowError
 from tests.fake_deepinfra import CANARY_KEY, CHAT_PATH, FakeDeepInfra
 from tests.kernel_helpers import PLAIN, InterruptingPublisher, all_text
 
@@ -319,3 +322,40 @@ def test_batches_falls_back_to_the_jobs_submitted_here_when_listing_is_refused(
     with capture_output() as listed:
         ip.run_line_magic("deepinfra_batches", "")
     assert batch_id in all_text(listed.outputs)
+
+
+# --- run_map without a shell: a progress view that presses Ctrl-C ---
+
+MakeClient = Callable[..., DeepInfraClient]
+
+
+class MapView:
+    """A map progress view that presses Ctrl-C once ``stop_after`` rows are done."""
+
+    def __init__(self, stop_after: int) -> None:
+        self.stop_after = stop_after
+
+        self.summary = ""
+
+    def update(self, progress: MapProgress) -> None:
+        if progress.done >= self.stop_after:
+            raise KeyboardInterrupt
+
+    def finish(self, summary: str) -> None:
+        self.summary = summary
+
+
+def test_ctrl_c_during_a_map_keeps_the_rows_answered_so_far(
+    make_sync_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    fake_server.add_fault(times=2, first_byte_delay=0.0)  # two quick answers, then
+    fake_server.add_fault(times=None, first_byte_delay=30.0)  # nothing for 30 s
+    client = make_sync_client()
+    job = client.plan_map([f"row {i}" for i in range(8)], "Say {}", max_tokens=3, resume=False)
+    notes: list[str] = []
+    view = MapView(stop_after=2)
+    outcome = map_family.run_map(client, job, view, map_family.MapCall(concurrency=1), notes)
+    result = outcome.value
+    assert outcome.interrupted and result.interrupted
+    assert result.answered == 2 and result.remaining == 6
+    assert "Interrupted" in view.summary

@@ -114,6 +114,47 @@ def test_load_ext_imports_no_httpx_and_makes_no_request(
     assert chat_bodies(fake_server)[0]["model"] == "google/gemma-3-27b-it"
 
 
+# What %load_ext must not bring in: each family's machinery loads on its first use.
+MACHINERY = (
+    "httpx",
+    "deepinfra_magic.client",
+    "deepinfra_magic._http",
+    "deepinfra_magic.display",
+    "deepinfra_magic.map_display",
+    "deepinfra_magic.maps",
+    "deepinfra_magic.mapping",
+    "deepinfra_magic.batches",
+    "deepinfra_magic.attachments",
+    "deepinfra_magic.catalog",
+)
+
+
+def test_load_ext_registers_declarations_only(fake_server: FakeDeepInfra, tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from IPython.core.interactiveshell import InteractiveShell
+        ip = InteractiveShell.instance()
+        ip.run_line_magic("load_ext", "deepinfra_magic")
+        machinery = {MACHINERY!r}
+        print("after load:", sorted(
+            name for name in sys.modules if name.startswith(machinery)
+        ))
+        print("registered:", "deepinfra_map" in ip.magics_manager.magics["cell"])
+        print("usage shown:", "usage: %%deepinfra_map" in ip.object_inspect_text("%%deepinfra_map"))
+        """
+    )
+    env = magic_process_env(fake_server.api_url, tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "after load: []" in lines
+    assert "registered: True" in lines and "usage shown: True" in lines
+    assert fake_server.requests == []
+
+
 def test_profile_config_loads_the_extension_in_terminal_ipython(
     fake_server: FakeDeepInfra, tmp_path: Path
 ) -> None:

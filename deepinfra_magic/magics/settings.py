@@ -1,7 +1,14 @@
 """The magics' settings (``%config DeepInfraMagics``): every trait, its default from
 ``_config.py``, and how the settings become the client's keyword arguments.
 
-:class:`DeepInfraMagics` inherits them, so its own module holds only the magics.
+Rules kept here:
+
+* Every user-facing default comes from ``_config.py``; the API key is never a trait.
+* :class:`MagicSettings` is the root of every family class, so the one configurable,
+  ``DeepInfraMagics`` (the families put together in ``magics/__init__.py``), shows every
+  trait under its own name, as before the package was cut by family.
+* A connection setting applies from the next request on (the session rebuilds its
+  client); loading the settings imports neither the client nor httpx.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.magic import Magics
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, observe, validate
 
-from ._config import (
+from .._config import (
     DEFAULT_BATCH_POLL_INTERVAL,
     DEFAULT_CATALOG_TTL,
     DEFAULT_IMAGE_MODEL,
@@ -33,10 +40,10 @@ from ._config import (
     env_text,
     resolve_replay_speed,
 )
-from ._session import MagicSession, absolute_paths
+from .session import MagicSession, absolute_paths
 
 if TYPE_CHECKING:
-    from .conversation import Conversation
+    from ..conversation import Conversation
 
 __all__ = ["MagicSettings"]
 
@@ -174,7 +181,7 @@ class MagicSettings(Magics):
     # --- what the client is built with -----------------------------------------------
 
     def _client_options(self) -> dict[str, Any]:
-        from .recording import Record, Replay
+        from ..recording import Record, Replay
 
         recording: Replay | Record | None = None
         if self.replay:

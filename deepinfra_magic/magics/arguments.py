@@ -1,32 +1,51 @@
 """Argument parsing for the magics: clear one-line UsageErrors, literal prompts.
 
-IPython's own ``arg_split`` keeps quote characters inside tokens, so the parser is
-IPython's ``MagicArgumentParser`` reading the line with ``shlex`` instead.
+Rules kept here:
+
+* A magic's options are declared right above it in its family's module, with
+  ``@magic_arguments`` and one ``@argument`` line each, in IPython's own style; the body
+  reads its line through the method, ``parse_argstring(self.deepinfra, line)``. There is no
+  table of parsers.
+* A :class:`MagicParser` is built on a magic's first use (or its ``?``), not when the
+  magics register: ``%load_ext`` builds none.
+* IPython's own ``arg_split`` keeps quote characters inside tokens, so the parser is
+  IPython's ``MagicArgumentParser`` reading the line with ``shlex`` instead.
+* Every mistake is one ``UsageError`` line that names the option and what it takes.
+* Only the standard library and IPython's parser are imported: this loads with the magics.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import keyword
 import re
 import shlex
 import string
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
 
-from ._text import redact
+from .._text import redact
 
 __all__ = [
+    "DeclaredParser",
     "MagicParser",
+    "argument",
     "bounded_float",
     "bounded_int",
+    "check_variable_name",
     "fill_variables",
+    "magic_arguments",
+    "parse_argstring",
     "parse_params",
+    "parser_of",
     "split_options_and_prompt",
 ]
+
+F = TypeVar("F", bound=Callable[..., None])
 
 
 class MagicParser(MagicArgumentParser):
@@ -128,6 +147,86 @@ def parse_params(
         except ValueError:
             params[key] = value
     return params
+
+
+def argument(*flags: str, exclusive: str | None = None, **options: Any) -> Callable[[F], F]:
+    """Declare one option of the magic below, as IPython's ``@argument`` does; options
+    sharing an ``exclusive`` name form a mutually exclusive group."""
+
+    def declare(method: F) -> F:
+        declared: list[Any] = method.__dict__.setdefault("arguments", [])
+        declared.insert(0, (flags, exclusive, options))  # decorators apply bottom-up
+        return method
+
+    return declare
+
+
+class DeclaredParser:
+    """A magic's options as declared above it; the :class:`MagicParser` is built on first
+    use, so registering the magics builds no parser (``%load_ext`` stays light)."""
+
+    def __init__(self, prog: str, description: str, arguments: list[Any]) -> None:
+        self.prog = prog
+        self.description = description
+        self.arguments = arguments
+        self._built: MagicParser | None = None
+
+    def build(self) -> MagicParser:
+        """The parser, built once from the declarations in source order."""
+        if self._built is None:
+            parser = MagicParser(self.prog, self.description)
+            groups: dict[str, Any] = {}
+            for flags, exclusive, options in self.arguments:
+                target: Any = parser
+                if exclusive is not None:
+                    if exclusive not in groups:
+                        groups[exclusive] = parser.add_mutually_exclusive_group()
+                    target = groups[exclusive]
+                target.add_argument(*flags, **options)
+            self._built = parser
+        return self._built
+
+    def parse_argstring(self, argstring: str, *, partial: bool = False) -> Any:
+        """What IPython's ``parse_argstring(magic, line)`` calls on ``magic.parser``."""
+        return self.build().parse_argstring(argstring, partial=partial)
+
+
+def magic_arguments(prog: str, description: str = "") -> Callable[[F], F]:
+    """Declare the parser of the magic below from its ``@argument`` lines, as IPython's
+    ``@magic_arguments`` does. ``%magic?`` shows the usage generated from it (IPython's
+    inspector asks the magic's ``getdoc``), so nothing hand-written drifts; the body
+    parses with ``parse_argstring(self.magic, line)``."""
+
+    def attach(method: F) -> F:
+        declared = DeclaredParser(prog, description, method.__dict__.pop("arguments", []))
+        summary = (method.__doc__ or "").rstrip()
+
+        def usage() -> str:
+            return f"{summary}\n\n{declared.build().format_help()}"
+
+        method.parser = declared  # type: ignore[attr-defined]  # as magic_arguments does
+        method.getdoc = usage  # type: ignore[attr-defined]  # IPython's oinspect.getdoc
+        return method
+
+    return attach
+
+
+def parser_of(magic: Callable[..., None]) -> MagicParser:
+    """The parser :func:`magic_arguments` attached to ``magic`` (a method, bound or not)."""
+    declared: DeclaredParser = magic.parser  # type: ignore[attr-defined]
+    return declared.build()
+
+
+def parse_argstring(magic: Callable[..., None], line: str) -> argparse.Namespace:
+    """IPython's ``parse_argstring(self.magic, line)``, typed: the magic's own parser
+    reads its line."""
+    return parser_of(magic).parse_line(line)
+
+
+def check_variable_name(name: str | None, option: str = "-o/--out") -> None:
+    """A name the magic will assign in the notebook: a Python identifier, not a keyword."""
+    if name is not None and (not name.isidentifier() or keyword.iskeyword(name)):
+        raise UsageError(f"{option} needs a Python variable name, got {name!r}.")
 
 
 def fill_variables(text: str, namespace: Mapping[str, Any]) -> str:

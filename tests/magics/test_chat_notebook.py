@@ -31,7 +31,7 @@ from tests.kernel_helpers import (
     collect,
     magic_process_env,
 )
-from tests.magics.test_magics_see import VISION, VISION_ENTRY, sent_images
+from tests.magics.test_chat_see import VISION, VISION_ENTRY, sent_images
 
 matplotlib.use("Agg")
 

@@ -1,6 +1,12 @@
 """The magics' session: one client, the key entered with ``%deepinfra_login``, and the
-model list with its one-time warning. No IPython here: the magics pass their settings
-in as the keyword arguments any caller of ``DeepInfraClient`` would use.
+model list with its one-time warning.
+
+Rules kept here:
+
+* No IPython here: the magics pass their settings in as the keyword arguments any caller
+  of ``DeepInfraClient`` would use.
+* The client (and with it httpx) is imported and built on first use, never at ``%load_ext``.
+* A key lives only inside the client's headers; this module never holds or prints one.
 """
 
 from __future__ import annotations
@@ -11,13 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._config import KEY_ENV_VARS, Secret, key_source, missing_key_error, resolve_key
-from .errors import DeepInfraError
-from .usage import SESSION_USAGE
+from .._config import KEY_ENV_VARS, Secret, key_source, missing_key_error, resolve_key
+from ..errors import DeepInfraError
+from ..usage import SESSION_USAGE
 
 if TYPE_CHECKING:
-    from .catalog import ModelCatalog
-    from .client import DeepInfraClient
+    from ..catalog import ModelCatalog
+    from ..client import DeepInfraClient
 
 __all__ = ["MagicSession", "absolute_paths", "file_names", "mode_status"]
 
@@ -39,7 +45,7 @@ class MagicSession:
         if self._client is not None and not self.login and self._environment_key_changed():
             self.rebuild()
         if self._client is None:
-            from .client import DeepInfraClient
+            from ..client import DeepInfraClient
 
             self._client = DeepInfraClient(**self._options(), usage=self.usage)
         return self._client
@@ -48,7 +54,7 @@ class MagicSession:
         """Replace the client after a settings change; keep a login key unless replaced."""
         old, self._client = self._client, None
         if key is not None:
-            from .client import DeepInfraClient
+            from ..client import DeepInfraClient
 
             self._client = DeepInfraClient(key, **self._options(), usage=self.usage)
         elif self.login and old is not None:
@@ -59,7 +65,7 @@ class MagicSession:
     def log_in(self, key: Secret) -> str:
         """Check ``key`` with one free request (never recorded or replayed), then use it
         from now on; refused: raised. Returns the line to print."""
-        from .client import DeepInfraClient
+        from ..client import DeepInfraClient
 
         with DeepInfraClient(key, **{**self._options(), "recording": None}) as checker:
             try:

@@ -7,12 +7,15 @@ is the shell's plain ``DisplayPublisher`` with stdout captured.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
+from deepinfra_magic.client import DeepInfraClient
+from deepinfra_magic.magics.chat import ChatCall, reply_ending, stream_reply
 from deepinfra_magic.types import ChatResult
 from tests.fake_deepinfra import (
     CANARY_KEY,
@@ -36,6 +39,8 @@ from tests.kernel_helpers import (
 
 DEFAULT = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
 REASONER = "deepseek-ai/DeepSeek-R1"
+DEFAULT_MODEL = DEFAULT
+MakeClient = Callable[..., DeepInfraClient]
 
 
 def chat(ip: InteractiveShell, cell: str, line: str = "") -> Reply:
@@ -507,3 +512,45 @@ def test_currency_is_escaped_in_the_markdown_only_and_math_is_kept(
         f"It costs {dollar}0.03 per million and {dollar}0.05, and grows as $x^2$:\n\n$$\\int f$$"
     )
     assert final.data[PLAIN] == text  # the text/plain fallback reads as written
+
+
+# --- run_chat's two steps without a shell: the stream (Ctrl-C kept) and the ending ---
+
+
+class ChatView:
+    """A reply view that keeps what it is given; Ctrl-C on the n-th piece of answer."""
+
+    def __init__(self, interrupt_on: int | None = None) -> None:
+        self.answer: list[str] = []
+        self.interrupt_on = interrupt_on
+
+    def start(self) -> None:
+        pass
+
+    def add_reasoning(self, text: str) -> None:
+        pass
+
+    def add_answer(self, text: str) -> None:
+        self.answer.append(text)
+        if len(self.answer) == self.interrupt_on:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_mid_reply_keeps_the_text_shown_so_far_and_says_so(
+    make_sync_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    view = ChatView(interrupt_on=2)
+    call = ChatCall([{"role": "user", "content": "Hello"}], DEFAULT_MODEL, 0.7, 64)
+    outcome = stream_reply(make_sync_client(), view, call)  # type: ignore[arg-type]
+    result = outcome.value
+    assert outcome.interrupted and result.interrupted and not result.complete
+    assert result.text == "".join(view.answer) != ""
+    note, footer, code = reply_ending(result, "code", timing=True)
+    assert "Llama-3.3-70B" in footer
+    assert note.startswith("*⏹ Interrupted: the partial reply is kept") and code is None
+
+
+def test_code_format_hands_back_the_first_code_block() -> None:
+    result = ChatResult("Try:\n\n```python\nprint(1)\n```\n\nor not.", DEFAULT_MODEL)
+    assert reply_ending(result, "code", timing=True)[2] == "print(1)"
+    assert reply_ending(result, "markdown", timing=True)[2] is None
