@@ -210,10 +210,14 @@ class Schema:
             },
         }
 
-    @staticmethod
-    def fallback_response_format() -> dict[str, Any]:
-        """The ``response_format`` to send where ``json_schema`` is refused: JSON mode."""
-        return {"type": "json_object"}
+    def fallback_response_format(self) -> dict[str, Any]:
+        """The ``response_format`` to send where ``json_schema`` is refused: JSON mode.
+
+        It carries the schema as ``schema``, which llama-cpp-python's server turns into a
+        grammar (so even a random-weight model answers schema-valid JSON); DeepInfra's
+        ``JsonObjectResponseFormat`` (S7) has only ``type`` and ignores it. Send it with
+        :meth:`fallback_system_message`, which states the schema to the model itself."""
+        return {"type": "json_object", "schema": copy.deepcopy(self.json_schema)}
 
     def fallback_system_message(self) -> str:
         """The system-message text that states the schema when only JSON mode is available."""
@@ -330,17 +334,20 @@ class Schema:
 
 
 def refuses_json_schema(status: int, body: Any) -> bool:
-    """Whether an error answer means the server does not take ``json_schema``: a 400/422
-    whose body names ``response_format`` or ``json_schema`` (then fall back to JSON mode)."""
-    if status not in (400, 422):
-        return False
+    """Whether an error answer means the server does not take ``json_schema`` (then fall
+    back to :meth:`Schema.fallback_response_format`): a 400/422 whose body names
+    ``response_format`` or ``json_schema``, or a 500 that names both (llama-cpp-python's
+    server wraps its request validation error in a 500)."""
     if isinstance(body, bytes):
         text = body.decode("utf-8", "replace")
     elif isinstance(body, str):
         text = body
     else:
         text = json.dumps(body, default=str)
-    return "response_format" in text or "json_schema" in text
+    names_format, names_schema = "response_format" in text, "json_schema" in text
+    if status in (400, 422):
+        return names_format or names_schema
+    return status == 500 and names_format and names_schema
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,22 +454,15 @@ def _object(properties: dict[str, Any]) -> dict[str, Any]:
 
 
 def _nullable(prop: dict[str, Any]) -> dict[str, Any]:
-    """``prop`` that also admits null (a type list, plus null in an enum)."""
+    """``prop`` that also admits null, as ``anyOf`` with ``{"type": "null"}``.
+
+    Not a type list such as ``["string", "null"]``: llama.cpp's schema-to-grammar converter
+    turns a type list into bare types and drops the ``enum``, ``items`` and ``format``
+    beside it, while ``anyOf`` keeps them (and OpenAI's strict mode takes both)."""
     if _admits_null(prop):
         return prop
-    result = dict(prop)
-    kind = result.get("type")
-    if isinstance(kind, str):
-        result["type"] = [kind, "null"]
-        if "enum" in result:
-            result["enum"] = [*result["enum"], None]
-        return result
-    if isinstance(kind, list):
-        result["type"] = [*kind, "null"]
-        return result
-    if "anyOf" in result:
-        result["anyOf"] = [*result["anyOf"], {"type": "null"}]
-        return result
+    if "anyOf" in prop:
+        return {**prop, "anyOf": [*prop["anyOf"], {"type": "null"}]}
     return {"anyOf": [prop, {"type": "null"}]}
 
 
