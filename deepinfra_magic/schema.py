@@ -272,7 +272,13 @@ class Schema:
     def _build(self, data: Any, text: str) -> Any:
         kind, target = self._target_kind, self._target
         if kind == "pydantic":
-            cleaned = {key: value for key, value in data.items() if value is not None}
+            # A null stands for "not given" only where the model has a default to use.
+            fields = target.model_fields
+            cleaned = {
+                key: value
+                for key, value in data.items()
+                if value is not None or key not in fields or fields[key].is_required()
+            }
             try:
                 return target.model_validate(cleaned)
             except ValueError as exc:  # pydantic's ValidationError is a ValueError

@@ -286,6 +286,16 @@ def test_parse_gives_the_typed_value_of_each_kind() -> None:
     }
 
 
+def test_a_null_takes_a_pydantic_default_but_stays_null_where_the_field_has_none() -> None:
+    class Nullable(pydantic.BaseModel):
+        must: int | None
+        maybe: int = 7
+
+    schema = Schema.from_spec(Nullable)
+    assert schema.parse('{"must": null, "maybe": null}') == Nullable(must=None, maybe=7)
+    assert schema.parse('{"maybe": 1}') == Nullable(must=None, maybe=1)  # missing = null
+
+
 def test_parse_reads_json_inside_a_code_fence() -> None:
     assert Schema.from_spec("a: int").parse('```json\n{"a": 1}\n```') == {"a": 1}
 
