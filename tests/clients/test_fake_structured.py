@@ -14,13 +14,15 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.clients.test_fake_server import AUTH, CHAT, TEXT_MODEL, chunks, sse_data
-from tests.fake_deepinfra import FakeDeepInfra
+from tests.fake_deepinfra import CANARY_KEY, CHAT_PATH, FakeDeepInfra
 from tests.fake_deepinfra.structured import (
     JSON_MODE_ONLY_MODEL,
     NOT_JSON_REPLY,
     REPAIR_MODEL,
 )
+
+AUTH = {"Authorization": f"Bearer {CANARY_KEY}"}
+TEXT_MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 
 REVIEW_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -50,17 +52,18 @@ def client(fake_server: FakeDeepInfra) -> Iterator[httpx.Client]:
 
 def ask(client: httpx.Client, content: str = "Great book", **body: Any) -> httpx.Response:
     messages = body.pop("messages", [{"role": "user", "content": content}])
-    return client.post(CHAT, json={"model": TEXT_MODEL, "messages": messages, **body})
+    return client.post(CHAT_PATH, json={"model": TEXT_MODEL, "messages": messages, **body})
 
 
 def streamed_text(response: httpx.Response) -> tuple[str, int]:
     """The streamed content and how many content chunks carried it."""
     assert response.status_code == 200, response.text
-    pieces = [
-        chunk["choices"][0]["delta"].get("content")
-        for chunk in chunks(sse_data(response.text))
-        if chunk["choices"]
+    events = [
+        json.loads(line.removeprefix("data: "))
+        for line in response.text.splitlines()
+        if line.startswith("data: {")
     ]
+    pieces = [event["choices"][0]["delta"].get("content") for event in events if event["choices"]]
     pieces = [piece for piece in pieces if piece]
     return "".join(pieces), len(pieces)
 
