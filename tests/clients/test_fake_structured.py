@@ -1,7 +1,8 @@
 """The fake server honours ``response_format`` as DeepInfra's OpenAPI document describes it.
 
 Raw httpx over 127.0.0.1; the replies are checked with the ``jsonschema`` package, a
-validator this project did not write.
+validator this project did not write. The last test plays the round trip the client will
+run with ``deepinfra_magic.schema``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import httpx
 import jsonschema
 import pytest
 
+from deepinfra_magic.schema import Schema, SchemaValidationError, refuses_json_schema
 from tests.fake_deepinfra import CANARY_KEY, CHAT_PATH, FakeDeepInfra
 from tests.fake_deepinfra.structured import (
     JSON_MODE_ONLY_MODEL,
@@ -179,3 +181,38 @@ def test_a_scripted_reply_still_wins_over_the_generated_json(
     fake_server.script_reply('{"label": "surprise"}')
     body = ask(client, response_format=json_schema_format()).json()
     assert body["choices"][0]["message"]["content"] == '{"label": "surprise"}'
+
+
+def test_the_schema_module_round_trip_a_client_will_run_refusal_fallback_and_repair(
+    client: httpx.Client,
+) -> None:
+    """What phase 2 wires into the client, played by hand over HTTP: json_schema refused,
+    JSON mode with the stated schema, then one repair turn on the model that needs it."""
+    schema = Schema.from_spec("label: positive|negative|mixed, score: float, tags: list[str]?")
+    user = [{"role": "user", "content": "Great book"}]
+    refused = ask(
+        client, model=JSON_MODE_ONLY_MODEL, messages=user, response_format=schema.response_format()
+    )
+    assert refuses_json_schema(refused.status_code, refused.json())
+    system = [{"role": "system", "content": schema.fallback_system_message()}]
+    fallback = ask(
+        client,
+        model=JSON_MODE_ONLY_MODEL,
+        messages=system + user,
+        response_format=schema.fallback_response_format(),
+        stream=True,
+    )
+    assert schema.parse(streamed_text(fallback)[0])["label"] in ("positive", "negative", "mixed")
+
+    first = ask(client, model=REPAIR_MODEL, messages=user, response_format=schema.response_format())
+    raw = first.json()["choices"][0]["message"]["content"]
+    with pytest.raises(SchemaValidationError) as caught:
+        schema.parse(raw)
+    repaired = ask(
+        client,
+        model=REPAIR_MODEL,
+        messages=user + schema.repair_messages(raw, caught.value),
+        response_format=schema.response_format(),
+    )
+    value = schema.parse(repaired.json()["choices"][0]["message"]["content"])
+    assert set(value) == {"label", "score", "tags"}
