@@ -33,6 +33,7 @@ from .errors import (
     ModelNotFoundError,
     RateLimitError,
     ReplayError,
+    SchemaError,
     ServerError,
     StreamError,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "Recording",
     "ReplayError",
     "RowError",
+    "SchemaError",
     "ServerError",
     "StreamError",
     "Usage",

@@ -10,6 +10,7 @@ Hierarchy::
 
     DeepInfraError
     ├── InvalidArgumentError        a mistake found before any request (also a ValueError)
+    │   └── SchemaError             a --schema spec that names no usable type
     ├── ConfigurationError          bad base URL or setting
     │   └── RouteNotFoundError      404 from a route the server does not have
     ├── APIStatusError              any other HTTP error answer (an unexpected status)
@@ -55,6 +56,7 @@ __all__ = [
     "RateLimitError",
     "ReplayError",
     "RouteNotFoundError",
+    "SchemaError",
     "ServerError",
     "StreamError",
 ]
@@ -89,6 +91,10 @@ class DeepInfraError(Exception):
 
 class InvalidArgumentError(DeepInfraError, ValueError):
     """A mistake found before any request (an argument, template, option or schema); never sent."""
+
+
+class SchemaError(InvalidArgumentError):
+    """A ``--schema`` spec that is neither a usable type in the namespace nor inline syntax."""
 
 
 class ConfigurationError(DeepInfraError):

@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 from urllib.parse import unquote, urlsplit
 
-from . import batches
+from . import batches, structured
 from .catalog import _ASPECT_RATIOS, ASPECT_RATIO_MODELS, COG_MODELS, image_pricing
 from .faults import (
     _NO_FAULT,
@@ -579,10 +579,14 @@ class _Handler(BaseHTTPRequestHandler):
         if image_problem is not None:
             self._send_json(422, validation_error(*image_problem))
             return
+        refusal = structured.refusal(payload)  # response_format (structured.py)
+        if refusal is not None:
+            self._send_json(*refusal)
+            return
         entry = config.model(payload["model"])
         if (
             not (entry is not None and entry.is_text)
-            and payload["model"] not in config.extra_models
+            and payload["model"] not in config.extra_models | structured.MODELS
         ):
             self._send_json(404, model_unavailable())
             return
@@ -598,6 +602,7 @@ class _Handler(BaseHTTPRequestHandler):
         script = None
         if rule.text is None:
             script = self.server.fake._take_script(_last_user_text(payload["messages"]))
+            script = script or structured.scripted(payload)
         plan = _plan_chat(payload, entry, rule, script, config)
         if rule.first_byte_delay is None:
             self.pause(config.first_byte_delay)
