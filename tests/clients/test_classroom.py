@@ -416,3 +416,14 @@ def test_no_repr_str_table_or_error_shows_a_whole_token(
     ]
     for text in shown:
         assert token not in text and body not in text, text
+
+
+def test_an_inspection_refused_as_a_missing_route_does_not_show_the_token(
+    fake_server: FakeDeepInfra, teacher: SyncTransport
+) -> None:
+    seat = mint_seats(teacher, 1)[0]
+    fake_server.add_fault(path="/v1/scoped-jwt", status=404, body_style="detail_str")
+    with pytest.raises(DeepInfraError) as caught:  # the message names the URL it tried
+        run_flow(inspect_flow(seat.token), teacher.send)
+    assert "/v1/scoped-jwt" in str(caught.value)
+    assert seat.token.removeprefix("jwt:") not in str(caught.value)
