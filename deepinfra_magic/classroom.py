@@ -56,6 +56,9 @@ from .errors import (
 __all__ = [
     "API_TOKENS_PATH",
     "JWT_PREFIX",
+    "LOGIN_LINE",
+    "MAX_LIFETIME",
+    "MAX_SEATS",
     "SCOPED_JWT_PATH",
     "SEATS_COLUMNS",
     "USAGE_PREFIX",
@@ -72,6 +75,7 @@ __all__ = [
     "key_usage_flow",
     "looks_like_scoped_token",
     "mint_flow",
+    "mint_request",
     "mint_seats_flow",
     "models_from_notebook",
     "read_seats_csv",
@@ -92,6 +96,7 @@ JWT_PREFIX = "jwt:"  # DeepInfra's docs: {"token": "jwt:eyJhbGciOiJIUzI1NiIs..."
 SEATS_COLUMNS = ("seat", "token", "models", "expires_at", "dollars")
 MAX_LIFETIME = timedelta(days=365)  # DeepInfra's docs: "no expiration -- ATM that means 1 year"
 MAX_SEATS = 500  # a class, not a bulk key factory
+LOGIN_LINE = "%deepinfra_login"  # asks for the token without echo: it never enters a cell
 _JWT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 _TAIL = 4
 
@@ -219,6 +224,7 @@ def _money(dollars: float) -> str:
 def describe_scope(scope: TokenScope, now: datetime, *, budget: bool = True) -> str:
     """One line: "Token for M and 1 more · expires 16:30 (2 h 10 min) · up to $2.00";
     ``now`` (aware) sets the clock shown; ``budget=False`` leaves the cap out."""
+    now = now if now.tzinfo is not None else now.astimezone()  # naive: the local clock
     if scope.models is None:
         parts = ["Token for any model"]
     else:
@@ -266,21 +272,23 @@ class RefusalReason(Enum):
 
 # Words, not statuses: DeepInfra does not document its refusals, and LiteLLM answers a
 # spent budget with 400 or 429, "Budget has been exceeded! Current cost: X, Max budget: Y"
-# (BerriAI/litellm issues #4208, #22726). None of these patterns matches the remedies
-# _status adds to its messages, so they can be matched on an error's message as well.
+# (BerriAI/litellm issues #4208, #22726), a model outside a key's list with 401, "key not
+# allowed to access model. This key can only access models=['a']. Tried to access b"
+# (BerriAI/litellm #15228). The patterns stay clear of "rate limit exceeded" and of a
+# route refusal ("not allowed to call this route"), and of the remedies _status adds to
+# its messages, so they can be matched on an error's message as well as on a body.
 _REFUSALS = (
-    (RefusalReason.BUDGET, re.compile(
-        r"(?i)spending[ _]limit|budget|spend(ing)? cap|limit (has been )?(exceeded|reached|"
-        r"exhausted|used up)|(exceeded|exhausted|reached) (the |its |your )?(spending )?limit"
-    )),
+    (RefusalReason.BUDGET, re.compile(r"(?i)spending[ _]limit|\bbudget\b|\bspend(ing)? cap")),
     (RefusalReason.EXPIRED, re.compile(r"(?i)\bexpired?\b|\bexpir(y|ation)\b")),
     (RefusalReason.MODEL, re.compile(
-        r"(?i)not allowed|allowed models|can only access models|model[^.]{0,80}not (in|part of|"
-        r"permitted|authori[sz]ed)|not (permitted|authori[sz]ed) (for|to use|to access)"
+        r"(?i)\bmodels?\b.{0,100}?\bnot (allowed|permitted|authori[sz]ed)\b|"
+        r"\bnot (allowed|permitted|authori[sz]ed) to (access|use) (this |the )?model|"
+        r"allowed models|can only access models"
     )),
 )  # fmt: skip
 _CURRENT_COST = re.compile(r"(?i)current cost:\s*\$?([0-9.]+)")
 _MAX_BUDGET = re.compile(r"(?i)max budget:\s*\$?([0-9.]+)")
+_ONLY_MODELS = re.compile(r"(?i)can only access models=\[([^\]]*)\]")  # LiteLLM's list
 
 
 def refusal_reason(text: str) -> RefusalReason | None:
@@ -337,7 +345,7 @@ def scoped_token_error(
             **common,
         )
     if reason is RefusalReason.MODEL:
-        allowed = list(scope.models or ()) if scope else []
+        allowed = list(scope.models or ()) if scope else _models_named(error.message)
         named = f"'{model}'" if model else "this model"
         listing = f"; it allows {_listing(allowed)}" if allowed else ""
         return ModelNotAllowedError(
@@ -348,6 +356,14 @@ def scoped_token_error(
             **common,
         )
     return error
+
+
+def _models_named(text: str) -> list[str]:
+    """The models a LiteLLM refusal lists (``models=['a', 'b']``), if it lists them."""
+    match = _ONLY_MODELS.search(text)
+    if not match:
+        return []
+    return [name.strip(" '\"") for name in match.group(1).split(",") if name.strip(" '\"")]
 
 
 def _spend_phrase(spent: float | None, limit: float | None) -> str:
@@ -638,10 +654,6 @@ def read_seats_csv(path: str | os.PathLike[str]) -> list[Seat]:
     return seats
 
 
-def _login_line() -> str:
-    return "%deepinfra_login"
-
-
 def seats_html(seats: Iterable[Seat], *, title: str = "Seats", now: datetime | None = None) -> str:
     """A printable page, one card per seat with its token and the login line (the handout)."""
     cards = []
@@ -652,7 +664,7 @@ def seats_html(seats: Iterable[Seat], *, title: str = "Seats", now: datetime | N
             '<section class="card">'
             f"<h2>Seat {seat.number}</h2>"
             f"<p>{html.escape(line)}</p>"
-            f"<p>In the notebook, run <code>{_login_line()}</code> and paste this token when "
+            f"<p>In the notebook, run <code>{LOGIN_LINE}</code> and paste this token when "
             "asked (do not type it into a cell):</p>"
             f'<p class="token"><code>{html.escape(seat.token)}</code></p>'
             "</section>"

@@ -239,6 +239,32 @@ def test_litellm_budget_words_give_the_figures() -> None:
     assert "$0.26 of $0.25" in str(error)
 
 
+def test_litellm_model_words_name_the_allowed_models() -> None:
+    text = (
+        "key not allowed to access model. This key can only access models=['gpt-4o-123', "
+        "'small']. Tried to access gpt-4o"
+    )
+    error = scoped_token_error(
+        APIStatusError(f"The server refused the key (401: {text})", status_code=401),
+        scope=None, model="gpt-4o", spent=None, now=NOW,
+    )  # fmt: skip
+    assert isinstance(error, ModelNotAllowedError)
+    assert error.allowed_models == ["gpt-4o-123", "small"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Rate limit exceeded, retry later",
+        "Virtual key is not allowed to call this route. Tried to call route: /v1/model/info",
+        "Not authenticated",
+        "Insufficient balance",
+    ],
+)
+def test_words_of_other_refusals_name_no_reason(text: str) -> None:
+    assert refusal_reason(text) is None
+
+
 def test_other_refusals_are_left_as_they_are(fake_server: FakeDeepInfra) -> None:
     fake_server.configure(valid_keys=["sk-the-only-valid-key"])
     error = refused(fake_server, CANARY_KEY, SMALL_MODEL)
