@@ -394,6 +394,9 @@ def mint_request(
     now: datetime,
 ) -> ApiRequest:
     """``POST /v1/scoped-jwt`` (ScopedJWTIn), after checking every field locally."""
+    expires = _epoch(expires_at)
+    if now.tzinfo is None:
+        raise InvalidArgumentError("now needs a time zone (use an aware datetime).")
     if not key_name or not key_name.strip():
         raise InvalidArgumentError("No API key name: pass --key-name NAME (see your dashboard).")
     if models is not None and (not models or not all(isinstance(m, str) and m for m in models)):
@@ -404,11 +407,12 @@ def mint_request(
         raise InvalidArgumentError("Tokens last at most a year: give an earlier --until.")
     if spending_limit is not None and not spending_limit > 0:
         raise InvalidArgumentError(f"--dollars must be more than 0, not {spending_limit!r}.")
-    body: dict[str, Any] = {"api_key_name": key_name.strip(), "expires_at": _epoch(expires_at)}
+    body: dict[str, Any] = {"api_key_name": key_name.strip(), "expires_at": expires}
     if models is not None:
         body["models"] = list(models)
     if spending_limit is not None:
         body["spending_limit"] = float(spending_limit)
+    # "billable": sent again only after a 429, as a lost answer would mint a second token.
     return ApiRequest("POST", SCOPED_JWT_PATH, json=body, kind="billable")
 
 
@@ -446,9 +450,12 @@ def mint_seats_flow(
     documented claims hold no nonce), and so share one spending limit."""
     if not 1 <= seats <= MAX_SEATS:
         raise InvalidArgumentError(f"--seats must be between 1 and {MAX_SEATS}, not {seats}.")
-    minted: list[Seat] = []
+    first = expires_at.replace(microsecond=0)
+    last = first - timedelta(seconds=seats - 1)
+    mint_request(key_name, models=models, expires_at=last, spending_limit=dollars, now=now)
+    minted: list[Seat] = []  # every argument checked above, before the first request
     for number in range(1, seats + 1):
-        expires = expires_at.replace(microsecond=0) - timedelta(seconds=number - 1)
+        expires = first - timedelta(seconds=number - 1)
         token = yield from mint_flow(
             key_name, models=models, expires_at=expires, spending_limit=dollars, now=now
         )

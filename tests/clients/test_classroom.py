@@ -164,6 +164,7 @@ def test_bad_mint_arguments_fail_before_any_request(
         {"models": None, "expires_at": NOW + timedelta(days=400), "dollars": 1.0},
         {"models": [], "expires_at": UNTIL, "dollars": 1.0},
         {"models": None, "expires_at": UNTIL, "dollars": 0.0},
+        {"models": None, "expires_at": datetime(2030, 1, 1), "dollars": 1.0},  # no zone
     ]
     for case in cases:
         with pytest.raises(InvalidArgumentError):
