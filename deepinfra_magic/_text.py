@@ -14,6 +14,8 @@ _SECRET_PATTERNS = (
     re.compile(r"(?i)\bbearer\s+[^\s\"',;]+"),
     re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"),
     re.compile(r"(?i)(api[_-]?key|token)([\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9_\-]{12,}"),
+    # A JWT (a scoped token, "jwt:eyJ..."), also inside a URL's query string.
+    re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"),
 )
 
 
@@ -29,7 +31,8 @@ def redact(text: str, *secrets: str) -> str:
             text = text.replace(secret, "[redacted]")
     text = _SECRET_PATTERNS[0].sub("Bearer [redacted]", text)
     text = _SECRET_PATTERNS[1].sub("sk-[redacted]", text)
-    return _SECRET_PATTERNS[2].sub(r"\1\2[redacted]", text)
+    text = _SECRET_PATTERNS[2].sub(r"\1\2[redacted]", text)
+    return _SECRET_PATTERNS[3].sub("[redacted]", text)
 
 
 def one_line(text: str) -> str:

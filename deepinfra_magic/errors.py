@@ -15,7 +15,11 @@ Hierarchy::
     │   └── RouteNotFoundError      404 from a route the server does not have
     ├── APIStatusError              any other HTTP error answer (an unexpected status)
     │   ├── AuthenticationError     401/403
-    │   │   └── MissingAPIKeyError  no key anywhere (raised before any request)
+    │   │   ├── MissingAPIKeyError  no key anywhere (raised before any request)
+    │   │   └── ScopedTokenError    a scoped token (classroom seat) does not allow this
+    │   │       ├── TokenExpiredError      past its expiry (``expires_at``)
+    │   │       ├── TokenBudgetError       its spending limit is used up (also a 402 error)
+    │   │       └── ModelNotAllowedError   not one of its models (``allowed_models``)
     │   ├── InsufficientCreditError 402
     │   ├── ModelNotFoundError      404 (with close matches from the catalog)
     │   ├── InvalidRequestError     400/422 (with the field detail)
@@ -33,6 +37,7 @@ Hierarchy::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from ._text import one_line, redact
 
@@ -52,13 +57,17 @@ __all__ = [
     "InvalidResponseError",
     "MissingAPIKeyError",
     "ModelLoadingError",
+    "ModelNotAllowedError",
     "ModelNotFoundError",
     "RateLimitError",
     "ReplayError",
     "RouteNotFoundError",
     "SchemaError",
+    "ScopedTokenError",
     "ServerError",
     "StreamError",
+    "TokenBudgetError",
+    "TokenExpiredError",
 ]
 
 KEYS_URL = "https://deepinfra.com/dash/api_keys"
@@ -119,6 +128,62 @@ class MissingAPIKeyError(AuthenticationError):
 
 class InsufficientCreditError(APIStatusError):
     """The account is out of credit (402)."""
+
+
+class ScopedTokenError(AuthenticationError):
+    """A scoped token refused a request, by the server's answer or, when its scope is known,
+    before sending (as MissingAPIKeyError is); ``status_code`` is None then."""
+
+
+class TokenExpiredError(ScopedTokenError):
+    """The scoped token is past its expiry; ``expires_at`` (aware datetime) if known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        expires_at: datetime | None = None,
+        status_code: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, request_id=request_id)
+        self.expires_at = expires_at
+
+
+class TokenBudgetError(ScopedTokenError, InsufficientCreditError):
+    """The scoped token's spending limit is used up; ``spent`` and ``spending_limit`` in
+    dollars, each None when unknown."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        spent: float | None = None,
+        spending_limit: float | None = None,
+        status_code: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, request_id=request_id)
+        self.spent = spent
+        self.spending_limit = spending_limit
+
+
+class ModelNotAllowedError(ScopedTokenError):
+    """The scoped token does not allow ``model``; ``allowed_models`` lists those it does
+    (empty when unknown)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str | None = None,
+        allowed_models: Sequence[str] = (),
+        status_code: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, request_id=request_id)
+        self.model = model
+        self.allowed_models = list(allowed_models)
 
 
 class ModelNotFoundError(APIStatusError):

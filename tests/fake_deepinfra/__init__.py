@@ -3,7 +3,7 @@
 Modules: ``wire`` (routes, answer and error shapes), ``catalog`` (the featured models),
 ``replies`` (what a model says), ``images`` (PNGs it draws), ``faults`` (configuration,
 faults, records, chat planning), ``server`` (the HTTP server), ``batches`` (the Files and
-Batch API), ``cli`` (out of process).
+Batch API), ``scoped_jwt`` (scoped tokens: mint, inspect, enforce), ``cli`` (out of process).
 
 It is a real HTTP/1.1 server on 127.0.0.1 serving the shapes of DeepInfra's featured catalog,
 its OpenAI-compatible chat completions (streamed and not) and its text-to-image inference,

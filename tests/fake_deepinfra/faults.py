@@ -23,6 +23,7 @@ from .replies import (
     filler_reply,
     tokenize,
 )
+from .scoped_jwt import REFUSAL_SHAPES
 from .wire import (
     CHAT_PATH,
     BodyStyle,
@@ -57,6 +58,10 @@ class ServerConfig:
     nsfw_seeds: set[int] = field(default_factory=set)  # images flagged by the safety checker
     extra_models: set[str] = field(default_factory=set)  # served though not in the catalog
     catalog: tuple[CatalogModel, ...] = DEFAULT_CATALOG
+    # Scoped JWTs (scoped_jwt.py): how refusals look, the account's key names, the clock.
+    scoped_refusal: str = "by_reason"  # one of scoped_jwt.REFUSAL_SHAPES
+    key_names: dict[str, str] = field(default_factory=dict)  # key → name (default "auto")
+    clock_offset: float = 0.0  # seconds the fake's clock runs ahead (to outlive a token)
 
     def model(self, name: str) -> CatalogModel | None:
         """The catalog entry called ``name``, if any."""
@@ -94,6 +99,8 @@ def _coerce_config(changes: Mapping[str, Any]) -> dict[str, Any]:
         _check_choice("image_style", coerced["image_style"], get_args(ImageStyle))
     if "image_size" in coerced:
         _check_choice("image_size", coerced["image_size"], get_args(ImageSize))
+    if "scoped_refusal" in coerced:
+        _check_choice("scoped_refusal", coerced["scoped_refusal"], REFUSAL_SHAPES)
     return coerced
 
 

@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 from urllib.parse import unquote, urlsplit
 
-from . import batches, structured
+from . import batches, scoped_jwt, structured
 from .catalog import _ASPECT_RATIOS, ASPECT_RATIO_MODELS, COG_MODELS, image_pricing
 from .faults import (
     _NO_FAULT,
@@ -125,6 +125,9 @@ class FakeDeepInfra:
     nsfw_seeds = _ConfigField["set[int]"]()
     extra_models = _ConfigField["set[str]"]()
     catalog = _ConfigField["tuple[CatalogModel, ...]"]()
+    scoped_refusal = _ConfigField[str]()
+    key_names = _ConfigField["dict[str, str]"]()
+    clock_offset = _ConfigField[float]()
 
     def __init__(self, port: int = 0, **config: Any) -> None:
         self._lock = threading.Lock()
@@ -137,6 +140,7 @@ class FakeDeepInfra:
         self._disconnects: list[DisconnectRecord] = []
         self._files: dict[str, tuple[bytes, str]] = {}
         self.batch_state = batches.BatchState()  # the Files and Batch API (batches.py)
+        self.scoped_state = scoped_jwt.ScopedState()  # scoped JWTs (scoped_jwt.py)
         self._in_flight = 0
         self._peak = 0
         self._open = 0
@@ -213,6 +217,7 @@ class FakeDeepInfra:
             self._disconnects.clear()
             self._files.clear()
             self.batch_state = batches.BatchState()
+            self.scoped_state = scoped_jwt.ScopedState()
             self._peak = 0
 
     def add_fault(self, path: str = CHAT_PATH, times: int | None = 1, **action: Any) -> FaultRule:
@@ -547,6 +552,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._serve_file(path.removeprefix(FILES_PREFIX))
         elif path.startswith(batches.PREFIXES):
             batches.handle(self, path, payload, config)
+        elif path.startswith(scoped_jwt.PREFIXES):
+            scoped_jwt.handle(self, path, payload, config)
         else:
             self._send_json(404, detail_error("Not Found"))
 
@@ -562,6 +569,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(403, not_authenticated())
             return False
         if config.valid_keys and key not in config.valid_keys:
+            if scoped_jwt.known_token(self, key):  # its limits: scoped_jwt.admit
+                return True
             self._send_json(401, openai_error("Not authenticated", 401))
             return False
         return True
@@ -590,6 +599,8 @@ class _Handler(BaseHTTPRequestHandler):
         ):
             self._send_json(404, model_unavailable())
             return
+        if not scoped_jwt.admit(self, payload["model"], config):
+            return
         prompt_tokens = _prompt_tokens(payload["messages"])
         if entry is not None and entry.max_tokens is not None and prompt_tokens > entry.max_tokens:
             # S16: a deterministic 500 that names its cause.
@@ -604,6 +615,7 @@ class _Handler(BaseHTTPRequestHandler):
             script = self.server.fake._take_script(_last_user_text(payload["messages"]))
             script = script or structured.scripted(payload)
         plan = _plan_chat(payload, entry, rule, script, config)
+        scoped_jwt.charge(self, float(plan.usage.get("estimated_cost") or 0.0))
         if rule.first_byte_delay is None:
             self.pause(config.first_byte_delay)
         if payload.get("stream"):
@@ -659,6 +671,8 @@ class _Handler(BaseHTTPRequestHandler):
         if entry is not None and not entry.is_image:
             self._send_json(422, detail_error(f"Model {model} is not a text-to-image model"))
             return
+        if not scoped_jwt.admit(self, model, config):
+            return
         cog = model in COG_MODELS
         if cog:  # S9: a Cog model reads its fields from "input"
             fields = payload.get("input") if isinstance(payload, dict) else None
@@ -678,6 +692,7 @@ class _Handler(BaseHTTPRequestHandler):
         count = _positive_int(payload.get("num_images"), 1)
         self.pause(config.image_delay_by_seed.get(seed, config.image_delay) * count)
         cost = _image_cost(pricing, payload, width, height) * count
+        scoped_jwt.charge(self, cost)
 
         if config.image_size == "small":
             scale = min(1.0, SMALL_IMAGE_MAX_SIDE / max(width, height))
@@ -724,6 +739,8 @@ class _Handler(BaseHTTPRequestHandler):
         entry = config.model(model) if isinstance(model, str) else None
         if entry is None or not entry.is_image:
             self._send_json(404, model_unavailable())
+            return
+        if not scoped_jwt.admit(self, entry.name, config):
             return
         count = _positive_int(payload.get("n"), 1)
         self._send_json(200, openai_images_response([TINY_JPEG] * count, payload["prompt"]))
