@@ -7,7 +7,7 @@ import pytest
 
 from deepinfra_magic._markdown import escape_dollars, verbatim
 
-D = "&#92;&#36;"  # renders as the text "\$", which MathJax shows as "$"
+D = "[]()\\$[]()"  # reads "$" in every renderer and pairs with no other dollar
 
 
 @pytest.mark.parametrize(
