@@ -68,7 +68,8 @@ READ_JS = r"""(selector) => {
 # Every Markdown output of the page has typeset its math (each text holds ``$x^2$``).
 _TYPESET_JS = """([selector, count]) => {
   const outputs = Array.from(document.querySelectorAll(selector));
-  return outputs.length === count && outputs.every((el) => el.querySelector('mjx-container'));
+  const typeset = 'mjx-container, script[type^="math/tex"]';  // MathJax 3/4, MathJax 2
+  return outputs.length === count && outputs.every((el) => el.querySelector(typeset));
 }"""
 # Every Markdown output of the page has rendered (Voilà runs the cells, then shows them).
 _RENDERED_JS = """([selector, count]) => {
@@ -200,20 +201,37 @@ def read_jupyter(
     frontend: Frontend,
     markdowns: Sequence[str],
     name: str,
+    *,
+    math: bool = True,
 ) -> list[str]:
     """Text of each string as ``frontend`` shows it, once every output has rendered
     (screenshot ``renderers-<name>`` taken before the reading marks the math).
 
-    Lab and Notebook 7 bundle MathJax, so every string must hold some math: the wait is for
-    each output's typeset math. Voilà loads MathJax from a CDN, which is unreachable here,
-    so Voilà is read as a person offline sees it (each output rendered, no math).
+    With ``math`` every string must hold some math, and the wait is for each output's
+    typeset math. Lab and Notebook 7 bundle MathJax; Voilà loads it from a CDN (unreachable
+    here: read it with ``math=False``) or from `voila_mathjax_config`'s local copy.
     """
     path = f"{name}.ipynb"
     nbformat.write(markdown_notebook(markdowns), server.root_dir / path)
     page.goto(frontend_url(server, frontend, path))
     selector = ".jp-OutputArea-output.jp-RenderedMarkdown"
-    wait = _RENDERED_JS if frontend == "voila" else _TYPESET_JS
+    wait = _TYPESET_JS if math else _RENDERED_JS
     page.wait_for_function(wait, arg=[selector, len(markdowns)], timeout=120_000)
+    if page.evaluate("() => Boolean(window.MathJax && window.MathJax.Hub)"):  # MathJax 2
+        page.evaluate("() => new Promise((done) => MathJax.Hub.Queue(() => done(true)))")
     save_screenshot(page, f"renderers-{name}", whole_notebook=frontend == "lab")
     readings: list[str] = page.evaluate(READ_JS, selector)
     return readings
+
+
+def voila_mathjax_config(config_dir: Path) -> None:
+    """Point Voilà at npm's MathJax 2 (served by the Jupyter server from ``build/node``)
+    instead of its CDN: a ``jupyter_server_config.json`` in the server's config dir."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "ServerApp": {
+            "extra_static_paths": [str(ensure_node_packages() / "node_modules")],
+            "tornado_settings": {"mathjax_url": "/static/mathjax2/MathJax.js"},
+        }
+    }
+    (config_dir / "jupyter_server_config.json").write_text(json.dumps(settings), "utf-8")

@@ -2,7 +2,8 @@
 
 Each test renders what `escape_dollars` makes of a reply, reads the text a person sees
 (`tests/browser/renderers.py`: math typeset as ⟦…⟧) and compares it with what the model
-wrote. The renderers: JupyterLab, Notebook 7 and Voilà (one Jupyter server), nbconvert's
+wrote. The renderers: JupyterLab, Notebook 7 and Voilà (offline, and with MathJax 2 from
+npm's package instead of its CDN), nbconvert's
 HTML export opened from a file with every network request refused, once with a local
 MathJax and once without (its CDN unreachable: the offline reading), and VS Code's
 markdown-it + KaTeX (tests/node/test_markdown_it.py, no browser).
@@ -11,6 +12,7 @@ markdown-it + KaTeX (tests/node/test_markdown_it.py, no browser).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,8 +20,14 @@ import pytest
 
 from deepinfra_magic._markdown import escape_dollars
 
-from .jupyterlab import JupyterLabFactory
-from .renderers import MATHJAX2, ensure_node_packages, read_jupyter, read_nbconvert
+from .jupyterlab import JupyterLabFactory, JupyterLabServer, start_jupyterlab
+from .renderers import (
+    MATHJAX2,
+    ensure_node_packages,
+    read_jupyter,
+    read_nbconvert,
+    voila_mathjax_config,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -71,8 +79,26 @@ def test_jupyter_frontends_read_prices_and_typeset_math(
 def test_voila_offline_reads_prices_and_math_as_written(
     page: Page, jupyterlab_factory: JupyterLabFactory, escaped: list[str]
 ) -> None:
-    readings = read_jupyter(page, jupyterlab_factory(), "voila", escaped, "voila")
+    server = jupyterlab_factory()
+    readings = read_jupyter(page, server, "voila", escaped, "voila", math=False)
     assert readings == list(WITHOUT_MATH)
+
+
+@pytest.fixture(scope="module")
+def voila_with_mathjax(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLabServer]:
+    """A Jupyter server whose Voilà loads MathJax 2 from npm's package, not its CDN."""
+    base = tmp_path_factory.mktemp("voila-mathjax")
+    voila_mathjax_config(base / "jupyter-config")  # isolated_env's JUPYTER_CONFIG_DIR
+    server = start_jupyterlab(base)
+    yield server
+    server.stop()
+
+
+def test_voila_with_local_mathjax_reads_prices_and_typesets_math(
+    page: Page, voila_with_mathjax: JupyterLabServer, escaped: list[str]
+) -> None:
+    readings = read_jupyter(page, voila_with_mathjax, "voila", escaped, "voila-mathjax")
+    assert _math_as_slots(readings) == list(WITH_MATH)
 
 
 @pytest.mark.parametrize("mathjax", [True, False], ids=["local-mathjax", "offline"])
