@@ -36,6 +36,7 @@ lint: $(VENV)/installed-test
 
 test: lint $(VENV)/installed-llama $(VENV)/installed-g4f
 	scripts/ensure-chromium
+	scripts/ensure-node
 	$(PY) -m pytest
 
 bench: $(VENV)/installed-bench $(VENV)/installed-llama

@@ -1,11 +1,13 @@
 """Markdown for Jupyter's renderers (pure): currency stays currency, math stays math.
 
-JupyterLab, Notebook 7 and Voilà render Markdown, then let MathJax scan the *rendered text*
-for ``$…$``; nbconvert's HTML does the same with its own MathJax. So ``\\$`` does not help
-(the Markdown parser turns it into a bare ``$`` before MathJax looks) and neither does
-``&#36;``. What every one of them shows as a plain dollar is the rendered text ``\\$``, which
-MathJax reads as an escaped dollar (``processEscapes``): :data:`ESCAPED_DOLLAR` writes it as
-two HTML entities, which no Markdown or math pre-parser mistakes for a delimiter.
+JupyterLab, Notebook 7, Voilà and nbconvert's HTML render Markdown, then let MathJax scan
+the *rendered text* for ``$…$``, where any two dollars of one run of text pair up; VS Code's
+markdown-it + KaTeX and an HTML export opened offline show the rendered text as it is. So a
+price needs a dollar that is a plain ``$`` in the rendered text yet never pairs: the
+Markdown escape ``\\$`` (which no Markdown or math pre-parser takes for a delimiter) between
+two empty links ``[]()``, which show and copy as nothing: MathJax never pairs across an
+element. Every renderer then reads ``$0.23`` (tests/browser/test_renderers.py reads each).
+Empty images would do for MathJax, but Voilà shows them as broken-image icons.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ __all__ = [
     "verbatim",
 ]
 
-ESCAPED_DOLLAR = "&#92;&#36;"
-"""A backslash and a dollar as entities: rendered text ``\\$``, which MathJax shows as ``$``."""
+ESCAPED_DOLLAR = "[]()\\$[]()"
+"""An escaped dollar between empty links: reads ``$`` everywhere, pairs with no other ``$``."""
 
 # The one fence grammar of the package. A fence may sit in a list item (indented) or a
 # blockquote (the reasoning is quoted): its line may start with any indentation and ">"

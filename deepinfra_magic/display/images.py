@@ -79,8 +79,10 @@ class ImageProgress:
 
 
 def show_image(publish: Publisher, image: GeneratedImage, metadata: dict[str, Any]) -> None:
-    """Publish one image as plain display data (renders everywhere, headless included)."""
-    publish(image.display_data(), metadata_for(metadata))
+    """Publish one image as plain display data (renders everywhere, headless included), its
+    prompt as the alt text nbconvert and screen readers read from the output metadata."""
+    alt = {image.mime_type: {"alt": image.prompt}}
+    publish(image.display_data(), {**metadata_for(metadata), **alt})
 
 
 class ImageGallery:

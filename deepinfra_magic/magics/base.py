@@ -170,7 +170,7 @@ def given(option: T | None, setting: T) -> T:
 
 
 def one_line_errors(method: F) -> F:
-    """With ``raise_on_error = False`` a magic's error is printed as its one line and the
+    """With ``raise_on_error = False`` a magic's error is shown as its one line and the
     cell ends normally (notebooks that teach errors still run to the end); else raised."""
 
     @functools.wraps(method)
@@ -180,9 +180,20 @@ def one_line_errors(method: F) -> F:
         except (DeepInfraError, UsageError) as exc:
             if self.raise_on_error:
                 raise
-            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            show_error_line(self.shell, f"{type(exc).__name__}: {exc}")
 
     return run  # type: ignore[return-value]
+
+
+def show_error_line(shell: Any, line: str) -> None:
+    """In a kernel, ``line`` is the cell's display data, which every frontend shows and
+    saves (Voilà drops stderr); in a terminal it goes to stderr."""
+    if getattr(shell, "kernel", None) is None:
+        print(line, file=sys.stderr)
+        return
+    shell.display_pub.publish(
+        data={"text/plain": line}, metadata={"deepinfra_magic": {"error_line": True}}
+    )
 
 
 def one_line_interrupt() -> KeyboardInterrupt:

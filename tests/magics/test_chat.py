@@ -507,7 +507,7 @@ def test_currency_is_escaped_in_the_markdown_only_and_math_is_kept(
     text = "It costs $0.03 per million and $0.05, and grows as $x^2$:\n\n$$\\int f$$"
     fake_server.script_reply(text)
     final = chat(ip, "price?").final
-    dollar = "&#92;&#36;"  # the rendered text "\$", which Jupyter's MathJax shows as "$"
+    dollar = "[]()\\$[]()"  # reads "$" in every renderer, pairs with no other dollar
     assert final.data[MARKDOWN] == (
         f"It costs {dollar}0.03 per million and {dollar}0.05, and grows as $x^2$:\n\n$$\\int f$$"
     )

@@ -70,7 +70,7 @@ def test_table_in_markdown_and_text_with_key_source_and_list_origin(
     llama = "| `meta-llama/Llama-3.3-70B-Instruct-Turbo` | text | 131k |"
     # Dollar signs are escaped in Markdown as the entities of "\\$" (which MathJax shows as
     # "$"), or Jupyter reads "$0.23 … $0.40" as LaTeX; tests/browser checks what renders.
-    dollar = "&#92;&#36;"
+    dollar = "[]()\\$[]()"
     assert f"{llama} {dollar}0.23 in / {dollar}0.40 out per 1M tok |" in markdown
     assert "| `google/gemma-3-27b-it` | text | — | — |" in markdown
     flux = "| `black-forest-labs/FLUX-1-schnell` | image | — |"

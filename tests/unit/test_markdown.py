@@ -13,7 +13,7 @@ from deepinfra_magic._markdown import (
     verbatim,
 )
 
-D = "&#92;&#36;"  # renders as the text "\$", which MathJax shows as "$"
+D = "[]()\\$[]()"  # reads "$" in every renderer and pairs with no other dollar
 
 
 @pytest.mark.parametrize(
