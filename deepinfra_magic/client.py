@@ -14,7 +14,6 @@ only in how bytes move. They work without IPython::
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import hmac
 import logging
@@ -70,6 +69,7 @@ from ._protocol import (
     RetryPolicy,
     chat_request,
 )
+from ._pyodide import start_pool, wait_first
 from ._routes import Routes, fit_max_tokens
 from .batches import (
     DISCOUNT,
@@ -742,9 +742,7 @@ class DeepInfraClient(_ClientBase):
         )
         requests = _image_requests(self.routes, prompt, model, n, extra)
         started = time.perf_counter()
-        pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=min(n, MAX_CONCURRENT_IMAGES), thread_name_prefix="deepinfra-image"
-        )
+        pool = start_pool(min(n, MAX_CONCURRENT_IMAGES), "deepinfra-image")
         stop = threading.Event()
 
         def run(request: ApiRequest) -> ImageResult:
@@ -754,9 +752,7 @@ class DeepInfraClient(_ClientBase):
         progress = _Progress([pool.submit(run, request) for request in requests], started)
         try:
             while progress.pending:
-                finished, progress.pending = concurrent.futures.wait(
-                    progress.pending, heartbeat, concurrent.futures.FIRST_COMPLETED
-                )
+                finished, progress.pending = wait_first(pool, progress.pending, heartbeat)
                 yield from progress.events(finished)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)

@@ -27,6 +27,7 @@ from ._parsers import (
     one_line_errors,
     one_line_interrupt,
 )
+from ._pyodide import put_into_next_cell
 from ._session import MagicSession, absolute_paths, file_names, mode_status
 from ._settings import MagicSettings
 from ._watch import CellWatcher
@@ -166,8 +167,8 @@ class DeepInfraMagics(MagicSettings):
         result: ChatResult = outcome.value
         timing = not (result.replayed and self._replay_speed() == 0)
         note, footer, code = _cells.reply_ending(result, args.format, timing)
-        if code is not None:
-            self.ip.set_next_input(code, replace=False)
+        if code is not None and not put_into_next_cell(self.ip, code):
+            note = "*No new cell can be added here: the code is in the reply above.*"
         if footer and turn.attachments:
             from .attachments import summary
 

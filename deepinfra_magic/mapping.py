@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import MAP_STORE_FILE
 from ._protocol import ApiRequest, RawResponse, chat_request, parse_chat_completion, parse_json
+from ._pyodide import start_pool, wait_first
 from ._text import shorten
 from .errors import (
     APIConnectionError,
@@ -746,9 +747,7 @@ def run_sync(
     interval: float = 0.25,
 ) -> None:
     """Drive the flow with a thread per open request; Ctrl-C hangs up on all of them."""
-    pool = concurrent.futures.ThreadPoolExecutor(
-        max_workers=flow.limit.ceiling, thread_name_prefix="deepinfra-map"
-    )
+    pool = start_pool(flow.limit.ceiling, "deepinfra-map")
     stop = threading.Event()
     futures: dict[concurrent.futures.Future[tuple[RawResponse, float]], tuple[MapRow, int]] = {}
     tick = _Ticker(on_progress, flow, interval)
@@ -767,9 +766,7 @@ def run_sync(
                 time.sleep(tick.timeout())
                 tick()
                 continue
-            done, _ = concurrent.futures.wait(
-                futures, timeout=tick.timeout(), return_when=concurrent.futures.FIRST_COMPLETED
-            )
+            done, _ = wait_first(pool, futures, tick.timeout())
             for future in done:
                 row, epoch = futures.pop(future)
                 _settle(flow, finish, row, epoch, future.exception, future.result)
