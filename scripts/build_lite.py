@@ -205,14 +205,16 @@ def lite_build(bin_dir: Path, out: Path) -> None:
 
 
 def open_on_quickstart(out: Path) -> None:
-    """The site's front page opens the quickstart notebook."""
-    (out / "index.html").write_text(
-        "<!doctype html>\n<html><head><meta charset='utf-8'>"
-        "<meta http-equiv='refresh' content='0; url=lab/index.html?path=quickstart.ipynb'>"
-        "<title>deepinfra-magic</title></head><body>"
-        "<a href='lab/index.html?path=quickstart.ipynb'>Open the quickstart</a>"
-        "</body></html>\n"
-    )
+    """The site's front page opens the quickstart notebook.
+
+    The page keeps its config script (the app reads it from there), and redirects first.
+    """
+    page = out / "index.html"
+    redirect = '<script>window.location.replace("lab/index.html?path=quickstart.ipynb")</script>'
+    html = page.read_text(encoding="utf-8")
+    if "<head>" not in html:
+        raise SystemExit(f"{page} has no <head> to add the redirect to")
+    page.write_text(html.replace("<head>", "<head>" + redirect, 1), encoding="utf-8")
 
 
 def check_site(out: Path) -> dict[str, object]:
