@@ -57,6 +57,7 @@ class ServerConfig:
     nsfw_seeds: set[int] = field(default_factory=set)  # images flagged by the safety checker
     extra_models: set[str] = field(default_factory=set)  # served though not in the catalog
     catalog: tuple[CatalogModel, ...] = DEFAULT_CATALOG
+    cors: bool = True  # answer web pages' CORS preflights and allow any origin
 
     def model(self, name: str) -> CatalogModel | None:
         """The catalog entry called ``name``, if any."""
