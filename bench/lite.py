@@ -2,10 +2,10 @@
 
     python -m bench.lite [--runs 3]
 
-Prints the site's size on disk, the bytes a first visit downloads (every distinct file the
-browser asked for, as served uncompressed by ``python -m http.server``), and, from page
-load (``performance.timeOrigin``) in a fresh browser profile each run: the notebook
-visible, the kernel shown idle, the kernel ready (the extension loaded and replay on: the
+Prints the site's size on disk, the bytes a first visit downloads (every distinct file
+the browser asked for, as ``python -m http.server`` serves it, uncompressed, and gzipped),
+and, from page load (``performance.timeOrigin``) in a fresh browser profile each run: the
+notebook visible, the kernel shown idle, the kernel ready (the extension loaded and replay on: the
 second cell's output) and the first replayed token of the quickstart's first chat, Run
 All being clicked as soon as the kernel shows idle.
 Requests to anything but 127.0.0.1 are aborted and counted (there must be none).
@@ -14,6 +14,7 @@ Requests to anything but 127.0.0.1 are aborted and counted (there must be none).
 from __future__ import annotations
 
 import argparse
+import gzip
 import statistics
 import subprocess
 import sys
@@ -87,11 +88,9 @@ def _one_run(browser: Any, url: str) -> dict[str, Any]:
     replay_on = next(t for t, text in get_output_timeline(page, REPLAY_CELL) if text.strip())
     chat = get_output_timeline(page, FIRST_CHAT)
     token = next(t for t, text in chat if text.strip() and "Asking" not in text)
-    loaded = sum(
-        (SITE / p.lstrip("/")).stat().st_size
-        for p in paths
-        if (SITE / p.lstrip("/")).is_file()
-    )  # fmt: skip
+    files = [SITE / p.lstrip("/") for p in paths if (SITE / p.lstrip("/")).is_file()]
+    loaded = sum(file.stat().st_size for file in files)
+    gzipped = sum(len(gzip.compress(file.read_bytes(), 6)) for file in files)
     context.close()
     return {
         "visible": visible,
@@ -99,6 +98,7 @@ def _one_run(browser: Any, url: str) -> dict[str, Any]:
         "kernel": replay_on - origin,
         "token": token - origin,
         "bytes": loaded,
+        "gzipped": gzipped,
         "blocked": len(blocked),
     }
 
@@ -131,7 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         process.terminate()
         process.wait(timeout=10)
     print(f"site on disk: {size / 1e6:.1f} MB ({SITE.relative_to(ROOT)})")
-    print(f"first visit downloads: {runs[0]['bytes'] / 1e6:.1f} MB uncompressed")
+    print(
+        f"first visit downloads: {runs[0]['bytes'] / 1e6:.1f} MB uncompressed, "
+        f"{runs[0]['gzipped'] / 1e6:.1f} MB gzip-6 (what a compressing host such as GitHub "
+        "Pages sends)"
+    )
     print(f"page load -> notebook visible: {_spread([r['visible'] for r in runs])}")
     print(f"page load -> kernel shown idle: {_spread([r['idle'] for r in runs])}")
     print(f"page load -> kernel ready (replay on): {_spread([r['kernel'] for r in runs])}")

@@ -317,9 +317,10 @@ class Recording:
                 "%deepinfra_record."
             ) from None
         except (OSError, ValueError) as exc:
-            hint = f"; {SERVE_OVER_HTTPS}" if IN_BROWSER and isinstance(exc, OSError) else ""
+            # In a browser page an OSError ("[Errno 28]") means no service worker serves files.
+            cause = SERVE_OVER_HTTPS if IN_BROWSER and isinstance(exc, OSError) else str(exc)
             raise ConfigurationError(
-                f"Recording {file} cannot be read: {shorten(str(exc))}{hint}."
+                f"Recording {file} cannot be read: {shorten(cause)}."
             ) from None
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
             raise ConfigurationError(f"{file} is not a deepinfra-magic recording.")

@@ -40,7 +40,7 @@ from .jupyterlab import (
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page, Route
+    from playwright.sync_api import Browser, Page, Route
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
@@ -279,3 +279,26 @@ def test_live_mode_streams_through_the_browsers_fetch(
     assert "\n" not in line and "%deepinfra_replay" in line
     assert lite_server.blocked == []
     assert not browser_log.page_errors
+
+
+def test_without_a_service_worker_replay_says_to_serve_over_https(
+    browser: Browser, lite_server: LiteServer, request: pytest.FixtureRequest
+) -> None:
+    # What a plain-http LAN address gives: no service worker, so the kernel cannot read files.
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, service_workers="block")
+    try:
+        page = context.new_page()
+        _open(page, lite_server, lite_server.url)
+        cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+        cells.nth(1).locator(".jp-InputPrompt").click()
+        page.keyboard.press("Shift+Enter")  # %load_ext deepinfra_magic
+        page.keyboard.press("Shift+Enter")  # %deepinfra_replay quickstart.recording.json
+        wait_for_output(page, 2, text="cannot be read", timeout_ms=RUN_MS)
+        _shoot(page, request.node.name, 2)
+        [cell] = [cell for cell in collect_outputs(page) if cell.index == 2]
+        [line] = [text.strip() for text in cell.stderr]
+        assert line.startswith("ConfigurationError: Recording ") and "quickstart.rec" in line
+        assert "open the page over https or from localhost" in line and "\n" not in line
+        assert lite_server.blocked == []
+    finally:
+        context.close()
