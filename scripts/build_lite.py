@@ -5,9 +5,10 @@
 Rules it keeps:
 
 * Only PyPI and npm, never a CDN: the build tools are pinned PyPI packages in their own venv
-  (``build/lite-env``); Pyodide's runtime is the npm package ``pyodide`` at the version the
+  (``build/lite-env-pyX.Y``); Pyodide's runtime is the npm package ``pyodide`` at the version the
   kernel was built for; the kernel's packages are this checkout's wheel and its pure-Python
-  dependencies, solved for Pyodide by the kernel's lock addon (uv) from PyPI.
+  dependencies, solved for Pyodide by the kernel's lock addon (uv) from PyPI within the
+  pins of ``scripts/lite-constraints.txt``.
 * The kernel preloads ``deepinfra-magic``, so no notebook needs an install cell, and
   ``%pip install`` in the page never falls back to pypi.org.
 * Everything generated goes under ``build/``; the build is always clean (an incremental
@@ -29,9 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
-ENV_DIR = BUILD / "lite-env"
 SOURCE_DIR = BUILD / "lite-src"
 CACHE_DIR = BUILD / "lite-cache"
+PINS = ROOT / "scripts" / "lite-constraints.txt"  # the kernel's packages, for repeatable builds
 
 # The build tools, pinned together: jupyterlite-pyodide-kernel 0.8.7 needs a
 # jupyterlite-core 0.8.7 that PyPI does not have.
@@ -83,32 +84,40 @@ def _python_version(python: str) -> tuple[int, int] | None:
     return int(out[0]), int(out[1])
 
 
-def _build_python() -> str:
-    """A Python >= 3.12 for the build venv if one is found ($LITE_PYTHON first), else this one."""
-    candidates = [os.environ.get("LITE_PYTHON", ""), "python3.13", "python3.12"]
+def _build_python() -> tuple[str, tuple[int, int]]:
+    """The Python of the build venv and its version: ``$LITE_PYTHON`` if set, else a
+    Python >= 3.12 if one is found (pyodide-lock declares it), else this one."""
+    if os.environ.get("LITE_PYTHON"):
+        chosen = os.environ["LITE_PYTHON"]
+        version = _python_version(chosen)
+        if version is None:
+            raise SystemExit(f"LITE_PYTHON={chosen} does not run")
+        return chosen, version
+    candidates = ["python3.13", "python3.12"]
     pyenv = Path.home() / ".pyenv" / "versions"
     if pyenv.is_dir():
         candidates += [str(p / "bin" / "python") for p in sorted(pyenv.glob("3.1[2-9]*"))]
-    for candidate in filter(None, candidates):
+    for candidate in candidates:
         found = shutil.which(candidate) or candidate
         version = _python_version(found)
         if version is not None and version >= (3, 12):
-            return found
-    return sys.executable
+            return found, version
+    return sys.executable, sys.version_info[:2]
 
 
 def ensure_build_env() -> Path:
-    """The build venv with the pinned tools, reinstalled only when the pins change."""
-    stamp = ENV_DIR / "installed.txt"
+    """The build venv (one per Python version) with the pinned tools, installed once."""
+    python, version = _build_python()
+    env_dir = BUILD / f"lite-env-py{version[0]}.{version[1]}"
+    stamp = env_dir / "installed.txt"
     wanted = "\n".join(BUILD_REQUIREMENTS)
-    bin_dir = ENV_DIR / "bin"
+    bin_dir = env_dir / "bin"
     if stamp.is_file() and stamp.read_text() == wanted:
         return bin_dir
-    shutil.rmtree(ENV_DIR, ignore_errors=True)
-    python = _build_python()
-    _run(python, "-m", "venv", ENV_DIR)
+    shutil.rmtree(env_dir, ignore_errors=True)
+    _run(python, "-m", "venv", env_dir)
     pip = (bin_dir / "python", "-m", "pip", "install", "--quiet")
-    if (_python_version(str(bin_dir / "python")) or (0, 0)) >= (3, 12):
+    if version >= (3, 12):
         _run(*pip, *BUILD_REQUIREMENTS)
     else:
         # Unsupported upstream but verified to give the identical lock on 3.11.
@@ -167,6 +176,8 @@ def write_sources(bin_dir: Path, version: str) -> None:
     _run(bin_dir / "python", "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
          SOURCE_DIR / "wheels", ROOT)  # fmt: skip
     fetch_pyodide(version, SOURCE_DIR / "static" / "pyodide")
+    if PINS.is_file():  # else the lock addon writes its fresh solve there
+        shutil.copy2(PINS, SOURCE_DIR / "lite-constraints.txt")
     config = {
         "LiteBuildConfig": {"contents": ["files"], "no_sourcemaps": True},
         "PyodideLockAddon": {
@@ -176,6 +187,7 @@ def write_sources(bin_dir: Path, version: str) -> None:
             # The kernel extension ships stubs for these; the real wheels add 2.2 MB unused.
             "excludes_extra": ["widgetsnbextension", "jupyterlab-widgets"],
             "prefetch_extra": ["deepinfra-magic"],
+            "lite_constraints_file": "lite-constraints.txt",
         },
     }
     (SOURCE_DIR / "jupyter_lite_config.json").write_text(json.dumps(config, indent=2))
