@@ -21,6 +21,16 @@ import threading
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
+__all__ = [
+    "IN_BROWSER",
+    "SERVE_OVER_HTTPS",
+    "InlineExecutor",
+    "put_into_next_cell",
+    "start_pool",
+    "threads_available",
+    "wait_first",
+]
+
 T = TypeVar("T")
 
 IN_BROWSER = sys.platform == "emscripten"

@@ -125,6 +125,7 @@ class FakeDeepInfra:
     nsfw_seeds = _ConfigField["set[int]"]()
     extra_models = _ConfigField["set[str]"]()
     catalog = _ConfigField["tuple[CatalogModel, ...]"]()
+    cors = _ConfigField[bool]()
 
     def __init__(self, port: int = 0, **config: Any) -> None:
         self._lock = threading.Lock()
