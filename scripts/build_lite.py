@@ -151,6 +151,8 @@ def fetch_pyodide(version: str, target: Path) -> None:
     """
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     tarball = CACHE_DIR / f"pyodide-{version}.tgz"
+    if not tarball.is_file() and shutil.which("npm") is None:
+        raise SystemExit("make lite needs npm for Pyodide's runtime: apt-get install npm")
     if not tarball.is_file():
         _run("npm", "pack", "--silent", f"pyodide@{version}", cwd=CACHE_DIR)
     target.mkdir(parents=True, exist_ok=True)
