@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (see README):
 #   make demo   – run examples/quickstart.ipynb headless from its recording (no key, no network)
 #   make test   – lint, type-check and run the whole test suite (installs what it needs)
+#   make lite   – build the zero-install JupyterLite site of the examples into build/lite/
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ PY := $(VENV)/bin/python
 LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF \
 	-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_CURL=OFF -DGGML_OPENMP=OFF
 
-.PHONY: demo test bench lint record-examples clean
+.PHONY: demo test bench lint record-examples lite clean
 
 $(VENV)/installed-%: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,10 @@ test: lint $(VENV)/installed-llama $(VENV)/installed-g4f
 
 bench: $(VENV)/installed-bench $(VENV)/installed-llama
 	$(PY) -m bench.run
+
+# Serve it with: python3 -m http.server -d build/lite  (PyPI and npm only; see README)
+lite:
+	$(PYTHON) scripts/build_lite.py
 
 record-examples: $(VENV)/installed-test
 	$(PY) scripts/record_examples.py

@@ -18,6 +18,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from ._pyodide import start_pool, wait_first
+
 if TYPE_CHECKING:
     from ._http import SyncTransport
 
@@ -31,9 +33,7 @@ class ThreadFanOut(Generic[R]):
 
     def __init__(self, transport: SyncTransport, workers: int, name: str) -> None:
         self._transport = transport
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix=name
-        )
+        self._pool = start_pool(workers, name)  # runs calls in turn where threads cannot start
         self._stop = threading.Event()
         self.pending: set[concurrent.futures.Future[R]] = set()
 
@@ -54,9 +54,7 @@ class ThreadFanOut(Generic[R]):
         if not self.pending:
             time.sleep(timeout or 0.0)
             return set()
-        done, self.pending = concurrent.futures.wait(
-            self.pending, timeout, concurrent.futures.FIRST_COMPLETED
-        )
+        done, self.pending = wait_first(self._pool, self.pending, timeout)
         return done
 
     def __enter__(self) -> ThreadFanOut[R]:

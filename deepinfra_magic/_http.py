@@ -37,6 +37,7 @@ from ._protocol import (
     RawResponse,
     RetryPolicy,
 )
+from ._pyodide import IN_BROWSER
 from ._status import error_from_response, parse_retry_after
 from ._text import redact
 from ._version import __version__
@@ -116,6 +117,8 @@ def _network_error(
     what happened, because the stream wraps it in a StreamError that adds how much text
     is kept and what to do.
     """
+    if isinstance(exc, (FetchBlocked, FetchNeedsJspi)):  # in a browser: says what to do
+        return APIConnectionError(str(exc))
     if mid_reply:
         cause = redact(str(exc)) or type(exc).__name__
         if isinstance(exc, httpx.TimeoutException):
@@ -673,6 +676,8 @@ class SyncTransport(_TransportBase):
         super().__init__(*args, **kwargs)
 
     def _network(self, proxy: str | None) -> httpx.BaseTransport:
+        if IN_BROWSER:
+            return FetchTransport()
         return _abortable_transport(self._aborts, proxy)
 
     def send(self, req: ApiRequest) -> RawResponse:
@@ -725,6 +730,8 @@ class AsyncTransport(_TransportBase):
     _client_type = httpx.AsyncClient
 
     def _network(self, proxy: str | None) -> httpx.AsyncBaseTransport:
+        if IN_BROWSER:
+            return FetchTransport()
         return _coalescing_transport(proxy)
 
     async def send(self, req: ApiRequest) -> RawResponse:
@@ -965,3 +972,108 @@ class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         if self._async is not None:
             await self._async.aclose()
+
+
+# --- the browser's fetch: the network of a kernel in a web page (Pyodide, JupyterLite) ----
+# Pyodide's sockets cannot reach a server, so under Pyodide the network transport is this
+# one, built on the page's JS ``fetch`` with the body read as it streams. It is an ordinary
+# httpx transport (replay and record wrap it like any other); httpx itself is not patched.
+# ``pyodide`` and ``js`` exist only there and are imported only when a request is sent.
+
+# Headers the browser sets itself (fetch refuses or ignores them), and those of a body
+# that fetch has already decoded.
+_FETCH_OWN_HEADERS = frozenset(
+    {"host", "content-length", "accept-encoding", "user-agent", "connection"}
+)
+_FETCH_DECODED_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+class FetchBlocked(httpx.TransportError):
+    """The browser refused a request and gave no status: CORS, or no server there."""
+
+
+class FetchNeedsJspi(httpx.TransportError):
+    """A blocking request in a browser without JavaScript Promise Integration."""
+
+
+def _fetch_blocked(url: httpx.URL) -> FetchBlocked:
+    origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
+    return FetchBlocked(
+        f"The browser blocked the request to {origin}: that server does not allow calls from "
+        "this page (or is not reachable). Replay a recording (%deepinfra_replay), or set "
+        "DEEPINFRA_BASE_URL to an OpenAI-compatible proxy that allows this page."
+    )
+
+
+async def _browser_fetch(request: httpx.Request, body: bytes) -> Any:
+    """``fetch(request)`` in the page; the JS Response once its headers are in."""
+    import js  # type: ignore[import-not-found]
+    from pyodide.ffi import JsException, to_js  # type: ignore[import-not-found]
+
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _FETCH_OWN_HEADERS}
+    options: dict[str, Any] = {"method": request.method, "headers": headers}
+    if body:
+        options["body"] = to_js(body)
+    init = to_js(options, dict_converter=js.Object.fromEntries)
+    try:
+        return await js.fetch(str(request.url), init)
+    except JsException:  # "TypeError: Failed to fetch": the browser says no more than that
+        raise _fetch_blocked(request.url) from None
+
+
+class _FetchBody(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A fetch Response's body, chunk by chunk as the browser receives it."""
+
+    def __init__(self, js_response: Any) -> None:
+        body = js_response.body
+        self._reader = body.getReader() if body is not None else None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while self._reader is not None:
+            chunk = await self._reader.read()
+            if chunk.done:
+                return
+            yield chunk.value.to_bytes()
+
+    def __iter__(self) -> Iterator[bytes]:
+        from pyodide.ffi import run_sync
+
+        while self._reader is not None:
+            chunk = run_sync(self._reader.read())
+            if chunk.done:
+                return
+            yield chunk.value.to_bytes()
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()  # a promise nobody needs to wait for
+            self._reader = None
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+def _fetch_response(js_response: Any) -> httpx.Response:
+    headers = [
+        (str(entry[0]), str(entry[1]))
+        for entry in js_response.headers.entries()
+        if str(entry[0]).lower() not in _FETCH_DECODED_HEADERS
+    ]
+    return httpx.Response(int(js_response.status), headers=headers, stream=_FetchBody(js_response))
+
+
+class FetchTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """httpx over the browser's fetch; the blocking side needs JSPI (``run_sync``)."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        from pyodide.ffi import can_run_sync, run_sync
+
+        if not can_run_sync():
+            raise FetchNeedsJspi(
+                "Live mode in this browser needs WebAssembly JSPI (a recent Chrome or Edge); "
+                "replay works everywhere (%deepinfra_replay)."
+            )
+        return _fetch_response(run_sync(_browser_fetch(request, request.read())))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return _fetch_response(await _browser_fetch(request, await request.aread()))

@@ -35,6 +35,7 @@ from ._config import (
     env_text,
     resolve_replay_speed,
 )
+from ._pyodide import IN_BROWSER, SERVE_OVER_HTTPS
 from ._text import shorten
 from .errors import ConfigurationError, ReplayError
 
@@ -154,9 +155,27 @@ def _umask() -> int:
 
 
 def request_key(method: str, path: str, body: Any) -> str:
-    """Canonical text of a request, independent of key order and spacing."""
-    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return f"{method.upper()} {path} {canonical}"
+    """Canonical text of a request, independent of key order, spacing and number spelling."""
+    return f"{method.upper()} {path} {_canonical_json(body)}"
+
+
+def _canonical_json(value: Any) -> str:
+    """JSON with sorted keys and numbers by value (``0.0`` is ``0``): what a JS tool that
+    re-saves the file (JupyterLite's contents do) keeps."""
+    return json.dumps(
+        _numbers_by_value(value), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
+
+
+def _numbers_by_value(value: Any) -> Any:
+    """``value`` with every integral float as an int, in nested lists and objects too."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {key: _numbers_by_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_numbers_by_value(item) for item in value]
+    return value
 
 
 IMAGE_REF = "sha256:"
@@ -298,8 +317,10 @@ class Recording:
                 "%deepinfra_record."
             ) from None
         except (OSError, ValueError) as exc:
+            # In a browser page an OSError ("[Errno 28]") means no service worker serves files.
+            cause = SERVE_OVER_HTTPS if IN_BROWSER and isinstance(exc, OSError) else str(exc)
             raise ConfigurationError(
-                f"Recording {file} cannot be read: {shorten(str(exc))}."
+                f"Recording {file} cannot be read: {shorten(cause)}."
             ) from None
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
             raise ConfigurationError(f"{file} is not a deepinfra-magic recording.")
@@ -501,7 +522,7 @@ def _describe_difference(recorded: Any, asked: Any) -> str:
     differences = []
     for name in sorted(set(recorded) | set(asked)):
         was, now = recorded.get(name), asked.get(name)
-        if was == now:
+        if _canonical_json(was) == _canonical_json(now):
             continue
         if name == "messages" and isinstance(was, list) and isinstance(now, list):
             differences.append(_describe_messages(was, now))
@@ -509,7 +530,9 @@ def _describe_difference(recorded: Any, asked: Any) -> str:
             differences.append(_compare(name, was, now, quote=True))
         else:
             differences.append(_compare(name, json.dumps(was), json.dumps(now), quote=False))
-    return "; ".join(differences[:3]) or "nothing visible"
+    if differences:
+        return "; ".join(differences[:3])
+    return _compare("the body", _canonical_json(recorded), _canonical_json(asked), quote=False)
 
 
 def _describe_messages(was: list[Any], now: list[Any]) -> str:

@@ -153,8 +153,10 @@ class ChatMagics(FamilyMagics):
         result: ChatResult = outcome.value
         timing = not (result.replayed and self._replay_speed() == 0)
         note, footer, code = reply_ending(result, args.format, timing)
-        if code is not None:
-            self.ip.set_next_input(code, replace=False)
+        from .._pyodide import put_into_next_cell
+
+        if code is not None and not put_into_next_cell(self.ip, code):
+            note = "*No new cell can be added here: the code is in the reply above.*"
         if footer and turn.attachments:
             footer += " · " + summary(turn.attachments)
         view.finish(footer, result.metadata(), note, text=result.text, reasoning=result.reasoning)

@@ -62,6 +62,7 @@ class ServerConfig:
     scoped_refusal: str = "by_reason"  # one of scoped_jwt.REFUSAL_SHAPES
     key_names: dict[str, str] = field(default_factory=dict)  # key → name (default "auto")
     clock_offset: float = 0.0  # seconds the fake's clock runs ahead (to outlive a token)
+    cors: bool = True  # answer web pages' CORS preflights and allow any origin
 
     def model(self, name: str) -> CatalogModel | None:
         """The catalog entry called ``name``, if any."""

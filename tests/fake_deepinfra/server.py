@@ -128,6 +128,7 @@ class FakeDeepInfra:
     scoped_refusal = _ConfigField[str]()
     key_names = _ConfigField["dict[str, str]"]()
     clock_offset = _ConfigField[float]()
+    cors = _ConfigField[bool]()
 
     def __init__(self, port: int = 0, **config: Any) -> None:
         self._lock = threading.Lock()
@@ -466,6 +467,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._handle()
+
+    def do_OPTIONS(self) -> None:
+        """A web page's CORS preflight: allowed (headers added by ``end_headers``)."""
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def end_headers(self) -> None:
+        """Allow any web page to call, as a CORS-enabled API does (the Fetch standard's
+        CORS protocol); with ``cors`` off the browser blocks the page's requests."""
+        if self.server.fake.config.cors and self.headers.get("Origin"):
+            self.send_header("Access-Control-Allow-Origin", "*")
+            if self.command == "OPTIONS":
+                self.send_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+                asked = self.headers.get("Access-Control-Request-Headers", "")
+                self.send_header("Access-Control-Allow-Headers", asked or "*")
+        super().end_headers()
 
     # -- request flow ------------------------------------------------------------------------
 
