@@ -37,6 +37,7 @@ from .errors import (
     DeepInfraError,
     InvalidRequestError,
     InvalidResponseError,
+    MissingAPIKeyError,
     ReplayError,
 )
 from .images import GeneratedImage, ImageResult
@@ -158,7 +159,7 @@ def key_check_flow(routes: Routes) -> Flow[bool | None]:
         return None
     try:
         yield key_check_request()
-    except AuthenticationError:
+    except (AuthenticationError, MissingAPIKeyError):
         raise
     except DeepInfraError:
         return None

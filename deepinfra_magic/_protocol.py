@@ -22,7 +22,7 @@ from ._config import DEFAULT_MAX_RETRIES
 from ._sse import SSEDecoder
 from ._status import context_overflow_message, names_cause
 from ._text import shorten
-from .errors import ContextLengthError, InvalidRequestError, InvalidResponseError, StreamError
+from .errors import ContextLengthError, InvalidArgumentError, InvalidResponseError, StreamError
 from .types import ContentDelta, ReasoningDelta, Usage
 
 __all__ = [
@@ -127,16 +127,16 @@ def key_check_request() -> ApiRequest:
 def _check_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Messages as plain dicts, or a one-line error saying what is wrong with them."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
-        raise InvalidRequestError(
+        raise InvalidArgumentError(
             "messages must be a list of {'role': ..., 'content': ...} dicts, "
             f"not {type(messages).__name__}."
         )
     if not messages:
-        raise InvalidRequestError("messages is empty: add at least one user message.")
+        raise InvalidArgumentError("messages is empty: add at least one user message.")
     checked = []
     for index, message in enumerate(messages):
         if not isinstance(message, Mapping) or "role" not in message:
-            raise InvalidRequestError(
+            raise InvalidArgumentError(
                 f"messages[{index}] must be a dict with 'role' and 'content', not {message!r:.60}."
             )
         checked.append(dict(message))
@@ -154,7 +154,7 @@ def chat_request(
 ) -> ApiRequest:
     """An OpenAI-compatible chat completion; streams ask for usage in the last chunk."""
     if not model:
-        raise InvalidRequestError("No model given: pass model=... (see %deepinfra_models).")
+        raise InvalidArgumentError("No model given: pass model=... (see %deepinfra_models).")
     body: dict[str, Any] = {"model": model, "messages": _check_messages(messages)}
     if temperature is not None:
         body["temperature"] = temperature
@@ -172,7 +172,7 @@ def _check_single_choice(n: Any) -> None:
     """Refuse ``n > 1``: its replies would arrive interleaved, and one cell shows one reply."""
     if n is None or n == 1:
         return
-    raise InvalidRequestError(
+    raise InvalidArgumentError(
         f"n={n!r} asks for several replies at once, which are not shown apart: leave n out "
         "and run the cell (or call chat) once per reply."
     )
@@ -184,9 +184,9 @@ def image_request(
     """Text-to-image on the native inference endpoint: ``{"prompt": ..., **extra}``, or
     ``{"input": {...}}`` for Cog-packaged models (DeepInfra's Node SDK sends that shape)."""
     if not prompt or not prompt.strip():
-        raise InvalidRequestError("The image prompt is empty: describe the picture you want.")
+        raise InvalidArgumentError("The image prompt is empty: describe the picture you want.")
     if not model:
-        raise InvalidRequestError("No image model given (see %deepinfra_models --images).")
+        raise InvalidArgumentError("No image model given (see %deepinfra_models --images).")
     path = INFERENCE_PREFIX + quote(model, safe="/-_.~")
     fields = {"prompt": prompt, **extra}
     body = {"input": fields} if cog else fields

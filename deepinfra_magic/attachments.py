@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ._config import MAX_IMAGE_PIXELS, TABLE_CHAR_BUDGET
+from .errors import InvalidArgumentError
 
 __all__ = [
     "SUPPORTED_KINDS",
@@ -49,7 +50,7 @@ _SIGNATURES = (
 )
 
 
-class AttachmentError(ValueError):
+class AttachmentError(InvalidArgumentError):
     """A value that cannot be attached; the message is one line saying what to do."""
 
 

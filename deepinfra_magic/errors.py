@@ -6,17 +6,18 @@ under ``%xmode Verbose``), through IPython's documented ``_render_traceback_`` h
 outside IPython they are ordinary exceptions. Which HTTP answer becomes which error is
 decided in ``_status.py``; the text hygiene (redaction, one line) is ``_text.py``.
 
-Hierarchy::
+Hierarchy (a local mistake is never an ``APIStatusError``, so ``except APIStatusError``
+catches only what a server answered; ``except ValueError`` catches every local mistake)::
 
     DeepInfraError
     ├── InvalidArgumentError        a mistake found before any request (also a ValueError)
-    ├── ConfigurationError          bad base URL or setting
-    │   └── RouteNotFoundError      404 from a route the server does not have
+    │   ├── ConfigurationError      a bad base URL, setting or recording file
+    │   └── MissingAPIKeyError      a request needs a key and none is configured
     ├── APIStatusError              any other HTTP error answer (an unexpected status)
     │   ├── AuthenticationError     401/403
-    │   │   └── MissingAPIKeyError  no key anywhere (raised before any request)
     │   ├── InsufficientCreditError 402
     │   ├── ModelNotFoundError      404 (with close matches from the catalog)
+    │   ├── RouteNotFoundError      404 from a route the server does not have
     │   ├── InvalidRequestError     400/422 (with the field detail)
     │   │   └── ContextLengthError  the conversation does not fit the model's context
     │   ├── RateLimitError          429 (with Retry-After)
@@ -31,6 +32,7 @@ Hierarchy::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ._text import one_line, redact
@@ -60,6 +62,7 @@ __all__ = [
 ]
 
 KEYS_URL = "https://deepinfra.com/dash/api_keys"
+_LIST_HINT = re.compile(r" List (its )?models with %deepinfra_models\.$")
 BILLING_URL = "https://deepinfra.com/dash/billing"
 
 
@@ -91,24 +94,24 @@ class InvalidArgumentError(DeepInfraError, ValueError):
     """A mistake found before any request (an argument, template, option or schema); never sent."""
 
 
-class ConfigurationError(DeepInfraError):
-    """A setting is unusable (for example a base URL that is not http(s))."""
+class ConfigurationError(InvalidArgumentError):
+    """A setting is unusable (for example a base URL that is not http(s)); found locally."""
 
 
-class RouteNotFoundError(ConfigurationError):
-    """The server has no such route (404): the base URL or its flavour is wrong."""
+class MissingAPIKeyError(InvalidArgumentError):
+    """A request needs a key and none is configured; raised before any network call."""
 
 
 class APIStatusError(DeepInfraError):
     """The server answered with an HTTP error status; ``status_code`` says which."""
 
 
+class RouteNotFoundError(APIStatusError):
+    """The server has no such route (404): the base URL or its flavour is wrong."""
+
+
 class AuthenticationError(APIStatusError):
     """The API refused the key (401) or the key lacks permission (403)."""
-
-
-class MissingAPIKeyError(AuthenticationError):
-    """A request needs a key and none is configured; raised before any network call."""
 
 
 class InsufficientCreditError(APIStatusError):
@@ -136,7 +139,7 @@ class ModelNotFoundError(APIStatusError):
         if not matches:
             return self
         suggestion = ", ".join(matches)
-        base = self.message.replace(" List models with %deepinfra_models.", "")
+        base = _LIST_HINT.sub("", self.message)
         return ModelNotFoundError(
             f"{base} Did you mean: {suggestion}? List models with %deepinfra_models.",
             model=self.model,
