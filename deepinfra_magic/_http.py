@@ -27,14 +27,13 @@ from typing import Any, Generic, Literal, TypeVar
 import httpcore
 import httpx
 
-from ._config import Secret, Timeouts, missing_key_error
+from ._config import RetryPolicy, Secret, Timeouts, missing_key_error
 from ._protocol import (
     LOADING_STATUS,
     RECORDED_AT_HEADER,
     REPLAY_HEADER,
     ApiRequest,
     RawResponse,
-    RetryPolicy,
 )
 from ._status import error_from_response, parse_retry_after
 from ._text import redact

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._protocol import CATALOG_PATH, CHAT_PATH, MODELS_PATH, ApiRequest, image_request
+from ._protocol import (
+    CATALOG_PATH,
+    CHAT_PATH,
+    MODELS_PATH,
+    ApiRequest,
+    check_image_request,
+    image_request,
+)
 from .errors import InvalidResponseError
 
 __all__ = ["Routes", "decide_flavour", "fit_max_tokens"]
@@ -77,11 +84,6 @@ class Routes:
         return GENERIC_CHAT if self.generic else CHAT_PATH
 
     @property
-    def models(self) -> str:
-        """The OpenAI model list: on DeepInfra a cheap authenticated call that checks a key."""
-        return GENERIC_MODELS if self.generic else MODELS_PATH
-
-    @property
     def server(self) -> str | None:
         """How errors name another server (None: DeepInfra, named as such)."""
         return f"the server at {self.root}" if self.generic else None
@@ -109,16 +111,17 @@ class Routes:
         self, prompt: str, model: str, extra: Mapping[str, Any], *, cog: bool = False
     ) -> ApiRequest:
         """DeepInfra's native inference call (``cog``: fields under ``input``), or the
-        OpenAI images call asking for base64."""
+        OpenAI images call with only what the request needs: no ``n`` or ``response_format``
+        (both have the default we want, or none: an answer of URLs is downloaded, and a
+        LiteLLM proxy refuses ``response_format``)."""
         if not self.generic:
             return image_request(prompt, model, extra, cog=cog)
-        image_request(prompt, model, {})  # the same checks of prompt and model
+        check_image_request(prompt, model)
         body: dict[str, Any] = {"model": model, "prompt": prompt}
         fields = dict(extra)
         width, height = fields.pop("width", None), fields.pop("height", None)
         if width or height:
             body["size"] = f"{width or height}x{height or width}"
-        body.update({"n": 1, "response_format": "b64_json"})
         body.update(fields)
         return ApiRequest(
             "POST", GENERIC_IMAGES, json=body, needs_key=False, model=model, kind="billable"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._config import TRACEBACK_CHAR_BUDGET
+from ._protocol import IMAGE_MIME_TYPES
 
 __all__ = [
     "CellError",
@@ -30,7 +31,6 @@ __all__ = [
 ]
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
-_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 _CELL = re.compile(r"^cell:(\d+)$")
 _OUT = re.compile(r"^(?:Out\[(\d+)\]|_(\d+))$")
 
@@ -92,7 +92,7 @@ class CellLog:
         """Note an image in a display bundle of the running cell (its first image type)."""
         if self.current is None:
             return
-        for mime in _IMAGE_TYPES:
+        for mime in IMAGE_MIME_TYPES:
             if mime in bundle:
                 data = _image_bytes(bundle[mime])
                 if data is not None:

@@ -13,14 +13,14 @@ import pytest
 
 from deepinfra_magic._config import (
     ConfigurationError,
+    RetryPolicy,
     Secret,
     Timeouts,
-    resolve_base_url,
+    resolve_api_url,
     resolve_key,
 )
 from deepinfra_magic._protocol import (
     ChatStreamDecoder,
-    RetryPolicy,
     chat_request,
     decode_data_uri,
     image_request,
@@ -29,6 +29,7 @@ from deepinfra_magic._protocol import (
     parse_image_answer,
     sniff_image_type,
 )
+from deepinfra_magic._routes import Routes
 from deepinfra_magic.errors import (
     APIStatusError,
     InvalidArgumentError,
@@ -348,13 +349,18 @@ def test_retry_policy_is_bounded_and_honours_retry_after() -> None:
 
 def test_base_url_is_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DEEPINFRA_BASE_URL", raising=False)
-    assert resolve_base_url() == "https://api.deepinfra.com"
-    assert resolve_base_url("https://api.deepinfra.com/v1/openai/") == "https://api.deepinfra.com"
+
+    def root(base_url: str | None = None) -> str:
+        return Routes.for_url(resolve_api_url(base_url)).root
+
+    assert root() == "https://api.deepinfra.com"
+    assert root("https://api.deepinfra.com/v1/openai/") == "https://api.deepinfra.com"
     monkeypatch.setenv("DEEPINFRA_BASE_URL", "http://proxy.test/v1/openai")
-    assert resolve_base_url() == "http://proxy.test"
-    assert resolve_base_url("http://arg.test/") == "http://arg.test"
+    assert root() == "http://proxy.test"
+    assert root("http://arg.test/") == "http://arg.test"
     with pytest.raises(ConfigurationError, match="base_url must be an http"):
-        resolve_base_url("api.deepinfra.com")
+        root("api.deepinfra.com")
+    assert isinstance(ConfigurationError("x"), ValueError)  # a local mistake
 
 
 def test_key_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
