@@ -1,7 +1,16 @@
 """Sans-I/O core: build API requests and parse answers, with no networking at all.
 
-The sync and async transports move bytes; everything about what the bytes mean lives
-here, so both clients (and replay) behave identically.
+The rules this module keeps:
+
+* The sync and async transports move bytes; everything about what the bytes mean lives
+  here, so both clients (and replay) behave identically.
+* A request builder checks its arguments first and raises ``InvalidArgumentError`` for a
+  mistake: nothing wrong is ever sent. An answer parser raises ``InvalidResponseError``
+  or ``StreamError`` (keeping the text received); HTTP error answers are ``_status``'s.
+* Images are typed by their bytes (``sniff_image_type``, the package's one sniffer) over
+  any label, and only ``IMAGE_MIME_TYPES`` are accepted.
+* DeepInfra's paths live here; another server's routes are ``_routes``'s. Retry policy
+  and every other default are ``_config``'s.
 """
 
 from __future__ import annotations

@@ -385,3 +385,20 @@ def test_timeout_must_be_positive() -> None:
     assert Timeouts.from_value(5).read == 5.0
     with pytest.raises(ConfigurationError, match="positive number of seconds"):
         Timeouts.from_value(0)
+
+
+def test_a_generic_model_list_gives_each_models_context() -> None:
+    routes = Routes.for_url("http://127.0.0.1:8080/v1")
+    payload = {
+        "data": [
+            {"id": "tiny", "meta": {"n_ctx": 512, "n_ctx_train": 32768}},  # llama-server
+            {"id": "big", "max_model_len": 4096},  # vLLM
+            {"id": "plain"},
+        ]
+    }
+    entries = routes.parse_catalog(payload) or []
+    assert [(e["model_name"], e.get("max_tokens")) for e in entries] == [
+        ("tiny", 512),
+        ("big", 4096),
+        ("plain", None),
+    ]
