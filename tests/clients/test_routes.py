@@ -126,6 +126,20 @@ def test_deepinfra_still_finds_missing_models_with_close_matches(make_client: Ma
         make_client().chat(MESSAGES, "meta-llama/Llama-3.3-70B", stream=False)
 
 
+def test_a_litellm_unknown_model_400_gets_close_matches(
+    make_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    # LiteLLM's proxy answers a model it does not route so (BerriAI/litellm#3142).
+    refusal = "400: {'error': 'Invalid model name passed in model=meta-llama/Llama-3.3-70B'}"
+    fake_server.add_fault(path=CHAT_PATH, status=400, body_style="error_obj", message=refusal)
+    with pytest.raises(ModelNotFoundError) as caught:
+        make_client(max_retries=0).chat(MESSAGES, "meta-llama/Llama-3.3-70B", stream=False)
+    message = caught.value.message
+    assert message.startswith("Model 'meta-llama/Llama-3.3-70B' was not found (400: ")
+    assert "Did you mean: meta-llama/Llama-3.3-70B-Instruct-Turbo" in message
+    assert "Fix that parameter" not in message
+
+
 def test_max_tokens_is_capped_by_a_known_context_length(
     make_client: MakeClient, fake_server: FakeDeepInfra
 ) -> None:
