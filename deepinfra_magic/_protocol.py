@@ -22,7 +22,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from ._buffer import TextBuffer
@@ -45,6 +45,7 @@ __all__ = [
     "ImageAnswer",
     "ImageRef",
     "RawResponse",
+    "RequestKind",
     "as_cog_request",
     "catalog_request",
     "chat_request",
@@ -75,6 +76,11 @@ _decode_json = json.JSONDecoder().decode  # json.loads without its per-call keyw
 _raw_decode = json.JSONDecoder().raw_decode  # and without decode's whitespace handling
 
 
+# "read": a GET; "chat": a completion (repeatable before any reply byte); "billable": an
+# image generation, paid for even when its answer is lost.
+RequestKind = Literal["read", "chat", "billable"]
+
+
 @dataclass(frozen=True)
 class ApiRequest:
     """What to send: method, API path (or absolute URL for hosted files) and JSON body."""
@@ -85,8 +91,7 @@ class ApiRequest:
     stream: bool = False
     needs_key: bool = True
     model: str | None = None
-    kind: str = "read"  # "read" (GET), "chat" or "billable" (image generation): see
-    # _config.RetryPolicy
+    kind: RequestKind = "read"  # what a retry may cost: see _config.RetryPolicy
     content: bytes | None = None  # a non-JSON body (a multipart file upload), sent as is
     content_type: str | None = None  # the Content-Type of ``content``
     max_retries: int | None = None  # None: the transport's policy (map rows retry themselves)
@@ -294,8 +299,9 @@ class ChatStreamDecoder:
     finish_reason: str | None = None
     usage: Usage | None = None
     done: bool = False
-    # llama.cpp answers a prompt longer than its context with a 200 stream that ends with
-    # no text and no finish_reason; True reads that ending as a context overflow.
+    # llama-cpp-python's server answers a prompt longer than its context with a 200 stream
+    # that ends with no text and no finish_reason; True reads that ending as a context
+    # overflow. (llama.cpp's own llama-server answers a 400, a row of _status's table.)
     empty_is_overflow: bool = False
     reported_model: str | None = None  # the ``model`` of the first chunk ("" if none)
     _sse: SSEDecoder = field(default_factory=SSEDecoder)
