@@ -241,6 +241,10 @@ class Row:
     deepinfra: str | None
     generic: str | None
 
+    def wording(self, answer: Answer) -> str | None:
+        """The template for the kind of server that answered (None: not this row's)."""
+        return self.generic if answer.generic else self.deepinfra
+
 
 _CONTEXT = "{context_advice}"
 _ANY = range(1000)
@@ -328,15 +332,12 @@ def _openai_hint(url: str | None) -> str:
     return f"; a server with DeepInfra's routes wants {parts.scheme}://{parts.netloc}/v1/openai"
 
 
-def _fields(answer: Answer, server: str, attempts: int, retry_after: float | None,
-            waited: float) -> dict[str, Any]:  # fmt: skip
+def _fields(
+    answer: Answer, server: str, attempts: int, retry_after: float | None, waited: float
+) -> dict[str, Any]:
     """The values a wording may use."""
     model_name = f"'{answer.model}'" if answer.model else "the model"
-    wait = (
-        f"wait {retry_after:g} s and run again"
-        if retry_after is not None
-        else ("wait a little and run again")
-    )
+    wait = "a little" if retry_after is None else f"{retry_after:g} s"
     return {
         "status": answer.status,
         "detail": answer.detail,
@@ -346,7 +347,7 @@ def _fields(answer: Answer, server: str, attempts: int, retry_after: float | Non
         "server": server,
         "Server": server[:1].upper() + server[1:],
         "tried": f" after {attempts} attempts" if attempts > 1 else "",
-        "Wait": wait.capitalize(),
+        "Wait": f"Wait {wait} and run again",
         "after": f" after waiting {waited:.0f} s" if waited >= 1 else "",
         "keys_url": KEYS_URL,
         "billing_url": BILLING_URL,
@@ -358,8 +359,7 @@ def _fields(answer: Answer, server: str, attempts: int, retry_after: float | Non
 def matching_row(answer: Answer) -> Row:
     """The first row of ``ERROR_TABLE`` that decides this answer."""
     for row in ERROR_TABLE:
-        wording = row.generic if answer.generic else row.deepinfra
-        if wording is not None and answer.status in row.statuses and row.when(answer):
+        if row.wording(answer) is not None and answer.status in row.statuses and row.when(answer):
             return row
     raise AssertionError("the last row matches every answer")  # pragma: no cover
 
@@ -386,7 +386,7 @@ def error_from_response(
     row = matching_row(answer)
     retry_after = parse_retry_after(headers.get("retry-after"))
     fields = _fields(answer, server or "DeepInfra", attempts, retry_after, waited)
-    wording = row.generic if answer.generic else row.deepinfra
+    wording = row.wording(answer)
     assert wording is not None
     kwargs: dict[str, Any] = {
         "status_code": status,
