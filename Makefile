@@ -19,6 +19,8 @@ $(VENV)/installed-%: pyproject.toml
 	touch $@
 
 # The real llama.cpp server of tests/llama and the bench, built with the tools it needs.
+# (llama.cpp's native llama-server, from the same sdist, is built and cached by
+# scripts/ensure-llama-server, which `make test` runs: minutes once, then instant.)
 $(VENV)/installed-llama: pyproject.toml
 	scripts/ensure-build-tools
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +40,7 @@ lint: $(VENV)/installed-test
 test: lint $(VENV)/installed-llama $(VENV)/installed-g4f
 	scripts/ensure-chromium
 	scripts/ensure-node
+	scripts/ensure-llama-server $(PY) >/dev/null
 	$(PY) -m pytest
 
 bench: $(VENV)/installed-bench $(VENV)/installed-llama

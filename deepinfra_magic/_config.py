@@ -1,5 +1,5 @@
-"""Every default, where the base URL and the API key come from, and the one place that
-holds a key value.
+"""Every default (the retry policy's too), where the base URL and the API key come from,
+and the one place that holds a key value.
 
 Base URL: argument > ``DEEPINFRA_BASE_URL`` > ``https://api.deepinfra.com``.
 Key: argument > ``DEEPINFRA_API_KEY`` > ``DEEPINFRA_API_TOKEN``.
@@ -10,9 +10,12 @@ tests/magics/test_settings.py holds the README's settings table to them.
 from __future__ import annotations
 
 import os
+import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ._status import names_cause
 from .errors import ConfigurationError, MissingAPIKeyError
 
 __all__ = [
@@ -40,15 +43,16 @@ __all__ = [
     "RECORD_ENV",
     "REPLAY_ENV",
     "REPLAY_SPEED_ENV",
+    "RETRY_STATUSES",
     "TABLE_CHAR_BUDGET",
     "TRACEBACK_CHAR_BUDGET",
+    "RetryPolicy",
     "Secret",
     "Timeouts",
     "env_text",
     "key_source",
     "missing_key_error",
     "resolve_api_url",
-    "resolve_base_url",
     "resolve_flavour",
     "resolve_key",
     "resolve_replay_speed",
@@ -86,8 +90,6 @@ FLAVOUR_ENV = "DEEPINFRA_FLAVOUR"
 FLAVOURS = ("auto", "deepinfra", "generic")
 # Every variable the package reads: tests and .ci/run clear exactly these.
 ENV_VARS = (*KEY_ENV_VARS, BASE_URL_ENV, FLAVOUR_ENV, REPLAY_ENV, RECORD_ENV, REPLAY_SPEED_ENV)
-# People often paste the OpenAI-compatible root; the API root is what we need.
-_OPENAI_SUFFIX = "/v1/openai"
 
 
 class Secret:
@@ -137,9 +139,67 @@ class Timeouts:
         return cls(read=float(value))
 
 
+# Which answers are worth sending again, by kind of request. DeepInfra's own Python SDK
+# retries statuses only on GETs, "because a 502/503/504 on a POST may have already ...
+# billed an inference": a generated image is paid for even if its answer is lost, so an
+# image POST is repeated only after a 429 (refused, so nothing ran). A chat request is
+# repeated only before any reply byte, after a 429 or a gateway failure. A 500 whose body
+# names its cause ("Requested input length … exceeds maximum …") fails the same way again.
+RETRY_STATUSES: Mapping[str, frozenset[int]] = {
+    "read": frozenset({429, 500, 502, 503, 504}),
+    "chat": frozenset({429, 502, 503, 504}),
+    "billable": frozenset({429}),
+}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff with jitter; honours Retry-After up to a ceiling.
+
+    A model that is still loading (423) is waited for separately, up to ``loading_timeout``
+    seconds in all, polling every ``loading_delay`` seconds (or as Retry-After says).
+    """
+
+    max_retries: int = DEFAULT_MAX_RETRIES
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 30.0
+    loading_timeout: float = 120.0
+    loading_delay: float = 5.0
+
+    def delay(self, attempt: int, *, retry_after: float | None = None) -> float | None:
+        """Seconds to wait before retry number ``attempt`` (1-based), or None to give up."""
+        if attempt > self.max_retries:
+            return None
+        if retry_after is not None:
+            if retry_after > self.max_retry_after:
+                return None
+            # A little jitter, so a room of clients told the same wait do not return as a herd.
+            return retry_after * random.uniform(1.0, 1.2)
+        backoff: float = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        return backoff * random.uniform(0.75, 1.25)
+
+    def loading_wait(self, polls: int, *, retry_after: float | None = None) -> float | None:
+        """Seconds to wait before asking a loading model again after ``polls`` tries, or
+        None once ``loading_timeout`` is used up (each poll counts ``loading_delay`` at
+        least, so a server saying "Retry-After: 0" is not asked without end)."""
+        if (polls + 1) * self.loading_delay > self.loading_timeout:
+            return None
+        if retry_after is None:
+            return self.loading_delay
+        return min(retry_after, self.loading_timeout)
+
+    def should_retry_status(self, status: int, kind: str = "read", body: bytes = b"") -> bool:
+        """Whether an error answer is worth sending again (see RETRY_STATUSES)."""
+        if status not in RETRY_STATUSES.get(kind, RETRY_STATUSES["billable"]):
+            return False
+        return not (status == 500 and names_cause(body))
+
+
 def resolve_api_url(base_url: str | None = None) -> str:
     """The base URL as configured (argument > environment > DeepInfra), validated and
-    without a trailing slash; ``/v1/openai`` is kept, since it tells DeepInfra's routes."""
+    without a trailing slash; ``/v1/openai`` is kept, since it tells DeepInfra's routes
+    (``_routes.Routes.for_url`` is the one place that strips it)."""
     raw = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
     url = raw.strip().rstrip("/")
     parts = urlsplit(url)
@@ -149,14 +209,6 @@ def resolve_api_url(base_url: str | None = None) -> str:
             f"{where} must be an http(s) URL such as {DEFAULT_BASE_URL} or "
             f"http://127.0.0.1:8000/v1, not {raw!r}."
         )
-    return url
-
-
-def resolve_base_url(base_url: str | None = None) -> str:
-    """DeepInfra's API root: the configured URL without a trailing ``/v1/openai``."""
-    url = resolve_api_url(base_url)
-    if urlsplit(url).path.endswith(_OPENAI_SUFFIX):
-        url = url[: -len(_OPENAI_SUFFIX)]
     return url
 
 

@@ -28,8 +28,8 @@ from ._protocol import (
     RawResponse,
     as_cog_request,
     catalog_request,
+    fetched_image_ref,
     file_request,
-    image_from_bytes,
     key_check_request,
     parse_catalog,
     parse_chat_completion,
@@ -45,6 +45,7 @@ from .errors import (
     DeepInfraError,
     InvalidRequestError,
     InvalidResponseError,
+    MissingAPIKeyError,
     ReplayError,
 )
 from .images import GeneratedImage, ImageResult
@@ -213,7 +214,7 @@ def key_check_flow(routes: Routes) -> Flow[bool | None]:
         return None
     try:
         yield key_check_request()
-    except AuthenticationError:
+    except (AuthenticationError, MissingAPIKeyError):
         raise
     except DeepInfraError:
         return None
@@ -255,7 +256,7 @@ def image_parts(
 
 
 def _fetched(image: GeneratedImage, raw: RawResponse, url: str) -> GeneratedImage:
-    ref = image_from_bytes(raw.body, raw.headers.get("content-type", ""), url)
+    ref = fetched_image_ref(raw.body, raw.headers.get("content-type", ""), url)
     assert ref.data is not None and ref.mime_type is not None
     return dataclasses.replace(image, data=ref.data, mime_type=ref.mime_type, url=url)
 

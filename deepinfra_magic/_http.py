@@ -27,7 +27,7 @@ from typing import Any, Generic, Literal, TypeVar
 import httpcore
 import httpx
 
-from ._config import Secret, Timeouts, missing_key_error
+from ._config import RetryPolicy, Secret, Timeouts, missing_key_error
 from ._flows import Sleep, arun_steps, run_steps
 from ._protocol import (
     LOADING_STATUS,
@@ -35,7 +35,6 @@ from ._protocol import (
     REPLAY_HEADER,
     ApiRequest,
     RawResponse,
-    RetryPolicy,
 )
 from ._pyodide import IN_BROWSER
 from ._status import error_from_response, parse_retry_after

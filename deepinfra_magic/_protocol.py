@@ -1,7 +1,16 @@
 """Sans-I/O core: build API requests and parse answers, with no networking at all.
 
-The sync and async transports move bytes; everything about what the bytes mean lives
-here, so both clients (and replay) behave identically.
+The rules this module keeps:
+
+* The sync and async transports move bytes; everything about what the bytes mean lives
+  here, so both clients (and replay) behave identically.
+* A request builder checks its arguments first and raises ``InvalidArgumentError`` for a
+  mistake: nothing wrong is ever sent. An answer parser raises ``InvalidResponseError``
+  or ``StreamError`` (keeping the text received); HTTP error answers are ``_status``'s.
+* Images are typed by their bytes (``sniff_image_type``, the package's one sniffer) over
+  any label, and only ``IMAGE_MIME_TYPES`` are accepted.
+* DeepInfra's paths live here; another server's routes are ``_routes``'s. Retry policy
+  and every other default are ``_config``'s.
 """
 
 from __future__ import annotations
@@ -10,24 +19,23 @@ import base64
 import binascii
 import dataclasses
 import json
-import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from ._buffer import TextBuffer
-from ._config import DEFAULT_MAX_RETRIES
 from ._sse import SSEDecoder
-from ._status import context_overflow_message, names_cause
+from ._status import context_overflow_message
 from ._text import shorten
-from .errors import ContextLengthError, InvalidRequestError, InvalidResponseError, StreamError
+from .errors import ContextLengthError, InvalidArgumentError, InvalidResponseError, StreamError
 from .types import ContentDelta, ReasoningDelta, Usage
 
 __all__ = [
     "CATALOG_PATH",
     "CHAT_PATH",
+    "IMAGE_MIME_TYPES",
     "LOADING_STATUS",
     "MODELS_PATH",
     "RECORDED_AT_HEADER",
@@ -37,13 +45,14 @@ __all__ = [
     "ImageAnswer",
     "ImageRef",
     "RawResponse",
-    "RetryPolicy",
+    "RequestKind",
     "as_cog_request",
     "catalog_request",
     "chat_request",
+    "check_image_request",
     "decode_data_uri",
+    "fetched_image_ref",
     "file_request",
-    "image_from_bytes",
     "image_request",
     "key_check_request",
     "parse_catalog",
@@ -61,9 +70,15 @@ MODELS_PATH = "/v1/openai/models"
 # (/v1/openai/models is marked HTTPBearer too, but is reported to answer without a key.)
 KEY_CHECK_PATH = "/v1/me/rate_limit"
 INFERENCE_PREFIX = "/v1/inference/"
+# The image types every notebook frontend shows: the one list of the package.
 IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 _decode_json = json.JSONDecoder().decode  # json.loads without its per-call keyword checks
 _raw_decode = json.JSONDecoder().raw_decode  # and without decode's whitespace handling
+
+
+# "read": a GET; "chat": a completion (repeatable before any reply byte); "billable": an
+# image generation, paid for even when its answer is lost.
+RequestKind = Literal["read", "chat", "billable"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +91,7 @@ class ApiRequest:
     stream: bool = False
     needs_key: bool = True
     model: str | None = None
-    kind: str = "read"  # "read" (GET), "chat" or "billable" (image generation): see RetryPolicy
+    kind: RequestKind = "read"  # what a retry may cost: see _config.RetryPolicy
     content: bytes | None = None  # a non-JSON body (a multipart file upload), sent as is
     content_type: str | None = None  # the Content-Type of ``content``
     max_retries: int | None = None  # None: the transport's policy (map rows retry themselves)
@@ -127,16 +142,16 @@ def key_check_request() -> ApiRequest:
 def _check_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Messages as plain dicts, or a one-line error saying what is wrong with them."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
-        raise InvalidRequestError(
+        raise InvalidArgumentError(
             "messages must be a list of {'role': ..., 'content': ...} dicts, "
             f"not {type(messages).__name__}."
         )
     if not messages:
-        raise InvalidRequestError("messages is empty: add at least one user message.")
+        raise InvalidArgumentError("messages is empty: add at least one user message.")
     checked = []
     for index, message in enumerate(messages):
         if not isinstance(message, Mapping) or "role" not in message:
-            raise InvalidRequestError(
+            raise InvalidArgumentError(
                 f"messages[{index}] must be a dict with 'role' and 'content', not {message!r:.60}."
             )
         checked.append(dict(message))
@@ -154,7 +169,7 @@ def chat_request(
 ) -> ApiRequest:
     """An OpenAI-compatible chat completion; streams ask for usage in the last chunk."""
     if not model:
-        raise InvalidRequestError("No model given: pass model=... (see %deepinfra_models).")
+        raise InvalidArgumentError("No model given: pass model=... (see %deepinfra_models).")
     body: dict[str, Any] = {"model": model, "messages": _check_messages(messages)}
     if temperature is not None:
         body["temperature"] = temperature
@@ -172,10 +187,18 @@ def _check_single_choice(n: Any) -> None:
     """Refuse ``n > 1``: its replies would arrive interleaved, and one cell shows one reply."""
     if n is None or n == 1:
         return
-    raise InvalidRequestError(
+    raise InvalidArgumentError(
         f"n={n!r} asks for several replies at once, which are not shown apart: leave n out "
         "and run the cell (or call chat) once per reply."
     )
+
+
+def check_image_request(prompt: str, model: str) -> None:
+    """Refuse an empty prompt or a missing model before anything is sent."""
+    if not prompt or not prompt.strip():
+        raise InvalidArgumentError("The image prompt is empty: describe the picture you want.")
+    if not model:
+        raise InvalidArgumentError("No image model given (see %deepinfra_models --images).")
 
 
 def image_request(
@@ -183,10 +206,7 @@ def image_request(
 ) -> ApiRequest:
     """Text-to-image on the native inference endpoint: ``{"prompt": ..., **extra}``, or
     ``{"input": {...}}`` for Cog-packaged models (DeepInfra's Node SDK sends that shape)."""
-    if not prompt or not prompt.strip():
-        raise InvalidRequestError("The image prompt is empty: describe the picture you want.")
-    if not model:
-        raise InvalidRequestError("No image model given (see %deepinfra_models --images).")
+    check_image_request(prompt, model)
     path = INFERENCE_PREFIX + quote(model, safe="/-_.~")
     fields = {"prompt": prompt, **extra}
     body = {"input": fields} if cog else fields
@@ -279,8 +299,9 @@ class ChatStreamDecoder:
     finish_reason: str | None = None
     usage: Usage | None = None
     done: bool = False
-    # llama.cpp answers a prompt longer than its context with a 200 stream that ends with
-    # no text and no finish_reason; True reads that ending as a context overflow.
+    # llama-cpp-python's server answers a prompt longer than its context with a 200 stream
+    # that ends with no text and no finish_reason; True reads that ending as a context
+    # overflow. (llama.cpp's own llama-server answers a 400, a row of _status's table.)
     empty_is_overflow: bool = False
     reported_model: str | None = None  # the ``model`` of the first chunk ("" if none)
     _sse: SSEDecoder = field(default_factory=SSEDecoder)
@@ -442,7 +463,8 @@ _SIGNATURES = (
 
 
 def sniff_image_type(data: bytes) -> str | None:
-    """The MIME type from an image's magic number, or None if unknown."""
+    """The MIME type from an image's magic number (PNG, JPEG, GIF or WebP), or None: the
+    one sniffer of the package (answers, downloads and attachments)."""
     for signature, mime in _SIGNATURES:
         if data.startswith(signature):
             return mime
@@ -482,8 +504,9 @@ def _image_type(data: bytes, declared: str) -> str:
     )
 
 
-def image_from_bytes(data: bytes, content_type: str, url: str) -> ImageRef:
-    """An image fetched from a URL, typed by its bytes (or its Content-Type header)."""
+def fetched_image_ref(data: bytes, content_type: str, url: str) -> ImageRef:
+    """The ImageRef of an image downloaded from ``url``, typed by its bytes (or, failing
+    that, its Content-Type header)."""
     declared = content_type.split(";", 1)[0].strip().lower()
     return ImageRef(data=data, mime_type=_image_type(data, declared), url=url)
 
@@ -569,61 +592,5 @@ def parse_catalog(payload: Any) -> list[dict[str, Any]]:
     ]
 
 
-# --- retries ---------------------------------------------------------------------------
-
-# Which answers are worth sending again, by kind of request. DeepInfra's own Python SDK
-# retries statuses only on GETs, "because a 502/503/504 on a POST may have already ...
-# billed an inference": a generated image is paid for even if its answer is lost, so an
-# image POST is repeated only after a 429 (refused, so nothing ran). A chat request is
-# repeated only before any reply byte, after a 429 or a gateway failure. A 500 whose body
-# names its cause ("Requested input length … exceeds maximum …") fails the same way again.
-RETRY_STATUSES: Mapping[str, frozenset[int]] = {
-    "read": frozenset({429, 500, 502, 503, 504}),
-    "chat": frozenset({429, 502, 503, 504}),
-    "billable": frozenset({429}),
-}
-LOADING_STATUS = 423  # DeepInfra's OpenAPI: /v1/inference answers 423 while a model deploys
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded exponential backoff with jitter; honours Retry-After up to a ceiling.
-
-    A model that is still loading (423) is waited for separately, up to ``loading_timeout``
-    seconds in all, polling every ``loading_delay`` seconds (or as Retry-After says).
-    """
-
-    max_retries: int = DEFAULT_MAX_RETRIES
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-    max_retry_after: float = 30.0
-    loading_timeout: float = 120.0
-    loading_delay: float = 5.0
-
-    def delay(self, attempt: int, *, retry_after: float | None = None) -> float | None:
-        """Seconds to wait before retry number ``attempt`` (1-based), or None to give up."""
-        if attempt > self.max_retries:
-            return None
-        if retry_after is not None:
-            if retry_after > self.max_retry_after:
-                return None
-            # A little jitter, so a room of clients told the same wait do not return as a herd.
-            return retry_after * random.uniform(1.0, 1.2)
-        backoff: float = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
-        return backoff * random.uniform(0.75, 1.25)
-
-    def loading_wait(self, polls: int, *, retry_after: float | None = None) -> float | None:
-        """Seconds to wait before asking a loading model again after ``polls`` tries, or
-        None once ``loading_timeout`` is used up (each poll counts ``loading_delay`` at
-        least, so a server saying "Retry-After: 0" is not asked without end)."""
-        if (polls + 1) * self.loading_delay > self.loading_timeout:
-            return None
-        if retry_after is None:
-            return self.loading_delay
-        return min(retry_after, self.loading_timeout)
-
-    def should_retry_status(self, status: int, kind: str = "read", body: bytes = b"") -> bool:
-        """Whether an error answer is worth sending again (see RETRY_STATUSES)."""
-        if status not in RETRY_STATUSES.get(kind, RETRY_STATUSES["billable"]):
-            return False
-        return not (status == 500 and names_cause(body))
+# DeepInfra's OpenAPI: /v1/inference answers 423 while a model deploys (see RetryPolicy).
+LOADING_STATUS = 423

@@ -5,7 +5,12 @@ DeepInfra: chat at ``{root}/v1/openai/chat/completions``, its catalog at
 OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio, a LiteLLM proxy): chat at
 ``{root}/chat/completions``, models at ``{root}/models`` and images at
 ``{root}/images/generations``, where the root is usually ``http://HOST:PORT/v1``.
-The flavour is decided once, from the URL, unless a setting forces it.
+
+The rules this module keeps: the flavour is decided once, from the URL, unless a setting
+forces it; ``Routes.for_url`` is the one place that strips ``/v1/openai`` from a URL; a
+generic server is sent no key and only the fields a request needs (no ``n`` or
+``response_format`` for images); what a generic model list says about a model (its
+context length) is read here.
 """
 
 from __future__ import annotations
@@ -16,7 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._protocol import CATALOG_PATH, CHAT_PATH, MODELS_PATH, ApiRequest, image_request
+from ._protocol import (
+    CATALOG_PATH,
+    CHAT_PATH,
+    MODELS_PATH,
+    ApiRequest,
+    check_image_request,
+    image_request,
+)
 from .errors import InvalidResponseError
 
 __all__ = ["Routes", "decide_flavour", "fit_max_tokens"]
@@ -26,7 +38,8 @@ OPENAI_SUFFIX = "/v1/openai"
 GENERIC_CHAT = "/chat/completions"
 GENERIC_MODELS = "/models"
 GENERIC_IMAGES = "/images/generations"
-# Fields a generic server's model list may use for the context length (vLLM: max_model_len).
+# Fields a generic server's model list may use for the context length (vLLM: max_model_len;
+# llama.cpp's llama-server: meta.n_ctx, read by _context_length).
 _CONTEXT_FIELDS = ("max_model_len", "context_length", "context_window", "max_context_length")
 
 
@@ -77,11 +90,6 @@ class Routes:
         return GENERIC_CHAT if self.generic else CHAT_PATH
 
     @property
-    def models(self) -> str:
-        """The OpenAI model list: on DeepInfra a cheap authenticated call that checks a key."""
-        return GENERIC_MODELS if self.generic else MODELS_PATH
-
-    @property
     def server(self) -> str | None:
         """How errors name another server (None: DeepInfra, named as such)."""
         return f"the server at {self.root}" if self.generic else None
@@ -109,16 +117,17 @@ class Routes:
         self, prompt: str, model: str, extra: Mapping[str, Any], *, cog: bool = False
     ) -> ApiRequest:
         """DeepInfra's native inference call (``cog``: fields under ``input``), or the
-        OpenAI images call asking for base64."""
+        OpenAI images call with only what the request needs: no ``n`` or ``response_format``
+        (both have the default we want, or none: an answer of URLs is downloaded, and a
+        LiteLLM proxy refuses ``response_format``)."""
         if not self.generic:
             return image_request(prompt, model, extra, cog=cog)
-        image_request(prompt, model, {})  # the same checks of prompt and model
+        check_image_request(prompt, model)
         body: dict[str, Any] = {"model": model, "prompt": prompt}
         fields = dict(extra)
         width, height = fields.pop("width", None), fields.pop("height", None)
         if width or height:
             body["size"] = f"{width or height}x{height or width}"
-        body.update({"n": 1, "response_format": "b64_json"})
         body.update(fields)
         return ApiRequest(
             "POST", GENERIC_IMAGES, json=body, needs_key=False, model=model, kind="billable"
@@ -141,11 +150,20 @@ class Routes:
             if not name:
                 continue
             entry: dict[str, Any] = {"model_name": str(name), "type": "text-generation"}
-            context = next((item[f] for f in _CONTEXT_FIELDS if item.get(f)), None)
-            if isinstance(context, int) and not isinstance(context, bool):
+            context = _context_length(item)
+            if context:
                 entry["max_tokens"] = context
             entries.append(entry)
         return entries
+
+
+def _context_length(item: Mapping[str, Any]) -> int | None:
+    """The context a generic model list states: a top-level field, or llama.cpp's
+    llama-server ``meta.n_ctx`` (the context of one slot, what one request may use)."""
+    meta = item.get("meta")
+    found = [item.get(name) for name in _CONTEXT_FIELDS]
+    found.append(meta.get("n_ctx") if isinstance(meta, Mapping) else None)
+    return next((v for v in found if type(v) is int and v > 0), None)
 
 
 def fit_max_tokens(

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ._config import MAX_IMAGE_PIXELS, TABLE_CHAR_BUDGET
+from ._protocol import sniff_image_type
+from .errors import InvalidArgumentError
 
 __all__ = [
     "SUPPORTED_KINDS",
@@ -32,7 +34,7 @@ __all__ = [
     "TableAttachment",
     "attach",
     "describe_table",
-    "image_from_bytes",
+    "image_attachment",
     "summary",
     "user_content",
 ]
@@ -41,15 +43,9 @@ SUPPORTED_KINDS = (
     "a matplotlib Figure (or plt), a PIL Image, a numpy image array, bytes or the path of a "
     "PNG/JPEG/WebP/GIF file, an IPython Image, Out[n] or cell:n, a pandas DataFrame or Series"
 )
-_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
 
 
-class AttachmentError(ValueError):
+class AttachmentError(InvalidArgumentError):
     """A value that cannot be attached; the message is one line saying what to do."""
 
 
@@ -148,7 +144,7 @@ def attach(
     if kind == "array":
         return _array(value, label, max_pixels)
     if kind == "bytes":
-        return image_from_bytes(bytes(value), label, max_pixels)
+        return image_attachment(bytes(value), label, max_pixels)
     if kind == "path":
         return _path(Path(value), label, max_pixels)
     if kind == "ipython_image":
@@ -157,31 +153,21 @@ def attach(
             raise AttachmentError(
                 f"{what}this IPython Image holds a URL, not image data; pass the file or bytes."
             )
-        return image_from_bytes(data, label, max_pixels)
+        return image_attachment(data, label, max_pixels)
     kind_name = type(value).__name__
     raise AttachmentError(
         f"{what}cannot attach a value of type {kind_name}; --see takes {SUPPORTED_KINDS}."
     )
 
 
-def sniff_mime(data: bytes) -> str | None:
-    """The image type from the first bytes (PNG, JPEG, GIF or WebP), or None."""
-    for signature, mime in _SIGNATURES:
-        if data.startswith(signature):
-            return mime
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
-def image_from_bytes(
+def image_attachment(
     data: bytes, label: str = "", max_pixels: int = MAX_IMAGE_PIXELS
-) -> Attachment:
+) -> ImageAttachment:
     """Encoded image bytes, re-encoded and downscaled (sent as they are without Pillow)."""
     from .images import image_size
 
     what = f"{label}: " if label else ""
-    mime = sniff_mime(data)
+    mime = sniff_image_type(data)
     size = image_size(data) if mime else None
     if mime is None or size is None:
         raise AttachmentError(f"{what}these bytes are not a PNG, JPEG, WebP or GIF image.")
@@ -201,7 +187,7 @@ def image_from_bytes(
     return _pil_image(image, label, max_pixels, mime)
 
 
-def _path(path: Path, label: str, max_pixels: int) -> Attachment:
+def _path(path: Path, label: str, max_pixels: int) -> ImageAttachment:
     what = f"{label}: " if label else ""
     try:
         data = path.expanduser().read_bytes()
@@ -210,7 +196,7 @@ def _path(path: Path, label: str, max_pixels: int) -> Attachment:
         raise AttachmentError(
             f"{what}cannot read the file {str(path)!r} ({reason}); --see takes {SUPPORTED_KINDS}."
         ) from None
-    return image_from_bytes(data, label, max_pixels)
+    return image_attachment(data, label, max_pixels)
 
 
 def _pil_source_mime(image: Any) -> str:

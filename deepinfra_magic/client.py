@@ -47,6 +47,7 @@ from ._config import (
     DEFAULT_MODEL,
     DEFAULT_REPLAY_SPEED,
     DEFAULT_TEMPERATURE,
+    RetryPolicy,
     Secret,
     Timeouts,
     key_source,
@@ -71,7 +72,6 @@ from ._protocol import (
     ApiRequest,
     ChatStreamDecoder,
     RawResponse,
-    RetryPolicy,
     chat_request,
 )
 from ._routes import Routes, fit_max_tokens

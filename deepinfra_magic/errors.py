@@ -6,22 +6,23 @@ under ``%xmode Verbose``), through IPython's documented ``_render_traceback_`` h
 outside IPython they are ordinary exceptions. Which HTTP answer becomes which error is
 decided in ``_status.py``; the text hygiene (redaction, one line) is ``_text.py``.
 
-Hierarchy::
+Hierarchy (a local mistake is never an ``APIStatusError``, so ``except APIStatusError``
+catches only what a server answered; ``except ValueError`` catches every local mistake)::
 
     DeepInfraError
     ├── InvalidArgumentError        a mistake found before any request (also a ValueError)
-    │   └── SchemaError             a --schema spec that names no usable type
-    ├── ConfigurationError          bad base URL or setting
-    │   └── RouteNotFoundError      404 from a route the server does not have
+    │   ├── SchemaError             a --schema spec that names no usable type
+    │   ├── ConfigurationError      a bad base URL, setting or recording file
+    │   └── MissingAPIKeyError      a request needs a key and none is configured
     ├── APIStatusError              any other HTTP error answer (an unexpected status)
     │   ├── AuthenticationError     401/403
-    │   │   ├── MissingAPIKeyError  no key anywhere (raised before any request)
-    │   │   └── ScopedTokenError    a scoped token (classroom seat) does not allow this
+    │   │   └── ScopedTokenError    a scoped token (classroom seat) refused this
     │   │       ├── TokenExpiredError      past its expiry (``expires_at``)
     │   │       ├── TokenBudgetError       its spending limit is used up (also a 402 error)
     │   │       └── ModelNotAllowedError   not one of its models (``allowed_models``)
     │   ├── InsufficientCreditError 402
     │   ├── ModelNotFoundError      404 (with close matches from the catalog)
+    │   ├── RouteNotFoundError      404 from a route the server does not have
     │   ├── InvalidRequestError     400/422 (with the field detail)
     │   │   └── ContextLengthError  the conversation does not fit the model's context
     │   ├── RateLimitError          429 (with Retry-After)
@@ -36,6 +37,7 @@ Hierarchy::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -71,6 +73,7 @@ __all__ = [
 ]
 
 KEYS_URL = "https://deepinfra.com/dash/api_keys"
+_LIST_HINT = re.compile(r" List (its )?models with %deepinfra_models\.$")
 BILLING_URL = "https://deepinfra.com/dash/billing"
 
 
@@ -106,24 +109,24 @@ class SchemaError(InvalidArgumentError):
     """A ``--schema`` spec that is neither a usable type in the namespace nor inline syntax."""
 
 
-class ConfigurationError(DeepInfraError):
-    """A setting is unusable (for example a base URL that is not http(s))."""
+class ConfigurationError(InvalidArgumentError):
+    """A setting is unusable (for example a base URL that is not http(s)); found locally."""
 
 
-class RouteNotFoundError(ConfigurationError):
-    """The server has no such route (404): the base URL or its flavour is wrong."""
+class MissingAPIKeyError(InvalidArgumentError):
+    """A request needs a key and none is configured; raised before any network call."""
 
 
 class APIStatusError(DeepInfraError):
     """The server answered with an HTTP error status; ``status_code`` says which."""
 
 
+class RouteNotFoundError(APIStatusError):
+    """The server has no such route (404): the base URL or its flavour is wrong."""
+
+
 class AuthenticationError(APIStatusError):
     """The API refused the key (401) or the key lacks permission (403)."""
-
-
-class MissingAPIKeyError(AuthenticationError):
-    """A request needs a key and none is configured; raised before any network call."""
 
 
 class InsufficientCreditError(APIStatusError):
@@ -207,7 +210,7 @@ class ModelNotFoundError(APIStatusError):
         if not matches:
             return self
         suggestion = ", ".join(matches)
-        base = self.message.replace(" List models with %deepinfra_models.", "")
+        base = _LIST_HINT.sub("", self.message)
         return ModelNotFoundError(
             f"{base} Did you mean: {suggestion}? List models with %deepinfra_models.",
             model=self.model,

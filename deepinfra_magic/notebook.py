@@ -17,6 +17,7 @@ from typing import Any
 
 from ._config import TRACEBACK_CHAR_BUDGET
 from ._markdown import verbatim
+from ._protocol import IMAGE_MIME_TYPES
 
 __all__ = [
     "CellError",
@@ -31,7 +32,6 @@ __all__ = [
 ]
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
-_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 _CELL = re.compile(r"^cell:(\d+)$")
 _OUT = re.compile(r"^(?:Out\[(\d+)\]|_(\d+))$")
 
@@ -93,7 +93,7 @@ class CellLog:
         """Note an image in a display bundle of the running cell (its first image type)."""
         if self.current is None:
             return
-        for mime in _IMAGE_TYPES:
+        for mime in IMAGE_MIME_TYPES:
             if mime in bundle:
                 data = _image_bytes(bundle[mime])
                 if data is not None:

@@ -41,9 +41,10 @@ from ._config import (
     DEFAULT_MODEL,
     Secret,
     Timeouts,
-    resolve_base_url,
+    resolve_api_url,
     resolve_key,
 )
+from ._routes import Routes
 from .images import ImageResult
 from .types import ChatResult, ContentDelta, ReasoningDelta, Usage
 
@@ -84,7 +85,7 @@ def _root(base_url: str | None) -> str:
     base = (base_url or "").rstrip("/")
     if base.endswith(_INFERENCE_SUFFIX):
         base = base[: -len(_INFERENCE_SUFFIX)]
-    return resolve_base_url(base or None)
+    return Routes.for_url(resolve_api_url(base or None), "deepinfra").root
 
 
 Settings = tuple[str, Secret | None, str | None, float | None]

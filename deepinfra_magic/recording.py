@@ -72,7 +72,7 @@ class Exchange:
     @property
     def key(self) -> str:
         """What replay matches on: method, path and the canonical JSON body."""
-        return request_key(self.method, self.path, self.body)
+        return canonical_request(self.method, self.path, self.body)
 
     def body_bytes(self) -> bytes:
         """The complete body (streams joined), as sent on the wire."""
@@ -154,7 +154,7 @@ def _umask() -> int:
     return current
 
 
-def request_key(method: str, path: str, body: Any) -> str:
+def canonical_request(method: str, path: str, body: Any) -> str:
     """Canonical text of a request, independent of key order, spacing and number spelling."""
     return f"{method.upper()} {path} {_canonical_json(body)}"
 
@@ -404,17 +404,17 @@ class Recording:
     def find(self, method: str, path: str, body: Any) -> Exchange:
         """The recorded answer for a request; identical requests are served in order."""
         body = pack_images(body)
-        key = request_key(method, path, body)
+        key = canonical_request(method, path, body)
         with self._lock:
             if self._by_key is None:  # a replayed recording does not change: index it once
                 self._by_key = {}
                 for exchange in self.exchanges:
                     self._by_key.setdefault(exchange.key, []).append(exchange)
-                    shape = request_key(exchange.method, exchange.path, _shape(exchange.body))
+                    shape = canonical_request(exchange.method, exchange.path, _shape(exchange.body))
                     self._by_shape.setdefault(shape, []).append(exchange)
             matches = self._by_key.get(key)
             if not matches and _shape(body) != body:
-                key = request_key(method, path, _shape(body))
+                key = canonical_request(method, path, _shape(body))
                 matches = self._by_shape.get(key)
             if not matches:
                 raise ReplayError(self._mismatch_message(method, path, body))
@@ -430,7 +430,7 @@ class Recording:
         same_path = [e for e in self.exchanges if e.method == method.upper() and e.path == path]
         if not same_path:
             return f"No recorded answer for {method.upper()} {path} ({asked}) {where}. {remedy}"
-        target = request_key(method, path, body)
+        target = canonical_request(method, path, body)
         closest = max(
             same_path,
             key=lambda e: difflib.SequenceMatcher(None, e.key, target, autojunk=False).ratio(),

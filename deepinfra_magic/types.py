@@ -79,7 +79,6 @@ class ChatResult:
     interrupted: bool = False
     error: str | None = None
     replayed_from: str | None = None  # the recording file, when replayed
-    request_id: str | None = None
     time_to_first_token: float | None = None
     duration: float | None = None
 

@@ -317,7 +317,7 @@ def collect_attachments(
     max_pixels: int,
 ) -> list[Attachment]:
     """Each ``--see EXPR`` as an attachment, or a one-line UsageError."""
-    from ..attachments import AttachmentError, attach, image_from_bytes
+    from ..attachments import AttachmentError, attach, image_attachment
     from ..notebook import NotebookReferenceError, ShownImage, see_target
 
     attached: list[Attachment] = []
@@ -335,7 +335,7 @@ def collect_attachments(
             shown = target if isinstance(target, list) else [target]
             for item in shown:
                 if isinstance(item, ShownImage):
-                    attached.append(image_from_bytes(item.data, label, max_pixels))
+                    attached.append(image_attachment(item.data, label, max_pixels))
                 else:
                     attached.append(attach(item, label, max_pixels=max_pixels))
         except (AttachmentError, NotebookReferenceError) as exc:

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .._protocol import RetryPolicy
+from .._config import RetryPolicy
 from .._text import shorten
 from ..errors import (
     APIConnectionError,

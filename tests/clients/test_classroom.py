@@ -15,10 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from deepinfra_magic._config import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, Secret, Timeouts
+from deepinfra_magic._config import (
+    DEFAULT_IMAGE_MODEL,
+    DEFAULT_MODEL,
+    RetryPolicy,
+    Secret,
+    Timeouts,
+)
 from deepinfra_magic._flows import arun_flow, run_flow
 from deepinfra_magic._http import AsyncTransport, SyncTransport
-from deepinfra_magic._protocol import ApiRequest, RetryPolicy, chat_request, image_request
+from deepinfra_magic._protocol import ApiRequest, chat_request, image_request
 from deepinfra_magic.classroom import (
     RefusalReason,
     Seat,

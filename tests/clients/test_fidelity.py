@@ -17,7 +17,7 @@ from deepinfra_magic.errors import (
     APIConnectionError,
     AuthenticationError,
     ContextLengthError,
-    InvalidRequestError,
+    InvalidArgumentError,
     ModelLoadingError,
     ServerError,
     StreamError,
@@ -194,7 +194,7 @@ def test_the_magic_shows_the_loading_note(ip: InteractiveShell, fake_server: Fak
 def test_n_above_one_is_refused_before_any_request(
     make_client: MakeClient, fake_server: FakeDeepInfra, stream: bool
 ) -> None:
-    with pytest.raises(InvalidRequestError, match=r"^n=2 asks for several replies at once"):
+    with pytest.raises(InvalidArgumentError, match=r"^n=2 asks for several replies at once"):
         chat(make_client(), stream, n=2)
     assert fake_server.requests == []
     assert chat(make_client(), stream, n=1).complete
@@ -205,8 +205,8 @@ def test_the_magic_refuses_n_above_one_in_one_line(
 ) -> None:
     with capture_output() as captured:
         result = ip.run_cell("%%deepinfra -p n=3\nTwo colours")
-    assert isinstance(result.error_in_exec, InvalidRequestError)
-    assert "InvalidRequestError: n=3 asks for several replies" in captured.stdout
+    assert isinstance(result.error_in_exec, InvalidArgumentError)
+    assert "InvalidArgumentError: n=3 asks for several replies" in captured.stdout
     assert fake_server.count(CHAT_PATH) == 0
 
 

@@ -63,7 +63,6 @@ def test_the_flavour_and_routes_follow_the_base_url(
 ) -> None:
     routes = Routes.for_url(url)
     assert (routes.flavour, routes.root, routes.chat) == (flavour, root, chat)
-    assert routes.models == ("/models" if flavour == "generic" else "/v1/openai/models")
 
 
 def test_a_setting_forces_the_flavour(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,6 +124,20 @@ def test_no_model_on_a_server_without_a_list_asks_for_one(
 def test_deepinfra_still_finds_missing_models_with_close_matches(make_client: MakeClient) -> None:
     with pytest.raises(ModelNotFoundError, match="Did you mean"):
         make_client().chat(MESSAGES, "meta-llama/Llama-3.3-70B", stream=False)
+
+
+def test_a_litellm_unknown_model_400_gets_close_matches(
+    make_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    # LiteLLM's proxy answers a model it does not route so (BerriAI/litellm#3142).
+    refusal = "400: {'error': 'Invalid model name passed in model=meta-llama/Llama-3.3-70B'}"
+    fake_server.add_fault(path=CHAT_PATH, status=400, body_style="error_obj", message=refusal)
+    with pytest.raises(ModelNotFoundError) as caught:
+        make_client(max_retries=0).chat(MESSAGES, "meta-llama/Llama-3.3-70B", stream=False)
+    message = caught.value.message
+    assert message.startswith("Model 'meta-llama/Llama-3.3-70B' was not found (400: ")
+    assert "Did you mean: meta-llama/Llama-3.3-70B-Instruct-Turbo" in message
+    assert "Fix that parameter" not in message
 
 
 def test_max_tokens_is_capped_by_a_known_context_length(
@@ -209,8 +222,7 @@ def test_images_on_another_server_use_the_openai_shape_with_base64() -> None:
     request = routes.image_request("a fox", "sdxl", {"width": 512, "height": 256, "seed": 3})
     assert request.path == "/images/generations" and not request.needs_key
     assert request.json == {
-        "model": "sdxl", "prompt": "a fox", "size": "512x256", "n": 1,
-        "response_format": "b64_json", "seed": 3,
+        "model": "sdxl", "prompt": "a fox", "size": "512x256", "seed": 3,
     }  # fmt: skip
     png = make_png(8, 8, (200, 10, 10))
     body = json.dumps({"created": 1, "data": [{"b64_json": base64.b64encode(png).decode()}]})

@@ -1,7 +1,10 @@
-"""A real llama.cpp server (llama-cpp-python's) on a tiny random model, for the session.
+"""Real llama.cpp servers on a tiny random model, for the session: llama-cpp-python's
+(``llama``) and llama.cpp's native ``llama-server`` (``native_llama``).
 
 Nothing is skipped: without the ``llama`` extra (``make test`` installs it, building
-llama-cpp-python, which needs a C++ compiler and cmake) every test here fails, saying so.
+llama-cpp-python, which needs a C++ compiler and cmake) every test here fails, saying so;
+the native server is built once by ``scripts/ensure-llama-server`` (``make test`` runs it
+first) and cached, and a failed build fails its tests with the build's output.
 """
 
 from __future__ import annotations
@@ -40,18 +43,41 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
         yield server
 
 
-@pytest.fixture
-def no_key_env(
-    llama: LlamaServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[Path]:
-    """A user with no key whose DEEPINFRA_BASE_URL is the llama.cpp server."""
+@pytest.fixture(scope="session")
+def native_llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """llama.cpp's own ``llama-server``, running."""
+    _require("gguf")
+    from tests.llama.server import native_server_command, running_server
+
+    directory = tmp_path_factory.mktemp("llama-native")
+    with running_server(directory, native_server_command) as server:
+        yield server
+
+
+def _no_key_env(url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     from deepinfra_magic.catalog import CATALOG_CACHE
 
     for name in MAGIC_ENV_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("DEEPINFRA_FLAVOUR", raising=False)
-    monkeypatch.setenv("DEEPINFRA_BASE_URL", llama.url)
+    monkeypatch.setenv("DEEPINFRA_BASE_URL", url)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     CATALOG_CACHE.clear()
     yield tmp_path
     CATALOG_CACHE.clear()
+
+
+@pytest.fixture
+def no_key_env(
+    llama: LlamaServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Path]:
+    """A user with no key whose DEEPINFRA_BASE_URL is llama-cpp-python's server."""
+    yield from _no_key_env(llama.url, monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def native_env(
+    native_llama: LlamaServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Path]:
+    """A user with no key whose DEEPINFRA_BASE_URL is llama.cpp's native server."""
+    yield from _no_key_env(native_llama.url, monkeypatch, tmp_path)

@@ -1,8 +1,13 @@
-"""llama-cpp-python's OpenAI-compatible server, run as a user runs it, on a tiny model.
+"""Two real llama.cpp servers, run as a user runs them, on a tiny model.
 
-``python -m llama_cpp.server --model M --model_alias tiny --host 127.0.0.1 --port P``
-(the recipe in llama-cpp-python's README). Its output is collected line by line, so a
-test can wait for what the server says, such as that a client hung up.
+* llama-cpp-python's: ``python -m llama_cpp.server --model M --model_alias tiny --host
+  127.0.0.1 --port P`` (the recipe in llama-cpp-python's README).
+* llama.cpp's native ``llama-server`` (the server Ollama and LM Studio wrap), built from
+  the llama.cpp vendored in the same sdist by ``scripts/ensure-llama-server``:
+  ``llama-server -m M --alias tiny --host 127.0.0.1 --port P -c N`` (its README's recipe).
+
+Their output is collected line by line, so a test can wait for what the server says, such
+as that a client hung up.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -23,6 +28,8 @@ from tests.llama.tiny_model import write_tiny_llama
 
 MODEL = "tiny"
 CONTEXT = 32768  # n_ctx: room for a long reply that a test can interrupt mid-way
+NATIVE_CONTEXT = 512  # llama-server's n_ctx: small, so an overlong prompt is cheap to send
+ENSURE_LLAMA_SERVER = Path(__file__).parents[2] / "scripts" / "ensure-llama-server"
 
 
 def free_port() -> int:
@@ -32,23 +39,50 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class LlamaServer:
-    """A running ``llama_cpp.server`` process: its URL and everything it printed."""
+def python_server_command(model: Path, port: int) -> list[str]:
+    """llama-cpp-python's server on ``model``, one thread."""
+    return [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+        "--model_alias", MODEL, "--host", "127.0.0.1", "--port", str(port),
+        "--n_ctx", str(CONTEXT), "--n_threads", "1", "--n_threads_batch", "1",
+    ]  # fmt: skip
 
-    def __init__(self, model: Path, *, context: int = CONTEXT) -> None:
+
+def native_server_binary() -> Path:
+    """The cached llama-server binary (built first when missing: minutes, once)."""
+    found = subprocess.run(
+        [str(ENSURE_LLAMA_SERVER), sys.executable], capture_output=True, text=True, check=False
+    )
+    if found.returncode != 0:
+        raise RuntimeError(f"scripts/ensure-llama-server failed:\n{found.stderr[-3000:]}")
+    return Path(found.stdout.strip().splitlines()[-1])
+
+
+def native_server_command(model: Path, port: int) -> list[str]:
+    """llama.cpp's native server on ``model``: one slot of NATIVE_CONTEXT tokens, one thread."""
+    return [
+        str(native_server_binary()), "-m", str(model), "--alias", MODEL,
+        "--host", "127.0.0.1", "--port", str(port), "-c", str(NATIVE_CONTEXT),
+        "-np", "1", "-t", "1", "-tb", "1",
+    ]  # fmt: skip
+
+
+class LlamaServer:
+    """A running llama.cpp server process: its URL and everything it printed."""
+
+    def __init__(self, model: Path, command: Callable[[Path, int], list[str]]) -> None:
         self.port = free_port()
         self.root = f"http://127.0.0.1:{self.port}"
         self.url = self.root + "/v1"  # what a user sets as DEEPINFRA_BASE_URL
         self._lines: list[str] = []
         self._changed = threading.Condition()
-        command = [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(model),
-            "--model_alias", MODEL, "--host", "127.0.0.1", "--port", str(self.port),
-            "--n_ctx", str(context), "--n_threads", "1", "--n_threads_batch", "1",
-        ]  # fmt: skip
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+            command(model, self.port),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
         )
         self._reader = threading.Thread(target=self._read, name="llama-server-log", daemon=True)
         self._reader.start()
@@ -90,12 +124,12 @@ class LlamaServer:
         with httpx.Client(timeout=5) as http:
             while True:
                 if self._process.poll() is not None:
-                    raise RuntimeError(f"llama_cpp.server exited early:\n{self.log[-3000:]}")
+                    raise RuntimeError(f"the llama.cpp server exited early:\n{self.log[-3000:]}")
                 with contextlib.suppress(httpx.TransportError):
                     if http.get(self.url + "/models").status_code == 200:
                         return
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"llama_cpp.server not ready in {timeout:g} s")
+                    raise RuntimeError(f"the llama.cpp server not ready in {timeout:g} s")
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self._process.wait(0.1)  # the poll interval, and it notices an exit
 
@@ -112,9 +146,11 @@ class LlamaServer:
 
 
 @contextlib.contextmanager
-def running_server(directory: Path) -> Iterator[LlamaServer]:
+def running_server(
+    directory: Path, command: Callable[[Path, int], list[str]] = python_server_command
+) -> Iterator[LlamaServer]:
     """A tiny random model written into ``directory``, served until the block ends."""
-    server = LlamaServer(write_tiny_llama(directory / "tiny.gguf"))
+    server = LlamaServer(write_tiny_llama(directory / "tiny.gguf"), command)
     try:
         server.wait_ready()
         yield server

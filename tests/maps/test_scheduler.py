@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from deepinfra_magic._protocol import RetryPolicy
+from deepinfra_magic._config import RetryPolicy
 from deepinfra_magic.errors import (
     APITimeoutError,
     InvalidArgumentError,

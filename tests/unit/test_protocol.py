@@ -13,14 +13,14 @@ import pytest
 
 from deepinfra_magic._config import (
     ConfigurationError,
+    RetryPolicy,
     Secret,
     Timeouts,
-    resolve_base_url,
+    resolve_api_url,
     resolve_key,
 )
 from deepinfra_magic._protocol import (
     ChatStreamDecoder,
-    RetryPolicy,
     chat_request,
     decode_data_uri,
     image_request,
@@ -29,21 +29,15 @@ from deepinfra_magic._protocol import (
     parse_image_answer,
     sniff_image_type,
 )
-from deepinfra_magic._status import error_from_response
+from deepinfra_magic._routes import Routes
 from deepinfra_magic.errors import (
     APIStatusError,
-    AuthenticationError,
-    DeepInfraError,
-    InsufficientCreditError,
-    InvalidRequestError,
+    InvalidArgumentError,
     InvalidResponseError,
-    ModelNotFoundError,
-    RateLimitError,
-    ServerError,
     StreamError,
 )
 from deepinfra_magic.types import ContentDelta, ReasoningDelta, Usage
-from tests.fake_deepinfra import CANARY_KEY, TINY_JPEG, TINY_WEBP, error_body, make_png
+from tests.fake_deepinfra import TINY_JPEG, TINY_WEBP, make_png
 
 PNG = make_png(2, 2, (1, 2, 3))
 
@@ -200,65 +194,6 @@ def test_non_streamed_completion_carrying_an_error() -> None:
         parse_chat_completion({"error": {"message": "model overloaded"}}, "m")
 
 
-# ---- error answers ------------------------------------------------------------------------------
-
-ERROR_CASES = [
-    # status, body style, error type, what the message must say
-    (401, "detail_str", AuthenticationError, ["401", "DEEPINFRA_API_KEY", "%deepinfra_login"]),
-    (403, "detail_str", AuthenticationError, ["403", "lack access"]),
-    (402, "detail_str", InsufficientCreditError, ["402", "out of credit", "Add credit"]),
-    (404, "detail_obj", ModelNotFoundError, ["'some/model'", "Model is gone", "%deepinfra_models"]),
-    (422, "detail_list", InvalidRequestError, ["body.messages: Field required", "Fix that"]),
-    (400, "error_obj", InvalidRequestError, ["bad temperature", "Fix that"]),
-    (429, "detail_str", RateLimitError, ["429", "Wait 7 s", "fewer requests"]),
-    (500, "text", ServerError, ["500", "non-JSON body: crashed", "Try again"]),
-    (502, "html", ServerError, ["an HTML page '502 Bad Gateway'", "proxy or gateway"]),
-    (503, "empty", ServerError, ["503", "empty response body"]),
-    (418, "detail_str", APIStatusError, ["Unexpected HTTP 418", "DEEPINFRA_BASE_URL"]),
-]
-MESSAGES = {
-    "detail_obj": "Model is gone",
-    "error_obj": "bad temperature",
-    "text": "crashed",
-    "html": None,
-    "detail_list": None,
-}
-
-
-@pytest.mark.parametrize(
-    ("status", "style", "kind", "says"), ERROR_CASES, ids=[str(c[0]) for c in ERROR_CASES]
-)
-def test_error_answers_become_typed_one_line_errors(
-    status: int, style: Any, kind: type[DeepInfraError], says: list[str]
-) -> None:
-    body, content_type = error_body(style, status, MESSAGES.get(style))
-    headers = {"Content-Type": content_type or "", "Retry-After": "7", "X-Request-Id": "req-1"}
-    error = error_from_response(status, body, headers=headers, model="some/model")
-    assert type(error) is kind
-    assert error.status_code == status and error.request_id == "req-1"
-    message = assert_one_line(error)
-    for phrase in says:
-        assert phrase in message
-    assert "<" not in message, "no HTML in the message"
-
-
-def test_retry_after_and_attempts_are_reported() -> None:
-    error = error_from_response(429, b"{}", headers={"retry-after": "2"}, attempts=3)
-    assert isinstance(error, RateLimitError) and error.retry_after == 2.0
-    assert "after 3 attempts" in str(error) and "Wait 2 s" in str(error)
-
-
-def test_a_long_error_body_is_shortened() -> None:
-    error = error_from_response(500, ("word " * 2000).encode())
-    assert len(str(error)) < 400 and "…" in str(error)
-
-
-def test_a_key_echoed_in_an_error_body_is_masked() -> None:
-    body = json.dumps({"detail": f"bad header Authorization: Bearer {CANARY_KEY}"}).encode()
-    error = error_from_response(401, body)
-    assert CANARY_KEY not in str(error) and "[redacted]" in str(error)
-
-
 # ---- images -------------------------------------------------------------------------------------
 
 
@@ -379,16 +314,17 @@ def test_streamed_chat_request_asks_for_usage_and_passes_extra_params() -> None:
     ],
 )
 def test_bad_messages_are_refused_before_sending(messages: Any, says: str) -> None:
-    with pytest.raises(InvalidRequestError) as caught:
+    with pytest.raises(InvalidArgumentError) as caught:
         chat_request(messages, "m", stream=True, temperature=None, max_tokens=None, params={})
     assert says in assert_one_line(caught.value)
+    assert isinstance(caught.value, ValueError) and not isinstance(caught.value, APIStatusError)
 
 
 def test_image_request_path_and_empty_prompt() -> None:
     request = image_request("a cat", "black-forest-labs/FLUX-1-schnell", {"seed": 1})
     assert request.path == "/v1/inference/black-forest-labs/FLUX-1-schnell"
     assert request.json == {"prompt": "a cat", "seed": 1}
-    with pytest.raises(InvalidRequestError, match="prompt is empty"):
+    with pytest.raises(InvalidArgumentError, match="prompt is empty"):
         image_request("  ", "m", {})
 
 
@@ -413,13 +349,18 @@ def test_retry_policy_is_bounded_and_honours_retry_after() -> None:
 
 def test_base_url_is_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DEEPINFRA_BASE_URL", raising=False)
-    assert resolve_base_url() == "https://api.deepinfra.com"
-    assert resolve_base_url("https://api.deepinfra.com/v1/openai/") == "https://api.deepinfra.com"
+
+    def root(base_url: str | None = None) -> str:
+        return Routes.for_url(resolve_api_url(base_url)).root
+
+    assert root() == "https://api.deepinfra.com"
+    assert root("https://api.deepinfra.com/v1/openai/") == "https://api.deepinfra.com"
     monkeypatch.setenv("DEEPINFRA_BASE_URL", "http://proxy.test/v1/openai")
-    assert resolve_base_url() == "http://proxy.test"
-    assert resolve_base_url("http://arg.test/") == "http://arg.test"
+    assert root() == "http://proxy.test"
+    assert root("http://arg.test/") == "http://arg.test"
     with pytest.raises(ConfigurationError, match="base_url must be an http"):
-        resolve_base_url("api.deepinfra.com")
+        root("api.deepinfra.com")
+    assert isinstance(ConfigurationError("x"), ValueError)  # a local mistake
 
 
 def test_key_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -444,3 +385,20 @@ def test_timeout_must_be_positive() -> None:
     assert Timeouts.from_value(5).read == 5.0
     with pytest.raises(ConfigurationError, match="positive number of seconds"):
         Timeouts.from_value(0)
+
+
+def test_a_generic_model_list_gives_each_models_context() -> None:
+    routes = Routes.for_url("http://127.0.0.1:8080/v1")
+    payload = {
+        "data": [
+            {"id": "tiny", "meta": {"n_ctx": 512, "n_ctx_train": 32768}},  # llama-server
+            {"id": "big", "max_model_len": 4096},  # vLLM
+            {"id": "plain"},
+        ]
+    }
+    entries = routes.parse_catalog(payload) or []
+    assert [(e["model_name"], e.get("max_tokens")) for e in entries] == [
+        ("tiny", 512),
+        ("big", 4096),
+        ("plain", None),
+    ]
