@@ -46,6 +46,7 @@ from deepinfra_magic.errors import (
     APIStatusError,
     AuthenticationError,
     DeepInfraError,
+    DisallowedModelError,
     InsufficientCreditError,
     InvalidArgumentError,
     ModelNotAllowedError,
@@ -278,8 +279,10 @@ def test_a_model_outside_the_scope_fails_before_sending() -> None:
     scope = TokenScope((SMALL_MODEL,), NOW, 1.0)
     check_model_allowed(scope, SMALL_MODEL)
     check_model_allowed(TokenScope(), OTHER_MODEL)
-    with pytest.raises(ModelNotAllowedError, match=SMALL_MODEL) as caught:
+    with pytest.raises(DisallowedModelError, match=SMALL_MODEL) as caught:
         check_model_allowed(scope, OTHER_MODEL)
+    assert isinstance(caught.value, InvalidArgumentError)
+    assert not isinstance(caught.value, APIStatusError)  # found before sending: never a status
     assert caught.value.status_code is None and caught.value.allowed_models == [SMALL_MODEL]
 
 
@@ -420,7 +423,7 @@ def test_no_repr_str_table_or_error_shows_a_whole_token(
     shown: list[str] = [repr(seat), str(seat), repr([seat]), repr(seat.scope), seat.tail]
     shown += [seats_table([seat]), describe_scope(seat.scope, NOW)]
     errors: list[DeepInfraError] = []
-    with pytest.raises(ModelNotAllowedError) as not_allowed:
+    with pytest.raises(DisallowedModelError) as not_allowed:
         check_model_allowed(seat.scope, OTHER_MODEL)
     errors.append(not_allowed.value)
     outsider = transport(fake_server, "sk-not-the-signing-key")
