@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 import stat
 from pathlib import Path
 
@@ -235,3 +236,82 @@ def test_recordings_of_minting_and_status_hold_no_token_and_replay(
         ip.run_line_magic("deepinfra_classroom", f"status {replayed}")
     assert fake_server.requests == []
     assert "Key 'auto' spent" in captured.outputs[-1].data[MARKDOWN]
+
+
+# --- another server (a LiteLLM proxy's virtual keys) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "words", "says"),
+    [
+        (
+            400,
+            "Budget has been exceeded! Current cost: 0.52, Max budget: 0.5",
+            r"spending limit is used up \(\$0.52 of \$0.50 spent\)",
+        ),
+        (
+            401,
+            "key not allowed to access model. This key can only access models=['a', 'b']. "
+            "Tried to access c",
+            r"does not allow 'c'; it allows a, b",
+        ),
+    ],
+)
+def test_a_proxys_refusals_are_one_line_with_the_reason(
+    ip: InteractiveShell, fake_server: FakeDeepInfra, status: int, words: str, says: str
+) -> None:
+    ip.run_line_magic("config", "DeepInfraMagics.flavour = 'generic'")
+    fake_server.add_fault(status=status, body_style="error_obj", message=words)
+    result = ip.run_cell("%%deepinfra -m c\nhello")
+    assert result.error_in_exec is not None
+    rendered = result.error_in_exec._render_traceback_()  # type: ignore[attr-defined]
+    assert len(rendered) == 1
+    assert re.search(says, rendered[0]), rendered[0]
+
+
+def test_on_another_server_login_leaves_the_budget_out(
+    ip: InteractiveShell,
+    fake_server: FakeDeepInfra,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out, _ = mint(ip, tmp_path)
+    ip.run_line_magic("config", "DeepInfraMagics.flavour = 'generic'")
+    line = log_in(ip, monkeypatch, read_seats_csv(out)[0].token)
+    assert line.startswith("✓ Token for ") and " · expires " in line
+    assert "$" not in line and "spending" not in line
+
+
+# --- security: a canary token is nowhere a user can see or save ----------------------------
+
+
+def test_no_token_in_config_tracebacks_history_or_a_recording(
+    ip: InteractiveShell,
+    fake_server: FakeDeepInfra,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out, _ = mint(ip, tmp_path)
+    canary = read_seats_csv(out)[0].token  # the fake's tokens are canaries
+    recording = tmp_path / "student.recording.json"
+    with capture_output() as captured:
+        ip.run_line_magic("xmode", "Verbose")
+        try:
+            log_in(ip, monkeypatch, canary)
+            ip.run_line_magic("deepinfra_record", str(recording))
+            ip.run_cell("%%deepinfra\nhello")
+            ip.run_cell(f"%%deepinfra -m {OTHER_MODEL}\nhello")  # refused before sending
+            fake_server.configure(clock_offset=3 * 3600)
+            ip.run_cell("%%deepinfra\nhello again")  # refused by the server: expired
+            ip.run_line_magic("deepinfra_record", "off")
+            ip.run_cell("%config DeepInfraMagics")
+            ip.run_cell("%deepinfra_models")
+            ip.run_cell("%deepinfra_usage")
+        finally:
+            ip.run_line_magic("xmode", "Context")
+    shown = "\n".join([all_text(captured.outputs), captured.stdout, captured.stderr])
+    assert "DisallowedModelError" in shown and "TokenExpiredError" in shown
+    shown += recording.read_text() + "\n".join(ip.history_manager.input_hist_raw)
+    shown += repr(ip.magics_manager.registry["DeepInfraMagics"].__dict__)
+    for piece in (canary, canary.removeprefix("jwt:"), canary.split(".")[2]):
+        assert piece not in shown
