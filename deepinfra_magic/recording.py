@@ -460,11 +460,15 @@ def _scrubbed(exchange: Exchange, wrapped: tuple[str | Secret, ...]) -> Exchange
 _JWT = re.compile(r"(?:jwt:)?eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _TOKEN_QUERY = re.compile(r"([?&]jwtoken=)([^&]*)")
 _TOKEN_FIELDS = ("token", "api_key")
+_PLACEHOLDER = re.compile(r"(?:jwt:)?redacted-[0-9a-f]{16}")
 
 
 def token_placeholder(value: str) -> str:
     """What a recording holds instead of a token: the same for the same token (so a
-    replayed status request matches), distinct across tokens, and no secret."""
+    replayed status request matches), distinct across tokens, and no secret. A placeholder
+    stays itself (replay looks up requests that carry one)."""
+    if _PLACEHOLDER.fullmatch(value):
+        return value
     digest = hashlib.sha256(value.encode()).hexdigest()[:16]
     return ("jwt:" if value.startswith("jwt:") else "") + f"redacted-{digest}"
 

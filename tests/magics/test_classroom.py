@@ -235,7 +235,9 @@ def test_recordings_of_minting_and_status_hold_no_token_and_replay(
     with capture_output() as captured:
         ip.run_line_magic("deepinfra_classroom", f"status {replayed}")
     assert fake_server.requests == []
-    assert "Key 'auto' spent" in captured.outputs[-1].data[MARKDOWN]
+    status = captured.outputs[-1].data[MARKDOWN]
+    assert "Key 'auto' spent" in status and "⚠" not in status
+    assert status.count(SMALL_MODEL) == 3
 
 
 # --- another server (a LiteLLM proxy's virtual keys) ---------------------------------------
