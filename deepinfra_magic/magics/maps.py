@@ -53,6 +53,7 @@ __all__ = [
     "confirm_cost",
     "map_data",
     "run_map",
+    "seat_spend",
     "usage_report",
 ]
 
