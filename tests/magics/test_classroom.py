@@ -317,3 +317,27 @@ def test_no_token_in_config_tracebacks_history_or_a_recording(
     shown += repr(ip.magics_manager.registry["DeepInfraMagics"].__dict__)
     for piece in (canary, canary.removeprefix("jwt:"), canary.split(".")[2]):
         assert piece not in shown
+
+
+def test_a_spent_tokens_image_cell_falls_back_to_the_recording(
+    ip: InteractiveShell,
+    fake_server: FakeDeepInfra,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image_model = "black-forest-labs/FLUX-1-schnell"
+    recording = tmp_path / "class.recording.json"
+    ip.run_line_magic("deepinfra_record", str(recording))
+    ip.run_line_magic("deepinfra_image", f"-m {image_model} --seed 1 a red fox")
+    ip.run_line_magic("deepinfra_record", "off")
+    out = tmp_path / "seats.csv"
+    ip.run_line_magic(
+        "deepinfra_classroom", f"create --seats 1 --dollars 0.000001 --hours 1 --out {out}"
+    )
+    log_in(ip, monkeypatch, read_seats_csv(out)[0].token)
+    ip.run_line_magic("deepinfra_image", f"-m {image_model} --seed 2 a blue fox")  # spends it
+    ip.run_line_magic("config", f"DeepInfraMagics.fallback_replay = '{recording}'")
+    with capture_output() as captured:
+        ip.run_line_magic("deepinfra_image", f"-m {image_model} --seed 1 a red fox")
+    assert "Answered from class.recording.json instead (replayed)" in captured.stderr
+    assert any("image/png" in o.data or "image/jpeg" in o.data for o in captured.outputs)
