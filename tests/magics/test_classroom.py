@@ -193,7 +193,7 @@ def test_an_expired_token_says_when(
     out, _ = mint(ip, tmp_path)
     log_in(ip, monkeypatch, read_seats_csv(out)[0].token)
     fake_server.configure(clock_offset=3 * 3600, scoped_refusal="402")
-    with pytest.raises(TokenExpiredError, match=r"This token expired at \d\d:\d\d"):
+    with pytest.raises(TokenExpiredError, match=r"This token expired at (\d+ \w+ )?\d\d:\d\d"):
         ip.run_cell_magic("deepinfra", "", "hello")
 
 
@@ -341,3 +341,21 @@ def test_a_spent_tokens_image_cell_falls_back_to_the_recording(
         ip.run_line_magic("deepinfra_image", f"-m {image_model} --seed 1 a red fox")
     assert "Answered from class.recording.json instead (replayed)" in captured.stderr
     assert any("image/png" in o.data or "image/jpeg" in o.data for o in captured.outputs)
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ("--seats 2 --hours 1", "needs --seats N, --dollars D and --hours H or --until TIME"),
+        ("--seats 2 --dollars 1 --until 25:99", "--until '25:99': expected HH:MM"),
+        ("--seats 2 --dollars 1 --until 2001-01-01T10:00", "that is not in the future"),
+        ("--seats 2 --dollars 1 --hours 1 --until 10:00", "not allowed with argument"),
+    ],
+)
+def test_a_bad_create_line_is_one_line_and_mints_nothing(
+    ip: InteractiveShell, fake_server: FakeDeepInfra, tmp_path: Path, options: str, says: str
+) -> None:
+    result = ip.run_cell(f"%deepinfra_classroom create {options} --out {tmp_path}/seats.csv")
+    assert says in str(result.error_in_exec)
+    assert not [p for p in paths(fake_server) if "scoped-jwt" in p]
+    assert not (tmp_path / "seats.csv").exists()
