@@ -15,6 +15,7 @@ Rules kept here:
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ from .arguments import argument, bounded_float, bounded_int, magic_arguments, pa
 from .base import FamilyMagics, line_magic, one_line_errors
 
 if TYPE_CHECKING:
-    from ..classroom import Seat
+    from ..classroom import Seat, TokenScope
     from ..client import DeepInfraClient
 
 __all__ = ["ClassroomMagics", "parse_until"]
@@ -176,11 +177,11 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _status_row(seat: Seat, scope: Any, now: datetime) -> str:
+def _status_row(seat: Seat, scope: TokenScope, now: datetime) -> str:
     """One seat as the API describes its token."""
     from ..classroom import seats_table
 
-    return seats_table([type(seat)(seat.number, seat.token, scope)], now).splitlines()[-1]
+    return seats_table([dataclasses.replace(seat, scope=scope)], now).splitlines()[-1]
 
 
 def parse_until(text: str, now: datetime) -> datetime:

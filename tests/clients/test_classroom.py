@@ -457,3 +457,16 @@ def test_an_inspection_refused_as_a_missing_route_does_not_show_the_token(
         run_flow(inspect_flow(seat.token), teacher.send)
     assert "/v1/scoped-jwt" in str(caught.value)
     assert seat.token.removeprefix("jwt:") not in str(caught.value)
+
+
+def test_a_scoped_token_is_not_sent_to_the_key_check(
+    fake_server: FakeDeepInfra, teacher: SyncTransport
+) -> None:
+    from deepinfra_magic.client import DeepInfraClient
+
+    token = mint_seats(teacher, 1)[0].token
+    before = len(fake_server.requests)
+    with DeepInfraClient(token, base_url=fake_server.api_url, recording=None) as client:
+        assert client.validate_key() is None
+        assert client.is_own_key(token) and not client.is_own_key(CANARY_KEY)
+    assert len(fake_server.requests) == before
