@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_BATCH_POLL_INTERVAL",
     "DEFAULT_CATALOG_TTL",
+    "DEFAULT_FALLBACK_REPLAY",
     "DEFAULT_IMAGE_MODEL",
     "DEFAULT_MAP_CONCURRENCY",
     "DEFAULT_MAP_CONFIRM_DOLLARS",
@@ -32,6 +33,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_READ_TIMEOUT",
     "DEFAULT_REPLAY_SPEED",
+    "DEFAULT_SEATS_FILE",
     "DEFAULT_TEMPERATURE",
     "DEFAULT_UPDATE_INTERVAL",
     "ENV_VARS",
@@ -80,6 +82,10 @@ DEFAULT_MAP_CONCURRENCY = 16
 DEFAULT_MAP_CONFIRM_DOLLARS = 1.0
 DEFAULT_BATCH_POLL_INTERVAL = 10.0
 MAP_STORE_FILE = "map-answers.sqlite3"
+# Classroom mode: where %deepinfra_classroom writes the seats (its page beside it, .html),
+# and the recording that answers a cell a seat's token was refused for ("": none).
+DEFAULT_SEATS_FILE = "seats.csv"
+DEFAULT_FALLBACK_REPLAY = ""
 BASE_URL_ENV = "DEEPINFRA_BASE_URL"
 REPLAY_ENV = "DEEPINFRA_MAGIC_REPLAY"  # recordings to answer from (separated by os.pathsep)
 RECORD_ENV = "DEEPINFRA_MAGIC_RECORD"  # a recording to write every exchange to

@@ -46,6 +46,7 @@ from ._protocol import ApiRequest, parse_json
 from .errors import (
     APIStatusError,
     DeepInfraError,
+    DisallowedModelError,
     InvalidArgumentError,
     InvalidResponseError,
     ModelNotAllowedError,
@@ -243,11 +244,12 @@ def describe_scope(scope: TokenScope, now: datetime, *, budget: bool = True) -> 
 
 
 def check_model_allowed(scope: TokenScope, model: str) -> None:
-    """Raise ModelNotAllowedError, before any request, when the scope excludes ``model``."""
+    """Raise DisallowedModelError (a mistake found before any request, so an
+    InvalidArgumentError) when the scope excludes ``model``."""
     if scope.allows(model):
         return
     allowed = list(scope.models or ())
-    raise ModelNotAllowedError(
+    raise DisallowedModelError(
         f"This token does not allow '{model}'; it allows {_listing(allowed)}. Use -m with one "
         "of those, or ask the teacher for a token that includes it.",
         model=model,
@@ -392,8 +394,11 @@ def mint_request(
     expires_at: datetime,
     spending_limit: float | None,
     now: datetime,
+    relative: bool = False,
 ) -> ApiRequest:
-    """``POST /v1/scoped-jwt`` (ScopedJWTIn), after checking every field locally."""
+    """``POST /v1/scoped-jwt`` (ScopedJWTIn), after checking every field locally.
+    ``relative`` sends the expiry as ``expires_delta`` (whole seconds from ``now``), so the
+    request is the same on every run (a recording replays it)."""
     expires = _epoch(expires_at)
     if now.tzinfo is None:
         raise InvalidArgumentError("now needs a time zone (use an aware datetime).")
@@ -407,7 +412,11 @@ def mint_request(
         raise InvalidArgumentError("Tokens last at most a year: give an earlier --until.")
     if spending_limit is not None and not spending_limit > 0:
         raise InvalidArgumentError(f"--dollars must be more than 0, not {spending_limit!r}.")
-    body: dict[str, Any] = {"api_key_name": key_name.strip(), "expires_at": expires}
+    body: dict[str, Any] = {"api_key_name": key_name.strip()}
+    if relative:
+        body["expires_delta"] = round((expires_at - now).total_seconds())
+    else:
+        body["expires_at"] = expires
     if models is not None:
         body["models"] = list(models)
     if spending_limit is not None:
@@ -423,11 +432,13 @@ def mint_flow(
     expires_at: datetime,
     spending_limit: float | None,
     now: datetime,
+    relative: bool = False,
 ) -> Flow[str]:
     """Mint one scoped token with the teacher's key; returns the token (ScopedJWTOut)."""
     request = mint_request(
-        key_name, models=models, expires_at=expires_at, spending_limit=spending_limit, now=now
-    )
+        key_name, models=models, expires_at=expires_at, spending_limit=spending_limit,
+        now=now, relative=relative,
+    )  # fmt: skip
     raw = yield request
     payload = parse_json(raw, "scoped token")
     token = payload.get("token") if isinstance(payload, Mapping) else None
@@ -444,21 +455,28 @@ def mint_seats_flow(
     expires_at: datetime,
     dollars: float | None,
     now: datetime,
+    relative: bool = False,
 ) -> Flow[list[Seat]]:
     """Mint one token per seat (numbered from 1), all with the same scope except that seat
     N expires N-1 seconds early: tokens with the same claims would be the same token (the
-    documented claims hold no nonce), and so share one spending limit."""
+    documented claims hold no nonce), and so share one spending limit. ``relative``: the
+    expiry is sent as whole seconds from ``now`` (see ``mint_request``)."""
     if not 1 <= seats <= MAX_SEATS:
         raise InvalidArgumentError(f"--seats must be between 1 and {MAX_SEATS}, not {seats}.")
-    first = expires_at.replace(microsecond=0)
+    if relative:  # whole seconds from now, so every run sends the same requests
+        expires_at = now + timedelta(seconds=round((expires_at - now).total_seconds()))
+        first = expires_at
+    else:
+        first = expires_at.replace(microsecond=0)
     last = first - timedelta(seconds=seats - 1)
     mint_request(key_name, models=models, expires_at=last, spending_limit=dollars, now=now)
     minted: list[Seat] = []  # every argument checked above, before the first request
     for number in range(1, seats + 1):
         expires = first - timedelta(seconds=number - 1)
         token = yield from mint_flow(
-            key_name, models=models, expires_at=expires, spending_limit=dollars, now=now
-        )
+            key_name, models=models, expires_at=expires, spending_limit=dollars, now=now,
+            relative=relative,
+        )  # fmt: skip
         if any(seat.token == token for seat in minted):
             raise InvalidResponseError(
                 f"The API gave seat {number} the same token as an earlier seat; run it again."

@@ -311,6 +311,19 @@ class _ClientBase:
             return sent is None and key is None
         return hmac.compare_digest(sent.reveal().encode(), key.reveal().encode())
 
+    def _sends_scoped_token(self) -> bool:
+        """True when the key this client sends is a scoped token (a classroom seat)."""
+        from .classroom import looks_like_scoped_token
+
+        sent = self._transport.key()
+        return sent is not None and looks_like_scoped_token(sent.reveal())
+
+    def is_own_key(self, value: str) -> bool:
+        """True when ``value`` is the key this client sends (constant time): how an
+        account's key list marks the key in use without keeping any value."""
+        sent = self._transport.key()
+        return sent is not None and hmac.compare_digest(sent.reveal().encode(), value.encode())
+
     def _chat_request(
         self,
         messages: Sequence[Mapping[str, Any]],
@@ -857,8 +870,16 @@ class DeepInfraClient(_ClientBase):
     def validate_key(self) -> bool | None:
         """Check the key with one free request to an endpoint that requires it: True if
         accepted, an AuthenticationError if refused, None when this server cannot tell
-        (another server's model list may answer any key, or none)."""
+        (another server's model list may answer any key, or none, and the key-check route
+        is not for a scoped token: it is checked by its first inference request)."""
+        if self._sends_scoped_token():
+            return None
         return self._drive(key_check_flow(self.routes), suggest=False)
+
+    def run(self, flow: Flow[T]) -> T:
+        """Run any flow (``classroom``'s minting, inspection, key list, usage) with this
+        client's key, retries and recording."""
+        return run_flow(flow, self._transport.send)
 
     def _drive(self, flow: Flow[T], *, suggest: bool = True) -> T:
         """Run a flow over this client's transport; a 404 for a model gets close matches."""
@@ -1059,7 +1080,13 @@ class AsyncDeepInfraClient(_ClientBase):
 
     async def validate_key(self) -> bool | None:
         """See :meth:`DeepInfraClient.validate_key`."""
+        if self._sends_scoped_token():
+            return None
         return await self._drive(key_check_flow(self.routes), suggest=False)
+
+    async def run(self, flow: Flow[T]) -> T:
+        """Run any flow with this client's key; see :meth:`DeepInfraClient.run`."""
+        return await arun_flow(flow, self._transport.send)
 
     async def _drive(self, flow: Flow[T], *, suggest: bool = True) -> T:
         """Run a flow over this client's transport; see :meth:`DeepInfraClient._drive`."""

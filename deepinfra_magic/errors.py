@@ -12,11 +12,12 @@ catches only what a server answered; ``except ValueError`` catches every local m
     DeepInfraError
     ├── InvalidArgumentError        a mistake found before any request (also a ValueError)
     │   ├── SchemaError             a --schema spec that names no usable type
+    │   ├── DisallowedModelError    a model the scoped token's known list excludes (not sent)
     │   ├── ConfigurationError      a bad base URL, setting or recording file
     │   └── MissingAPIKeyError      a request needs a key and none is configured
     ├── APIStatusError              any other HTTP error answer (an unexpected status)
     │   ├── AuthenticationError     401/403
-    │   │   └── ScopedTokenError    a scoped token (classroom seat) refused this
+    │   │   └── ScopedTokenError    the server refused a scoped token (classroom seat)
     │   │       ├── TokenExpiredError      past its expiry (``expires_at``)
     │   │       ├── TokenBudgetError       its spending limit is used up (also a 402 error)
     │   │       └── ModelNotAllowedError   not one of its models (``allowed_models``)
@@ -53,6 +54,7 @@ __all__ = [
     "ConfigurationError",
     "ContextLengthError",
     "DeepInfraError",
+    "DisallowedModelError",
     "InsufficientCreditError",
     "InvalidArgumentError",
     "InvalidRequestError",
@@ -109,6 +111,17 @@ class SchemaError(InvalidArgumentError):
     """A ``--schema`` spec that is neither a usable type in the namespace nor inline syntax."""
 
 
+class DisallowedModelError(InvalidArgumentError):
+    """A scoped token's known model list excludes ``model``: found before sending, so never
+    an APIStatusError; ``allowed_models`` lists what it allows. (The server's own refusal
+    of a model is :class:`ModelNotAllowedError`.)"""
+
+    def __init__(self, message: str, *, model: str, allowed_models: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.model = model
+        self.allowed_models = list(allowed_models)
+
+
 class ConfigurationError(InvalidArgumentError):
     """A setting is unusable (for example a base URL that is not http(s)); found locally."""
 
@@ -134,8 +147,9 @@ class InsufficientCreditError(APIStatusError):
 
 
 class ScopedTokenError(AuthenticationError):
-    """A scoped token refused a request, by the server's answer or, when its scope is known,
-    before sending (as MissingAPIKeyError is); ``status_code`` is None then."""
+    """The server refused a request sent with a scoped token (or a proxy's virtual key), and
+    its words say why. A model excluded by a known scope is refused before sending, as
+    :class:`DisallowedModelError`."""
 
 
 class TokenExpiredError(ScopedTokenError):

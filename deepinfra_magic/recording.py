@@ -5,6 +5,10 @@ JSON body; never any header) and the answer (status, content type, and either th
 the stream's chunks with the delay before each). One chunk per line keeps diffs small.
 Images attached to chat messages (data URLs) are stored once, in ``images``, and the
 requests name them by content hash (``sha256:...``).
+Never in a file: the key (the transport passes it to :meth:`Recording.append`), nor any
+scoped token or key value an answer or a path holds (a ``token`` field, a ``jwtoken=``
+query, anything shaped like a JWT): each becomes a placeholder derived from its hash, the
+same at every occurrence, so a replay still matches the requests that carry one.
 Replay matches requests by content (model, messages, parameters, prompt, image hashes);
 identical requests are answered in recorded order. When only the bytes of attached images
 differ (a plot drawn by another matplotlib version), the request with the same images in
@@ -17,8 +21,10 @@ import base64
 import codecs
 import dataclasses
 import difflib
+import hashlib
 import json
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from ._config import (
     DEFAULT_REPLAY_SPEED,
@@ -392,8 +399,7 @@ class Recording:
 
     def append(self, exchange: Exchange, *secrets: str | Secret) -> None:
         """Record one exchange (scrubbing the given secret values) and save the file."""
-        if secrets:
-            exchange = _scrubbed(exchange, secrets)
+        exchange = _scrubbed(exchange, secrets)
         with self._lock:
             exchange.body = pack_images(exchange.body, self.images)
             self.exchanges.append(exchange)
@@ -404,6 +410,7 @@ class Recording:
     def find(self, method: str, path: str, body: Any) -> Exchange:
         """The recorded answer for a request; identical requests are served in order."""
         body = pack_images(body)
+        path = token_free_path(path)  # as it was recorded
         key = canonical_request(method, path, body)
         with self._lock:
             if self._by_key is None:  # a replayed recording does not change: index it once
@@ -456,14 +463,71 @@ def _scrubbed(exchange: Exchange, wrapped: tuple[str | Secret, ...]) -> Exchange
     """
     secrets = [s.reveal() if isinstance(s, Secret) else s for s in wrapped]
     secrets = [s for s in secrets if s]
-    body = _without_secrets(exchange.body, secrets)
+    body = _without_tokens(_without_secrets(exchange.body, secrets))
     chunks = (
-        [(delay, _without_secrets(text, secrets)) for delay, text in exchange.chunks]
+        [(delay, _token_free(_without_secrets(text, secrets))) for delay, text in exchange.chunks]
         if exchange.chunks is not None
         else None
     )
     text = _without_secrets(exchange.text, secrets) if exchange.text is not None else None
-    return dataclasses.replace(exchange, body=body, text=text, chunks=chunks)
+    if text is not None:
+        text = _token_free_body(text, exchange.content_type)
+    path = token_free_path(_without_secrets(exchange.path, secrets))
+    return dataclasses.replace(exchange, path=path, body=body, text=text, chunks=chunks)
+
+
+# A scoped token (DeepInfra's ``jwt:`` + a JWT, or a bare JWT), a token in a query string,
+# and the field that carries a minted token or a listed key's value (ScopedJWTOut, ApiToken).
+_JWT = re.compile(r"(?:jwt:)?eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_TOKEN_QUERY = re.compile(r"([?&]jwtoken=)([^&]*)")
+_TOKEN_FIELDS = ("token", "api_key")
+_PLACEHOLDER = re.compile(r"(?:jwt:)?redacted-[0-9a-f]{16}")
+
+
+def token_placeholder(value: str) -> str:
+    """What a recording holds instead of a token: the same for the same token (so a
+    replayed status request matches), distinct across tokens, and no secret. A placeholder
+    stays itself (replay looks up requests that carry one)."""
+    if _PLACEHOLDER.fullmatch(value):
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+    return ("jwt:" if value.startswith("jwt:") else "") + f"redacted-{digest}"
+
+
+def token_free_path(path: str) -> str:
+    """A request path with the token of a ``jwtoken=`` query as its placeholder."""
+    return _TOKEN_QUERY.sub(
+        lambda m: m.group(1) + quote(token_placeholder(unquote(m.group(2))), safe=""), path
+    )
+
+
+def _token_free(text: str) -> str:
+    return _JWT.sub(lambda match: token_placeholder(match.group(0)), text)
+
+
+def _without_tokens(value: Any) -> Any:
+    """A JSON value with every token field and JWT-shaped string replaced."""
+    if isinstance(value, str):
+        return _token_free(value)
+    if isinstance(value, list):
+        return [_without_tokens(item) for item in value]
+    if isinstance(value, dict):
+        return {
+            key: token_placeholder(item)
+            if key in _TOKEN_FIELDS and isinstance(item, str) and item
+            else _without_tokens(item)
+            for key, item in value.items()
+        }
+    return value
+
+
+def _token_free_body(text: str, content_type: str) -> str:
+    """A complete answer without tokens (a JSON body keeps its structure)."""
+    parsed = _json_or_none(text, content_type)
+    if parsed is None:
+        return _token_free(text)
+    scrubbed = _without_tokens(parsed)
+    return text if scrubbed == parsed else json.dumps(scrubbed, ensure_ascii=False)
 
 
 def _without_secrets(value: Any, secrets: list[str]) -> Any:

@@ -18,6 +18,7 @@ import colorsys
 import hashlib
 import math
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -175,6 +176,7 @@ SCRIPTS: dict[str, list[tuple[str, str, str | None]]] = {
             None,
         ),
     ],
+    "classroom": [],  # the teacher's notebook mints and inspects tokens; it asks no model
     "label_a_table": [
         ("Review: Boils in two minutes", "positive", None),
         ("Review: The sound is fine", "negative", None),
@@ -285,11 +287,13 @@ def record(name: str, live: bool) -> Path:
 
 
 def check(path: Path, secrets: list[str]) -> None:
-    """Refuse a recording that holds a key or an Authorization header."""
+    """Refuse a recording that holds a key, a scoped token (a JWT: ``eyJ``…) or an
+    Authorization header."""
     text = path.read_text(encoding="utf-8")
     leaks = [s for s in secrets if s and s in text] + [
         w for w in ("Bearer", "uthorization") if w in text
     ]
+    leaks += re.findall(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.", text)  # a JWT's first parts
     if leaks:
         path.unlink()
         raise SystemExit(

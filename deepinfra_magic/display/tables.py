@@ -15,6 +15,7 @@ Rules kept here:
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from .._markdown import verbatim
@@ -39,19 +40,37 @@ __all__ = [
 ]
 
 
-def models_table(models: list[ModelInfo], status: str, pattern: str | None) -> tuple[str, str]:
-    """The model list under its status line, as (Markdown table, aligned plain text)."""
+def models_table(
+    models: list[ModelInfo],
+    status: str,
+    pattern: str | None,
+    allowed: Collection[str] | None = None,
+) -> tuple[str, str]:
+    """The model list under its status line, as (Markdown table, aligned plain text).
+    ``allowed`` (a classroom token's models): those are marked ✓ and the rest greyed."""
     header = "| Model | Type | Context | Price |\n|---|---|---|---|"
     rows = [
-        f"| `{m.name}`{_deprecated_mark(m)} | {_kind(m)} | {_context(m.context_length)} "
-        f"| {markdown_price(m)} |"
+        f"| {_allowed_name(m.name, allowed)}{_deprecated_mark(m)} | {_kind(m)} "
+        f"| {_context(m.context_length)} | {markdown_price(m)} |"
         for m in models
     ]
     if not rows:
         what = f" matching {pattern!r}" if pattern else ""
         body = f"No models{what}. A model that is not featured can still be used by name."
         return f"{status}\n\n{body}", f"{status}\n\n{body}"
-    return f"{status}\n\n{header}\n" + "\n".join(rows), status + "\n\n" + _text_table(models)
+    if allowed is not None:
+        status += " · ✓ marks the models your token allows"
+    text = _text_table(models, allowed)
+    return f"{status}\n\n{header}\n" + "\n".join(rows), status + "\n\n" + text
+
+
+def _allowed_name(name: str, allowed: Collection[str] | None) -> str:
+    """A model's name cell: as code, marked ✓ when the token allows it, grey when not."""
+    if allowed is None:
+        return f"`{name}`"
+    if name in allowed:
+        return f"✓ `{name}`"
+    return f'<span style="color:gray">{name}</span>'
 
 
 def source_status(catalog: ModelCatalog) -> str:
@@ -150,10 +169,15 @@ def _context(tokens: int | None) -> str:
     return f"{tokens // 1000}k" if tokens >= 1000 else str(tokens)
 
 
-def _text_table(models: list[Any]) -> str:
+def _text_table(models: list[Any], allowed: Collection[str] | None = None) -> str:
+    def mark(name: str) -> str:
+        if allowed is None:
+            return name
+        return f"✓ {name}" if name in allowed else f"  {name} (not allowed)"
+
     rows = [("MODEL", "TYPE", "CONTEXT", "PRICE")]
     rows += [
-        (m.name + plain(_deprecated_mark(m)), _kind(m), _context(m.context_length),
+        (mark(m.name) + plain(_deprecated_mark(m)), _kind(m), _context(m.context_length),
          m.price_text() or "—")
         for m in models
     ]  # fmt: skip

@@ -1,10 +1,10 @@
 """The IPython face of the package, one module per magic family, as IPython's own
 ``core/magics/``: ``chat`` (``%%deepinfra``, ``%deepinfra_explain``), ``images``
 (``%deepinfra_image``), ``maps`` (``%%deepinfra_map``, ``%deepinfra_batches``,
-``%deepinfra_usage``), ``models`` (``%deepinfra_models``, ``%deepinfra_login``) and
-``history`` (``%deepinfra_reset``, ``%deepinfra_history``, ``%deepinfra_replay``,
-``%deepinfra_record``), on the shared ``settings``, ``session``, ``watch``, ``arguments``
-and ``base``.
+``%deepinfra_usage``), ``models`` (``%deepinfra_models``, ``%deepinfra_login``),
+``classroom`` (``%deepinfra_classroom``) and ``history`` (``%deepinfra_reset``,
+``%deepinfra_history``, ``%deepinfra_replay``, ``%deepinfra_record``), on the shared
+``settings``, ``session``, ``watch``, ``arguments`` and ``base``.
 
 Rules kept here:
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .chat import ChatMagics
+from .classroom import ClassroomMagics
 from .history import ConversationMagics
 from .images import ImageMagics
 from .maps import MapMagics
@@ -40,10 +41,14 @@ if TYPE_CHECKING:
 
 __all__ = ["FAMILIES", "MAGIC_NAMES", "DeepInfraMagics", "load", "unload"]
 
-FAMILIES = (ChatMagics, ImageMagics, MapMagics, ModelMagics, ConversationMagics)
+FAMILIES = (
+    ChatMagics, ImageMagics, MapMagics, ModelMagics, ClassroomMagics, ConversationMagics
+)  # fmt: skip
 
 
-class DeepInfraMagics(ChatMagics, ImageMagics, MapMagics, ModelMagics, ConversationMagics):
+class DeepInfraMagics(
+    ChatMagics, ImageMagics, MapMagics, ModelMagics, ClassroomMagics, ConversationMagics
+):
     """DeepInfra chat, images, maps and recordings in IPython: every family in one
     instance. Settings (``%config DeepInfraMagics``) come from ``MagicSettings``; the API
     key is never one of them (use the environment or ``%deepinfra_login``)."""

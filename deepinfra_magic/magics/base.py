@@ -144,7 +144,8 @@ class FamilyMagics(MagicSettings):
             if self.raise_on_interrupt:
                 raise one_line_interrupt() from None
         elif outcome.problem is not None:
-            raise outcome.problem
+            # A classroom token's refusal says why (expired, spent, model) in its one line.
+            raise self.session.refusal(outcome.problem, getattr(outcome.value, "model", None))
 
 
 # IPython's markers record a method for ``@magics_class`` and return it unchanged; typed

@@ -47,6 +47,7 @@ from .base import (
     one_line_errors,
 )
 from .images import ImageCall, check_image_from_chat, show_images
+from .session import file_names
 
 if TYPE_CHECKING:
     from ..attachments import Attachment
@@ -149,7 +150,7 @@ class ChatMagics(FamilyMagics):
             self.frontend(), model, self.update_interval, args.format != "text"
         )
         call = ChatCall(messages, model, temperature, max_tokens, turn.params, not args.no_stream)
-        outcome = stream_reply(client, view, call)
+        outcome = self.answer_refused(view, call, stream_reply(client, view, call))
         result: ChatResult = outcome.value
         timing = not (result.replayed and self._replay_speed() == 0)
         note, footer, code = reply_ending(result, args.format, timing)
@@ -167,6 +168,30 @@ class ChatMagics(FamilyMagics):
             sent = None if content == prompt else content
             self.conversation.add(prompt, result.text, result.model, cell=cell_id, content=sent)
         self.end_cell(outcome)
+
+    def answer_refused(
+        self, view: display.ReplyView | display.StdoutReplyView, call: ChatCall, outcome: Outcome
+    ) -> Outcome:
+        """A classroom token's refusal as the line that says why; an expired or spent one,
+        before any text arrived, answered from ``fallback_replay`` into the same view (its
+        footer says "replayed") so the class keeps going."""
+        from ..errors import TokenBudgetError, TokenExpiredError
+
+        if outcome.problem is None:
+            return outcome
+        outcome.problem = self.session.refusal(outcome.problem, call.model)
+        refused = isinstance(outcome.problem, (TokenExpiredError, TokenBudgetError))
+        if not (refused and self.fallback_replay) or outcome.value.text:
+            return outcome
+        source = file_names(self.fallback_replay)
+        replayer = self.session.fallback_client(self.fallback_replay, self._replay_speed())
+        with replayer:
+            replayed = stream_reply(replayer, view, call)
+        if replayed.problem is not None:
+            print(f"⚠ {source} has no answer for this cell either.", file=sys.stderr)
+            return outcome
+        print(f"⚠ {outcome.problem} Answered from {source} instead (replayed).", file=sys.stderr)
+        return replayed
 
     @no_var_expand
     @line_magic

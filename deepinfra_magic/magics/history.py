@@ -61,10 +61,27 @@ class ConversationMagics(FamilyMagics):
     @argument("path", nargs="?", help="a recording file, or 'off'")
     @argument("--speed", type=bounded_float(0.0))
     @argument("--if-no-key", action="store_true")
+    @argument(
+        "--if-refused",
+        action="store_true",
+        help="use the recording only for cells a classroom token is refused for",
+    )
     def deepinfra_replay(self, line: str) -> None:
         """Answer from a recording: no key, no network. ``off`` stops replaying; no argument
-        shows the mode."""
+        shows the mode. ``--if-refused``: live, but a cell refused for an expired or spent
+        classroom token is answered from the recording (``fallback_replay``)."""
         args = parse_argstring(self.deepinfra_replay, line)
+        if args.if_refused:
+            if args.path in (None, "off"):
+                self.fallback_replay = ""
+                print("No fallback: a refused classroom token is the cell's error.")
+                return
+            self.fallback_replay = checked_recording(absolute_paths(args.path))
+            print(
+                f"Live; a cell refused for an expired or spent token is answered from "
+                f"{file_names(self.fallback_replay)} (marked replayed)."
+            )
+            return
         if args.speed is not None:
             self.replay_speed = args.speed
         if args.path is None:

@@ -13,6 +13,7 @@ Rules kept here:
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -124,11 +125,33 @@ def show_images(
     """Make the images of an image cell (or of a chat cell naming an image model), keep
     them as ``last_images`` and in ``out``, then end the cell."""
     outcome = make_images(client, magics.frontend(), call)
+    if outcome.value is None and outcome.problem is not None:
+        outcome = _answer_refused(magics, call, outcome)
     if outcome.value is not None:
         magics.last_images = outcome.value
         if out:
             magics.ip.user_ns[out] = outcome.value
     magics.end_cell(outcome)
+
+
+def _answer_refused(magics: FamilyMagics, call: ImageCall, outcome: Outcome) -> Outcome:
+    """An image cell refused for a spent or expired classroom token, answered from
+    ``fallback_replay`` (its caption says "replayed"); else the refusal, saying why."""
+    from ..errors import TokenBudgetError, TokenExpiredError
+    from .session import file_names
+
+    assert outcome.problem is not None
+    problem = outcome.problem = magics.session.refusal(outcome.problem, call.model)
+    if not magics.fallback_replay or not isinstance(problem, (TokenExpiredError, TokenBudgetError)):
+        return outcome
+    source = file_names(magics.fallback_replay)
+    with magics.session.fallback_client(magics.fallback_replay, magics._replay_speed()) as replayer:
+        replayed = make_images(replayer, magics.frontend(), call)
+    if replayed.value is None:
+        print(f"⚠ {source} has no answer for this cell either.", file=sys.stderr)
+        return outcome
+    print(f"⚠ {problem} Answered from {source} instead (replayed).", file=sys.stderr)
+    return replayed
 
 
 def image_fields(args: argparse.Namespace) -> dict[str, Any]:

@@ -53,6 +53,7 @@ __all__ = [
     "confirm_cost",
     "map_data",
     "run_map",
+    "seat_spend",
     "usage_report",
 ]
 
@@ -140,6 +141,9 @@ class MapMagics(FamilyMagics):
         kind (chat, images, map, batch) and by model. ``--reset`` starts the count over."""
         shown = usage_report(line.strip())
         if shown is not None:
+            seat = seat_spend(self.session.scope, self.session.usage.total().dollars)
+            if seat:
+                shown = (f"{shown[0]}\n\n{seat}", f"{shown[1]}\n\n{display.plain(seat)}")
             self.show(*shown)
 
 
@@ -284,6 +288,19 @@ def collect_batch(client: DeepInfraClient, batch_id: str) -> str:
         f"{batch.describe()}. Collected {answered} answers"
         + (f" ({failed} rows failed)" if failed else "")
         + ": run the %%deepinfra_map cell again to fill them in (nothing is re-sent)."
+    )
+
+
+def seat_spend(scope: Any, spent: float) -> str:
+    """A classroom seat's spend against its token's cap, from this session's tally ("" for a
+    plain key, or a token without a cap)."""
+    limit = getattr(scope, "spending_limit", None)
+    if limit is None:
+        return ""
+    left = max(0.0, limit - spent)
+    return (
+        f"**This seat:** {display.money(spent)} of its {display.money(limit)} cap spent "
+        f"({display.money(left)} left), by this session's own count."
     )
 
 

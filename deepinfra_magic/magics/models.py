@@ -4,8 +4,9 @@ default model) and ``%deepinfra_login`` (a key for this kernel session).
 Rules kept here:
 
 * The options are declared right above each magic and read through it.
-* A key is read without echo and goes straight into the client's headers: it is never a
-  setting, printed, recorded or kept in this module.
+* A key (or a classroom token) is read without echo and goes straight into the client's
+  headers: it is never a setting, printed, recorded or kept in this module. Of a token,
+  the listing marks the models it allows (``session.scope``).
 * The catalog and the display load on the first listing, not at ``%load_ext``.
 """
 
@@ -52,7 +53,9 @@ class ModelMagics(FamilyMagics):
                 client.routes.describe(),
             )
         )
-        markdown, plain = display.models_table(models, status, args.pattern)
+        scope = self.session.scope
+        allowed = scope.models if scope is not None and not client.replaying else None
+        markdown, plain = display.models_table(models, status, args.pattern, allowed)
         self.show(markdown, plain)
         if args.pick:
             display.model_picker(self.frontend(), self, models, kind)
@@ -60,9 +63,11 @@ class ModelMagics(FamilyMagics):
     @line_magic
     @one_line_errors
     def deepinfra_login(self, line: str) -> None:
-        """Enter an API key without echo; it is kept for this kernel session only.
+        """Enter an API key or a classroom token without echo; it is kept for this kernel
+        session only.
 
-        ``%deepinfra_login --clear`` forgets it. The key is checked with one cheap request.
+        ``%deepinfra_login --clear`` forgets it. A key is checked with one cheap request; a
+        classroom token's line says what it allows (models, expiry, cap), never the token.
         """
         option = line.strip()
         if option not in ("", "--clear"):
@@ -74,7 +79,8 @@ class ModelMagics(FamilyMagics):
             return
         import getpass
 
-        entered = getpass.getpass("DeepInfra API key (input hidden): ").strip()
+        entered = getpass.getpass("DeepInfra API key or classroom token (input hidden): ")
+        entered = entered.strip()
         if not entered:
             raise UsageError("%deepinfra_login: no key entered; nothing changed.")
         key = Secret(entered)

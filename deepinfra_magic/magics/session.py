@@ -1,12 +1,17 @@
-"""The magics' session: one client, the key entered with ``%deepinfra_login``, and the
-model list with its one-time warning.
+"""The magics' session: one client, the key entered with ``%deepinfra_login``, the model
+list with its one-time warning, and a classroom seat's scope.
 
 Rules kept here:
 
 * No IPython here: the magics pass their settings in as the keyword arguments any caller
   of ``DeepInfraClient`` would use.
 * The client (and with it httpx) is imported and built on first use, never at ``%load_ext``.
-* A key lives only inside the client's headers; this module never holds or prints one.
+* A key lives only inside the client's headers; this module never holds or prints one. Of a
+  scoped token (a classroom seat) it keeps only the scope (``TokenScope``: models, expiry,
+  cap), read from the token's claims when the client is built.
+* A seat's limits: a model outside a known scope is refused before sending
+  (``DisallowedModelError``); the server's refusals become one line that says why
+  (:meth:`MagicSession.refusal`), and may be answered from ``fallback_replay``.
 """
 
 from __future__ import annotations
@@ -14,15 +19,17 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._config import KEY_ENV_VARS, Secret, key_source, missing_key_error, resolve_key
-from ..errors import DeepInfraError
+from ..errors import APIStatusError, DeepInfraError, ScopedTokenError
 from ..usage import SESSION_USAGE
 
 if TYPE_CHECKING:
     from ..catalog import ModelCatalog
+    from ..classroom import TokenScope
     from ..client import DeepInfraClient
 
 __all__ = ["MagicSession", "absolute_paths", "file_names", "mode_status"]
@@ -38,6 +45,9 @@ class MagicSession:
         self.login = False  # the client carries a key from %deepinfra_login
         self._warned: set[int] = set()
         self.usage = SESSION_USAGE  # the ledger every client of the session adds to
+        # The client's key is a scoped token (a classroom seat): its scope, as far as known
+        # (None when the key is a plain one, or none).
+        self.scope: TokenScope | None = None
 
     def client(self) -> DeepInfraClient:
         """The session's client. A key from the environment is read again on every call,
@@ -48,6 +58,7 @@ class MagicSession:
             from ..client import DeepInfraClient
 
             self._client = DeepInfraClient(**self._options(), usage=self.usage)
+            self.scope = scope_of_key(resolve_key())
         return self._client
 
     def rebuild(self, key: Secret | None = None) -> None:
@@ -57,6 +68,7 @@ class MagicSession:
             from ..client import DeepInfraClient
 
             self._client = DeepInfraClient(key, **self._options(), usage=self.usage)
+            self.scope = scope_of_key(key)
         elif self.login and old is not None:
             self._client = old.with_options(**self._options())
         if old is not None:
@@ -64,9 +76,12 @@ class MagicSession:
 
     def log_in(self, key: Secret) -> str:
         """Check ``key`` with one free request (never recorded or replayed), then use it
-        from now on; refused: raised. Returns the line to print."""
+        from now on; refused: raised. Returns the line to print. A scoped token is not
+        checked (the key-check route refuses it); the line says what it allows."""
         from ..client import DeepInfraClient
 
+        if scope_of_key(key) is not None:
+            return self._log_in_scoped(key)
         with DeepInfraClient(key, **{**self._options(), "recording": None}) as checker:
             try:
                 accepted = checker.validate_key()
@@ -82,6 +97,64 @@ class MagicSession:
             "Key saved for this kernel session only (never written to disk); "
             "it is checked on first use."
         )
+
+    def _log_in_scoped(self, key: Secret) -> str:
+        """Use a classroom token from now on; what it allows from its claims, else from
+        ``GET /v1/scoped-jwt`` (sent live, never recorded: the token rides in its URL)."""
+        from ..classroom import describe_scope, inspect_flow
+        from ..client import DeepInfraClient
+
+        self.login = True
+        self.rebuild(key)
+        generic = self.client().routes.generic
+        if self.scope is not None and _nothing_known(self.scope) and not generic:
+            with DeepInfraClient(key, **{**self._options(), "recording": None}) as checker:
+                try:
+                    self.scope = checker.run(inspect_flow(key.reveal()))
+                except DeepInfraError:
+                    pass
+        kept = "kept for this kernel session only (never saved)"
+        assert self.scope is not None
+        if _nothing_known(self.scope):
+            return f"✓ Classroom token {kept}; what it allows is checked on first use."
+        line = describe_scope(self.scope, datetime.now().astimezone(), budget=not generic)
+        return f"✓ {line}; {kept}."
+
+    def describe_scope(self) -> str | None:
+        """What the seat's token allows, as one line (no budget on another server); None
+        when the key is not a scoped token."""
+        if self.scope is None:
+            return None
+        from ..classroom import describe_scope
+
+        if _nothing_known(self.scope):
+            return "Classroom token (what it allows could not be read)"
+        generic = self._client is not None and self._client.routes.generic
+        return describe_scope(self.scope, datetime.now().astimezone(), budget=not generic)
+
+    def refusal(self, error: BaseException, model: str | None) -> BaseException:
+        """A server's refusal of a seat's token (or of a proxy's virtual key) as the one
+        line that says why: expired (and when), spent (and how much), or a model it does
+        not allow (and which it does); any other error as it was."""
+        client = self._client
+        scoped = self.scope is not None or (client is not None and client.routes.generic)
+        if not scoped or not isinstance(error, APIStatusError):
+            return error
+        if isinstance(error, ScopedTokenError):
+            return error
+        from ..classroom import scoped_token_error
+
+        scope = self.scope
+        spent = self.usage.total().dollars
+        now = datetime.now().astimezone()
+        return scoped_token_error(error, scope=scope, model=model, spent=spent, now=now)
+
+    def fallback_client(self, paths: str, speed: float) -> DeepInfraClient:
+        """A client answering from ``paths`` (the class's recording), for a refused cell;
+        the caller closes it."""
+        from ..recording import Replay
+
+        return self.client().with_options(recording=Replay.of(paths, speed))
 
     def record_catalog(self) -> None:
         """Fetch the model list into a new recording: it is usually in memory already, so
@@ -141,6 +214,13 @@ class MagicSession:
         client = self.ready_client()
         catalog = self.catalog_if_available(client)
         model = named or client.default_model(default, catalog, image=image)
+        scope = None if client.replaying else self.scope
+        if scope is not None and scope.models:
+            from ..classroom import check_model_allowed
+
+            if named is None and not scope.allows(model):
+                model = _allowed_default(scope.models, catalog, image)
+            check_model_allowed(scope, model)  # sends nothing the token cannot do
         info = catalog.get(model) if catalog is not None else None
         if warn and info is not None and info.deprecation_note():
             print(f"⚠ {info.deprecation_note()}", file=sys.stderr)
@@ -150,6 +230,10 @@ class MagicSession:
         """Which key source is set, never the value."""
         if client.replaying:
             return f"Key: not needed (replaying {file_names(replay)})"
+        seat = self.describe_scope()
+        if seat is not None:
+            how = "entered with %deepinfra_login" if self.login else f"{key_source()} is set"
+            return f"Key: classroom token {how} · {seat}"
         if self.login and client.has_key:
             return "Key: entered with %deepinfra_login"
         source = key_source()
@@ -158,6 +242,35 @@ class MagicSession:
         if client.routes.generic:
             return "Key: none sent (none set)"
         return f"Key: none ({' / '.join(KEY_ENV_VARS)} unset; run %deepinfra_login)"
+
+
+def scope_of_key(key: Secret | None) -> TokenScope | None:
+    """The scope of a classroom token from its own claims (any model, no known expiry or
+    cap when they cannot be read); None for a plain key or none."""
+    if key is None:
+        return None
+    from ..classroom import TokenScope, looks_like_scoped_token
+
+    value = key.reveal()
+    if not looks_like_scoped_token(value):
+        return None
+    return TokenScope.of_token(value) or TokenScope()
+
+
+def _nothing_known(scope: TokenScope) -> bool:
+    """True when a token's claims said nothing of its models, expiry or cap."""
+    return scope.models is None and scope.expires_at is None and scope.spending_limit is None
+
+
+def _allowed_default(allowed: tuple[str, ...], catalog: ModelCatalog | None, image: bool) -> str:
+    """With no ``-m``: the token's first model of the kind the cell makes (the catalog
+    tells image models from text models), else its first model."""
+    if catalog is not None:
+        fits = catalog.is_image_model if image else catalog.is_text_model
+        for model in allowed:
+            if fits(model):
+                return model
+    return allowed[0]
 
 
 def absolute_paths(paths: str) -> str:

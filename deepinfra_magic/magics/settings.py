@@ -13,6 +13,7 @@ Rules kept here:
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, obse
 from .._config import (
     DEFAULT_BATCH_POLL_INTERVAL,
     DEFAULT_CATALOG_TTL,
+    DEFAULT_FALLBACK_REPLAY,
     DEFAULT_IMAGE_MODEL,
     DEFAULT_MAP_CONCURRENCY,
     DEFAULT_MAP_CONFIRM_DOLLARS,
@@ -115,6 +117,11 @@ class MagicSettings(Magics):
         allow_none=True,
         help=f"Replay pace: 1 recorded, 2 twice as fast, 0 instant; None: env {REPLAY_SPEED_ENV}.",
     ).tag(config=True)
+    fallback_replay = Unicode(
+        DEFAULT_FALLBACK_REPLAY,
+        help="Recording that answers a chat cell when a classroom token is refused (expired "
+        "or spent), labelled as replayed; empty: the refusal is the cell's error.",
+    ).tag(config=True)
     raise_on_interrupt = Bool(
         True, help="Re-raise KeyboardInterrupt after keeping a stopped reply (stops Run All)."
     ).tag(config=True)
@@ -154,6 +161,16 @@ class MagicSettings(Magics):
     def _replay_speed(self) -> float:
         """The trait, else the environment's pace, else 1 (a bad value: a one-line error)."""
         return resolve_replay_speed(self.replay_speed)
+
+    @validate("fallback_replay")
+    def _check_fallback(self, proposal: Any) -> str:
+        """Resolved and loaded when set: a wrong path is an error now, not in class."""
+        paths = absolute_paths(str(proposal["value"]))
+        if paths:
+            from ..recording import Recording
+
+            Recording.load(*paths.split(os.pathsep))
+        return paths
 
     @validate("max_image_pixels")
     def _check_image_pixels(self, proposal: Any) -> int:

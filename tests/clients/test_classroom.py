@@ -52,6 +52,7 @@ from deepinfra_magic.errors import (
     APIStatusError,
     AuthenticationError,
     DeepInfraError,
+    DisallowedModelError,
     InsufficientCreditError,
     InvalidArgumentError,
     ModelNotAllowedError,
@@ -284,8 +285,10 @@ def test_a_model_outside_the_scope_fails_before_sending() -> None:
     scope = TokenScope((SMALL_MODEL,), NOW, 1.0)
     check_model_allowed(scope, SMALL_MODEL)
     check_model_allowed(TokenScope(), OTHER_MODEL)
-    with pytest.raises(ModelNotAllowedError, match=SMALL_MODEL) as caught:
+    with pytest.raises(DisallowedModelError, match=SMALL_MODEL) as caught:
         check_model_allowed(scope, OTHER_MODEL)
+    assert isinstance(caught.value, InvalidArgumentError)
+    assert not isinstance(caught.value, APIStatusError)  # found before sending: never a status
     assert caught.value.status_code is None and caught.value.allowed_models == [SMALL_MODEL]
 
 
@@ -426,7 +429,7 @@ def test_no_repr_str_table_or_error_shows_a_whole_token(
     shown: list[str] = [repr(seat), str(seat), repr([seat]), repr(seat.scope), seat.tail]
     shown += [seats_table([seat]), describe_scope(seat.scope, NOW)]
     errors: list[DeepInfraError] = []
-    with pytest.raises(ModelNotAllowedError) as not_allowed:
+    with pytest.raises(DisallowedModelError) as not_allowed:
         check_model_allowed(seat.scope, OTHER_MODEL)
     errors.append(not_allowed.value)
     outsider = transport(fake_server, "sk-not-the-signing-key")
@@ -460,3 +463,16 @@ def test_an_inspection_refused_as_a_missing_route_does_not_show_the_token(
         run_flow(inspect_flow(seat.token), teacher.send)
     assert "/v1/scoped-jwt" in str(caught.value)
     assert seat.token.removeprefix("jwt:") not in str(caught.value)
+
+
+def test_a_scoped_token_is_not_sent_to_the_key_check(
+    fake_server: FakeDeepInfra, teacher: SyncTransport
+) -> None:
+    from deepinfra_magic.client import DeepInfraClient
+
+    token = mint_seats(teacher, 1)[0].token
+    before = len(fake_server.requests)
+    with DeepInfraClient(token, base_url=fake_server.api_url, recording=None) as client:
+        assert client.validate_key() is None
+        assert client.is_own_key(token) and not client.is_own_key(CANARY_KEY)
+    assert len(fake_server.requests) == before

@@ -52,7 +52,9 @@ def _outputs(cell: Any) -> list[dict[str, Any]]:
 
 
 def test_every_example_ships_with_its_recording_and_stripped_outputs() -> None:
-    assert NOTEBOOKS == ["ask_about_your_plot", "label_a_table", "quickstart", "workshop"]
+    assert NOTEBOOKS == [
+        "ask_about_your_plot", "classroom", "label_a_table", "quickstart", "workshop"
+    ]  # fmt: skip
     for name in NOTEBOOKS:
         notebook = json.loads((EXAMPLES / f"{name}.ipynb").read_text())
         code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
@@ -116,6 +118,9 @@ def test_example_runs_offline_from_its_recording(name: str, offline_env: None) -
             assert len(text) > 40 and "Markdown object" not in text
     if name == "label_a_table":  # a table, not a chat: see test_label_a_table_...
         return
+    if name == "classroom":  # the teacher's notebook asks no model
+        _check_classroom(notebook)
+        return
     assert chats >= 4
     assert images >= 1
     assert error_lessons == (3 if name == "workshop" else 0)
@@ -124,6 +129,25 @@ def test_example_runs_offline_from_its_recording(name: str, offline_env: None) -
     assert not [o for c in notebook.cells for o in _outputs(c) if widget in o.get("data", {})]
     if name == "ask_about_your_plot":
         _check_ask_about_your_plot(notebook)
+
+
+def _check_classroom(notebook: Any) -> None:
+    """Five seats were minted for the quickstart's models and shown by their last 4
+    characters; their status came back; no token is anywhere (the recording's are
+    placeholders, and no output shows more than a tail)."""
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    text = {
+        c.source: "\n".join(o.get("data", {}).get("text/plain", "") for o in _outputs(c))
+        for c in code
+    }
+    created = next(v for k, v in text.items() if "%deepinfra_classroom create" in k)
+    assert "5 seats signed by key 'auto'" in created and "both 0600" in created
+    assert created.count("…") == 5 and "meta-llama/Llama-3.3-70B-Instruct-Turbo" in created
+    status = next(v for k, v in text.items() if "%deepinfra_classroom status" in k)
+    assert status.count("…") == 5 and "Key 'auto' spent $0.00 this month" in status
+    assert status.count("meta-llama/Llama-3.3-70B-Instruct-Turbo") == 5 and "⚠" not in status
+    saved = json.dumps(notebook) + (EXAMPLES / "classroom.recording.json").read_text()
+    assert not re.search(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.", saved)
 
 
 def _check_ask_about_your_plot(notebook: Any) -> None:

@@ -58,7 +58,7 @@ def test_login_asks_hidden_checks_once_and_the_key_is_used(
         ip.run_line_magic("deepinfra_models", "")
         ip.run_line_magic("config", "DeepInfraMagics")
         ip.run_line_magic("deepinfra_history", "")
-    assert prompts == ["DeepInfra API key (input hidden): "]
+    assert prompts == ["DeepInfra API key or classroom token (input hidden): "]
     assert captured.stdout.startswith(
         "✓ Key accepted; kept for this kernel session only (never saved).\n"
     )
