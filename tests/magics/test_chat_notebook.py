@@ -22,7 +22,7 @@ from PIL import Image
 from deepinfra_magic.catalog import CATALOG_CACHE
 from deepinfra_magic.errors import ReplayError
 from deepinfra_magic.notebook import shorten_traceback, strip_ansi
-from tests.fake_deepinfra import CANARY_KEY, DEFAULT_CATALOG, FakeDeepInfra, default_reply
+from tests.fake_deepinfra import CANARY_KEY, FakeDeepInfra, default_reply
 from tests.kernel_helpers import (
     PLAIN,
     Execution,
@@ -31,7 +31,7 @@ from tests.kernel_helpers import (
     collect,
     magic_process_env,
 )
-from tests.magics.test_chat_see import VISION, VISION_ENTRY, sent_images
+from tests.magics.test_chat_see import VISION, sent_images
 
 matplotlib.use("Agg")
 
@@ -252,7 +252,6 @@ def test_recordings_store_each_image_once_and_replay_matches_on_it(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fake_server.configure(catalog=(*DEFAULT_CATALOG, VISION_ENTRY))
     path = tmp_path / "vision.json"
 
     def session(colour: tuple[int, int, int], size: tuple[int, int] = (200, 100)) -> list[str]:
@@ -326,7 +325,6 @@ def kernel(fake_server: FakeDeepInfra, tmp_path: Path) -> Iterator[Any]:
     """A kernel with the canary key and the fake server, as a user's kernel would have."""
     from jupyter_client.manager import KernelManager
 
-    fake_server.configure(catalog=(*DEFAULT_CATALOG, VISION_ENTRY))
     manager = KernelManager(kernel_name="python3")
     manager.start_kernel(env=magic_process_env(fake_server.api_url, tmp_path))
     client = manager.client()

@@ -20,32 +20,19 @@ from PIL import Image
 
 from tests.fake_deepinfra import (
     CANARY_KEY,
-    DEFAULT_CATALOG,
-    TEXT_GENERATION,
-    CatalogModel,
     FakeDeepInfra,
-    token_pricing,
 )
 from tests.kernel_helpers import Reply, all_text, chat_bodies
 
 matplotlib.use("Agg")
 
-VISION = "meta-llama/Llama-3.2-11B-Vision-Instruct"
-VISION_ENTRY = CatalogModel(
-    VISION,
-    TEXT_GENERATION,
-    "Llama 3.2 11B Vision: answers about images.",
-    131072,
-    token_pricing(4.9e-06, 4.9e-06),
-    ("chat", "vision"),
-)
+VISION = "meta-llama/Llama-3.2-11B-Vision-Instruct"  # the default catalog's vision model
 SUPPORTED = re.escape("--see takes a matplotlib Figure (or plt), a PIL Image, a numpy image array")
 
 
 @pytest.fixture
 def vip(ip: InteractiveShell, fake_server: FakeDeepInfra) -> InteractiveShell:
-    """The shell, with a vision model in the catalog and as the default model."""
-    fake_server.configure(catalog=(*DEFAULT_CATALOG, VISION_ENTRY))
+    """The shell, with the catalog's vision model as the default model."""
     ip.run_line_magic("config", f"DeepInfraMagics.default_model = {VISION!r}")
     return ip
 
@@ -342,7 +329,8 @@ def test_the_key_appears_nowhere_in_what_is_sent_shown_or_recorded(
     assert CANARY_KEY not in json.dumps(body)
     assert CANARY_KEY not in all_text(reply.outputs) + all_text(history.outputs)
     assert CANARY_KEY not in recording.read_text()
-    assert "[+ 1 image]" in history.outputs[0].data["text/plain"]
+    # The history says what went with the prompt: the image and the table.
+    assert "[+ 1 image, 1 table]" in history.outputs[0].data["text/plain"]
 
 
 def test_the_attachment_library_works_without_ipython(tmp_path: Path) -> None:
