@@ -18,6 +18,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from PIL import Image
 
+from deepinfra_magic.errors import InvalidRequestError
 from tests.fake_deepinfra import (
     CANARY_KEY,
     FakeDeepInfra,
@@ -291,6 +292,22 @@ def test_a_model_that_cannot_see_gets_a_one_line_error_naming_vision_models(
         {"type": "text", "text": "What is it?"},
         {"type": "text", "text": "[an image was attached here]"},
     ]
+
+
+def test_a_model_the_server_says_cannot_see_gets_the_vision_models_too(
+    vip: InteractiveShell, fake_server: FakeDeepInfra
+) -> None:
+    # Served, but not in the catalog: nothing says before the request that it cannot see.
+    fake_server.configure(extra_models={"acme/local-chat"})
+    vip.user_ns["fig"] = figure(100, 100)
+    with capture_output() as captured, pytest.raises(InvalidRequestError) as caught:
+        vip.run_cell_magic("deepinfra", "-m acme/local-chat --see fig", "What is it?")
+    message = str(caught.value)
+    assert message.startswith("acme/local-chat cannot see images, the server says (")
+    assert "image input is not supported" in message and f"vision models: {VISION}" in message
+    assert "%deepinfra_models --vision" in message and "\n" not in message
+    assert len(chat_bodies(fake_server)) == 1  # sent once: the server's answer is final
+    assert "No reply" in Reply(captured.outputs).final_text
 
 
 def test_vision_models_are_marked_in_the_model_list(vip: InteractiveShell) -> None:
