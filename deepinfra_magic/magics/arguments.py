@@ -154,7 +154,7 @@ RESERVED_PARAMS: Mapping[str, Reserved] = {
     ),
     "stream": Reserved("--no-stream", "the magic decides how answers arrive"),
     "prompt": Reserved(None, "write the prompt after the options, or in the cell body"),
-    "n": Reserved("-n/--num-images", "one request gets one reply (%deepinfra_image -n N)"),
+    "n": Reserved("-n/--num-images", "a cell gets one reply (images: %deepinfra_image -n N)"),
     "num_images": Reserved("-n/--num-images", "use %deepinfra_image -n N"),
     "heartbeat": Reserved(None, "it is not a request field"),
 }

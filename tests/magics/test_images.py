@@ -402,7 +402,7 @@ def test_interrupt_keeps_the_images_that_arrived_in_one_line_then_the_interrupt(
 def test_chat_magic_with_an_image_model_refuses_image_fields_in_one_line(
     ip: InteractiveShell, fake_server: FakeDeepInfra
 ) -> None:
-    message = r"-p/--param cannot set n: one request gets one reply \(%deepinfra_image -n N\)\.$"
+    message = r"-p/--param cannot set n: a cell gets one reply \(images: %deepinfra_image -n N\)\.$"
     with pytest.raises(UsageError, match=message):
         ip.run_cell_magic("deepinfra", f"-m {FLUX} -p n=2", "a fox")
     assert image_bodies(fake_server) == []
