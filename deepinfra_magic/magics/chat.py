@@ -124,8 +124,7 @@ class ChatMagics(FamilyMagics):
         client, catalog, model = self.session.pick_model(args.model, self.default_model)
         if catalog is not None and catalog.is_image_model(model):
             check_image_from_chat(model, bool(attachments))
-            call = ImageCall(client.masked(prompt), model, 1, params)
-            show_images(self, client, call, args.out)
+            show_images(self, client, ImageCall(prompt, model, 1, params), args.out)
             return
         can_see = check_can_see(model, attachments, catalog)
         if args.new:

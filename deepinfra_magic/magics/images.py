@@ -113,7 +113,9 @@ def show_images(
     magics: FamilyMagics, client: DeepInfraClient, call: ImageCall, out: str | None
 ) -> None:
     """Make the images of an image cell (or of a chat cell naming an image model), keep
-    them as ``last_images`` and in ``out``, then end the cell."""
+    them as ``last_images`` and in ``out``, then end the cell. The prompt leaves without
+    credentials, as a chat cell's text does (``client.masked``)."""
+    call = call._replace(prompt=client.masked(call.prompt))
     outcome = make_images(client, magics.frontend(), call)
     if outcome.value is not None:
         magics.last_images = outcome.value

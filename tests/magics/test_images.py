@@ -360,6 +360,14 @@ def test_no_key_in_image_outputs(ip: InteractiveShell, fake_server: FakeDeepInfr
     assert CANARY_KEY not in all_text(outputs)
 
 
+def test_a_key_typed_into_an_image_prompt_is_neither_sent_nor_shown(
+    ip: InteractiveShell, fake_server: FakeDeepInfra
+) -> None:
+    outputs = make_images(ip, f"a poster reading {CANARY_KEY}")
+    assert [body["prompt"] for body in image_bodies(fake_server)] == ["a poster reading ***"]
+    assert CANARY_KEY not in all_text(outputs)
+
+
 def test_interrupt_stops_the_image_requests(
     ip: InteractiveShell, fake_server: FakeDeepInfra
 ) -> None:
