@@ -34,8 +34,7 @@ def image_caption(result: ImageResult, elapsed: float, *, stopped: bool = False)
     sizes = sorted({f"{w}×{h}" for w, h in (i.size for i in result.images if i.size)})
     if sizes:
         parts.append(", ".join(sizes))
-    known = result.runtime_ms is not None and not stopped
-    runtime = result.runtime_ms / 1000 if known and result.runtime_ms is not None else elapsed
+    runtime = elapsed if stopped or result.runtime_ms is None else result.runtime_ms / 1000
     parts.append(f"{runtime:.1f} s")
     if result.cost is not None:
         parts.append(money(result.cost))

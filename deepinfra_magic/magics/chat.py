@@ -409,11 +409,12 @@ def server_cannot_see(
 ) -> APIStatusError:
     """A server's refusal of the images sent to ``model``, told as the catalog's own
     refusal is: the vision models to pick instead. Any other error is returned as it is."""
-    if not _NO_IMAGES.search(problem.message):
+    said = _NO_IMAGES.search(problem.message)
+    if said is None:
         return problem
     return InvalidRequestError(
-        f"{model} cannot see images, the server says ({problem.message}); "
-        + _vision_advice(catalog),
+        f"{model} cannot see images (the server answered {problem.status_code}: "
+        f"{said.group(0)}); {_vision_advice(catalog)}",
         status_code=problem.status_code,
         request_id=problem.request_id,
     )

@@ -303,8 +303,10 @@ def test_a_model_the_server_says_cannot_see_gets_the_vision_models_too(
     with capture_output() as captured, pytest.raises(InvalidRequestError) as caught:
         vip.run_cell_magic("deepinfra", "-m acme/local-chat --see fig", "What is it?")
     message = str(caught.value)
-    assert message.startswith("acme/local-chat cannot see images, the server says (")
-    assert "image input is not supported" in message and f"vision models: {VISION}" in message
+    assert message.startswith(
+        "acme/local-chat cannot see images (the server answered 500: image input is not "
+        f"supported); vision models: {VISION} (pick one with -m;"
+    )
     assert "%deepinfra_models --vision" in message and "\n" not in message
     assert len(chat_bodies(fake_server)) == 1  # sent once: the server's answer is final
     assert "No reply" in Reply(captured.outputs).final_text
