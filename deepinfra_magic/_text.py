@@ -43,13 +43,16 @@ MASK = "***"
 # at a quote, a space, ``&`` (the next query parameter) or a separator.
 _CREDENTIAL_SHAPES = (
     # An Authorization header's value, whatever its scheme ("Authorization: Basic …",
-    # {'authorization': 'Bearer …'}), to the end of the value.
-    re.compile(r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?)[^\"'\n,;}]+"),
-    re.compile(r"(?i)(\bbearer\s+)[^\s\"',;&]+"),
-    # A named key or token (``?api_key=…``, ``"token": "…"``, ``DEEPINFRA_API_KEY=…``).
+    # {'authorization': 'Bearer …'}); code that builds one (f"Bearer {key}") stays.
     re.compile(
-        r"(?i)((?:api[_-]?key|api[_-]?token|access[_-]?token|\btoken|secret)[\"']?\s*[:=]\s*"
-        r"[\"']?)[^\s\"'&,;}]{8,}"
+        r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?)[A-Za-z]+\s+[A-Za-z0-9+/=._~\-]{6,}"
+    ),
+    re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9+/=._~\-]{6,}"),
+    # A named key or token (``?api_key=…``, ``"token": "…"``, ``DEEPINFRA_API_KEY=…``):
+    # a value with a digit, not code (``token = tokenizer.encode(text)`` stays).
+    re.compile(
+        r"(?i)((?:api[_-]?key|api[_-]?token|access[_-]?token|\btoken|secret|password)"
+        r"[\"']?\s*[:=]\s*[\"']?)(?=[^\s\"'&,;}]*\d)[A-Za-z0-9_\-.~+/=]{8,}(?![\w(.])"
     ),
     re.compile(r"()\bsk-[A-Za-z0-9_\-]{6,}"),
     # A JWT (a DeepInfra scoped token is "jwt:" and one), wherever it stands.
