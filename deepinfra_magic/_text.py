@@ -1,14 +1,16 @@
 """Text hygiene for everything shown to users: no credential, one line, bounded length.
 
 Errors redact their message at construction with these; so do the parsers of error bodies
-and the recordings.
+and the recordings. What the magics send a model from the notebook (a traceback, a cell,
+a variable, a table) passes :func:`mask_credentials`: the client's own key and anything
+shaped like a credential become ``***``.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["MIN_SECRET_LENGTH", "one_line", "redact", "shorten"]
+__all__ = ["MASK", "MIN_SECRET_LENGTH", "mask_credentials", "one_line", "redact", "shorten"]
 
 _SECRET_PATTERNS = (
     re.compile(r"(?i)\bbearer\s+[^\s\"',;]+"),
@@ -33,6 +35,41 @@ def redact(text: str, *secrets: str) -> str:
     text = _SECRET_PATTERNS[1].sub("sk-[redacted]", text)
     text = _SECRET_PATTERNS[2].sub(r"\1\2[redacted]", text)
     return _SECRET_PATTERNS[3].sub("[redacted]", text)
+
+
+MASK = "***"
+
+# Shapes of credentials in notebook text, each masked whole or after its name. Values end
+# at a quote, a space, ``&`` (the next query parameter) or a separator.
+_CREDENTIAL_SHAPES = (
+    # An Authorization header's value, whatever its scheme ("Authorization: Basic …",
+    # {'authorization': 'Bearer …'}); code that builds one (f"Bearer {key}") stays.
+    re.compile(r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?)[A-Za-z]+\s+[A-Za-z0-9+/=._~\-]{6,}"),
+    re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9+/=._~\-]{6,}"),
+    # A named key or token (``?api_key=…``, ``"token": "…"``, ``DEEPINFRA_API_KEY=…``):
+    # a value with a digit, not code (``token = tokenizer.encode(text)`` stays).
+    re.compile(
+        r"(?i)((?:api[_-]?key|api[_-]?token|access[_-]?token|\btoken|secret|password)"
+        r"[\"']?\s*[:=]\s*[\"']?)(?=[^\s\"'&,;}]*\d)[A-Za-z0-9_\-.~+/=]{8,}(?![\w(.])"
+    ),
+    re.compile(r"()\bsk-[A-Za-z0-9_\-]{6,}"),
+    # A JWT (a DeepInfra scoped token is "jwt:" and one), wherever it stands.
+    re.compile(r"()eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"),
+)
+
+
+def mask_credentials(text: str, *secrets: str) -> str:
+    """``text`` with each of ``secrets`` (the keys a client sends) and anything shaped like a
+    credential — a bearer or Authorization value, a named key or token, a JWT — as ``***``.
+
+    For what leaves the machine from the notebook: unlike :func:`redact` it masks whole
+    values, so nothing of a key remains for a model to repeat."""
+    for secret in secrets:
+        if len(secret) >= MIN_SECRET_LENGTH:
+            text = text.replace(secret, MASK)
+    for shape in _CREDENTIAL_SHAPES:
+        text = shape.sub(lambda match: match.group(1) + MASK, text)
+    return text
 
 
 def one_line(text: str) -> str:

@@ -75,6 +75,7 @@ from ._protocol import (
     chat_request,
 )
 from ._routes import Routes, fit_max_tokens
+from ._text import mask_credentials
 from .catalog import CATALOG_CACHE, DiskCache, Fetched, ModelCatalog
 from .errors import (
     APIConnectionError,
@@ -323,6 +324,14 @@ class _ClientBase:
         account's key list marks the key in use without keeping any value."""
         sent = self._transport.key()
         return sent is not None and hmac.compare_digest(sent.reveal().encode(), value.encode())
+
+    def masked(self, text: str) -> str:
+        """``text`` without this client's key (nor a key set in the environment), a scoped
+        token or an Authorization value: each becomes ``***``. For notebook text sent to a
+        model, such as a traceback that printed a URL with the key in it."""
+        sent, environment = self._transport.key(), resolve_key()
+        keys = [key.reveal() for key in (sent, environment) if key is not None]
+        return mask_credentials(text, *keys)
 
     def _chat_request(
         self,

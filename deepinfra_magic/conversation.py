@@ -26,6 +26,7 @@ class Turn:
     cell: str | None = None  # which cell asked (its id, or its source outside notebooks)
     label: str = ""  # how to show that cell, e.g. ``In [7]``
     content: Content | None = None  # what was sent, when it was more than the prompt
+    attached: str = ""  # what went along with the prompt, e.g. ``1 image, 1 table``
 
     @property
     def sent(self) -> Content:
@@ -80,11 +81,12 @@ class Conversation:
         cell: str | None = None,
         label: str = "",
         content: Content | None = None,
+        attached: str = "",
     ) -> None:
         """Remember a complete exchange; one from the same cell is replaced."""
         if cell is not None:
             self.exchanges = [e for e in self.exchanges if e.cell != cell]
-        self.exchanges.append(Turn(prompt, reply, model, cell, label, content))
+        self.exchanges.append(Turn(prompt, reply, model, cell, label, content, attached))
 
     def label(self, cell: str, label: str) -> None:
         """Name the cell an exchange came from (known once the cell has run); ``cell`` also

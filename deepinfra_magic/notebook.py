@@ -4,6 +4,9 @@ The magics feed a :class:`CellLog` from IPython's ``pre_run_cell``/``post_run_ce
 events and from displayed outputs; everything else here works on plain data (the cell
 sources, the ``Out`` dict, the log) to resolve ``{In[3]}``, ``{Out[3]}``, ``{Err[3]}``,
 ``{Err}``, ``--see Out[3]`` and ``--see cell:3``. It imports nothing heavy.
+
+An error handled in an ``except`` block is told as it happened (:func:`handled_traceback`):
+each frame at the line where it stood, never where the handler's frame is now.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import traceback as _traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +29,7 @@ __all__ = [
     "NotebookReferenceError",
     "ShownImage",
     "explain_prompt",
+    "handled_traceback",
     "reference_namespace",
     "see_target",
     "shorten_traceback",
@@ -152,6 +157,33 @@ def _listing(what: str, items: Mapping[int, Any]) -> str:
 def strip_ansi(text: str) -> str:
     """Text without terminal colour codes (IPython's tracebacks are coloured)."""
     return _ANSI.sub("", text)
+
+
+# Where the machinery begins, going up from a handler: IPython running the cell, a kernel,
+# this package's magic. Their frames are no part of the user's traceback.
+_MACHINERY = ("IPython", "ipykernel", "deepinfra_magic")
+
+
+def handled_traceback(error: BaseException, cell_name: Callable[[str], str | None]) -> str:
+    """The traceback of ``error`` while an ``except`` block handles it, as it would read had
+    it reached the cell: the user's frames that called the handling frame, then the
+    exception's own frames, each at its line (``tb_lineno``). IPython's formatter may show a
+    frame at the line it has reached since, which inside ``except`` is the magic's call.
+    ``cell_name`` turns a code file name into ``Cell In[3]`` (None: keep the name)."""
+    trace = error.__traceback__
+    callers = []
+    frame = trace.tb_frame.f_back if trace is not None else None
+    while frame is not None and str(frame.f_globals.get("__name__")).split(".")[0] not in (
+        _MACHINERY
+    ):
+        callers.append((frame, frame.f_lineno))
+        frame = frame.f_back
+    stack = _traceback.StackSummary.extract([*reversed(callers), *_traceback.walk_tb(trace)])
+    for entry in stack:
+        entry.filename = cell_name(entry.filename) or entry.filename  # lines already read
+    told = _traceback.TracebackException(type(error), error, trace)
+    told.stack = stack
+    return "".join(told.format())
 
 
 def shorten_traceback(text: str, budget: int = TRACEBACK_CHAR_BUDGET) -> str:

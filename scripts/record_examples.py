@@ -193,19 +193,6 @@ SCRIPTS: dict[str, list[tuple[str, str, str | None]]] = {
     ],
 }
 
-# Server settings per notebook (the default catalog has no vision model).
-VISION_MODEL = fake_deepinfra.CatalogModel(
-    "meta-llama/Llama-3.2-11B-Vision-Instruct",
-    fake_deepinfra.TEXT_GENERATION,
-    "Llama 3.2 11B Vision: answers questions about images.",
-    131072,
-    fake_deepinfra.token_pricing(4.9e-06, 4.9e-06),
-    ("chat", "vision"),
-)
-SERVER_CONFIG: dict[str, dict[str, object]] = {
-    "ask_about_your_plot": {"catalog": (*fake_deepinfra.DEFAULT_CATALOG, VISION_MODEL)},
-}
-
 
 def scene_png(prompt: str, seed: int, width: int, height: int) -> bytes:
     """A small painted landscape (sky, sun, two hills) whose palette follows prompt and seed."""
@@ -276,7 +263,7 @@ def record(name: str, live: bool) -> Path:
         else:
             fake_http.render_image = scene_png  # nicer pictures than the test patterns
             with fake_deepinfra.FakeDeepInfra(
-                token_delay=0.025, image_delay=1.5, image_size="full", **SERVER_CONFIG.get(name, {})
+                token_delay=0.025, image_delay=1.5, image_size="full"
             ) as server:
                 for match, text, reasoning in SCRIPTS[name]:
                     server.script_reply(text, match=match, reasoning=reasoning)

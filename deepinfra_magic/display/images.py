@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 __all__ = ["ImageGallery", "ImageProgress", "image_caption", "show_image"]
 
 
-def image_caption(result: ImageResult, elapsed: float) -> str:
-    """One Markdown line under images: model, seeds, size, runtime, cost."""
+def image_caption(result: ImageResult, elapsed: float, *, stopped: bool = False) -> str:
+    """One Markdown line under images: model, seeds, size, runtime, cost. A ``stopped``
+    run gives the time it really ran (the server's runtime covers only what arrived)."""
     parts = [f"`{result.model}`"]
     seeds = [str(image.seed) for image in result.images if image.seed is not None]
     if seeds:
@@ -33,7 +34,7 @@ def image_caption(result: ImageResult, elapsed: float) -> str:
     sizes = sorted({f"{w}×{h}" for w, h in (i.size for i in result.images if i.size)})
     if sizes:
         parts.append(", ".join(sizes))
-    runtime = result.runtime_ms / 1000 if result.runtime_ms is not None else elapsed
+    runtime = elapsed if stopped or result.runtime_ms is None else result.runtime_ms / 1000
     parts.append(f"{runtime:.1f} s")
     if result.cost is not None:
         parts.append(money(result.cost))

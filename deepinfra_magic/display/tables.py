@@ -24,7 +24,7 @@ from .reply import money
 
 if TYPE_CHECKING:
     from ..catalog import ModelCatalog, ModelInfo
-    from ..conversation import Conversation
+    from ..conversation import Conversation, Turn
     from ..maps import BatchJob
     from ..usage import UsageLedger, UsageTotals
 
@@ -106,7 +106,7 @@ def history_text(conversation: Conversation) -> tuple[str, str]:
         sent_here = index >= first_sent
         mark, plain_mark = ("", "") if sent_here else (" *(not sent)*", " (not sent)")
         where = f" ({exchange.label})" if exchange.label else ""
-        extra = _attached_note(exchange.content)
+        extra = _attached_note(exchange)
         lines.append(
             (
                 f"**You**{where}{mark}{extra}:\n\n{verbatim(exchange.prompt)}",
@@ -142,8 +142,12 @@ def markdown_price(model: ModelInfo) -> str:
     return model.price_text() or "—"
 
 
-def _attached_note(content: Any) -> str:
-    """`` [+ 1 image]`` after a prompt that was sent with images."""
+def _attached_note(exchange: Turn) -> str:
+    """`` [+ 1 image, 1 table]`` after a prompt sent with attachments (as the exchange
+    notes them; else its image parts are counted)."""
+    if exchange.attached:
+        return f" [+ {exchange.attached}]"
+    content = exchange.content
     if not isinstance(content, list):
         return ""
     images = sum(1 for part in content if part.get("type") == "image_url")

@@ -11,6 +11,9 @@ Rules kept here:
 * IPython's own ``arg_split`` keeps quote characters inside tokens, so the parser is
   IPython's ``MagicArgumentParser`` reading the line with ``shlex`` instead.
 * Every mistake is one ``UsageError`` line that names the option and what it takes.
+* Every magic's ``-p KEY=VALUE`` refuses the same names, :data:`RESERVED_PARAMS` (the
+  fields the magics set themselves), before any request; the advice names the magic's own
+  option when it has one.
 * Only the standard library and IPython's parser are imported: this loads with the magics.
 """
 
@@ -23,7 +26,7 @@ import re
 import shlex
 import string
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
@@ -31,8 +34,10 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from .._text import redact
 
 __all__ = [
+    "RESERVED_PARAMS",
     "DeclaredParser",
     "MagicParser",
+    "Reserved",
     "argument",
     "bounded_float",
     "bounded_int",
@@ -86,6 +91,10 @@ class MagicParser(MagicArgumentParser):
         except argparse.ArgumentError as exc:
             self.error(str(exc))
 
+    def has_option(self, option: str) -> bool:
+        """True when this magic takes ``option`` (e.g. ``--temperature``)."""
+        return option in self._option_string_actions
+
     def takes_value(self, option: str) -> bool:
         """True when ``option`` (e.g. ``-m``) expects a value after it."""
         action = self._option_string_actions.get(option)
@@ -126,27 +135,60 @@ def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
     return convert
 
 
+class Reserved(NamedTuple):
+    """A request field the magics set themselves: the option that sets it (``-t`` and
+    ``--temperature`` as ``"-t/--temperature"``), and what to say to a magic without it."""
+
+    option: str | None
+    otherwise: str
+
+
+# The one list every magic's -p/--param is held to.
+RESERVED_PARAMS: Mapping[str, Reserved] = {
+    "model": Reserved("-m/--model", "the magic picks the model"),
+    "temperature": Reserved("-t/--temperature", "it is a chat setting (%%deepinfra -t)"),
+    "max_tokens": Reserved("--max-tokens", "it is a chat setting (%%deepinfra --max-tokens)"),
+    "system": Reserved("-s/--system", "it is a chat setting (%%deepinfra -s)"),
+    "messages": Reserved(
+        None, "the cell body is the prompt (-s/--system, --new and max_history shape the rest)"
+    ),
+    "stream": Reserved("--no-stream", "the magic decides how answers arrive"),
+    "prompt": Reserved(None, "write the prompt after the options, or in the cell body"),
+    "n": Reserved("-n/--num-images", "a cell gets one reply (images: %deepinfra_image -n N)"),
+    "num_images": Reserved("-n/--num-images", "use %deepinfra_image -n N"),
+    "heartbeat": Reserved(None, "it is not a request field"),
+}
+
+
 def parse_params(
-    pairs: list[str] | None,
-    option: str = "-p/--param",
-    reserved: Mapping[str, str] | None = None,
+    pairs: list[str] | None, parser: MagicParser, option: str = "-p/--param"
 ) -> dict[str, Any]:
     """``KEY=VALUE`` pairs; a value is JSON when it parses (``0.9``, ``["\\n"]``), else text.
 
-    ``reserved`` maps the keys that the magic sets itself to what to do instead."""
+    A key in :data:`RESERVED_PARAMS` is refused in one line naming ``parser``'s own option
+    for it (every magic that takes ``-p`` passes its parser)."""
     params: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key:
             raise UsageError(f"{option} expects KEY=VALUE (e.g. -p top_p=0.9), got {pair!r}.")
-        if reserved and key in reserved:
-            raise UsageError(f"{option} cannot set {key}: {reserved[key]}.")
+        if key in RESERVED_PARAMS:
+            raise UsageError(
+                f"{option} cannot set {key}: {_instead(RESERVED_PARAMS[key], parser)}."
+            )
         try:
             params[key] = json.loads(value)
         except ValueError:
             params[key] = value
     return params
+
+
+def _instead(field: Reserved, parser: MagicParser) -> str:
+    """What to do instead: the magic's own option for the field, else the field's note."""
+    if field.option is not None and parser.has_option(field.option.split("/")[-1]):
+        return f"use {field.option}"
+    return field.otherwise
 
 
 def argument(*flags: str, exclusive: str | None = None, **options: Any) -> Callable[[F], F]:
@@ -252,9 +294,30 @@ def fill_variables(text: str, namespace: Mapping[str, Any]) -> str:
                 "drop --vars."
             )
     try:
-        return formatter.vformat(text, (), dict(namespace))
+        return _fill(formatter, text, dict(namespace))
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"--vars: cannot fill the prompt ({exc}).") from None
+
+
+def _fill(formatter: string.Formatter, text: str, namespace: dict[str, Any]) -> str:
+    """``text`` with its fields filled; a value that is a fenced block (``{Err}``, a
+    traceback) goes on lines of its own wherever its field stands, so it stays a block."""
+    filled: list[str] = []
+    after_block = False
+    for literal, name, spec, conversion in formatter.parse(text):
+        if after_block and literal and not literal.startswith("\n"):
+            filled.append("\n")
+        filled.append(literal)
+        if name is None:
+            continue
+        value = formatter.convert_field(formatter.get_field(name, (), namespace)[0], conversion)
+        piece = formatter.format_field(value, formatter.vformat(spec or "", (), namespace))
+        after_block = piece.startswith("```")
+        before = "".join(filled)
+        if after_block and before and not before.endswith("\n"):
+            filled.append("\n")
+        filled.append(piece)
+    return "".join(filled)
 
 
 _TOKEN = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'[^']*'|\S+)""")

@@ -11,12 +11,17 @@ Rules kept here:
 * A stopped or failed reply keeps what arrived and is never added to the conversation.
 * Mistakes found before any request are one-line UsageErrors; the client, httpx, the
   display and the attachments load on the first cell, not at ``%load_ext``.
+* Everything a chat cell sends from the notebook (the prompt with its ``--vars`` and
+  ``{In[n]}``/``{Err}`` fields, ``--see`` tables, the error ``%deepinfra_explain`` sends, the
+  system prompt) passes :meth:`ChatTurn.masked` in :meth:`ChatMagics.run_chat`: the client's
+  key, scoped tokens and Authorization values leave as ``***``.
 """
 
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -24,7 +29,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import magics_class, no_var_expand
 
 from .._text import shorten
-from ..errors import DeepInfraError
+from ..errors import APIStatusError, DeepInfraError, InvalidRequestError
 from ..types import ChatResult, ContentDelta, ReasoningDelta
 from .arguments import (
     argument,
@@ -35,6 +40,7 @@ from .arguments import (
     magic_arguments,
     parse_argstring,
     parse_params,
+    parser_of,
 )
 from .base import (
     NO_FIELDS,
@@ -57,27 +63,19 @@ if TYPE_CHECKING:
     from ..notebook import CellLog
 
 __all__ = [
-    "CHAT_RESERVED",
     "ChatCall",
     "ChatMagics",
     "ChatTurn",
+    "attached_note",
     "check_can_see",
     "collect_attachments",
     "describe_output",
     "fill_template",
     "reply_ending",
+    "server_cannot_see",
     "stream_reply",
     "template_namespace",
 ]
-
-# Request fields the chat magics set themselves, and the option that sets each one.
-CHAT_RESERVED = {
-    "temperature": "use -t/--temperature",
-    "max_tokens": "use --max-tokens",
-    "model": "use -m/--model",
-    "messages": "the cell body is the prompt (-s/--system, --new and max_history shape the rest)",
-    "stream": "use --no-stream to wait for the whole reply",
-}
 
 
 @magics_class
@@ -123,10 +121,10 @@ class ChatMagics(FamilyMagics):
             args.see or [], self.ip.user_ns, self.ip.user_global_ns, self.cells,
             self.max_image_pixels,
         )  # fmt: skip
-        params = parse_params(args.param, reserved=CHAT_RESERVED)
+        params = parse_params(args.param, parser_of(self.deepinfra))
         client, catalog, model = self.session.pick_model(args.model, self.default_model)
         if catalog is not None and catalog.is_image_model(model):
-            check_image_from_chat(model, bool(attachments), params)
+            check_image_from_chat(model, bool(attachments))
             show_images(self, client, ImageCall(prompt, model, 1, params), args.out)
             return
         can_see = check_can_see(model, attachments, catalog)
@@ -140,9 +138,11 @@ class ChatMagics(FamilyMagics):
         how the cell ends. ``args`` is either magic's parsed line."""
         from ..attachments import summary
 
+        turn = turn.masked(client.masked)  # the one way notebook text leaves
         prompt, content, model = turn.prompt, turn.content, turn.model
         cell_id = self.cells.current and self.cells.current + turn.topic
         system = getattr(args, "system", None)
+        system = client.masked(system) if system else system
         messages = self.conversation.messages(content, system, cell=cell_id, images=turn.can_see)
         temperature = given(getattr(args, "temperature", None), self.temperature)
         max_tokens = given(getattr(args, "max_tokens", None), self.max_tokens)
@@ -150,7 +150,11 @@ class ChatMagics(FamilyMagics):
             self.frontend(), model, self.update_interval, args.format != "text"
         )
         call = ChatCall(messages, model, temperature, max_tokens, turn.params, not args.no_stream)
-        outcome = self.answer_refused(view, call, stream_reply(client, view, call))
+        outcome = stream_reply(client, view, call)
+        if turn.attachments and isinstance(outcome.problem, APIStatusError):
+            catalog = self.session.catalog_if_available(client)
+            outcome.problem = server_cannot_see(outcome.problem, model, catalog)
+        outcome = self.answer_refused(view, call, outcome)
         result: ChatResult = outcome.value
         timing = not (result.replayed and self._replay_speed() == 0)
         note, footer, code = reply_ending(result, args.format, timing)
@@ -166,7 +170,10 @@ class ChatMagics(FamilyMagics):
             self.ip.user_ns[args.out] = result
         if result.complete:
             sent = None if content == prompt else content
-            self.conversation.add(prompt, result.text, result.model, cell=cell_id, content=sent)
+            self.conversation.add(
+                prompt, result.text, result.model, cell=cell_id, content=sent,
+                attached=attached_note(turn.attachments),
+            )  # fmt: skip
         self.end_cell(outcome)
 
     def answer_refused(
@@ -209,7 +216,7 @@ class ChatMagics(FamilyMagics):
 
         args = parse_argstring(self.deepinfra_explain, line)
         check_variable_name(args.out)
-        handled = sys.exc_info()[1]
+        handled = sys.exc_info()[1]  # inside ``except``: the error being handled, as raised
         if args.cell is None and isinstance(handled, Exception):
             self.watcher.file_handled(handled)
         try:
@@ -256,6 +263,19 @@ class ChatTurn(NamedTuple):
 
             content = user_content(prompt, attachments)
         return cls(prompt, content, model, params, can_see, attachments)
+
+    def masked(self, mask: Callable[[str], str]) -> ChatTurn:
+        """This turn with ``mask`` applied to its prompt and every text it sends (images
+        are left as they are)."""
+        content: Content = self.content
+        if isinstance(content, str):
+            content = mask(content)
+        else:
+            content = [
+                {**part, "text": mask(part["text"])} if part.get("type") == "text" else part
+                for part in content
+            ]
+        return self._replace(prompt=mask(self.prompt), content=content)
 
 
 class ChatCall(NamedTuple):
@@ -392,13 +412,50 @@ def check_can_see(model: str, attachments: list[Attachment], catalog: ModelCatal
     if can_see is None:
         can_see = True if looks_like_vision_model(model) else None
     if can_see is False and any(hasattr(a, "data_url") for a in attachments):
-        vision = catalog.vision_models if catalog is not None else []
-        names = ", ".join(m.name for m in vision[:4]) or "none in the catalog"
-        raise UsageError(
-            f"%%deepinfra: {model} cannot see images; vision models: {names} "
-            "(pick one with -m; %deepinfra_models --vision lists them)."
-        )
+        raise UsageError(f"%%deepinfra: {model} cannot see images; {_vision_advice(catalog)}")
     return can_see is not False
+
+
+def _vision_advice(catalog: ModelCatalog | None) -> str:
+    """Which models can see, from the catalog, and how to pick one."""
+    vision = catalog.vision_models if catalog is not None else []
+    names = ", ".join(m.name for m in vision[:4]) or "none in the catalog"
+    return f"vision models: {names} (pick one with -m; %deepinfra_models --vision lists them)."
+
+
+# How servers say that a model takes no images: llama.cpp's llama-server answers 500 "image
+# input is not supported - hint: …mmproj" (ggml-org/llama.cpp#15377), vLLM "… is not a
+# multimodal model" (vllm-project/vllm#23402).
+_NO_IMAGES = re.compile(
+    r"(?i)image input is not supported|not a multimodal model|"
+    r"does not support (?:image|vision)|images? (?:are|is) not supported"
+)
+
+
+def server_cannot_see(
+    problem: APIStatusError, model: str, catalog: ModelCatalog | None
+) -> APIStatusError:
+    """A server's refusal of the images sent to ``model``, told as the catalog's own
+    refusal is: the vision models to pick instead. Any other error is returned as it is."""
+    said = _NO_IMAGES.search(problem.message)
+    if said is None:
+        return problem
+    return InvalidRequestError(
+        f"{model} cannot see images (the server answered {problem.status_code}: "
+        f"{said.group(0)}); {_vision_advice(catalog)}",
+        status_code=problem.status_code,
+        request_id=problem.request_id,
+    )
+
+
+def attached_note(attachments: Sequence[Attachment]) -> str:
+    """What went along with a prompt, for the history: ``1 image, 1 table``."""
+    from ..attachments import ImageAttachment, TableAttachment
+
+    images = len({a.digest for a in attachments if isinstance(a, ImageAttachment)})
+    tables = sum(isinstance(a, TableAttachment) for a in attachments)
+    counts = [(images, "image"), (tables, "table")]
+    return ", ".join(f"{n} {noun}{'s' if n != 1 else ''}" for n, noun in counts if n)
 
 
 def _is_pyplot(value: Any) -> bool:

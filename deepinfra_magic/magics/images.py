@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from ..images import ImageResult
 
 __all__ = [
-    "IMAGE_RESERVED",
     "ImageCall",
     "ImageMagics",
     "check_image_from_chat",
@@ -52,15 +51,6 @@ __all__ = [
     "make_images",
     "show_images",
 ]
-
-# Request fields the image magic sets itself, and the option that sets each one.
-IMAGE_RESERVED = {
-    "prompt": "write the prompt after the options",
-    "model": "use -m/--model",
-    "n": "use -n/--num-images",
-    "num_images": "use -n/--num-images",
-    "heartbeat": "it is not a request field",
-}
 
 
 @magics_class
@@ -99,7 +89,8 @@ class ImageMagics(FamilyMagics):
                 "%deepinfra_image: no prompt. Usage: %deepinfra_image [options] PROMPT "
                 "(or put the prompt in the cell body of %%deepinfra_image)."
             )
-        extra = {**image_fields(args), **parse_params(args.param, reserved=IMAGE_RESERVED)}
+        params = parse_params(args.param, parser_of(self.deepinfra_image))
+        extra = {**image_fields(args), **params}
         client, catalog, model = self.session.pick_model(
             args.model, self.default_image_model, image=True
         )
@@ -123,7 +114,9 @@ def show_images(
     magics: FamilyMagics, client: DeepInfraClient, call: ImageCall, out: str | None
 ) -> None:
     """Make the images of an image cell (or of a chat cell naming an image model), keep
-    them as ``last_images`` and in ``out``, then end the cell."""
+    them as ``last_images`` and in ``out``, then end the cell. The prompt leaves without
+    credentials, as a chat cell's text does (``client.masked``)."""
+    call = call._replace(prompt=client.masked(call.prompt))
     outcome = make_images(client, magics.frontend(), call)
     if outcome.value is None and outcome.problem is not None:
         outcome = _answer_refused(magics, call, outcome)
@@ -188,8 +181,11 @@ def make_images(client: DeepInfraClient, frontend: display.Frontend, call: Image
             if isinstance(event, ImageArrived):
                 parts.append(event.result)
                 gallery.add(event.result)
-            else:
-                progress.tick(event.elapsed, event.done)
+            # Every event while images are awaited moves the clock and the count: heartbeats
+            # come only after a second with no image, so the line would stand still while
+            # images arrive more often than that.
+            if event.done < event.total:
+                progress.tick(time.perf_counter() - started, event.done)
     except (KeyboardInterrupt, DeepInfraError) as exc:
         outcome.problem = exc
     gallery.flush()
@@ -200,7 +196,8 @@ def make_images(client: DeepInfraClient, frontend: display.Frontend, call: Image
         )
         return outcome
     result = outcome.value = ImageResult.merge(parts)
-    caption = display.image_caption(result, time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    caption = display.image_caption(result, elapsed, stopped=outcome.interrupted)
     kept = len(result.images)
     if outcome.interrupted:
         caption += f" · ⏹ interrupted: {kept} of {call.number} images kept"
@@ -224,15 +221,11 @@ def check_image_model(client: DeepInfraClient, catalog: ModelCatalog | None, mod
         )
 
 
-def check_image_from_chat(model: str, attaches: bool, params: Mapping[str, Any]) -> None:
-    """``%%deepinfra`` with an image model makes an image: refuse what it cannot take."""
+def check_image_from_chat(model: str, attaches: bool) -> None:
+    """``%%deepinfra`` with an image model makes an image: refuse an attachment (its ``-p``
+    was held to ``RESERVED_PARAMS`` already)."""
     if attaches:
         raise UsageError(
             f"%%deepinfra: {model} makes images from text; --see needs a chat model "
             "that can see (see %deepinfra_models --vision)."
-        )
-    clash = next((key for key in params if key in IMAGE_RESERVED), None)
-    if clash is not None:
-        raise UsageError(
-            f"-p/--param cannot set {clash} here: {IMAGE_RESERVED[clash]} with %deepinfra_image."
         )

@@ -29,6 +29,7 @@ from .arguments import (
     magic_arguments,
     parse_argstring,
     parse_params,
+    parser_of,
 )
 from .base import (
     FamilyMagics,
@@ -85,6 +86,7 @@ class MapMagics(FamilyMagics):
         rows to DeepInfra's Batch API (24 h, 20% cheaper). Ctrl-C keeps finished rows.
         """
         args = parse_argstring(self.deepinfra_map, line)
+        params = parse_params(args.param, parser_of(self.deepinfra_map))  # before any request
         check_variable_name(args.out)
         check_variable_name(args.column, "--column")
         data = map_data(self.ip.user_ns, args.data, args.column)
@@ -100,7 +102,7 @@ class MapMagics(FamilyMagics):
         max_tokens = given(args.max_tokens, self.max_tokens)
         job = client.plan_map(
             data, template, model, system=args.system, temperature=temperature,
-            max_tokens=max_tokens, **parse_params(args.param),
+            max_tokens=max_tokens, **params,
         )  # fmt: skip
         call = MapCall(
             args.concurrency or self.map_concurrency, args.batch_api,

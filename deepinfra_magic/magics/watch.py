@@ -92,10 +92,18 @@ class CellWatcher:
 
     def file_handled(self, error: Exception) -> None:
         """Inside an ``except`` block: file the error being handled as the running cell's,
-        so a notebook can show the lesson without failing (papermill, Run All)."""
+        so a notebook can show the lesson without failing (papermill, Run All). Its
+        traceback is its own (``notebook.handled_traceback``), not the magic's call."""
+        from ..notebook import handled_traceback
+
         history = self.shell.history_manager
         inputs = (history.input_hist_raw if history else None) or [""]  # running cell last
-        self.cells.failed(len(inputs) - 1, inputs[-1], self.traceback(error))
+        self.cells.failed(len(inputs) - 1, inputs[-1], handled_traceback(error, self._cell_name))
+
+    def _cell_name(self, filename: str) -> str | None:
+        """``Cell In[3]`` for the code of a cell, as IPython's tracebacks name it."""
+        named = self.shell.compile.format_code_name(filename)
+        return " ".join(named) if named else None
 
     def traceback(self, error: BaseException, before_exec: bool = False) -> str:
         """The traceback as IPython showed it (colour codes are stripped later)."""

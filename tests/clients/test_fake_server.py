@@ -155,6 +155,7 @@ def test_featured_catalog_has_text_image_and_filtered_models(client: httpx.Clien
         "google/gemma-3-27b-it",
         "Austism/chronos-hermes-13b-v2",
         "Gryphe/MythoMax-L2-13b",
+        "meta-llama/Llama-3.2-11B-Vision-Instruct",
     }
     assert set(images) == {
         IMAGE_MODEL,

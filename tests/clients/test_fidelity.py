@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
@@ -203,10 +204,11 @@ def test_n_above_one_is_refused_before_any_request(
 def test_the_magic_refuses_n_above_one_in_one_line(
     ip: InteractiveShell, fake_server: FakeDeepInfra
 ) -> None:
+    # n is one of the names every magic's -p refuses (RESERVED_PARAMS), before any request.
     with capture_output() as captured:
         result = ip.run_cell("%%deepinfra -p n=3\nTwo colours")
-    assert isinstance(result.error_in_exec, InvalidArgumentError)
-    assert "InvalidArgumentError: n=3 asks for several replies" in captured.stdout
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "UsageError: -p/--param cannot set n: a cell gets one reply" in captured.stderr
     assert fake_server.count(CHAT_PATH) == 0
 
 

@@ -65,6 +65,11 @@ class CatalogModel:
         return self.type == "text-to-image"
 
     @property
+    def is_vision(self) -> bool:
+        """Whether chat requests may carry images for this model."""
+        return "vision" in self.tags
+
+    @property
     def is_reasoning(self) -> bool:
         """Whether the model streams ``reasoning_content`` before its answer."""
         return "reasoning" in self.tags
@@ -144,6 +149,16 @@ DEFAULT_CATALOG: tuple[CatalogModel, ...] = (
         163840,
         token_pricing(7.5e-05, 2.4e-04),
         ("chat", "reasoning"),
+    ),
+    # A vision model (docs.deepinfra.com/chat/vision names the Llama 3.2 Vision models):
+    # chat requests with image parts are for models tagged "vision" only.
+    CatalogModel(
+        "meta-llama/Llama-3.2-11B-Vision-Instruct",
+        TEXT_GENERATION,
+        "Llama 3.2 11B Vision: answers questions about images.",
+        131072,
+        token_pricing(4.9e-06, 4.9e-06),
+        ("chat", "vision"),
     ),
     CatalogModel(
         "google/gemma-3-27b-it",

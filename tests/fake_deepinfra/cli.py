@@ -1,5 +1,6 @@
 """Out of process: ``python -m tests.fake_deepinfra`` (``main``) and the helper that starts
-it as a subprocess for benchmarks."""
+it as a subprocess for benchmarks. ``--help`` says which URL a client takes and lists the
+``/_fake/*`` controls (:data:`CONTROL_ENDPOINTS`, each answered by ``FakeDeepInfra.control``)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, get_args
 
-from .catalog import CatalogModel
+from .catalog import DEFAULT_CATALOG, CatalogModel
 from .server import FakeDeepInfra
-from .wire import URL_LINE_PREFIX, ImageSize, ImageStyle
+from .wire import CONTROL_PREFIX, URL_LINE_PREFIX, ImageSize, ImageStyle
 
 # --------------------------------------------------------------------------------------------
 # Running in a separate process
@@ -29,6 +30,32 @@ _CLI_FIELDS = (
     "image_delay",
     "max_concurrent",
 )
+
+
+# The controls of a running server, as ``FakeDeepInfra.control`` answers them: each POST
+# takes the keyword arguments of the method of the same name as a JSON object.
+CONTROL_ENDPOINTS = {
+    f"GET {CONTROL_PREFIX}log": "every request, disconnect and the peak concurrency, as JSON",
+    f"POST {CONTROL_PREFIX}reset": "forget faults, scripts, files, logs; start config again",
+    f"POST {CONTROL_PREFIX}config": 'change config fields, e.g. {"token_delay": 0.05}',
+    f"POST {CONTROL_PREFIX}fault": 'queue a fault, e.g. {"status": 502, "body_style": "html"}',
+    f"POST {CONTROL_PREFIX}script": 'queue a canned reply, e.g. {"text": "Hi", "match": "hello"}',
+    f"POST {CONTROL_PREFIX}wait_for_disconnect": 'wait for clients to hang up, {"timeout": 5}',
+    f"POST {CONTROL_PREFIX}wait_streams_closed": 'wait until no response is open, {"timeout": 5}',
+}
+
+
+def _help_epilog() -> str:
+    """How to point a client at the server, its controls, and its vision models."""
+    vision = ", ".join(entry.name for entry in DEFAULT_CATALOG if entry.is_vision)
+    controls = "\n".join(f"  {name:<36} {what}" for name, what in CONTROL_ENDPOINTS.items())
+    return (
+        f"It prints {URL_LINE_PREFIX}http://127.0.0.1:PORT, then serves until SIGTERM or "
+        "Ctrl-C.\nClients take that URL plus /v1/openai, DeepInfra's OpenAI-compatible "
+        "root:\n  DEEPINFRA_BASE_URL=http://127.0.0.1:PORT/v1/openai  (any non-empty key "
+        f"works)\n\nControls, under that URL (not under /v1/openai):\n{controls}\n\n"
+        f"The default catalog has text, image and vision models (vision: {vision})."
+    )
 
 
 def _json_default(value: Any) -> Any:
@@ -73,7 +100,10 @@ def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
 def main(argv: list[str] | None = None) -> None:
     """Command line: serve until SIGTERM/SIGINT, after printing the URL line."""
     parser = argparse.ArgumentParser(
-        prog="python -m tests.fake_deepinfra", description="Fake DeepInfra API on 127.0.0.1."
+        prog="python -m tests.fake_deepinfra",
+        description="Fake DeepInfra API on 127.0.0.1.",
+        epilog=_help_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--token-delay", type=float)

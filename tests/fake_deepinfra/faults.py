@@ -332,6 +332,21 @@ def _stated_image_size(data: bytes, mime: str) -> tuple[int, int] | None:
     return None
 
 
+IMAGES_REFUSED = (
+    "image input is not supported - hint: if this is unexpected, you may need to provide the mmproj"
+)
+
+
+def _has_images(messages: list[dict[str, Any]]) -> bool:
+    """Whether any message carries an ``image_url`` part."""
+    return any(
+        isinstance(part, dict) and part.get("type") == "image_url"
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+    )
+
+
 def _image_part_problem(messages: list[dict[str, Any]]) -> tuple[str, str] | None:
     """(field, message) for the first ``image_url`` part that is not a valid image."""
     for m, message in enumerate(messages):

@@ -26,6 +26,7 @@ from . import batches, scoped_jwt, structured
 from .catalog import _ASPECT_RATIOS, ASPECT_RATIO_MODELS, COG_MODELS, image_pricing
 from .faults import (
     _NO_FAULT,
+    IMAGES_REFUSED,
     DisconnectRecord,
     FaultRule,
     RequestRecord,
@@ -34,6 +35,7 @@ from .faults import (
     _chat_body_problem,
     _ChatPlan,
     _coerce_config,
+    _has_images,
     _image_cost,
     _image_part_problem,
     _plan_chat,
@@ -618,6 +620,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, model_unavailable())
             return
         if not scoped_jwt.admit(self, payload["model"], config):
+            return
+        if _has_images(payload["messages"]) and not (entry is not None and entry.is_vision):
+            # A model that cannot see, as llama.cpp's llama-server answers for one
+            # (ggml-org/llama.cpp#15377: 500, "image input is not supported - hint: …").
+            self._send_json(500, openai_error(IMAGES_REFUSED, 500))
             return
         prompt_tokens = _prompt_tokens(payload["messages"])
         if entry is not None and entry.max_tokens is not None and prompt_tokens > entry.max_tokens:

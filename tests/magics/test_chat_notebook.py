@@ -22,7 +22,7 @@ from PIL import Image
 from deepinfra_magic.catalog import CATALOG_CACHE
 from deepinfra_magic.errors import ReplayError
 from deepinfra_magic.notebook import shorten_traceback, strip_ansi
-from tests.fake_deepinfra import CANARY_KEY, DEFAULT_CATALOG, FakeDeepInfra, default_reply
+from tests.fake_deepinfra import CANARY_KEY, CHAT_PATH, FakeDeepInfra, default_reply
 from tests.kernel_helpers import (
     PLAIN,
     Execution,
@@ -31,7 +31,7 @@ from tests.kernel_helpers import (
     collect,
     magic_process_env,
 )
-from tests.magics.test_chat_see import VISION, VISION_ENTRY, sent_images
+from tests.magics.test_chat_see import VISION, sent_images
 
 matplotlib.use("Agg")
 
@@ -126,6 +126,22 @@ def test_notebook_references_fill_the_prompt(
     assert sent.endswith("Variable: 42")
 
 
+def test_a_traceback_field_mid_line_is_still_a_fenced_block(
+    ip: InteractiveShell, fake_server: FakeDeepInfra
+) -> None:
+    rich_cell(ip, "1 / 0")
+    failed = ip.execution_count - 1
+    rich_cell(ip, f"%%deepinfra --vars\nWhy does this fail: {{Err}} and {{Err[{failed}]}}? Short.")
+    sent = user_texts(chat_bodies(fake_server)[-1])[-1]
+    lines = sent.splitlines()
+    # Each fence stands at the start of its own line (else Markdown shows it as text).
+    assert lines[0] == "Why does this fail: " and lines[1] == "```"
+    fences = [n for n, line in enumerate(lines) if line.startswith("```")]
+    assert len(fences) == 4 and all(lines[n] == "```" for n in fences)
+    assert lines[fences[1] + 1] == " and " and lines[-1] == "? Short."
+    assert "ZeroDivisionError" in lines[fences[1] - 1]
+
+
 @pytest.mark.parametrize(
     ("reference", "message"),
     [
@@ -204,6 +220,10 @@ def test_explain_inside_except_explains_the_handled_error_and_the_cell_succeeds(
     sent = user_texts(chat_bodies(fake_server)[-1])[-1]
     assert f"The cell (In [{count}]):\n```python\n{source}\n```" in sent
     assert "KeyError" in sent and "'revenue'" in sent
+    # Its own traceback: the line that raised, not the magic's call below it.
+    error = sent.split("The error:\n```\n")[1]
+    assert f'File "Cell In[{count}]", line 3, in <module>\n    row["revenue"]\n' in error
+    assert "run_line_magic" not in error and "deepinfra_explain" not in error
     # The handled error is this cell's: {Err} and %deepinfra_explain N find it afterwards.
     with capture_output():
         ip.run_line_magic("deepinfra_explain", str(count))
@@ -252,7 +272,6 @@ def test_recordings_store_each_image_once_and_replay_matches_on_it(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fake_server.configure(catalog=(*DEFAULT_CATALOG, VISION_ENTRY))
     path = tmp_path / "vision.json"
 
     def session(colour: tuple[int, int, int], size: tuple[int, int] = (200, 100)) -> list[str]:
@@ -326,7 +345,6 @@ def kernel(fake_server: FakeDeepInfra, tmp_path: Path) -> Iterator[Any]:
     """A kernel with the canary key and the fake server, as a user's kernel would have."""
     from jupyter_client.manager import KernelManager
 
-    fake_server.configure(catalog=(*DEFAULT_CATALOG, VISION_ENTRY))
     manager = KernelManager(kernel_name="python3")
     manager.start_kernel(env=magic_process_env(fake_server.api_url, tmp_path))
     client = manager.client()
@@ -379,3 +397,89 @@ def test_in_a_kernel_cell_ids_and_inline_plots_are_followed(
     # The re-run of "ask" is not fed its own earlier exchange; the follow-up stays.
     assert [m["role"] for m in third["messages"]] == ["user", "assistant", "user"]
     assert third["messages"][0]["content"] == "And the colour?"
+
+
+# --- no credential leaves with notebook text (the key, a scoped token, an Authorization) ---
+
+SECRET_KEY = "canary0f3a9c2e7b51d864"  # no known key shape: only the client knows it is one
+SCOPED = "jwt:eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzZWF0LTcifQ.c2lnbmF0dXJlLW9mLXNlYXQ"
+BASIC = "Basic dXNlcjpzM2NyZXQtcGFzcw=="
+LEAKY = (
+    "import os\n"
+    "key = os.environ['DEEPINFRA_API_KEY']\n"
+    f"config = {{'token': {SCOPED!r}, 'Authorization': {BASIC!r}}}\n"
+    "raise ConnectionError('GET https://api.example.com/v1/data?api_key=' + key + ' failed')"
+)
+
+
+def _key_path(ip: InteractiveShell, path: str) -> None:
+    """Send notebook text holding the key by one of the ways a chat cell sends it."""
+    ip.run_line_magic("xmode", "Verbose")  # the traceback shows every local, the key too
+    try:
+        if path == "explain inside except":
+            rich_cell(ip, f"try:\n    {LEAKY.replace(chr(10), chr(10) + '    ')}\n"
+                      "except ConnectionError:\n    %deepinfra_explain")  # fmt: skip
+            return
+        failed = rich_cell(ip, LEAKY)
+        count = ip.execution_count - 1
+        assert SECRET_KEY in failed.stdout + failed.stderr  # IPython itself shows it
+        pandas = __import__("pandas")
+        values = {"k": [ip.user_ns["key"]], "t": [ip.user_ns["config"]["token"]]}
+        ip.user_ns["table"] = pandas.DataFrame(values)
+        cells = {
+            "explain": "%deepinfra_explain",
+            "{Err}": "%%deepinfra --vars\nWhy? {Err}",
+            "{Err[n]} and {In[n]}": f"%%deepinfra --vars\n{{In[{count}]}} {{Err[{count}]}}",
+            "--vars variable": "%%deepinfra --vars\nIs {config} right for {key}?",
+            "--see table": "%%deepinfra --see table\nSummarise.",
+            "-s system": "%%deepinfra -s 'Your key is canary0f3a9c2e7b51d864.'\nHi.",
+        }
+        rich_cell(ip, cells[path])
+    finally:
+        ip.run_line_magic("xmode", "Context")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "explain",
+        "explain inside except",
+        "{Err}",
+        "{Err[n]} and {In[n]}",
+        "--vars variable",
+        "--see table",
+        "-s system",
+    ],
+)
+def test_no_key_token_or_authorization_value_leaves_with_notebook_text(
+    ip: InteractiveShell, fake_server: FakeDeepInfra, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    monkeypatch.setenv("DEEPINFRA_API_KEY", SECRET_KEY)
+    ip.run_line_magic("reload_ext", "deepinfra_magic")
+    _key_path(ip, path)
+    bodies = [json.dumps(record.json) for record in fake_server.requests if record.json]
+    assert len(chat_bodies(fake_server)) == 1, path
+    for secret in (SECRET_KEY, SCOPED.removeprefix("jwt:"), BASIC.split()[1]):
+        assert not any(secret in body for body in bodies), (path, secret)
+    assert "***" in bodies[-1]
+    # The request still carried the key, in its header only.
+    chat = next(r for r in fake_server.requests if r.path == CHAT_PATH)
+    assert chat.headers["authorization"] == f"Bearer {SECRET_KEY}"
+
+
+@pytest.mark.kernel
+def test_in_a_kernel_explain_inside_except_sends_the_line_that_raised(
+    kernel: Any, fake_server: FakeDeepInfra
+) -> None:
+    in_cell(kernel, "%load_ext deepinfra_magic", "load")
+    source = (
+        'row = {"units": 3}\ntry:\n    row["revenue"]\nexcept KeyError:\n    %deepinfra_explain'
+    )
+    ran = in_cell(kernel, source, "lesson")
+    assert ran.error is None
+    sent = user_texts(chat_bodies(fake_server)[-1])[-1]
+    error = sent.split("The error:\n```\n")[1]
+    # IPython's own formatter showed this frame at the magic's call ("line 5") in a kernel.
+    assert ', line 3, in <module>\n    row["revenue"]\n' in error
+    assert "line 5" not in error and "run_line_magic" not in error
+    assert error.rstrip("`\n").endswith("KeyError: 'revenue'")

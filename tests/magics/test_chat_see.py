@@ -18,34 +18,22 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from PIL import Image
 
+from deepinfra_magic.errors import InvalidRequestError
 from tests.fake_deepinfra import (
     CANARY_KEY,
-    DEFAULT_CATALOG,
-    TEXT_GENERATION,
-    CatalogModel,
     FakeDeepInfra,
-    token_pricing,
 )
 from tests.kernel_helpers import Reply, all_text, chat_bodies
 
 matplotlib.use("Agg")
 
-VISION = "meta-llama/Llama-3.2-11B-Vision-Instruct"
-VISION_ENTRY = CatalogModel(
-    VISION,
-    TEXT_GENERATION,
-    "Llama 3.2 11B Vision: answers about images.",
-    131072,
-    token_pricing(4.9e-06, 4.9e-06),
-    ("chat", "vision"),
-)
+VISION = "meta-llama/Llama-3.2-11B-Vision-Instruct"  # the default catalog's vision model
 SUPPORTED = re.escape("--see takes a matplotlib Figure (or plt), a PIL Image, a numpy image array")
 
 
 @pytest.fixture
 def vip(ip: InteractiveShell, fake_server: FakeDeepInfra) -> InteractiveShell:
-    """The shell, with a vision model in the catalog and as the default model."""
-    fake_server.configure(catalog=(*DEFAULT_CATALOG, VISION_ENTRY))
+    """The shell, with the catalog's vision model as the default model."""
     ip.run_line_magic("config", f"DeepInfraMagics.default_model = {VISION!r}")
     return ip
 
@@ -306,6 +294,24 @@ def test_a_model_that_cannot_see_gets_a_one_line_error_naming_vision_models(
     ]
 
 
+def test_a_model_the_server_says_cannot_see_gets_the_vision_models_too(
+    vip: InteractiveShell, fake_server: FakeDeepInfra
+) -> None:
+    # Served, but not in the catalog: nothing says before the request that it cannot see.
+    fake_server.configure(extra_models={"acme/local-chat"})
+    vip.user_ns["fig"] = figure(100, 100)
+    with capture_output() as captured, pytest.raises(InvalidRequestError) as caught:
+        vip.run_cell_magic("deepinfra", "-m acme/local-chat --see fig", "What is it?")
+    message = str(caught.value)
+    assert message.startswith(
+        "acme/local-chat cannot see images (the server answered 500: image input is not "
+        f"supported); vision models: {VISION} (pick one with -m;"
+    )
+    assert "%deepinfra_models --vision" in message and "\n" not in message
+    assert len(chat_bodies(fake_server)) == 1  # sent once: the server's answer is final
+    assert "No reply" in Reply(captured.outputs).final_text
+
+
 def test_vision_models_are_marked_in_the_model_list(vip: InteractiveShell) -> None:
     with capture_output() as captured:
         vip.run_line_magic("deepinfra_models", "--vision")
@@ -342,7 +348,8 @@ def test_the_key_appears_nowhere_in_what_is_sent_shown_or_recorded(
     assert CANARY_KEY not in json.dumps(body)
     assert CANARY_KEY not in all_text(reply.outputs) + all_text(history.outputs)
     assert CANARY_KEY not in recording.read_text()
-    assert "[+ 1 image]" in history.outputs[0].data["text/plain"]
+    # The history says what went with the prompt: the image and the table.
+    assert "[+ 1 image, 1 table]" in history.outputs[0].data["text/plain"]
 
 
 def test_the_attachment_library_works_without_ipython(tmp_path: Path) -> None:

@@ -101,6 +101,13 @@ def test_record_then_replay_with_no_key_and_no_network(
     assert notebook_view(captured.outputs)[-1].data[PLAIN].endswith("▶ replayed from demo.json")
     assert base64.b64decode(shown.data["image/png"]) == image
 
+    # The model list comes from the recording: its status names no server it never asks.
+    with capture_output() as captured:
+        ip.run_line_magic("deepinfra_models", "")
+    status = captured.outputs[0].data[PLAIN].splitlines()[0]
+    assert status.startswith("Key: not needed (replaying demo.json) · list from recording")
+    assert "DeepInfra at" not in status and "http" not in status
+
     with capture_output() as captured:
         ip.run_line_magic("deepinfra_replay", "off")
     assert captured.stdout == "Replay off: requests go to the API.\n"

@@ -101,7 +101,12 @@ def test_three_images_are_requested_at_once_and_shown_in_request_order_with_seed
 ) -> None:
     # They arrive as 11, 12, 10; the lesson "seed 10 gives the first one back" needs 10 first.
     fake_server.configure(image_delay_by_seed={10: 0.8, 11: 0.2, 12: 0.5})
-    outputs = make_images(ip, "-n 3 --seed 10 -o shots three kittens")
+    shown = make_images(ip, "-n 3 --seed 10 -o shots three kittens")
+    # The progress line counts the images as they arrive (updates in place).
+    ticks = [o for o in shown[1:-1] if o.update]
+    counts = [tick.data[PLAIN].rsplit(" · ", 1)[-1] for tick in ticks]
+    assert counts[-2:] == ["1 of 3 done", "2 of 3 done"]
+    outputs = [o for o in shown if o not in ticks]
     progress, caption = outputs[0], outputs[-2]
     images = images_in(outputs)
     assert [seed_of(o) for o in images] == [10, 11, 12]
@@ -355,6 +360,14 @@ def test_no_key_in_image_outputs(ip: InteractiveShell, fake_server: FakeDeepInfr
     assert CANARY_KEY not in all_text(outputs)
 
 
+def test_a_key_typed_into_an_image_prompt_is_neither_sent_nor_shown(
+    ip: InteractiveShell, fake_server: FakeDeepInfra
+) -> None:
+    outputs = make_images(ip, f"a poster reading {CANARY_KEY}")
+    assert [body["prompt"] for body in image_bodies(fake_server)] == ["a poster reading ***"]
+    assert CANARY_KEY not in all_text(outputs)
+
+
 def test_interrupt_stops_the_image_requests(
     ip: InteractiveShell, fake_server: FakeDeepInfra
 ) -> None:
@@ -372,7 +385,8 @@ def test_interrupt_keeps_the_images_that_arrived_in_one_line_then_the_interrupt(
     ip: InteractiveShell, fake_server: FakeDeepInfra
 ) -> None:
     fake_server.configure(image_delay_by_seed={1: 0.0, 2: 5.0, 3: 5.0})
-    publisher = InterruptingPublisher(1, shell=ip)  # Ctrl-C at the first progress tick (1 s)
+    # Update 1 counts the first image ("1 of 3 done"); Ctrl-C at update 2, the clock at 1 s.
+    publisher = InterruptingPublisher(2, shell=ip)
     ip.display_pub = publisher
     with capture_output(display=False) as printed:
         result = ip.run_cell("%deepinfra_image -n 3 --seed 1 -o kept three owls")
@@ -382,6 +396,9 @@ def test_interrupt_keeps_the_images_that_arrived_in_one_line_then_the_interrupt(
     caption = notebook_view(outputs)[-1].data[PLAIN]
     assert caption.startswith(f"{FLUX} · seed 1 · ")
     assert caption.endswith("⏹ interrupted: 1 of 3 images kept")
+    # The time is how long the cell ran (a second at least), not the first image's runtime.
+    ran = float(caption.split(" · ")[3].removesuffix(" s"))
+    assert ran >= 1.0 and ip.user_ns["kept"].runtime_ms < 1000
     assert [image.seed for image in ip.user_ns["kept"]] == [1]
     # The interrupt's traceback is this cell's, not the worker threads' and their waits.
     traceback = printed.stdout + printed.stderr
@@ -393,7 +410,7 @@ def test_interrupt_keeps_the_images_that_arrived_in_one_line_then_the_interrupt(
 def test_chat_magic_with_an_image_model_refuses_image_fields_in_one_line(
     ip: InteractiveShell, fake_server: FakeDeepInfra
 ) -> None:
-    message = r"cannot set n here: use -n/--num-images with %deepinfra_image\.$"
+    message = r"-p/--param cannot set n: a cell gets one reply \(images: %deepinfra_image -n N\)\.$"
     with pytest.raises(UsageError, match=message):
         ip.run_cell_magic("deepinfra", f"-m {FLUX} -p n=2", "a fox")
     assert image_bodies(fake_server) == []

@@ -20,10 +20,12 @@ TEXT_MODELS = [
     "Qwen/Qwen2.5-72B-Instruct",
     "mistralai/Mistral-Small-24B-Instruct-2501",
     "deepseek-ai/DeepSeek-R1",
+    "meta-llama/Llama-3.2-11B-Vision-Instruct",
     "google/gemma-3-27b-it",
     "Austism/chronos-hermes-13b-v2",
     "Gryphe/MythoMax-L2-13b",
 ]
+LLAMAS = [*TEXT_MODELS[:2], "meta-llama/Llama-3.2-11B-Vision-Instruct"]
 IMAGE_MODELS = [
     "black-forest-labs/FLUX-1-schnell",
     "black-forest-labs/FLUX-1-dev",
@@ -94,13 +96,13 @@ def test_table_in_markdown_and_text_with_key_source_and_list_origin(
     [
         ("--text", TEXT_MODELS),
         ("--images", IMAGE_MODELS),
-        ("llama", TEXT_MODELS[:2]),
-        ("LLAMA", TEXT_MODELS[:2]),
+        ("llama", LLAMAS),
+        ("LLAMA", LLAMAS),
         ("*flux*", IMAGE_MODELS[:2]),
         ("--images *sd*", ["stabilityai/sd3.5", "stability-ai/sdxl"]),
         ("--text qwen", ["Qwen/Qwen2.5-72B-Instruct"]),
         ("--images llama", []),
-        ("meta-llama/*", TEXT_MODELS[:2]),
+        ("meta-llama/*", LLAMAS),
     ],
 )
 def test_filters(
