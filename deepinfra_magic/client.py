@@ -516,17 +516,26 @@ class _ClientBase:
         max_tokens: int | None = DEFAULT_MAX_TOKENS,
         resume: bool = True,
         store: AnswerStore | None = None,
+        schema: Any = None,
         **params: Any,
     ) -> MapJob:
         """Render ``template`` for every row of ``data`` and find the answers already on
-        disk, without sending anything (for a cost preview before :meth:`run_map`)."""
+        disk, without sending anything (for a cost preview before :meth:`run_map`). Rows
+        with the same prompt are asked once. ``schema`` (see :meth:`DeepInfraClient.chat`)
+        makes ``MapResult.output()`` a DataFrame with one typed column per field."""
         model = model or DEFAULT_MODEL
+        if schema is not None and "response_format" in params:
+            raise InvalidArgumentError(
+                "Pass schema= or response_format=, not both: the schema sets response_format."
+            )
+        typed = Schema.from_spec(schema) if schema is not None else None
         if resume and store is None and self.recording is None:
             store = self.answer_store()  # recording/replay must see every request
         job = plan_map(
             data, template, model, system=system,
             temperature=temperature, max_tokens=max_tokens, params=params,
-            store=store if resume else None,
+            store=store if resume else None, schema=typed,
+            json_mode=typed is not None and self.json_mode_only(model),
         )  # fmt: skip
         for row in job.rows:  # another OpenAI-compatible server has its own chat route
             row.request = self.routes.adapt(row.request)
@@ -556,19 +565,25 @@ class _ClientBase:
     ) -> MapRun:
         """A run of the job's missing rows, retried by this client's policy."""
         flow = RowScheduler(job, concurrency, self.retry)
-        return MapRun(flow, self._map_answer, on_progress, interval)
+        return MapRun(flow, partial(self._map_answer, job), on_progress, interval)
 
-    @staticmethod
-    def _map_result(run: MapRun) -> MapResult:
+    def _map_result(self, run: MapRun) -> MapResult:
         """The job's rows once the run has ended, or the error that stopped it."""
+        job = run.flow.job
+        if job.json_mode:
+            self.remember_json_mode(job.model)
         if run.flow.fatal is not None:
             raise run.flow.fatal
-        return run.flow.job.result(run.elapsed())
+        return job.result(run.elapsed())
 
-    def _map_answer(self, row: MapRow, raw: RawResponse, started: float) -> ChatResult:
+    def _map_answer(self, job: MapJob, row: MapRow, raw: RawResponse, started: float) -> ChatResult:
+        """A row's answer, priced and counted; with a schema, parsed (a reply that does not
+        fit raises SchemaValidationError, which the scheduler repairs once)."""
         model = str((row.request.json or {})["model"])
         result = completion_result(raw, model, started)
         self._price(result, model, "map")
+        result.parsed = job.parse(result.text)
+        result.repairs = row.repairs
         return result
 
     def _submit_flow(self, job: MapJob) -> Flow[BatchJob]:
