@@ -126,10 +126,13 @@ class ReplyView:
         *,
         text: str | None = None,
         reasoning: str | None = None,
+        plain_text: str | None = None,
     ) -> None:
         """End the reply (normally, on an error or on Ctrl-C): the reasoning and the answer
         (``text``/``reasoning`` when given: everything received, even what never reached
         the live view), the note, the footer (none when empty); then empty the live outputs.
+        ``plain_text`` is the answer's text/plain when it is not ``text`` itself (a typed
+        answer: a table in Markdown, its raw JSON in text/plain).
         """
         if reasoning is None:
             reasoning = self.reasoning.text if self.reasoning is not None else ""
@@ -143,7 +146,8 @@ class ReplyView:
         if reasoning:
             bundles.append(_reasoning_bundle(reasoning))
         if text:
-            text_plain = f"{text}\n\n{plain(note)}" if note else text
+            body = text if plain_text is None else plain_text
+            text_plain = f"{body}\n\n{plain(note)}" if note else body
             if self._markdown:
                 bundles.append(markdown_bundle(f"{text}\n\n{note}" if note else text, text_plain))
             else:
@@ -201,11 +205,13 @@ class StdoutReplyView:
         *,
         text: str | None = None,
         reasoning: str | None = None,
+        plain_text: str | None = None,
     ) -> None:
         """End the reply: whatever of ``reasoning``/``text`` was received but not printed
         yet (a reply that was not streamed, text that came with an error), the note
         (interrupt/error) and the footer line."""
         del metadata  # text frontends have no output metadata
+        text = text if plain_text is None else plain_text  # a typed answer: its raw JSON
         if (
             reasoning
             and len(reasoning) > self._printed["reasoning"]
