@@ -224,7 +224,7 @@ def estimate_note(estimate: maps.rows.CostEstimate, result: maps.MapResult) -> s
     """The estimate made before sending beside what the run used, as one summary line."""
     guessed = f"~{estimate.prompt_tokens:,} tokens in / ≤ {estimate.max_completion_tokens:,} out"
     if estimate.dollars is not None:
-        guessed += f", up to {display.money(estimate.dollars)}"
+        guessed = f"up to {display.money(estimate.dollars)} at catalog prices ({guessed})"
     usage = result.usage
     actual = f"{usage.prompt_tokens:,} in / {usage.completion_tokens:,} out"
     if usage.estimated_cost is not None:
