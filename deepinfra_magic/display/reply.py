@@ -173,6 +173,7 @@ class StdoutReplyView:
         self._throttle = Throttle(update_interval)
         self._section = ""
         self._printed = {"reasoning": 0, "answer": 0}  # characters written of each
+        self._answer: list[str] = []  # the answer as printed
 
     def start(self) -> None:
         """Say which model is being asked."""
@@ -195,6 +196,7 @@ class StdoutReplyView:
     def add_answer(self, delta: str) -> None:
         """Answer text."""
         header = "\n\n" if self._section == "reasoning" else ""
+        self._answer.append(delta)
         self._write("answer", header, delta)
 
     def finish(
@@ -211,7 +213,11 @@ class StdoutReplyView:
         yet (a reply that was not streamed, text that came with an error), the note
         (interrupt/error) and the footer line."""
         del metadata  # text frontends have no output metadata
-        text = text if plain_text is None else plain_text  # a typed answer: its raw JSON
+        if plain_text is not None:  # a typed answer: its raw JSON, printed whole if repaired
+            if not plain_text.startswith("".join(self._answer)):
+                self._out.write("\n\n")
+                self._printed["answer"] = 0
+            text = plain_text
         if (
             reasoning
             and len(reasoning) > self._printed["reasoning"]

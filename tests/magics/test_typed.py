@@ -18,7 +18,7 @@ from deepinfra_magic.maps import RowError
 from deepinfra_magic.schema import SchemaValidationError
 from deepinfra_magic.types import ChatResult
 from tests.fake_deepinfra import CHAT_PATH, FakeDeepInfra
-from tests.fake_deepinfra.structured import JSON_MODE_ONLY_MODEL, REPAIR_MODEL
+from tests.fake_deepinfra.structured import JSON_MODE_ONLY_MODEL, NOT_JSON_REPLY, REPAIR_MODEL
 from tests.kernel_helpers import MARKDOWN, PLAIN, Reply, chat_bodies
 
 SPEC = "sentiment: positive|negative|mixed, confidence: float"
@@ -187,3 +187,23 @@ def test_map_batch_api_sends_the_same_response_format_in_every_line(
     formats = {json.dumps(line["body"]["response_format"], sort_keys=True) for line in lines}
     assert len(formats) == 1 and json.loads(formats.pop())["type"] == "json_schema"
     assert not [r for r in fake_server.requests if r.path == CHAT_PATH]
+
+
+def test_the_progress_line_names_the_distinct_prompts_when_fewer_than_rows() -> None:
+    from deepinfra_magic.display.maps import progress_line
+    from deepinfra_magic.maps import MapProgress
+
+    progress = MapProgress(1000, 10, 0, 0, 5, 5, None, 1.0, 16, 10, distinct=700)
+    assert progress_line(progress, "m").startswith("`m` · 1000 rows, 700 distinct prompts · ")
+    same = MapProgress(5, 1, 0, 0, 5, 5, None, 1.0, 16, 1, distinct=5)
+    assert "distinct" not in progress_line(same, "m")
+
+
+def test_a_terminal_prints_the_first_reply_then_the_repaired_json_whole(
+    ip: InteractiveShell, fake_server: FakeDeepInfra, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_cell_magic("deepinfra", f"--schema '{SPEC}' -m {REPAIR_MODEL} -o answer", "Label: meh")
+    printed = capsys.readouterr().out
+    repaired = ip.user_ns["answer"].text
+    assert printed.count(NOT_JSON_REPLY) == 1 and f"\n\n{repaired}\n\n" in printed
+    assert "1 repair" in printed.splitlines()[-1]
