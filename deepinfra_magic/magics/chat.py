@@ -13,7 +13,7 @@ Rules kept here:
   display and the attachments load on the first cell, not at ``%load_ext``.
 * ``--schema`` is read into a :class:`~deepinfra_magic.schema.Schema` before any request;
   the reply still streams live, and at its end the typed value is shown as a one-row
-  table (its raw JSON in text/plain); a reply that fits even after its repair keeps its
+  table (its raw JSON in text/plain); a reply that does not fit even after its repair keeps its
   raw text on screen and in ``-o``, and the cell ends with the one-line error.
 """
 
@@ -299,10 +299,14 @@ def stream_reply(
         stopped = reply.partial(interrupted=True) if reply else None
         return Outcome(stopped or ChatResult("", call.model, interrupted=True), exc)
     except DeepInfraError as exc:
-        # A typed reply that did not fit keeps its own result (its raw text, its repair).
+        # A typed reply that did not fit keeps its own result (its raw text, its repair);
+        # one whose repair request failed keeps the reply it had.
         kept = getattr(exc, "result", None) or (reply.result if reply else None)
-        failed = reply.partial(error=exc.message) if reply and kept is None else kept
-        return Outcome(failed or ChatResult("", call.model, error=exc.message), exc)
+        if kept is None:
+            kept = reply.partial(error=exc.message) if reply else None
+        elif kept.error is None:
+            kept.error = exc.message
+        return Outcome(kept or ChatResult("", call.model, error=exc.message), exc)
     assert reply.result is not None
     return Outcome(reply.result)
 
@@ -315,8 +319,6 @@ def typed_ending(
     that does not fit keeps its raw text, with a note saying so."""
     if footer and result.repairs:
         footer += f" · {result.repairs} repair"
-    if result.parsed is None and result.complete:
-        return note, footer, result.text, None
     if result.parsed is None:
         if result.repairs and result.error:
             kept = "its raw text is kept"

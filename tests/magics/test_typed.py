@@ -207,3 +207,18 @@ def test_a_terminal_prints_the_first_reply_then_the_repaired_json_whole(
     repaired = ip.user_ns["answer"].text
     assert printed.count(NOT_JSON_REPLY) == 1 and f"\n\n{repaired}\n\n" in printed
     assert "1 repair" in printed.splitlines()[-1]
+
+
+def test_a_repair_request_that_fails_keeps_the_first_reply_out_of_the_conversation(
+    ip: InteractiveShell, fake_server: FakeDeepInfra
+) -> None:
+    fake_server.add_fault(times=1)  # the first request goes through as usual
+    fake_server.add_fault(status=503, times=None)  # the repair request fails, retries too
+    with capture_output():
+        result = ip.run_cell(f"%%deepinfra --schema '{SPEC}' -m {REPAIR_MODEL} -o answer\nmeh")
+    assert result.error_in_exec is not None and "503" in str(result.error_in_exec)
+    kept = ip.user_ns["answer"]
+    assert kept.text == NOT_JSON_REPLY and kept.parsed is None and kept.error is not None
+    assert ip.magics_manager.registry["DeepInfraMagics"].conversation.messages("next") == [
+        {"role": "user", "content": "next"}
+    ]
