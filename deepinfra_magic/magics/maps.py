@@ -16,6 +16,7 @@ Rules kept here:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -101,6 +102,7 @@ class MapMagics(FamilyMagics):
         bare = schema is not None and args.column == ""  # typed columns named as the fields
         if not bare:
             check_variable_name(args.column, "--column")
+        # map_data checks that --column has a DataFrame to fill ('' shown as typed)
         data = map_data(self.ip.user_ns, args.data, "''" if bare else args.column)
         template = cell.strip("\n")
         if not template.strip():
@@ -198,8 +200,6 @@ def confirm_cost(
     (unless ``yes``); else the estimate, for the summary (None when nothing is to send).
     Its input tokens are counted from the rendered prompts (characters ÷ 4), its output
     tokens are ``max_tokens`` per distinct prompt; dollars at catalog (or batch) prices."""
-    import dataclasses
-
     info = catalog.get(job.model) if catalog is not None else None
     estimate = job.estimate(info)
     if not estimate.rows:
