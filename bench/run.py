@@ -32,6 +32,7 @@ BENCHMARKS = (
     "llama",
     "provider",
     "map",
+    "typed_map",
     "streaming",
     "browser",
 )

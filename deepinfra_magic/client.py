@@ -35,7 +35,7 @@ from collections.abc import (
 )
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar, overload
+from typing import Any, ClassVar, Literal, NamedTuple, TypeVar, overload
 
 from ._config import (
     DEFAULT_BATCH_POLL_INTERVAL,
@@ -79,6 +79,7 @@ from ._text import mask_credentials
 from .catalog import CATALOG_CACHE, DiskCache, Fetched, ModelCatalog
 from .errors import (
     APIConnectionError,
+    APIStatusError,
     ConfigurationError,
     DeepInfraError,
     InvalidArgumentError,
@@ -100,10 +101,11 @@ from .maps.batch import (
     wait_flow,
 )
 from .maps.drive import MapRun, ProgressCallback, run_async, run_sync
-from .maps.rows import MapInterrupted, MapJob, MapResult, MapRow, plan_map
+from .maps.rows import MapInterrupted, MapJob, MapResult, MapRow, plan_map, sum_usage
 from .maps.scheduler import RowScheduler
 from .maps.store import AnswerStore
 from .recording import Record, RecordingMode, Replay, recording_from_env
+from .schema import Schema, SchemaValidationError, refuses_json_schema
 from .types import ChatEvent, ChatResult, ContentDelta, ReasoningDelta
 from .usage import SESSION_USAGE, UsageLedger, priced
 
@@ -165,6 +167,17 @@ def _image_requests(
             body["seed"] = int(seed) + index
         requests.append(routes.image_request(prompt, model, body, cog=model in cog_models))
     return requests
+
+
+class _TypedAsk(NamedTuple):
+    """A chat that wants a typed answer: what to ask, and the schema the reply must fit."""
+
+    messages: Sequence[Mapping[str, Any]]
+    model: str
+    temperature: float | None
+    max_tokens: int | None
+    params: Mapping[str, Any]
+    schema: Schema
 
 
 class _Progress:
@@ -258,6 +271,8 @@ class _ClientBase:
         api_key = _as_secret(api_key)  # first: no frame may hold the plain key as a local
         self.usage = SESSION_USAGE if usage is None else usage
         self._cog_models: set[str] = set()  # image models that want {"input": {...}}
+        # (server, model) pairs that refused response_format json_schema: JSON mode instead
+        self._json_mode_models: set[tuple[str, str]] = set()
         self._options: dict[str, Any] = {
             "base_url": base_url, "timeout": timeout, "max_retries": max_retries,
             "catalog_ttl": catalog_ttl, "catalog_disk_cache": catalog_disk_cache,
@@ -303,6 +318,7 @@ class _ClientBase:
         api_key = options.pop("api_key", self._transport.key())
         clone = type(self)(api_key, **options)
         clone._cog_models |= self._cog_models  # what was learnt holds for the same server
+        clone._json_mode_models |= self._json_mode_models  # keyed by server: safe to share
         return clone
 
     def sends_key(self, key: Secret | None) -> bool:
@@ -354,6 +370,108 @@ class _ClientBase:
         )  # fmt: skip
         self._transport.check_key(request)  # a missing key fails at the call, not later
         return request
+
+    # --- typed answers (``schema=``; see ``schema.py``) ------------------------------------
+
+    def _typed_ask(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str,
+        temperature: float | None,
+        max_tokens: int | None,
+        params: Mapping[str, Any],
+        schema: Any,
+    ) -> _TypedAsk:
+        """A chat that must answer ``schema`` (any spec ``Schema.from_spec`` takes)."""
+        if "response_format" in params:
+            raise InvalidArgumentError(
+                "Pass schema= or response_format=, not both: the schema sets response_format."
+            )
+        typed = Schema.from_spec(schema)
+        return _TypedAsk(messages, model, temperature, max_tokens, params, typed)
+
+    def json_mode_only(self, model: str) -> bool:
+        """Whether this server refused ``json_schema`` for ``model`` earlier in the session
+        (then typed answers use JSON mode with the schema in the system message)."""
+        return (self.base_url, model) in self._json_mode_models
+
+    def remember_json_mode(self, model: str) -> None:
+        """Use JSON mode for ``model`` on this server from now on, and say so once."""
+        pair = (self.base_url, model)
+        if pair in self._json_mode_models:
+            return
+        self._json_mode_models.add(pair)
+        notice = self._transport.notice or _log.warning
+        notice(
+            f"{self.routes.server} does not take response_format json_schema for {model}: "
+            "using JSON mode with the schema in the system message for this session."
+        )
+
+    def _typed_request(
+        self, ask: _TypedAsk, stream: bool, extra: Sequence[Mapping[str, Any]] = ()
+    ) -> ApiRequest:
+        """The request of a typed chat: json_schema, or JSON mode once it was refused."""
+        messages, response_format = ask.schema.request_parts(
+            [*ask.messages, *extra], self.json_mode_only(ask.model)
+        )
+        params = {**ask.params, "response_format": response_format}
+        return self._chat_request(
+            messages, ask.model, stream, ask.temperature, ask.max_tokens, params
+        )
+
+    def _learn_refusal(self, error: APIStatusError, request: ApiRequest) -> bool:
+        """Whether ``error`` refuses the json_schema that ``request`` sent (then JSON mode
+        is remembered for its model, and the caller sends the request again)."""
+        response_format = (request.json or {}).get("response_format")
+        if not isinstance(response_format, Mapping) or error.status_code is None:
+            return False
+        if response_format.get("type") != "json_schema":
+            return False
+        if not refuses_json_schema(error.status_code, error.message):
+            return False
+        self.remember_json_mode(str(request.model or (request.json or {}).get("model")))
+        return True
+
+    def _typed_flow(self, ask: _TypedAsk) -> Flow[ChatResult]:
+        """A whole typed chat: sent (again in JSON mode if json_schema is refused), then
+        parsed, with one repair request if the reply does not fit (:meth:`_check_flow`)."""
+        request = self._typed_request(ask, stream=False)
+        started = time.perf_counter()
+        try:
+            raw = yield request
+        except APIStatusError as exc:
+            if not self._learn_refusal(exc, request):
+                raise
+            raw = yield self._typed_request(ask, stream=False)
+        result = completion_result(raw, ask.model, started)
+        self._price(result, ask.model)
+        return (yield from self._check_flow(ask, result))
+
+    def _check_flow(self, ask: _TypedAsk, result: ChatResult) -> Flow[ChatResult]:
+        """``result`` with its typed value; if the reply is not JSON or breaks the schema,
+        one repair request (the reply and what is wrong sent back). If that fails too, a
+        SchemaValidationError whose ``result`` keeps the raw text (``error`` set)."""
+        try:
+            result.parsed = ask.schema.parse(result.text)
+            return result
+        except SchemaValidationError as exc:
+            repair = ask.schema.repair_messages(result.text, exc)
+        started = time.perf_counter()
+        raw = yield self._typed_request(ask, stream=False, extra=repair)
+        fixed = completion_result(raw, ask.model, started)
+        self._price(fixed, ask.model)
+        fixed.repairs = 1
+        fixed.usage = sum_usage([result.usage, fixed.usage])
+        fixed.time_to_first_token = result.time_to_first_token
+        fixed.duration = (result.duration or 0.0) + (fixed.duration or 0.0)
+        try:
+            fixed.parsed = ask.schema.parse(fixed.text)
+        except SchemaValidationError as exc:
+            fixed.error = f"{exc.message.rstrip('.')} (after 1 repair); the raw reply is kept."
+            raise SchemaValidationError(
+                fixed.error, raw_text=fixed.text, problems=exc.problems, result=fixed
+            ) from None
+        return fixed
 
     def default_model(
         self, preferred: str, catalog: ModelCatalog | None, *, image: bool = False
@@ -420,17 +538,26 @@ class _ClientBase:
         max_tokens: int | None = DEFAULT_MAX_TOKENS,
         resume: bool = True,
         store: AnswerStore | None = None,
+        schema: Any = None,
         **params: Any,
     ) -> MapJob:
         """Render ``template`` for every row of ``data`` and find the answers already on
-        disk, without sending anything (for a cost preview before :meth:`run_map`)."""
+        disk, without sending anything (for a cost preview before :meth:`run_map`). Rows
+        with the same prompt are asked once. ``schema`` (see :meth:`DeepInfraClient.chat`)
+        makes ``MapResult.output()`` a DataFrame with one typed column per field."""
         model = model or DEFAULT_MODEL
+        if schema is not None and "response_format" in params:
+            raise InvalidArgumentError(
+                "Pass schema= or response_format=, not both: the schema sets response_format."
+            )
+        typed = Schema.from_spec(schema) if schema is not None else None
         if resume and store is None and self.recording is None:
             store = self.answer_store()  # recording/replay must see every request
         job = plan_map(
             data, template, model, system=system,
             temperature=temperature, max_tokens=max_tokens, params=params,
-            store=store if resume else None,
+            store=store if resume else None, schema=typed,
+            json_mode=typed is not None and self.json_mode_only(model),
         )  # fmt: skip
         for row in job.rows:  # another OpenAI-compatible server has its own chat route
             row.request = self.routes.adapt(row.request)
@@ -460,19 +587,25 @@ class _ClientBase:
     ) -> MapRun:
         """A run of the job's missing rows, retried by this client's policy."""
         flow = RowScheduler(job, concurrency, self.retry)
-        return MapRun(flow, self._map_answer, on_progress, interval)
+        return MapRun(flow, partial(self._map_answer, job), on_progress, interval)
 
-    @staticmethod
-    def _map_result(run: MapRun) -> MapResult:
+    def _map_result(self, run: MapRun) -> MapResult:
         """The job's rows once the run has ended, or the error that stopped it."""
+        job = run.flow.job
+        if job.json_mode:
+            self.remember_json_mode(job.model)
         if run.flow.fatal is not None:
             raise run.flow.fatal
-        return run.flow.job.result(run.elapsed())
+        return job.result(run.elapsed())
 
-    def _map_answer(self, row: MapRow, raw: RawResponse, started: float) -> ChatResult:
+    def _map_answer(self, job: MapJob, row: MapRow, raw: RawResponse, started: float) -> ChatResult:
+        """A row's answer, priced and counted; with a schema, parsed (a reply that does not
+        fit raises SchemaValidationError, which the scheduler repairs once)."""
         model = str((row.request.json or {})["model"])
         result = completion_result(raw, model, started)
         self._price(result, model, "map")
+        result.parsed = job.parse(result.text)
+        result.repairs = row.repairs
         return result
 
     def _submit_flow(self, job: MapJob) -> Flow[BatchJob]:
@@ -518,9 +651,12 @@ class _ClientBase:
 class _BaseChatStream:
     """Bookkeeping shared by the sync and async streams: text so far and timing."""
 
-    def __init__(self, request: ApiRequest, model: str, generic: bool = False) -> None:
+    def __init__(
+        self, request: ApiRequest, model: str, generic: bool = False, ask: _TypedAsk | None = None
+    ) -> None:
         self.request = request
         self.model = model
+        self.ask = ask  # a typed chat: parsed (and repaired once) when the reply ends
         self.decoder = ChatStreamDecoder(model, empty_is_overflow=generic)
         self.result: ChatResult | None = None
         self.replayed_from: str | None = None
@@ -584,6 +720,14 @@ class _BaseChatStream:
             duration=self._since_start(now),
         )
 
+    def _refused(self, client: _ClientBase, error: APIStatusError, opened: bool) -> bool:
+        """Whether a typed chat's json_schema was refused before the reply opened: then
+        :attr:`request` is the JSON-mode one, to send again."""
+        if self.ask is None or opened or not client._learn_refusal(error, self.request):
+            return False
+        self.request = client._typed_request(self.ask, stream=True)
+        return True
+
     def _since_start(self, moment: float | None) -> float | None:
         if moment is None or self.started is None:
             return None
@@ -602,8 +746,14 @@ class ChatStream(_BaseChatStream):
     ``reasoning`` hold what has arrived, whatever happened.
     """
 
-    def __init__(self, client: DeepInfraClient, request: ApiRequest, model: str) -> None:
-        super().__init__(request, model, client.routes.generic)
+    def __init__(
+        self,
+        client: DeepInfraClient,
+        request: ApiRequest,
+        model: str,
+        ask: _TypedAsk | None = None,
+    ) -> None:
+        super().__init__(request, model, client.routes.generic, ask)
         self._client = client
         self._events: Generator[ChatEvent, None, None] | None = None
 
@@ -616,19 +766,37 @@ class ChatStream(_BaseChatStream):
         self.started = time.perf_counter()
         opened = False
         try:
-            with self._client._transport.stream(self.request) as body:
-                opened = True
-                self.replayed_from = body.replayed_from
-                # After [DONE] the rest of the body (normally just its end) is still read:
-                # the connection can then be reused, and a recording sees a complete answer.
-                for chunk in body.chunks:
-                    yield from self._feed(chunk)
-                yield from self._tail()
+            while True:
+                try:
+                    with self._client._transport.stream(self.request) as body:
+                        opened = True
+                        self.replayed_from = body.replayed_from
+                        # After [DONE] the rest of the body (normally just its end) is still
+                        # read: the connection can then be reused, and a recording sees a
+                        # complete answer.
+                        for chunk in body.chunks:
+                            yield from self._feed(chunk)
+                        yield from self._tail()
+                    break
+                except APIStatusError as exc:
+                    if isinstance(exc, ModelNotFoundError) or not self._refused(
+                        self._client, exc, opened
+                    ):
+                        raise
         except ModelNotFoundError as exc:
             raise self._client._suggest(exc) from None
         except APIConnectionError as exc:
             self._fail(exc, opened)
-        yield self._finish(self._client._price)
+        result = self._finish(self._client._price)
+        if self.ask is not None:
+            try:
+                self.result = result = self._client._drive(
+                    self._client._check_flow(self.ask, result)
+                )
+            except SchemaValidationError as exc:
+                self.result = exc.result
+                raise
+        yield result
 
     def close(self) -> None:
         """Stop reading and close the connection (the text so far stays available)."""
@@ -645,8 +813,14 @@ class ChatStream(_BaseChatStream):
 class AsyncChatStream(_BaseChatStream):
     """The async twin of :class:`ChatStream`: ``async for event in stream``."""
 
-    def __init__(self, client: AsyncDeepInfraClient, request: ApiRequest, model: str) -> None:
-        super().__init__(request, model, client.routes.generic)
+    def __init__(
+        self,
+        client: AsyncDeepInfraClient,
+        request: ApiRequest,
+        model: str,
+        ask: _TypedAsk | None = None,
+    ) -> None:
+        super().__init__(request, model, client.routes.generic, ask)
         self._client = client
         self._events: AsyncGenerator[ChatEvent, None] | None = None
 
@@ -659,19 +833,36 @@ class AsyncChatStream(_BaseChatStream):
         self.started = time.perf_counter()
         opened = False
         try:
-            async with self._client._transport.stream(self.request) as body:
-                opened = True
-                self.replayed_from = body.replayed_from
-                async for chunk in body.chunks:  # read to the end, as in ChatStream._run
-                    for delta in self._feed(chunk):
-                        yield delta
-                for delta in self._tail():
-                    yield delta
+            while True:
+                try:
+                    async with self._client._transport.stream(self.request) as body:
+                        opened = True
+                        self.replayed_from = body.replayed_from
+                        async for chunk in body.chunks:  # read to the end, as ChatStream does
+                            for delta in self._feed(chunk):
+                                yield delta
+                        for delta in self._tail():
+                            yield delta
+                    break
+                except APIStatusError as exc:
+                    if isinstance(exc, ModelNotFoundError) or not self._refused(
+                        self._client, exc, opened
+                    ):
+                        raise
         except ModelNotFoundError as exc:
             raise await self._client._suggest(exc) from None
         except APIConnectionError as exc:
             self._fail(exc, opened)
-        yield self._finish(self._client._price)
+        result = self._finish(self._client._price)
+        if self.ask is not None:
+            try:
+                self.result = result = await self._client._drive(
+                    self._client._check_flow(self.ask, result)
+                )
+            except SchemaValidationError as exc:
+                self.result = exc.result
+                raise
+        yield result
 
     async def aclose(self) -> None:
         """Stop reading and close the connection (the text so far stays available)."""
@@ -703,6 +894,7 @@ class DeepInfraClient(_ClientBase):
         stream: Literal[True] = ...,
         temperature: float | None = ...,
         max_tokens: int | None = ...,
+        schema: Any = ...,
         **params: Any,
     ) -> ChatStream: ...
 
@@ -715,6 +907,7 @@ class DeepInfraClient(_ClientBase):
         stream: Literal[False],
         temperature: float | None = ...,
         max_tokens: int | None = ...,
+        schema: Any = ...,
         **params: Any,
     ) -> ChatResult: ...
 
@@ -726,12 +919,25 @@ class DeepInfraClient(_ClientBase):
         stream: bool = True,
         temperature: float | None = DEFAULT_TEMPERATURE,
         max_tokens: int | None = DEFAULT_MAX_TOKENS,
+        schema: Any = None,
         **params: Any,
     ) -> ChatStream | ChatResult:
         """Chat completion. Streaming returns a :class:`ChatStream` of typed events;
         ``stream=False`` returns the final :class:`ChatResult`. Extra OpenAI parameters
-        (``top_p``, ``stop``, ``response_format``, …) pass through unchanged."""
+        (``top_p``, ``stop``, ``response_format``, …) pass through unchanged.
+
+        ``schema`` (a pydantic model, dataclass, TypedDict, Enum, JSON Schema dict or an
+        inline spec such as ``"label: a|b, score: float"``) asks for a typed answer: the
+        result's ``parsed`` holds it. A reply that does not fit gets one repair request;
+        if that fails too, :class:`~deepinfra_magic.schema.SchemaValidationError` (its
+        ``result`` keeps the raw text). A server that refuses ``json_schema`` gets JSON
+        mode with the schema in the system message, from then on."""
         model = model or self.default_model(DEFAULT_MODEL, self._catalog_for_default())
+        if schema is not None:
+            ask = self._typed_ask(messages, model, temperature, max_tokens, params, schema)
+            if stream:
+                return ChatStream(self, self._typed_request(ask, stream=True), model, ask)
+            return self._drive(self._typed_flow(ask))
         request = self._chat_request(messages, model, stream, temperature, max_tokens, params)
         if stream:
             return ChatStream(self, request, model)
@@ -934,6 +1140,7 @@ class AsyncDeepInfraClient(_ClientBase):
         stream: Literal[True] = ...,
         temperature: float | None = ...,
         max_tokens: int | None = ...,
+        schema: Any = ...,
         **params: Any,
     ) -> AsyncChatStream: ...
 
@@ -946,6 +1153,7 @@ class AsyncDeepInfraClient(_ClientBase):
         stream: Literal[False],
         temperature: float | None = ...,
         max_tokens: int | None = ...,
+        schema: Any = ...,
         **params: Any,
     ) -> ChatResult: ...
 
@@ -957,11 +1165,18 @@ class AsyncDeepInfraClient(_ClientBase):
         stream: bool = True,
         temperature: float | None = DEFAULT_TEMPERATURE,
         max_tokens: int | None = DEFAULT_MAX_TOKENS,
+        schema: Any = None,
         **params: Any,
     ) -> AsyncChatStream | ChatResult:
         """Chat completion: ``stream = await client.chat(...)`` then ``async for``;
-        ``stream=False`` returns the final :class:`ChatResult`."""
+        ``stream=False`` returns the final :class:`ChatResult`; ``schema``: see
+        :meth:`DeepInfraClient.chat`."""
         model = model or self.default_model(DEFAULT_MODEL, await self._catalog_for_default())
+        if schema is not None:
+            ask = self._typed_ask(messages, model, temperature, max_tokens, params, schema)
+            if stream:
+                return AsyncChatStream(self, self._typed_request(ask, stream=True), model, ask)
+            return await self._drive(self._typed_flow(ask))
         request = self._chat_request(messages, model, stream, temperature, max_tokens, params)
         if stream:
             return AsyncChatStream(self, request, model)

@@ -30,7 +30,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -101,10 +101,18 @@ class SchemaValidationError(InvalidResponseError):
     ``raw_text`` keeps the reply as received; ``problems`` lists each violation.
     """
 
-    def __init__(self, message: str, *, raw_text: str = "", problems: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw_text: str = "",
+        problems: Sequence[str] = (),
+        result: Any = None,
+    ) -> None:
         super().__init__(message)
         self.raw_text = raw_text
         self.problems = list(problems)
+        self.result = result  # the ChatResult that failed, when a client made it
 
 
 @dataclass(frozen=True)
@@ -226,6 +234,32 @@ class Schema:
             "Answer with a single JSON object and nothing else (no prose, no code fence). "
             f"It must match this JSON Schema: {schema}"
         )
+
+    def request_parts(
+        self, messages: Sequence[Mapping[str, Any]], json_mode: bool
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The messages and ``response_format`` to send: ``json_schema`` as given, or in
+        JSON mode (``json_mode``) the fallback format with the schema stated in the system
+        message (added to the first one, or put first)."""
+        sent = [dict(message) for message in messages]
+        if not json_mode:
+            return sent, self.response_format()
+        stated = self.fallback_system_message()
+        if sent and sent[0].get("role") == "system" and isinstance(sent[0].get("content"), str):
+            sent[0]["content"] = f"{sent[0]['content']}\n\n{stated}"
+        else:
+            sent.insert(0, {"role": "system", "content": stated})
+        return sent, self.fallback_response_format()
+
+    def markdown_row(self, value: Any, cell: Callable[[Any], str] = str) -> str:
+        """A parsed value as a one-row Markdown table, fields as columns; ``cell`` makes
+        each cell safe (the display's escaping)."""
+        row = self.row(value)
+        names = [f.name for f in self.fields()] if not self._wrapped else [_WRAPPED]
+        shown = [cell("" if row.get(name) is None else _cell_text(row.get(name))) for name in names]
+        head = "| " + " | ".join(cell(name) for name in names) + " |"
+        rule = "|" + "---|" * len(names)
+        return "\n".join([head, rule, "| " + " | ".join(shown) + " |"])
 
     def repair_messages(self, raw_text: str, error: SchemaValidationError) -> list[dict[str, str]]:
         """The two messages to append for the one repair request: the reply, and what is wrong."""
@@ -780,6 +814,17 @@ def _convert(value: Any, hint: Any) -> Any:
             }
             return hint(**converted)
     return value
+
+
+def _cell_text(value: Any) -> str:
+    """A field value as table text: lists joined with commas, dates in ISO form."""
+    if isinstance(value, list):
+        return ", ".join(_cell_text(item) for item in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (datetime.date, dict)):
+        return value.isoformat() if isinstance(value, datetime.date) else json.dumps(value)
+    return str(value)
 
 
 def _plain(value: Any) -> Any:

@@ -69,6 +69,8 @@ class ChatResult:
 
     ``interrupted`` is True when the user stopped the stream; ``error`` holds the
     one-line message when it broke. Either way ``text`` holds everything received.
+    With a schema, ``parsed`` is the typed value (as the openai SDK names it) and
+    ``repairs`` counts the repair requests it took (0 or 1).
     """
 
     text: str
@@ -81,6 +83,8 @@ class ChatResult:
     replayed_from: str | None = None  # the recording file, when replayed
     time_to_first_token: float | None = None
     duration: float | None = None
+    parsed: Any = None
+    repairs: int = 0
 
     @property
     def replayed(self) -> bool:

@@ -39,8 +39,11 @@ def _duration(seconds: float | None) -> str:
 
 
 def progress_line(progress: MapProgress, model: str) -> str:
-    """One line: done/failed/total, tokens, dollars, rows per second and ETA."""
+    """One line: done/failed/total (and distinct prompts when fewer), tokens, dollars,
+    rows per second and ETA."""
     parts = [f"{progress.done}/{progress.total} done"]
+    if 0 < progress.distinct < progress.total:
+        parts.insert(0, f"{progress.total} rows, {progress.distinct} distinct prompts")
     if progress.failed:
         parts.append(f"{progress.failed} failed")
     if progress.cached:
@@ -152,7 +155,10 @@ def map_summary(result: MapResult, *, sent_rows: int, preview: int = 5, note: st
     icon = "✓" if not result.failed and not result.remaining else "⚠"
     if result.interrupted:
         icon = "⏹"
-    parts = [f"**{icon} {total} rows** with `{result.model}`: {result.answered} answered"]
+    rows = f"{total} rows"
+    if result.distinct < total:
+        rows += f", {result.distinct} distinct prompts"
+    parts = [f"**{icon} {rows}** with `{result.model}`: {result.answered} answered"]
     if result.cached:
         parts[0] += f" ({result.cached} from earlier runs, not sent again)"
     if result.failed:

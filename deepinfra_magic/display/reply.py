@@ -126,10 +126,13 @@ class ReplyView:
         *,
         text: str | None = None,
         reasoning: str | None = None,
+        plain_text: str | None = None,
     ) -> None:
         """End the reply (normally, on an error or on Ctrl-C): the reasoning and the answer
         (``text``/``reasoning`` when given: everything received, even what never reached
         the live view), the note, the footer (none when empty); then empty the live outputs.
+        ``plain_text`` is the answer's text/plain when it is not ``text`` itself (a typed
+        answer: a table in Markdown, its raw JSON in text/plain).
         """
         if reasoning is None:
             reasoning = self.reasoning.text if self.reasoning is not None else ""
@@ -143,7 +146,8 @@ class ReplyView:
         if reasoning:
             bundles.append(_reasoning_bundle(reasoning))
         if text:
-            text_plain = f"{text}\n\n{plain(note)}" if note else text
+            body = text if plain_text is None else plain_text
+            text_plain = f"{body}\n\n{plain(note)}" if note else body
             if self._markdown:
                 bundles.append(markdown_bundle(f"{text}\n\n{note}" if note else text, text_plain))
             else:
@@ -169,6 +173,7 @@ class StdoutReplyView:
         self._throttle = Throttle(update_interval)
         self._section = ""
         self._printed = {"reasoning": 0, "answer": 0}  # characters written of each
+        self._answer: list[str] = []  # the answer as printed
 
     def start(self) -> None:
         """Say which model is being asked."""
@@ -191,6 +196,7 @@ class StdoutReplyView:
     def add_answer(self, delta: str) -> None:
         """Answer text."""
         header = "\n\n" if self._section == "reasoning" else ""
+        self._answer.append(delta)
         self._write("answer", header, delta)
 
     def finish(
@@ -201,11 +207,17 @@ class StdoutReplyView:
         *,
         text: str | None = None,
         reasoning: str | None = None,
+        plain_text: str | None = None,
     ) -> None:
         """End the reply: whatever of ``reasoning``/``text`` was received but not printed
         yet (a reply that was not streamed, text that came with an error), the note
         (interrupt/error) and the footer line."""
         del metadata  # text frontends have no output metadata
+        if plain_text is not None:  # a typed answer: its raw JSON, printed whole if repaired
+            if not plain_text.startswith("".join(self._answer)):
+                self._out.write("\n\n")
+                self._printed["answer"] = 0
+            text = plain_text
         if (
             reasoning
             and len(reasoning) > self._printed["reasoning"]

@@ -15,6 +15,10 @@ Rules kept here:
   ``{In[n]}``/``{Err}`` fields, ``--see`` tables, the error ``%deepinfra_explain`` sends, the
   system prompt) passes :meth:`ChatTurn.masked` in :meth:`ChatMagics.run_chat`: the client's
   key, scoped tokens and Authorization values leave as ``***``.
+* ``--schema`` is read into a :class:`~deepinfra_magic.schema.Schema` before any request;
+  the reply still streams live, and at its end the typed value is shown as a one-row
+  table (its raw JSON in text/plain); a reply that does not fit even after its repair keeps its
+  raw text on screen and in ``-o``, and the cell ends with the one-line error.
 """
 
 from __future__ import annotations
@@ -97,6 +101,12 @@ class ChatMagics(FamilyMagics):
     @argument("-o", "--out", metavar="VAR")
     @argument("--vars", action="store_true", help="fill {name} from the notebook")
     @argument("--see", action="append", metavar="EXPR", help="attach a plot or table")
+    @argument(
+        "--schema",
+        metavar="SPEC",
+        help="a typed answer: a pydantic model, dataclass, TypedDict, Enum or JSON Schema "
+        "dict in the notebook, or inline: 'label: a|b, score: float, tags: list[str], ok: bool?'",
+    )
     def deepinfra(self, line: str, cell: str) -> None:
         """Chat with a DeepInfra model; the cell body is the prompt, streamed back live.
 
@@ -106,10 +116,13 @@ class ChatMagics(FamilyMagics):
         ``{In[3]}``, ``{Out[3]}``, ``{Err[3]}`` and ``{Err}`` from the notebook. ``--see``
         attaches a figure (or ``plt``), image, array, file, ``Out[n]``, ``cell:n`` or
         DataFrame. Ctrl-C stops the reply and keeps what arrived. An image model makes an
-        image.
+        image. ``--schema SPEC`` asks for a typed answer (``-o``'s ``.parsed``).
         """
+        from ..schema import Schema
+
         args = parse_argstring(self.deepinfra, line)
         check_variable_name(args.out)
+        schema = None if args.schema is None else Schema.from_spec(args.schema, self.ip.user_ns)
         prompt = cell.strip("\n")
         if not prompt.strip():
             raise UsageError(
@@ -124,13 +137,16 @@ class ChatMagics(FamilyMagics):
         params = parse_params(args.param, parser_of(self.deepinfra))
         client, catalog, model = self.session.pick_model(args.model, self.default_model)
         if catalog is not None and catalog.is_image_model(model):
+            if schema is not None:
+                raise UsageError(f"%%deepinfra: {model} makes images; --schema needs a text model.")
             check_image_from_chat(model, bool(attachments))
             show_images(self, client, ImageCall(prompt, model, 1, params), args.out)
             return
         can_see = check_can_see(model, attachments, catalog)
         if args.new:
             self.conversation.reset()
-        self.run_chat(client, ChatTurn.asking(prompt, model, params, can_see, attachments), args)
+        turn = ChatTurn.asking(prompt, model, params, can_see, attachments)
+        self.run_chat(client, turn._replace(schema=schema), args)
 
     def run_chat(self, client: DeepInfraClient, turn: ChatTurn, args: Any) -> None:
         """The whole exchange of a chat cell: the view, the request streamed into it
@@ -149,7 +165,9 @@ class ChatMagics(FamilyMagics):
         view = display.reply_view(
             self.frontend(), model, self.update_interval, args.format != "text"
         )
-        call = ChatCall(messages, model, temperature, max_tokens, turn.params, not args.no_stream)
+        call = ChatCall(
+            messages, model, temperature, max_tokens, turn.params, not args.no_stream, turn.schema
+        )
         outcome = stream_reply(client, view, call)
         if turn.attachments and isinstance(outcome.problem, APIStatusError):
             catalog = self.session.catalog_if_available(client)
@@ -164,7 +182,12 @@ class ChatMagics(FamilyMagics):
             note = "*No new cell can be added here: the code is in the reply above.*"
         if footer and turn.attachments:
             footer += " · " + summary(turn.attachments)
-        view.finish(footer, result.metadata(), note, text=result.text, reasoning=result.reasoning)
+        shown, raw = result.text, None
+        if turn.schema is not None:
+            note, footer, shown, raw = typed_ending(turn.schema, result, note, footer)
+        view.finish(
+            footer, result.metadata(), note, text=shown, reasoning=result.reasoning, plain_text=raw
+        )
         self.last_response = result
         if args.out:
             self.ip.user_ns[args.out] = result
@@ -246,6 +269,7 @@ class ChatTurn(NamedTuple):
     can_see: bool = True
     attachments: Sequence[Attachment] = ()
     topic: str = ""
+    schema: Any = None  # a Schema: the answer must fit it
 
     @classmethod
     def asking(
@@ -288,6 +312,7 @@ class ChatCall(NamedTuple):
     max_tokens: int
     params: Mapping[str, Any] = NO_FIELDS
     stream: bool = True
+    schema: Any = None  # a Schema, for a typed answer
 
 
 def stream_reply(
@@ -303,6 +328,8 @@ def stream_reply(
     """
     reply: ChatStream | None = None
     options = {"temperature": call.temperature, "max_tokens": call.max_tokens, **call.params}
+    if call.schema is not None:
+        options["schema"] = call.schema
     try:
         view.start()
         if not call.stream:
@@ -319,10 +346,33 @@ def stream_reply(
         stopped = reply.partial(interrupted=True) if reply else None
         return Outcome(stopped or ChatResult("", call.model, interrupted=True), exc)
     except DeepInfraError as exc:
-        failed = reply.partial(error=exc.message) if reply else None
-        return Outcome(failed or ChatResult("", call.model, error=exc.message), exc)
+        # A typed reply that did not fit keeps its own result (its raw text, its repair);
+        # one whose repair request failed keeps the reply it had.
+        kept = getattr(exc, "result", None) or (reply.result if reply else None)
+        if kept is None:
+            kept = reply.partial(error=exc.message) if reply else None
+        elif kept.error is None:
+            kept.error = exc.message
+        return Outcome(kept or ChatResult("", call.model, error=exc.message), exc)
     assert reply.result is not None
     return Outcome(reply.result)
+
+
+def typed_ending(
+    schema: Any, result: ChatResult, note: str, footer: str
+) -> tuple[str, str, str, str | None]:
+    """A typed reply's note, footer, shown Markdown and its text/plain: the value as a
+    one-row table over its raw JSON; "1 repair" in the footer when one was needed; a reply
+    that does not fit keeps its raw text, with a note saying so."""
+    if footer and result.repairs:
+        footer += f" · {result.repairs} repair"
+    if result.parsed is None:
+        if result.repairs and result.error:
+            kept = "its raw text is kept"
+            note = f"*⚠ The answer does not fit the schema, even after 1 repair: {kept}.*"
+        return note, footer, result.text, None
+    table = schema.markdown_row(result.parsed, display.tables.table_cell)
+    return note, footer, table, result.text
 
 
 def reply_ending(result: ChatResult, format_: str, timing: bool) -> tuple[str, str, str | None]:

@@ -9,10 +9,14 @@ Rules kept here:
   only the missing ones, and a Batch API job keeps running when the cell stops waiting.
 * This module is the cell's half only: the rows, the scheduler and the Batch API live in
   the library (``mapping``, ``batches``) and load on the first map, with the display.
+* ``--schema`` is read before any request; its answers become typed columns
+  (``--column NAME``: ``NAME_field``; ``--column ''``: bare field names; ``-o``: a frame).
+* The summary shows the estimate made before sending beside what the run used.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -78,18 +82,31 @@ class MapMagics(FamilyMagics):
     @argument("--concurrency", type=bounded_int(1, 256))
     @argument("--batch-api", action="store_true")
     @argument("--yes", action="store_true", help="send even above map_confirm_dollars")
+    @argument(
+        "--schema",
+        metavar="SPEC",
+        help="typed columns: a pydantic model, dataclass, TypedDict, Enum or JSON Schema dict "
+        "in the notebook, or inline: 'label: a|b, score: float, tags: list[str], ok: bool?'",
+    )
     def deepinfra_map(self, line: str, cell: str) -> None:
         """Ask the cell (a template) for every row of DATA, many requests at once.
 
         ``{column}`` fills in a DataFrame's columns; ``{}`` or ``{item}`` each item. Answers
         are kept on disk: a re-run sends only rows without one. ``--batch-api`` submits the
         rows to DeepInfra's Batch API (24 h, 20% cheaper). Ctrl-C keeps finished rows.
+        Rows with the same prompt are sent once. ``--schema SPEC`` gives typed columns.
         """
+        from ..schema import Schema
+
         args = parse_argstring(self.deepinfra_map, line)
         params = parse_params(args.param, parser_of(self.deepinfra_map))  # before any request
         check_variable_name(args.out)
-        check_variable_name(args.column, "--column")
-        data = map_data(self.ip.user_ns, args.data, args.column)
+        schema = None if args.schema is None else Schema.from_spec(args.schema, self.ip.user_ns)
+        bare = schema is not None and args.column == ""  # typed columns named as the fields
+        if not bare:
+            check_variable_name(args.column, "--column")
+        # map_data checks that --column has a DataFrame to fill ('' shown as typed)
+        data = map_data(self.ip.user_ns, args.data, "''" if bare else args.column)
         template = cell.strip("\n")
         if not template.strip():
             raise UsageError(
@@ -102,7 +119,7 @@ class MapMagics(FamilyMagics):
         max_tokens = given(args.max_tokens, self.max_tokens)
         job = client.plan_map(
             data, template, model, system=args.system, temperature=temperature,
-            max_tokens=max_tokens, **params,
+            max_tokens=max_tokens, schema=schema, **params,
         )  # fmt: skip
         call = MapCall(
             args.concurrency or self.map_concurrency, args.batch_api,
@@ -110,11 +127,15 @@ class MapMagics(FamilyMagics):
         )  # fmt: skip
         estimate = confirm_cost(job, catalog, call)
         view = display.maps.MapProgressView(self.frontend(), model)
-        outcome = run_map(client, job, view, call, [estimate] if estimate else [])
+        outcome = run_map(client, job, view, call, [], estimate)
         result = self.last_map = outcome.value
         if args.out:
             self.ip.user_ns[args.out] = result.output()
-        if args.column:
+        if schema is not None and args.column is not None:
+            typed = result.output(prefix=args.column)
+            for name in typed.columns:  # by position: an index may repeat labels
+                data[name] = typed[name].array
+        elif args.column:
             data[args.column] = result.values  # by position: an index may repeat labels
         self.end_cell(outcome)  # a plain interrupt, like %%deepinfra: the summary said the rest
 
@@ -178,17 +199,23 @@ def map_data(user_ns: Mapping[str, Any], name: str, column: str | None) -> Any:
     return data
 
 
-def confirm_cost(job: maps.MapJob, catalog: ModelCatalog | None, call: MapCall) -> str:
+def confirm_cost(
+    job: maps.MapJob, catalog: ModelCatalog | None, call: MapCall
+) -> maps.rows.CostEstimate | None:
     """Refuse, before anything is sent, a run whose estimate is above the call's limit
-    (unless ``yes``); else the estimate as a note for the summary ("" when none)."""
-
+    (unless ``yes``); else the estimate, for the summary (None when nothing is to send).
+    Its input tokens are counted from the rendered prompts (characters ÷ 4), its output
+    tokens are ``max_tokens`` per distinct prompt; dollars at catalog (or batch) prices."""
     info = catalog.get(job.model) if catalog is not None else None
     estimate = job.estimate(info)
+    if not estimate.rows:
+        return None
     dollars = estimate.dollars
-    if dollars is None or not estimate.rows:
-        return ""
+    if dollars is None:
+        return estimate
     if call.batch_api:
         dollars *= maps.DISCOUNT
+        estimate = dataclasses.replace(estimate, dollars=dollars)
     if dollars > call.limit and not call.yes:
         raise UsageError(
             f"%%deepinfra_map: {estimate.rows} rows to send may cost up to ${dollars:.2f} "
@@ -196,14 +223,32 @@ def confirm_cost(job: maps.MapJob, catalog: ModelCatalog | None, call: MapCall) 
             f"out), above map_confirm_dollars (${call.limit:g}): add --yes to "
             "send, or lower --max-tokens."
         )
-    return f"*Estimated before sending: up to {display.money(dollars)} at catalog prices.*"
+    return estimate
+
+
+def estimate_note(estimate: maps.rows.CostEstimate, result: maps.MapResult) -> str:
+    """The estimate made before sending beside what the run used, as one summary line."""
+    guessed = f"~{estimate.prompt_tokens:,} tokens in / ≤ {estimate.max_completion_tokens:,} out"
+    if estimate.dollars is not None:
+        guessed = f"up to {display.money(estimate.dollars)} at catalog prices ({guessed})"
+    usage = result.usage
+    actual = f"{usage.prompt_tokens:,} in / {usage.completion_tokens:,} out"
+    if usage.estimated_cost is not None:
+        actual += f", {display.money(usage.estimated_cost)}"
+    return f"*Estimated before sending: {guessed} · actual: {actual}.*"
 
 
 def run_map(
-    client: DeepInfraClient, job: maps.MapJob, view: Any, call: MapCall, notes: list[str]
+    client: DeepInfraClient,
+    job: maps.MapJob,
+    view: Any,
+    call: MapCall,
+    notes: list[str],
+    estimate: maps.rows.CostEstimate | None = None,
 ) -> Outcome:
-    """Send a planned map's missing rows, then show the summary (with ``notes``, and any
-    the Batch API adds); ``value`` is the :class:`MapResult` with every row answered."""
+    """Send a planned map's missing rows, then show the summary (with ``notes``, the
+    ``estimate`` beside the actual use, and any the Batch API adds); ``value`` is the
+    :class:`MapResult` with every row answered."""
     sent = len(job.missing)
     started = time.perf_counter()
     outcome = Outcome()
@@ -217,6 +262,8 @@ def run_map(
     result: maps.MapResult = job.result(time.perf_counter() - started, outcome.interrupted)
     if outcome.interrupted and call.batch_api:
         result.interrupted = False  # the job runs on: nothing was lost
+    if estimate is not None:
+        notes.insert(0, estimate_note(estimate, result))
     view.finish(display.maps.map_summary(result, sent_rows=sent, note="\n\n".join(notes)))
     outcome.value = result
     return outcome

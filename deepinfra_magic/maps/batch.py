@@ -13,6 +13,9 @@ clients' ``_drive`` runs); :func:`merge_batch` is a pure function of what it is 
 (the job's rows and the store it is given are all it writes; what to charge is returned,
 not recorded); the batch price is the catalog price (``ModelInfo.cost``) times
 :data:`DISCOUNT`; a job already submitted for the same rows is picked up, never paid twice.
+A job sends each distinct prompt once (rows sharing it share its answer); with a schema
+every line carries the same ``response_format`` as a real-time row, and an answer is
+parsed the same way (one that does not fit fails its rows: a batch has no repair turn).
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from .._flows import Flow, Sleep
 from .._protocol import ApiRequest, parse_json
 from .._text import shorten
 from ..errors import InvalidArgumentError, InvalidResponseError
+from ..schema import SchemaValidationError
 from ..types import Usage
 from ..usage import priced
-from .rows import MapJob
+from .rows import MapJob, MapRow
 from .store import AnswerStore
 
 if TYPE_CHECKING:
@@ -375,22 +379,29 @@ def merge_batch(
         if store is not None:
             store.set_batch_status(batch.id, batch.status)
         return []
-    rows = {row.key: row for row in job.rows} if job is not None else {}
     model = str(batch.metadata.get("model") or (job.model if job is not None else "batch"))
     charges: list[tuple[str, Usage | None]] = []
     for key, outcome in outcomes.items():
-        row = rows.get(key)
+        group = job.groups.get(key, []) if job is not None else []
+        row: MapRow | None = group[0] if group else None
         if outcome.text is None:
-            if row is not None and not row.answered:
-                row.error = outcome.error
+            if job is not None and row is not None:
+                job.fail_row(row, outcome.error)
             continue
         row_model = row.model if row is not None else model
         info = catalog.get(row_model) if catalog is not None else None
         usage = priced(outcome.usage, info, DISCOUNT)
         charges.append((row_model, usage))
-        if row is not None:
-            row.text, row.usage, row.error = outcome.text, usage, None
-            row.replayed_from = replayed_from or row.replayed_from
+        if job is not None and row is not None:
+            try:
+                parsed = job.parse(outcome.text)
+            except SchemaValidationError as exc:
+                job.fail_row(row, exc.message)
+                continue  # not kept: a re-run asks again
+            for each in group:
+                each.text, each.parsed, each.error = outcome.text, parsed, None
+                each.usage = usage if each is row else None
+                each.replayed_from = replayed_from or each.replayed_from
         if store is not None:
             store.put(key, row_model, outcome.text, usage)
     if store is not None:

@@ -4,14 +4,17 @@ and the results (rows, job, result, progress) with their usage sums.
 Rules it keeps: nothing here sends a request or touches the disk but through the
 :class:`~deepinfra_magic.maps.store.AnswerStore` it is handed; a mistake in the data or the
 template is an :class:`InvalidArgumentError` raised before anything is sent; pandas is
-never imported unless the data already is a pandas object; a cost comes from
-``ModelInfo.cost``, the one place prices are applied.
+never imported unless the data already is a pandas object (or a typed answer asks for a
+frame); a cost comes from ``ModelInfo.cost``, the one place prices are applied. Rows whose
+requests are identical (the same key) are one *distinct prompt*: sent once, and its
+answer (or error) is every such row's. With a schema the key holds the schema's
+fingerprint instead of the ``response_format`` sent, so JSON mode reuses the answers
+and a changed schema asks again.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import string
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,7 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._protocol import ApiRequest, chat_request
-from ..errors import InvalidArgumentError
+from ..errors import APIStatusError, DeepInfraError, InvalidArgumentError
+from ..schema import Schema, SchemaValidationError, refuses_json_schema
 from ..types import ChatResult, Usage
 from .store import AnswerStore, answer_key
 
@@ -157,6 +161,10 @@ class MapRow:
     replayed_from: str | None = None  # the recording the answer came from
     attempts: int = 0
     rate_limited: int = 0
+    parsed: Any = None  # the typed answer, with a schema
+    repairs: int = 0  # repair requests sent for this row (at most one)
+    refusals: int = 0  # json_schema refusals met (the row is then sent in JSON mode once)
+    system: str | None = None  # the system prompt as given (before a schema adds to it)
 
     @property
     def model(self) -> str:
@@ -185,6 +193,12 @@ class MapResult:
     elapsed: float = 0.0
     interrupted: bool = False
     batch_id: str | None = None
+    schema: Schema | None = None
+
+    @property
+    def distinct(self) -> int:
+        """Distinct prompts among the rows (each sent once, its answer shared)."""
+        return len({row.key for row in self.rows})
 
     @property
     def values(self) -> list[str | RowError | None]:
@@ -226,8 +240,14 @@ class MapResult:
         """Tokens and dollars of the rows answered in this run."""
         return sum_usage(row.usage for row in self.rows if not row.cached)
 
-    def output(self) -> Any:
-        """A list of the values, or a Series on the input's index for pandas input."""
+    def output(self, prefix: str = "") -> Any:
+        """A list of the values, or a Series on the input's index for pandas input. With a
+        schema, a DataFrame with one typed column per field (``prefix_field`` with a
+        ``prefix``) on the input's index; a failed row's fields are <NA>."""
+        if self.schema is not None:
+            index = self.data.source.index if self.data.source is not None else None
+            parsed = [row.parsed if row.answered else None for row in self.rows]
+            return self.schema.to_frame(parsed, index=index, prefix=prefix)
         if self.data.kind in ("dataframe", "series"):
             import pandas
 
@@ -279,48 +299,123 @@ class CostEstimate:
 
 
 def estimate_tokens(text: str) -> int:
-    """A rough token count (about four characters a token), for estimates only."""
+    """A rough token count for estimates only: characters ÷ 4, about right for Latin text
+    in the tokenizers of today's chat models (it undercounts code and most other scripts)."""
     return max(1, math.ceil(len(text) / 4))
 
 
 @dataclass
 class MapJob:
-    """A planned run: every row's request and key, with earlier answers already filled in."""
+    """A planned run: every row's request and key, with earlier answers already filled in.
+    Rows with the same key share one request (the first of them, :attr:`missing`)."""
 
     rows: list[MapRow]
     model: str
     data: MapInput
     max_tokens: int | None
     store: AnswerStore | None
+    schema: Schema | None = None
+    json_mode: bool = False  # typed answers in JSON mode (the server refused json_schema)
+    groups: dict[str, list[MapRow]] = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.groups = {}
+        for row in self.rows:
+            self.groups.setdefault(row.key, []).append(row)
 
     @property
     def missing(self) -> list[MapRow]:
-        """Rows that still need an answer."""
-        return [row for row in self.rows if not row.answered]
+        """The distinct prompts that still need an answer: one row per key, the first."""
+        return [group[0] for group in self.groups.values() if not group[0].answered]
+
+    @property
+    def distinct(self) -> int:
+        """How many distinct prompts the rows hold."""
+        return len(self.groups)
 
     def estimate(self, info: ModelInfo | None) -> CostEstimate:
-        """The cost of the missing rows at the catalog's prices (an upper bound)."""
+        """The cost of the missing prompts at the catalog's prices (an upper bound): input
+        tokens from the rendered prompts and system prompt (:func:`estimate_tokens`),
+        output tokens ``max_tokens`` each."""
         missing = self.missing
-        prompt = sum(
-            estimate_tokens(json.dumps((row.request.json or {}).get("messages"))) for row in missing
-        )
+        prompt = sum(estimate_tokens((row.system or "") + row.prompt) for row in missing)
         completion = (self.max_tokens or 0) * len(missing)
         dollars = info.cost(Usage(prompt, completion, prompt + completion)) if info else None
         return CostEstimate(len(missing), prompt, completion, dollars)
 
     def result(self, elapsed: float = 0.0, interrupted: bool = False) -> MapResult:
         """The rows as they stand."""
-        return MapResult(self.rows, self.model, self.data, elapsed, interrupted)
+        return MapResult(self.rows, self.model, self.data, elapsed, interrupted, None, self.schema)
 
     def finish_row(self, row: MapRow, result: ChatResult) -> None:
         """Record an answer, on disk first: a Ctrl-C landing in between must not leave a row
-        that counts as answered but would be asked again after a restart."""
+        that counts as answered but would be asked again after a restart. Every row of the
+        same prompt gets it; its usage is counted once, on ``row``."""
         if self.store is not None:
             self.store.put(row.key, self.model, result.text, result.usage)
-        row.text = result.text
-        row.usage = result.usage
-        row.error = None
-        row.replayed_from = result.replayed_from
+        for each in self.groups.get(row.key, [row]):
+            each.text = result.text
+            each.usage = result.usage if each is row else None
+            each.parsed = result.parsed
+            each.error = None
+            each.replayed_from = result.replayed_from
+
+    def fail_row(self, row: MapRow, message: str | None) -> None:
+        """Keep why a prompt failed on each of its rows (None: clear it for a retry)."""
+        for each in self.groups.get(row.key, [row]):
+            if not each.answered:
+                each.error = message
+
+    def parse(self, text: str) -> Any:
+        """A reply's typed value (None without a schema); SchemaValidationError if it does
+        not fit."""
+        return self.schema.parse(text) if self.schema is not None else None
+
+    def repair(self, row: MapRow, error: BaseException) -> bool:
+        """For a reply that does not fit the schema, the row's one repair: its request
+        becomes the repair request (the reply and what is wrong sent back). False when it
+        is no such error, or the row had its repair."""
+        if self.schema is None or not isinstance(error, SchemaValidationError) or row.repairs:
+            return False
+        body = dict(row.request.json or {})
+        body["messages"] = [
+            *body.get("messages", []),
+            *self.schema.repair_messages(error.raw_text, error),
+        ]
+        row.request = dataclasses.replace(row.request, json=body)
+        row.repairs += 1
+        return True
+
+    def refused(self, row: MapRow, error: BaseException) -> bool:
+        """For a server that refuses ``json_schema``, switch every unanswered row to JSON
+        mode (the schema in the system message): True, and the caller sends ``row`` again
+        (once: a row refused in JSON mode too fails)."""
+        if self.schema is None or not isinstance(error, APIStatusError) or row.refusals:
+            return False
+        if error.status_code is None or not refuses_json_schema(error.status_code, error.message):
+            return False
+        row.refusals += 1
+        if not self.json_mode:
+            self.json_mode = True
+            for row in self.rows:
+                if not row.answered:
+                    row.request = _typed(row.request, row, self.schema, json_mode=True)
+        return True
+
+    def retry_failed(self) -> None:
+        """Forget the errors of rows not answered, before a run sends them again."""
+        for row in self.rows:
+            if not row.answered:
+                row.error = None
+
+
+def _typed(request: ApiRequest, row: MapRow, schema: Schema, json_mode: bool) -> ApiRequest:
+    """A row's request asking for ``schema``: json_schema, or JSON mode."""
+    body = dict(request.json or {})
+    base = [{"role": "system", "content": row.system}] if row.system else []
+    base.append({"role": "user", "content": row.prompt})
+    body["messages"], body["response_format"] = schema.request_parts(base, json_mode)
+    return dataclasses.replace(request, json=body)
 
 
 def plan_map(
@@ -333,8 +428,11 @@ def plan_map(
     max_tokens: int | None,
     params: Mapping[str, Any],
     store: AnswerStore | None,
+    schema: Schema | None = None,
+    json_mode: bool = False,
 ) -> MapJob:
-    """Render every prompt, build its request and key, and fill in stored answers."""
+    """Render every prompt, build its request and key, and fill in stored answers (with a
+    ``schema``, only those that still parse)."""
     if not isinstance(template, str) or not template.strip():
         raise InvalidArgumentError("The template is empty: write the prompt, with {column} fields.")
     rows_in = read_rows(data)
@@ -348,15 +446,24 @@ def plan_map(
             max_tokens=max_tokens, params=params,
         )  # fmt: skip
         request = dataclasses.replace(request, max_retries=0)  # the scheduler retries rows
-        key = answer_key(request.json or {})
-        rows.append(MapRow(position, label, prompt, key, request))
+        body = request.json or {}
+        key = answer_key({**body, "schema": schema.fingerprint} if schema else body)
+        row = MapRow(position, label, prompt, key, request, system=system)
+        if schema is not None:
+            row.request = _typed(request, row, schema, json_mode)
+        rows.append(row)
     if store is not None and rows:
         stored = store.get_many([row.key for row in rows])
         for row in rows:
             if row.key in stored:
-                row.text, row.usage = stored[row.key]
+                text, usage = stored[row.key]
+                try:
+                    row.parsed = schema.parse(text) if schema is not None else None
+                except DeepInfraError:
+                    continue  # not an answer this schema takes: ask again
+                row.text, row.usage = text, usage
                 row.cached = True
-    return MapJob(rows, model, rows_in, max_tokens, store)
+    return MapJob(rows, model, rows_in, max_tokens, store, schema, json_mode)
 
 
 @dataclass
@@ -373,6 +480,7 @@ class MapProgress:
     elapsed: float
     concurrency: int
     sent_done: int  # rows answered by this run (for the rate)
+    distinct: int = 0  # distinct prompts among the rows (0: not counted)
 
     @property
     def remaining(self) -> int:

@@ -6,7 +6,9 @@ halves on a 429 (once per burst) and grows back by one per window of successes; 
 Retry-After is honoured; waits between attempts come from the client's
 :class:`RetryPolicy`, the one backoff rule of the package; an error every other row would
 meet too (a refused key, no credit, an unknown model) stops the run instead of failing
-each row.
+each row; with a schema, a reply that does not fit is repaired once and a refused
+``json_schema`` switches the job to JSON mode (:meth:`MapJob.repair`, :meth:`MapJob.refused`),
+each row going out again at once; a prompt's error is every row's that shares it.
 """
 
 from __future__ import annotations
@@ -102,8 +104,7 @@ class RowScheduler:
         self._open: set[int] = set()  # positions of the rows out right now
         self._fatal: DeepInfraError | None = None
         self.sent_done = 0
-        for row in self._queue:
-            row.error = None  # failed in an earlier run: try again
+        job.retry_failed()  # failed in an earlier run: try again
 
     @property
     def finished(self) -> bool:
@@ -157,6 +158,10 @@ class RowScheduler:
         if row.answered:
             return
         message = getattr(error, "message", None) or str(error) or type(error).__name__
+        if self.job.refused(row, error) or self.job.repair(row, error):
+            row.attempts -= 1  # not a failed attempt: a changed request
+            self._queue.appendleft(row)
+            return
         if isinstance(error, RateLimitError):
             self.limit.rate_limited(epoch)
             row.rate_limited += 1
@@ -167,14 +172,14 @@ class RowScheduler:
                 return
         elif isinstance(error, FATAL_ERRORS):
             self._fatal = self._fatal or error
-            row.error = message
+            self.job.fail_row(row, message)
             self._queue.clear()  # the rows not sent stay unanswered (None), not failed
             self._waiting.clear()
             return
         elif _repeatable(error) and row.attempts <= self.max_retries:
             self._waiting.append((self.clock() + self._backoff(row), row))
             return
-        row.error = shorten(message, 300)
+        self.job.fail_row(row, shorten(message, 300))
 
     def _backoff(self, row: MapRow) -> float:
         return self._waits.delay(max(1, row.attempts)) or 0.0
@@ -194,6 +199,7 @@ class RowScheduler:
             elapsed=self.clock() - self.started,
             concurrency=self.limit.limit,
             sent_done=self.sent_done,
+            distinct=self.job.distinct,
         )
 
 

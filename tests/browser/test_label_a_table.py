@@ -42,10 +42,10 @@ def test_label_a_table_shows_progress_summaries_and_the_labelled_table(
     save_screenshot(page, request.node.name)
 
     summaries = [cell for cell in cells if "6 rows" in cell.text]
-    assert len(summaries) == 2 and all("6 answered" in cell.text for cell in summaries)
+    assert len(summaries) == 3 and all("6 answered" in cell.text for cell in summaries)
     assert "replayed from label_a_table.recording.json" in summaries[0].text
     bars = page.locator("[class*=hprogress]")
-    assert bars.count() == 1  # the live run's bar (the batch run shows its status instead)
+    assert bars.count() == 2  # the live runs' bars (the batch run shows its status instead)
     assert any("sentiment" in cell.text and "mixed" in cell.text for cell in cells)
     assert not [cell.index for cell in cells if cell.has_errors]
     assert not browser_log.page_errors

@@ -332,6 +332,7 @@ def _run(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
     """Answer every line as the chat endpoint would; [OAI] failed requests (non-2xx) go to
     the error file, with the same line shape."""
+    from . import structured
     from .faults import _NO_FAULT, _chat_body_problem, _plan_chat
     from .replies import _last_user_text
     from .wire import model_unavailable, validation_error
@@ -352,7 +353,9 @@ def _run(
         elif not (entry is not None and entry.is_text) and body["model"] not in config.extra_models:
             status, answer = 404, model_unavailable()
         else:
+            # A line's body is a real-time request: its response_format is honoured alike.
             script = fake._take_script(_last_user_text(body["messages"]))
+            script = script or structured.scripted(body)
             plan = _plan_chat(body, entry, _NO_FAULT, script, config)
             status, answer = 200, plan.completion()
             usage["input_tokens"] += plan.usage["prompt_tokens"]

@@ -235,7 +235,7 @@ def test_label_a_table_fills_the_column_from_the_recording(offline_env: None) ->
     notebook = _execute("label_a_table")
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     mapped = [cell for cell in code if cell.source.startswith("%%deepinfra_map")]
-    assert len(mapped) == 2
+    assert len(mapped) == 3
     for cell in mapped:
         summary = _outputs(cell)[-1]["data"]["text/plain"]
         assert "6 rows" in summary and "6 answered" in summary, summary
@@ -243,7 +243,12 @@ def test_label_a_table_fills_the_column_from_the_recording(offline_env: None) ->
         "replayed from label_a_table.recording.json"
         in _outputs(mapped[0])[-1]["data"]["text/plain"]
     )
-    assert "Batch API job" in _outputs(mapped[1])[-1]["data"]["text/plain"]
+    assert "Batch API job" in _outputs(mapped[2])[-1]["data"]["text/plain"]
+    typed = next(cell for cell in code if "label_confidence" in cell.source)
+    shown = _outputs(typed)[0]["data"]["text/plain"]
+    assert "0.96" in shown and "mixed" in shown  # the typed columns, from the recording
+    plot = next(cell for cell in code if ".plot.bar" in cell.source)
+    assert any("image/png" in output.get("data", {}) for output in _outputs(plot))
     counts = next(cell for cell in code if "value_counts" in cell.source)
     shown = _outputs(counts)[0]["data"]["text/plain"]
     assert "positive" in shown and "negative" in shown and "mixed" in shown

@@ -466,3 +466,29 @@ def test_to_frame_of_no_rows_keeps_the_typed_columns() -> None:
     frame = Schema.from_spec(INLINE).to_frame([])
     assert len(frame) == 0
     assert dtypes(frame)["label"] == "category" and dtypes(frame)["ok"] == "boolean"
+
+
+def test_request_parts_send_json_schema_or_state_the_schema_in_the_system_message() -> None:
+    schema = Schema.from_spec("label: a|b")
+    asked = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    messages, response_format = schema.request_parts(asked, json_mode=False)
+    assert messages == asked and response_format["type"] == "json_schema"
+    messages, response_format = schema.request_parts(asked, json_mode=True)
+    assert response_format == schema.fallback_response_format()
+    assert (
+        messages[0]["content"].startswith("Be brief.\n\n")
+        and "JSON Schema:" in messages[0]["content"]
+    )
+    assert asked[0]["content"] == "Be brief."  # the caller's messages are not changed
+    messages, _ = schema.request_parts([{"role": "user", "content": "Hi"}], json_mode=True)
+    assert [m["role"] for m in messages] == ["system", "user"]
+
+
+def test_markdown_row_is_a_one_row_table_with_fields_as_columns() -> None:
+    schema = Schema.from_spec("label: a|b, tags: list[str], ok: bool?")
+    value = schema.parse('{"label": "a", "tags": ["x", "y"], "ok": null}')
+    assert schema.markdown_row(value).splitlines() == [
+        "| label | tags | ok |",
+        "|---|---|---|",
+        "| a | x, y |  |",
+    ]
