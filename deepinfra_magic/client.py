@@ -75,9 +75,10 @@ from ._protocol import (
     chat_request,
 )
 from ._routes import Routes, fit_max_tokens
-from .catalog import CATALOG_CACHE, DiskCache, Fetched, ModelCatalog
+from .catalog import CATALOG_CACHE, DiskCache, Fetched, ModelCatalog, key_fingerprint
 from .errors import (
     APIConnectionError,
+    AuthenticationError,
     ConfigurationError,
     DeepInfraError,
     InvalidArgumentError,
@@ -337,9 +338,13 @@ class _ClientBase:
         self, preferred: str, catalog: ModelCatalog | None, *, image: bool = False
     ) -> str:
         """The model to ask for when none is named: on DeepInfra ``preferred``; on another
-        server ``preferred`` if it lists it, else (for chat) the first model it lists."""
+        server ``preferred`` if it lists it, else (for chat) the first model it lists. A
+        server that refused this key its list: that refusal (the chat would meet it too)."""
         if not self.routes.generic:
             return preferred
+        refused = CATALOG_CACHE.refusal(self.catalog_key, self.key_fingerprint)
+        if catalog is None and isinstance(refused, AuthenticationError):
+            raise refused.with_traceback(None)
         names = [m.name for m in catalog.models] if catalog is not None else []
         if preferred in names:
             return preferred
@@ -365,6 +370,12 @@ class _ClientBase:
             mode = "replay" if isinstance(self.recording, Replay) else "record"
             return f"{mode}:{files}"
         return self.base_url
+
+    @property
+    def key_fingerprint(self) -> str:
+        """Tells this client's key from another's without showing it ('' for no key): a
+        refused model list is asked for again with a new key."""
+        return key_fingerprint(self._transport.key())
 
     def cached_catalog(self) -> ModelCatalog | None:
         """The catalog already in memory, with no I/O (None if not fetched yet)."""
@@ -837,7 +848,11 @@ class DeepInfraClient(_ClientBase):
     def models(self, *, refresh: bool = False) -> ModelCatalog:
         """The featured models, fetched once per process (``refresh=True`` refetches)."""
         return CATALOG_CACHE.get(
-            self.catalog_key, self._fetch_catalog, refresh=refresh, disk=self._disk
+            self.catalog_key,
+            self._fetch_catalog,
+            refresh=refresh,
+            disk=self._disk,
+            credential=self.key_fingerprint,
         )
 
     def _fetch_catalog(self) -> Fetched:
@@ -1040,7 +1055,11 @@ class AsyncDeepInfraClient(_ClientBase):
     async def models(self, *, refresh: bool = False) -> ModelCatalog:
         """The featured models, fetched once per process (``refresh=True`` refetches)."""
         return await CATALOG_CACHE.aget(
-            self.catalog_key, self._fetch_catalog, refresh=refresh, disk=self._disk
+            self.catalog_key,
+            self._fetch_catalog,
+            refresh=refresh,
+            disk=self._disk,
+            credential=self.key_fingerprint,
         )
 
     async def _fetch_catalog(self) -> Fetched:

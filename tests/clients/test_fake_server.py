@@ -208,6 +208,16 @@ def test_openai_model_list_answers_without_a_key_and_lists_text_models(
     assert body["data"][0] == {"id": PRICED_MODEL, "object": "model", "owned_by": "deepinfra"}
 
 
+def test_the_model_list_can_check_the_key_as_servers_started_with_one_do(
+    fake_server: FakeDeepInfra, client: httpx.Client
+) -> None:
+    fake_server.configure(models_need_key=True, valid_keys={CANARY_KEY})
+    url = f"{fake_server.url}/v1/openai/models"
+    assert httpx.get(url).status_code == 403
+    assert httpx.get(url, headers={"Authorization": "Bearer sk-wrong"}).status_code == 401
+    assert client.get("/v1/openai/models").json()["object"] == "list"
+
+
 def test_catalog_is_configurable(fake_server: FakeDeepInfra, client: httpx.Client) -> None:
     entry = {"model_name": "acme/tiny", "type": "text-generation", "max_tokens": 8}
     client.post("/_fake/config", json={"catalog": [entry]}).raise_for_status()

@@ -58,6 +58,11 @@ class ServerConfig:
     nsfw_seeds: set[int] = field(default_factory=set)  # images flagged by the safety checker
     extra_models: set[str] = field(default_factory=set)  # served though not in the catalog
     catalog: tuple[CatalogModel, ...] = DEFAULT_CATALOG
+    # The OpenAI model list checks the key, as on servers started with one: vLLM's
+    # ``--api-key`` guards every /v1 route (docs.vllm.ai, "OpenAI-Compatible Server"), and
+    # LiteLLM's proxy answers /v1/models only with a key it issued (docs.litellm.ai,
+    # "Virtual Keys"). DeepInfra's own list answers without one (server.py, MODELS_PATH).
+    models_need_key: bool = False
     # Scoped JWTs (scoped_jwt.py): how refusals look, the account's key names, the clock.
     scoped_refusal: str = "by_reason"  # one of scoped_jwt.REFUSAL_SHAPES
     key_names: dict[str, str] = field(default_factory=dict)  # key → name (default "auto")

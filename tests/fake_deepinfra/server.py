@@ -125,6 +125,7 @@ class FakeDeepInfra:
     nsfw_seeds = _ConfigField["set[int]"]()
     extra_models = _ConfigField["set[str]"]()
     catalog = _ConfigField["tuple[CatalogModel, ...]"]()
+    models_need_key = _ConfigField[bool]()
     scoped_refusal = _ConfigField[str]()
     key_names = _ConfigField["dict[str, str]"]()
     clock_offset = _ConfigField[float]()
@@ -537,6 +538,9 @@ class _Handler(BaseHTTPRequestHandler):
             # Marked HTTPBearer in S7, yet reported to answer without checking the key (row 30
             # of the reference: an integration doc, and g4f's "backup URL that works without
             # a key"): the fake takes the risky reading, so a key check must not rely on it.
+            # Other servers started with a key check it here too (``models_need_key``).
+            if config.models_need_key and not self._authorized(config):
+                return
             names = [entry.name for entry in config.catalog if entry.is_text]
             self._send_json(200, model_list(names + sorted(config.extra_models)))
         elif get and path == RATE_LIMIT_PATH:
