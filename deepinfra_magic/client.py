@@ -428,10 +428,11 @@ class _ClientBase:
         return job
 
     def answer_store(self) -> AnswerStore:
-        """The on-disk store of map answers and batch jobs (opened on first use)."""
+        """The on-disk store of this server's map answers and of batch jobs (opened on first
+        use)."""
         store = self._answers
         if store is None:
-            store = self._answers = AnswerStore()
+            store = self._answers = AnswerStore(server=self.base_url)
         return store
 
     def _close_store(self) -> None:

@@ -129,6 +129,28 @@ def test_changed_parameters_are_new_questions(
     assert fake_server.count(CHAT_PATH) == 3
 
 
+def test_answers_are_kept_per_server_so_another_server_is_asked_again(
+    make_client: Callable[..., DeepInfraClient], fake_server: FakeDeepInfra
+) -> None:
+    # Two servers with a model of the same name (a local server with random weights, say),
+    # one answer store on disk.
+    items = ["apple", "pear"]
+    for word in items:
+        fake_server.script_reply(f"first server: {word}", match=word)
+    first = make_client().map(items, "Name {}", max_tokens=5)
+    with FakeDeepInfra() as other:
+        for word in items:
+            other.script_reply(f"second server: {word}", match=word)
+        second = make_client(base_url=other.api_url).map(items, "Name {}", max_tokens=5)
+        assert other.count(CHAT_PATH) == 2
+    assert first.values == ["first server: apple", "first server: pear"]
+    assert second.values == ["second server: apple", "second server: pear"]
+    assert second.cached == 0
+    again = make_client().map(items, "Name {}", max_tokens=5)  # the first server's, kept
+    assert again.values == first.values and again.cached == 2
+    assert fake_server.count(CHAT_PATH) == 2
+
+
 def test_429s_halve_concurrency_and_every_row_is_answered_exactly_once(
     make_client: Callable[..., DeepInfraClient], fake_server: FakeDeepInfra
 ) -> None:
