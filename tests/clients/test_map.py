@@ -45,6 +45,24 @@ def test_list_answers_come_back_in_order(
     assert result.usage.prompt_tokens > 0
 
 
+def test_the_result_is_a_sequence_of_its_answers_in_row_order(
+    make_client: Callable[..., DeepInfraClient], fake_server: FakeDeepInfra
+) -> None:
+    fake_server.add_fault(status=422, message="bad field: stop")  # the first row fails
+    for word in ("pear", "plum"):
+        fake_server.script_reply(f"fruit:{word}", match=word)
+    result = make_client().map(["apple", "pear", "plum"], "{}", concurrency=1, max_tokens=5)
+    assert len(result) == 3
+    assert list(result) == result.values and [*result] == result.values
+    failed = result[0]
+    assert isinstance(failed, RowError) and "stop" in failed.message
+    assert (result[1], result[-1]) == ("fruit:pear", "fruit:plum")
+    assert result[1:] == ["fruit:pear", "fruit:plum"]
+    assert "fruit:plum" in result and result.index("fruit:pear") == 1
+    with pytest.raises(IndexError):
+        result[3]
+
+
 def test_dataframe_rows_fill_columns_and_answers_align_with_the_index(
     make_client: Callable[..., DeepInfraClient], fake_server: FakeDeepInfra
 ) -> None:
