@@ -525,6 +525,16 @@ def test_faults_are_consumed_in_order_and_by_path(
         assert client.post(IMAGE_PATH, json={"prompt": "x"}).status_code == 418
 
 
+def test_a_fault_with_a_match_waits_for_a_prompt_that_contains_it(
+    fake_server: FakeDeepInfra, client: httpx.Client
+) -> None:
+    fake_server.add_fault(status=503, match="row 2")
+    statuses = [
+        client.post(CHAT, json=chat_body(f"row {index}")).status_code for index in (1, 2, 2)
+    ]
+    assert statuses == [200, 503, 200]
+
+
 @pytest.mark.parametrize("where", ["fault", "config"])
 def test_first_byte_delay_triggers_client_timeout_and_is_seen_as_disconnect(
     fake_server: FakeDeepInfra, client: httpx.Client, where: str

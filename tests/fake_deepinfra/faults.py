@@ -119,6 +119,9 @@ class FaultRule:
 
     path: str = CHAT_PATH
     times: int | None = 1  # requests it still applies to; None: forever
+    # Only requests whose last user message contains this (as ScriptedReply.match), so a
+    # test can slow one row of a map, whatever order its requests arrive in.
+    match: str | None = None
     status: int | None = None  # answer with this error status instead
     body_style: BodyStyle = "detail_str"
     message: str | None = None  # error text instead of the status phrase

@@ -335,11 +335,14 @@ class FakeDeepInfra:
         with self._lock:
             self._requests.append(record)
 
-    def _take_fault(self, path: str) -> FaultRule:
-        """Use up one application of the first rule matching ``path``."""
+    def _take_fault(self, path: str, prompt: str) -> FaultRule:
+        """Use up one application of the first rule matching ``path`` (and ``prompt``, the
+        request's last user message, for a rule with a ``match``)."""
         with self._lock:
             for rule in self._faults:
-                if fnmatch.fnmatchcase(path, rule.path):
+                if fnmatch.fnmatchcase(path, rule.path) and (
+                    rule.match is None or rule.match in prompt
+                ):
                     if rule.times is not None:
                         rule.times -= 1
                         if rule.times == 0:
@@ -438,6 +441,14 @@ class _ClientGone(ConnectionError):
     """The client closed its connection while the server was waiting to send."""
 
 
+def _prompt(payload: Any) -> str:
+    """The last user message of a chat request ('' for any other request)."""
+    messages = payload.get("messages") if isinstance(payload, dict) else None
+    if not isinstance(messages, list):
+        return ""
+    return _last_user_text([message for message in messages if isinstance(message, dict)])
+
+
 class _Handler(BaseHTTPRequestHandler):
     """Serves one connection: routes requests, applies faults, writes (chunked) responses."""
 
@@ -518,7 +529,7 @@ class _Handler(BaseHTTPRequestHandler):
                 # S15's body; S6 mentions no Retry-After, so none is sent.
                 self._send_error(429, "error_obj", "Model busy, retry later")
                 return
-            rule = fake._take_fault(path)
+            rule = fake._take_fault(path, _prompt(payload))
             if rule.hang_up:  # no DeepInfra shape: any server that dies mid-request
                 self._drop()
                 return
