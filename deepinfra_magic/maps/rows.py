@@ -204,7 +204,7 @@ class MapResult(Sequence[str | RowError | None]):
 
     def __getitem__(
         self, index: int | slice
-    ) -> str | RowError | None | list[str | RowError | None]:
+    ) -> str | RowError | list[str | RowError | None] | None:
         if isinstance(index, slice):
             return [row.value() for row in self.rows[index]]
         return self.rows[index].value()
