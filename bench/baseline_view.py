@@ -2,7 +2,8 @@
 baseline: the update interval grows with the live segment (6,000 bytes/s of traffic), and
 a segment is frozen only at a paragraph break outside code, past 8,000 characters.
 
-``BaselineReplyView`` has the current view's interface, so the magic can run with it.
+``BaselineReplyView`` has the current view's interface, so the magic can run with it:
+:func:`swap_reply_view` makes the magic build it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from deepinfra_magic._buffer import TextBuffer
 from deepinfra_magic.display import Publisher, markdown_bundle, metadata_for, plain
 
-__all__ = ["BaselineReplyView"]
+__all__ = ["BaselineReplyView", "swap_reply_view"]
 
 UPDATE_BYTES_PER_SECOND = 6_000
 SEGMENT_CHARS = 8_000
@@ -237,3 +238,20 @@ class BaselineReplyView:
             self._publish(markdown_bundle(note, plain(note)), metadata_for(metadata))
         if footer:
             self._publish(markdown_bundle(footer, plain(footer)), metadata_for(metadata))
+
+
+def swap_reply_view(view_class: type) -> type:
+    """Make ``%%deepinfra`` build its reply views from ``view_class``; returns the class it
+    replaces. The magic asks ``display.reply_view``, which takes the class from
+    ``display/reply.py`` when a cell runs, so that is where it is swapped; a swap that would
+    not reach the magic fails here instead of measuring the wrong view."""
+    from deepinfra_magic import display
+    from deepinfra_magic.display import reply
+
+    replaced: type = reply.ReplyView
+    reply.ReplyView = view_class  # type: ignore[assignment,misc]
+    probe = display.reply_view(display.Frontend(lambda *_, **__: None, live=True), "probe", 0.1)
+    if type(probe) is not view_class:
+        reply.ReplyView = replaced  # type: ignore[assignment,misc]
+        raise RuntimeError(f"display.reply_view builds {type(probe).__name__}, not the swap")
+    return replaced

@@ -12,8 +12,10 @@ machine load; the goal is a ratio of at most 1 (issue 19, item 7). The ratio is 
 loads' CPU time, which other processes on a shared machine disturb far less than the
 wall-clock time (reported beside it).
 
-The sandbox may set PYTHONDONTWRITEBYTECODE; the children run without it after an
-untimed warm-up, so modules load from cached bytecode as on a user's machine.
+Each child says where the package it loaded lives, and a sample loaded from another tree
+(an editable install elsewhere) stops the run. The sandbox may set
+PYTHONDONTWRITEBYTECODE; the children run without it after an untimed warm-up, so
+modules load from cached bytecode as on a user's machine.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ print(json.dumps({
     "httpx_imported": "httpx" in sys.modules,
     "modules_added": len(set(sys.modules) - modules),
     "network_events": len(network) - before,
+    "package_file": sys.modules[sys.argv[1]].__file__,
 }))
 """
 
@@ -85,6 +88,11 @@ def _sample(extension: str, env: dict[str, str], tree: Path = REPO_ROOT) -> dict
         timeout=120,
     )
     sample: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    # Another copy of the package (an editable install elsewhere) must not stand in.
+    if extension == OURS and not Path(sample["package_file"]).resolve().is_relative_to(
+        tree.resolve()
+    ):
+        raise RuntimeError(f"{OURS} loaded from {sample['package_file']}, not from {tree}")
     return sample
 
 

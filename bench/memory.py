@@ -52,12 +52,9 @@ def child(mode: str, url: str, tokens: int) -> dict[str, Any]:
     shell, magics, _ = magic_shell(url)
     magics.display_mode = "markdown" if mode == "baseline" else mode
     if mode == "baseline":
-        import deepinfra_magic.display
+        from .baseline_view import BaselineReplyView, swap_reply_view
 
-        from .baseline_view import BaselineReplyView
-
-        # run_chat imports its view from the display module when a cell runs
-        deepinfra_magic.display.ReplyView = BaselineReplyView  # type: ignore[misc]
+        swap_reply_view(BaselineReplyView)
     line = f"-m {MODEL} --new --max-tokens "
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         shell.run_cell_magic("deepinfra", line + "50", "Warm up.")

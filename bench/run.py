@@ -37,6 +37,8 @@ BENCHMARKS = (
     "browser",
 )
 DEFAULT_OUTPUT = REPO_ROOT / "bench" / "results" / "latest.json"
+# The repeat counts of the benchmark modules that ``--quick`` sets to one.
+_REPEATS = ("ROUNDS", "RUNS", "PAIRED_RUNS", "THEIR_RUNS", "SAMPLES")
 _PACKAGES = (
     "deepinfra-magic",
     "ipython",
@@ -126,11 +128,23 @@ def describe(info: dict[str, Any], seconds: float) -> str:
     )
 
 
+def _quick(module: Any) -> None:
+    """One repetition of everything ``module`` repeats (its notes then say so too)."""
+    for name in _REPEATS:
+        if isinstance(getattr(module, name, None), int):
+            setattr(module, name, 1)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmarks, print the table and write the JSON."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run just these")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results file")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="one round of each measurement: proves every row runs; its figures mean little",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     rows: list[Row] = []
@@ -139,18 +153,24 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.only or BENCHMARKS:
             print(f"running {name}…", file=sys.stderr, flush=True)
             begun = time.perf_counter()
-            rows += importlib.import_module(f"bench.{name}").measure()
+            module = importlib.import_module(f"bench.{name}")
+            if args.quick:
+                _quick(module)
+            rows += module.measure()
             timings[name] = time.perf_counter() - begun
             print(f"  {name}: {timings[name]:.1f} s", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - started
     info = machine()
     markdown = f"{table(rows)}\n\n{describe(info, seconds)}"
+    if args.quick:
+        markdown += " Quick run (`--quick`): one round of each, so the figures are rough."
     print(markdown)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "markdown": markdown,
         "machine": info,
         "seconds": seconds,
+        "quick": args.quick,
         "benchmark_seconds": timings,
         "rows": [asdict(row) for row in rows],
     }

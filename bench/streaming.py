@@ -42,7 +42,7 @@ from .replies import mixed_reply, run_on_reply
 
 REPLIES: dict[str, Callable[[int], str]] = {"mixed": mixed_reply, "run-on": run_on_reply}
 DESIGNS = {
-    "new": "deepinfra_magic.display.ReplyView",
+    "new": "deepinfra_magic.display.reply.ReplyView",
     "old": "bench.baseline_view.BaselineReplyView",
 }
 REAL = [(16_000, 1000), (64_000, 1000), (16_000, 100)]  # (reply bytes, tokens a second)
@@ -145,12 +145,13 @@ def _real(
     kc: Any, url: str, design: str, text: str, rate: float, overhead: float = 0.0
 ) -> dict[str, Any]:
     module, _, name = DESIGNS[design].rpartition(".")
-    # The chat magic imports its view from the display module when a cell runs: swap it
-    # there, keeping the package's own view to put back.
-    _run(kc, f"import deepinfra_magic.display as shown, {module}")
-    _run(kc, "shown.__dict__.setdefault('_PACKAGE_VIEW', shown.ReplyView)")
-    view = "shown._PACKAGE_VIEW" if design == "new" else f"{module}.{name}"
-    _run(kc, f"shown.ReplyView = {view}")
+    # The chat magic builds its view with display.reply_view when a cell runs: swap the
+    # class it uses (bench.baseline_view.swap_reply_view), keeping the package's own view
+    # to put back.
+    _run(kc, f"import bench.baseline_view as bench_view, {module}")
+    _run(kc, "bench_view.__dict__.setdefault('PACKAGE_VIEW', " + DESIGNS["new"] + ")")
+    view = "bench_view.PACKAGE_VIEW" if design == "new" else f"{module}.{name}"
+    _run(kc, f"bench_view.swap_reply_view({view})")
     configure_server(url, token_delay=max(0.0, 1 / rate - overhead))
     _control(url, "POST", "script", {"text": text})
     cell = f"%%deepinfra --new -m {MODEL} --max-tokens 1000000\nGo on."

@@ -3,7 +3,10 @@
 One catalog per API root (or recording) for the whole process, fetched by at most one
 request however many threads ask. A disk copy (with a TTL) lets a restarted kernel start
 without waiting, and stands in, visibly, when the network fails. The list only helps:
-a model that is not featured can still be used.
+a model that is not featured can still be used. A list the server refused is asked for
+once per API root *and key*: a new key (a login, a changed environment) is a new try.
+Keys are told apart by :func:`key_fingerprint`, a digest under a secret made fresh in
+each process; the key itself is never kept here.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import difflib
 import fnmatch
 import hashlib
+import hmac
 import json
 import os
 import tempfile
@@ -23,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._config import DEFAULT_CATALOG_TTL
+from ._config import DEFAULT_CATALOG_TTL, Secret
 from .errors import DeepInfraError
 from .types import Usage
 
@@ -35,6 +39,7 @@ __all__ = [
     "ModelCatalog",
     "ModelInfo",
     "default_cache_dir",
+    "key_fingerprint",
     "looks_like_vision_model",
 ]
 
@@ -322,17 +327,33 @@ def _age(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
+# Fresh in each process, so a fingerprint cannot be matched against keys elsewhere.
+_FINGERPRINT_SECRET = os.urandom(32)
+
+
+def key_fingerprint(key: Secret | None) -> str:
+    """Tells keys apart without holding one: 16 hex digits of an HMAC of the key under a
+    per-process secret ('' for no key). Only for comparing keys within this process."""
+    if not key:
+        return ""
+    digest = hmac.new(_FINGERPRINT_SECRET, key.reveal().encode(), hashlib.sha256)
+    return digest.hexdigest()[:16]
+
+
 # Entries, whether they were replayed, and when they were recorded (if replayed and known).
 Fetched = tuple[list[dict[str, Any]], bool, float | None]
 
 
 class CatalogCache:
-    """Process-wide catalogs by key, each fetched once, whatever the number of callers."""
+    """Process-wide catalogs by key, each fetched once, whatever the number of callers.
+
+    A refusal (a 4xx: a key refused, no such route) is remembered per key and
+    ``credential`` (a :func:`key_fingerprint`): asked again only with another key.
+    """
 
     def __init__(self) -> None:
         self._catalogs: dict[str, ModelCatalog] = {}
-        # A list the server refused (4xx: it has no such route, say) is asked for once.
-        self._refused: dict[str, DeepInfraError] = {}
+        self._refused: dict[tuple[str, str], DeepInfraError] = {}  # (key, credential) →
         self._locks: dict[str, threading.Lock] = {}
         # asyncio locks belong to one event loop: one per key in each running loop.
         self._alocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]]
@@ -352,6 +373,11 @@ class CatalogCache:
         """The catalog already in memory for ``key``, without any I/O."""
         return self._catalogs.get(key)
 
+    def refusal(self, key: str, credential: str = "") -> DeepInfraError | None:
+        """The error the server answered when ``credential``'s key asked for ``key``'s
+        list, if it refused it (None when it did not, or was not asked)."""
+        return self._refused.get((key, credential))
+
     def get(
         self,
         key: str,
@@ -359,17 +385,19 @@ class CatalogCache:
         *,
         refresh: bool = False,
         disk: DiskCache | None = None,
+        credential: str = "",
     ) -> ModelCatalog:
-        """The catalog for ``key``: memory, then a fresh disk copy, then the network."""
+        """The catalog for ``key``: memory, then a fresh disk copy, then the network (a
+        refusal for the same ``credential`` is raised again without asking)."""
         with self._lock(key):
-            ready, stored = self._before_fetch(key, refresh, disk)
+            ready, stored = self._before_fetch(key, credential, refresh, disk)
             if ready is not None:
                 return ready
             try:
                 fetched = fetch()
             except DeepInfraError as exc:
-                return self._fallback(key, stored, exc)
-            return self._store(key, fetched, disk)
+                return self._fallback(key, credential, stored, exc)
+            return self._store(key, credential, fetched, disk)
 
     async def aget(
         self,
@@ -378,25 +406,27 @@ class CatalogCache:
         *,
         refresh: bool = False,
         disk: DiskCache | None = None,
+        credential: str = "",
     ) -> ModelCatalog:
         """:meth:`get` for async callers: one fetch per key across every client of a loop."""
         async with self._alock(key):
-            ready, stored = self._before_fetch(key, refresh, disk)
+            ready, stored = self._before_fetch(key, credential, refresh, disk)
             if ready is not None:
                 return ready
             try:
                 fetched = await fetch()
             except DeepInfraError as exc:
-                return self._fallback(key, stored, exc)
-            return self._store(key, fetched, disk)
+                return self._fallback(key, credential, stored, exc)
+            return self._store(key, credential, fetched, disk)
 
     def _before_fetch(
-        self, key: str, refresh: bool, disk: DiskCache | None
+        self, key: str, credential: str, refresh: bool, disk: DiskCache | None
     ) -> tuple[ModelCatalog | None, tuple[list[dict[str, Any]], float] | None]:
         if not refresh and key in self._catalogs:
             return self._catalogs[key], None
-        if not refresh and key in self._refused:
-            raise self._refused[key]
+        refused = self._refused.get((key, credential))
+        if not refresh and refused is not None:
+            raise refused.with_traceback(None)  # not the traceback of every earlier raise
         stored = disk.load(key) if disk is not None else None
         if stored is not None and not refresh and disk is not None and disk.fresh(stored[1]):
             catalog = ModelCatalog.from_entries(stored[0], "disk cache", stored[1])
@@ -404,7 +434,9 @@ class CatalogCache:
             return catalog, stored
         return None, stored
 
-    def _store(self, key: str, fetched: Fetched, disk: DiskCache | None) -> ModelCatalog:
+    def _store(
+        self, key: str, credential: str, fetched: Fetched, disk: DiskCache | None
+    ) -> ModelCatalog:
         entries, replayed, recorded_at = fetched
         now = time.time()
         if disk is not None and not replayed:
@@ -413,18 +445,19 @@ class CatalogCache:
         when = (recorded_at or 0.0) if replayed else now
         catalog = ModelCatalog.from_entries(entries, "recording" if replayed else "network", when)
         self._catalogs[key] = catalog
-        self._refused.pop(key, None)
+        self._refused.pop((key, credential), None)
         return catalog
 
     def _fallback(
         self,
         key: str,
+        credential: str,
         stored: tuple[list[dict[str, Any]], float] | None,
         error: DeepInfraError,
     ) -> ModelCatalog:
         if stored is None:
             if error.status_code is not None and 400 <= error.status_code < 500:
-                self._refused[key] = error
+                self._refused[(key, credential)] = error
             raise error
         catalog = ModelCatalog.from_entries(stored[0], "stale cache", stored[1])
         catalog.warning = (
@@ -435,14 +468,15 @@ class CatalogCache:
         return catalog
 
     def clear(self, key: str | None = None) -> None:
-        """Forget one catalog (or all), so the next request fetches again."""
+        """Forget one catalog (or all) and its refusals, so the next request fetches again."""
         with self._guard:
             if key is None:
                 self._catalogs.clear()
                 self._refused.clear()
             else:
                 self._catalogs.pop(key, None)
-                self._refused.pop(key, None)
+                for refused in [pair for pair in self._refused if pair[0] == key]:
+                    del self._refused[refused]
 
 
 CATALOG_CACHE = CatalogCache()

@@ -76,10 +76,11 @@ from ._protocol import (
 )
 from ._routes import Routes, fit_max_tokens
 from ._text import mask_credentials
-from .catalog import CATALOG_CACHE, DiskCache, Fetched, ModelCatalog
+from .catalog import CATALOG_CACHE, DiskCache, Fetched, ModelCatalog, key_fingerprint
 from .errors import (
     APIConnectionError,
     APIStatusError,
+    AuthenticationError,
     ConfigurationError,
     DeepInfraError,
     InvalidArgumentError,
@@ -477,9 +478,13 @@ class _ClientBase:
         self, preferred: str, catalog: ModelCatalog | None, *, image: bool = False
     ) -> str:
         """The model to ask for when none is named: on DeepInfra ``preferred``; on another
-        server ``preferred`` if it lists it, else (for chat) the first model it lists."""
+        server ``preferred`` if it lists it, else (for chat) the first model it lists. A
+        server that refused this key its list: that refusal (the chat would meet it too)."""
         if not self.routes.generic:
             return preferred
+        refused = CATALOG_CACHE.refusal(self.catalog_key, self.key_fingerprint)
+        if catalog is None and isinstance(refused, AuthenticationError):
+            raise refused.with_traceback(None)
         names = [m.name for m in catalog.models] if catalog is not None else []
         if preferred in names:
             return preferred
@@ -505,6 +510,12 @@ class _ClientBase:
             mode = "replay" if isinstance(self.recording, Replay) else "record"
             return f"{mode}:{files}"
         return self.base_url
+
+    @property
+    def key_fingerprint(self) -> str:
+        """Tells this client's key from another's without showing it ('' for no key): a
+        refused model list is asked for again with a new key."""
+        return key_fingerprint(self._transport.key())
 
     def cached_catalog(self) -> ModelCatalog | None:
         """The catalog already in memory, with no I/O (None if not fetched yet)."""
@@ -566,10 +577,11 @@ class _ClientBase:
         return job
 
     def answer_store(self) -> AnswerStore:
-        """The on-disk store of map answers and batch jobs (opened on first use)."""
+        """The on-disk store of this server's map answers and of batch jobs (opened on first
+        use)."""
         store = self._answers
         if store is None:
-            store = self._answers = AnswerStore()
+            store = self._answers = AnswerStore(server=self.base_url)
         return store
 
     def _close_store(self) -> None:
@@ -1065,7 +1077,11 @@ class DeepInfraClient(_ClientBase):
     def models(self, *, refresh: bool = False) -> ModelCatalog:
         """The featured models, fetched once per process (``refresh=True`` refetches)."""
         return CATALOG_CACHE.get(
-            self.catalog_key, self._fetch_catalog, refresh=refresh, disk=self._disk
+            self.catalog_key,
+            self._fetch_catalog,
+            refresh=refresh,
+            disk=self._disk,
+            credential=self.key_fingerprint,
         )
 
     def _fetch_catalog(self) -> Fetched:
@@ -1285,7 +1301,11 @@ class AsyncDeepInfraClient(_ClientBase):
     async def models(self, *, refresh: bool = False) -> ModelCatalog:
         """The featured models, fetched once per process (``refresh=True`` refetches)."""
         return await CATALOG_CACHE.aget(
-            self.catalog_key, self._fetch_catalog, refresh=refresh, disk=self._disk
+            self.catalog_key,
+            self._fetch_catalog,
+            refresh=refresh,
+            disk=self._disk,
+            credential=self.key_fingerprint,
         )
 
     async def _fetch_catalog(self) -> Fetched:

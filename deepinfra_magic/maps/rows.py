@@ -17,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from .._protocol import ApiRequest, chat_request
 from ..errors import APIStatusError, DeepInfraError, InvalidArgumentError
@@ -184,8 +184,10 @@ class MapRow:
 
 
 @dataclass
-class MapResult:
-    """The answers in input order (``values``), with counts, usage and what went wrong."""
+class MapResult(Sequence[str | RowError | None]):
+    """The answers in input order, with counts, usage and what went wrong. It is a sequence
+    of them: ``len()``, iteration, ``result[i]`` and ``list(result)`` give ``values`` (by
+    position; ``output()`` is on a pandas input's index)."""
 
     rows: list[MapRow]
     model: str
@@ -204,6 +206,25 @@ class MapResult:
     def values(self) -> list[str | RowError | None]:
         """Answer text per row; a :class:`RowError` for failed rows, None for rows not run."""
         return [row.value() for row in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, index: int) -> str | RowError | None: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str | RowError | None]: ...
+
+    def __getitem__(
+        self, index: int | slice
+    ) -> str | RowError | list[str | RowError | None] | None:
+        if isinstance(index, slice):
+            return [row.value() for row in self.rows[index]]
+        return self.rows[index].value()
+
+    def __iter__(self) -> Iterator[str | RowError | None]:
+        return (row.value() for row in self.rows)
 
     @property
     def answered(self) -> int:

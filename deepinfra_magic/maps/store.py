@@ -1,8 +1,10 @@
 """The on-disk answer store: map answers and the Batch API jobs submitted from here.
 
 Rules it keeps: an answer is committed the moment it arrives, so a kernel that dies keeps
-it; its key (:func:`answer_key`) is the digest of the request body alone, never of the
-server, so a recording made against one server replays against another. One lock guards
+it; answers are kept per server (a store is opened for one), so the same question asked
+of another server with a model of the same name is asked again; a row's key
+(:func:`answer_key`, also its batch ``custom_id``) is the digest of the request body
+alone, so a recording made against one server replays against another. One lock guards
 the one SQLite connection, which threads share.
 """
 
@@ -26,20 +28,23 @@ TERMINAL_FAILED = frozenset({"failed", "expired", "cancelled"})
 
 
 def answer_key(body: Mapping[str, Any]) -> str:
-    """The store key (and batch ``custom_id``) of a request: 32 hex digits of the digest of
-    its body (model, messages, parameters). The server is not part of it, so a recording
-    made against one server replays against another."""
+    """A row's key (and batch ``custom_id``): 32 hex digits of the digest of its request
+    body (model, messages, parameters). The server is not part of it, so a recording made
+    against one server replays against another; the store adds the server itself."""
     canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 class AnswerStore:
-    """Answers kept on disk (SQLite), and the Batch API jobs submitted from here.
+    """Answers kept on disk (SQLite) for one ``server`` (its API root), and the Batch API
+    jobs submitted from here.
 
-    One row is committed as soon as it is answered, so a kernel that dies keeps them.
+    One row is committed as soon as it is answered, so a kernel that dies keeps them. The
+    file is shared: each server sees only its own answers in it.
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, server: str) -> None:
+        self.server = server
         if path is None:
             from ..catalog import default_cache_dir
 
@@ -50,9 +55,10 @@ class AnswerStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         with self._lock, self._db:
             self._db.execute("PRAGMA journal_mode=WAL")
+            # Not the older ``answers`` table: its answers say nothing of their server.
             self._db.execute(
-                "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT, "
-                "text TEXT, usage TEXT, created REAL)"
+                "CREATE TABLE IF NOT EXISTS server_answers (server TEXT, key TEXT, model TEXT, "
+                "text TEXT, usage TEXT, created REAL, PRIMARY KEY (server, key))"
             )
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, model TEXT, "
@@ -60,24 +66,27 @@ class AnswerStore:
             )
 
     def get_many(self, keys: Sequence[str]) -> dict[str, tuple[str, Usage | None]]:
-        """Stored answers (text, usage) for those of ``keys`` that have one."""
+        """This server's stored answers (text, usage) for those of ``keys`` that have one."""
         found: dict[str, tuple[str, Usage | None]] = {}
         with self._lock:
             for start in range(0, len(keys), 500):
                 chunk = list(keys[start : start + 500])
                 marks = ",".join("?" * len(chunk))
-                query = f"SELECT key, text, usage FROM answers WHERE key IN ({marks})"
-                for key, text, usage in self._db.execute(query, chunk):
+                query = (
+                    "SELECT key, text, usage FROM server_answers "
+                    f"WHERE server = ? AND key IN ({marks})"
+                )
+                for key, text, usage in self._db.execute(query, [self.server, *chunk]):
                     found[key] = (text, Usage.from_json(json.loads(usage)) if usage else None)
         return found
 
     def put(self, key: str, model: str, text: str, usage: Usage | None) -> None:
-        """Keep one answer (a later answer for the same key replaces it)."""
+        """Keep one answer of this server (a later answer for the same key replaces it)."""
         payload = json.dumps(usage.as_dict()) if usage else None
         with self._lock, self._db:
             self._db.execute(
-                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?)",
-                (key, model, text, payload, time.time()),
+                "INSERT OR REPLACE INTO server_answers VALUES (?, ?, ?, ?, ?, ?)",
+                (self.server, key, model, text, payload, time.time()),
             )
 
     def add_batch(self, batch_id: str, model: str, keys: Sequence[str], status: str) -> None:

@@ -209,6 +209,16 @@ def test_openai_model_list_answers_without_a_key_and_lists_text_models(
     assert body["data"][0] == {"id": PRICED_MODEL, "object": "model", "owned_by": "deepinfra"}
 
 
+def test_the_model_list_can_check_the_key_as_servers_started_with_one_do(
+    fake_server: FakeDeepInfra, client: httpx.Client
+) -> None:
+    fake_server.configure(models_need_key=True, valid_keys={CANARY_KEY})
+    url = f"{fake_server.url}/v1/openai/models"
+    assert httpx.get(url).status_code == 403
+    assert httpx.get(url, headers={"Authorization": "Bearer sk-wrong"}).status_code == 401
+    assert client.get("/v1/openai/models").json()["object"] == "list"
+
+
 def test_catalog_is_configurable(fake_server: FakeDeepInfra, client: httpx.Client) -> None:
     entry = {"model_name": "acme/tiny", "type": "text-generation", "max_tokens": 8}
     client.post("/_fake/config", json={"catalog": [entry]}).raise_for_status()
@@ -514,6 +524,16 @@ def test_faults_are_consumed_in_order_and_by_path(
     assert statuses == [500, 500, 503, 200]
     for _ in range(3):
         assert client.post(IMAGE_PATH, json={"prompt": "x"}).status_code == 418
+
+
+def test_a_fault_with_a_match_waits_for_a_prompt_that_contains_it(
+    fake_server: FakeDeepInfra, client: httpx.Client
+) -> None:
+    fake_server.add_fault(status=503, match="row 2")
+    statuses = [
+        client.post(CHAT, json=chat_body(f"row {index}")).status_code for index in (1, 2, 2)
+    ]
+    assert statuses == [200, 503, 200]
 
 
 @pytest.mark.parametrize("where", ["fault", "config"])

@@ -45,6 +45,24 @@ def test_list_answers_come_back_in_order(
     assert result.usage.prompt_tokens > 0
 
 
+def test_the_result_is_a_sequence_of_its_answers_in_row_order(
+    make_client: Callable[..., DeepInfraClient], fake_server: FakeDeepInfra
+) -> None:
+    fake_server.add_fault(status=422, message="bad field: stop")  # the first row fails
+    for word in ("pear", "plum"):
+        fake_server.script_reply(f"fruit:{word}", match=word)
+    result = make_client().map(["apple", "pear", "plum"], "{}", concurrency=1, max_tokens=5)
+    assert len(result) == 3
+    assert list(result) == result.values and [*result] == result.values
+    failed = result[0]
+    assert isinstance(failed, RowError) and "stop" in failed.message
+    assert (result[1], result[-1]) == ("fruit:pear", "fruit:plum")
+    assert result[1:] == ["fruit:pear", "fruit:plum"]
+    assert "fruit:plum" in result and result.index("fruit:pear") == 1
+    with pytest.raises(IndexError):
+        result[3]
+
+
 def test_dataframe_rows_fill_columns_and_answers_align_with_the_index(
     make_client: Callable[..., DeepInfraClient], fake_server: FakeDeepInfra
 ) -> None:
@@ -127,6 +145,28 @@ def test_changed_parameters_are_new_questions(
     client.map(["a"], "{}", max_tokens=5)
     client.map(["a"], "{}", max_tokens=5, top_p=0.5)
     assert fake_server.count(CHAT_PATH) == 3
+
+
+def test_answers_are_kept_per_server_so_another_server_is_asked_again(
+    make_client: Callable[..., DeepInfraClient], fake_server: FakeDeepInfra
+) -> None:
+    # Two servers with a model of the same name (a local server with random weights, say),
+    # one answer store on disk.
+    items = ["apple", "pear"]
+    for word in items:
+        fake_server.script_reply(f"first server: {word}", match=word)
+    first = make_client().map(items, "Name {}", max_tokens=5)
+    with FakeDeepInfra() as other:
+        for word in items:
+            other.script_reply(f"second server: {word}", match=word)
+        second = make_client(base_url=other.api_url).map(items, "Name {}", max_tokens=5)
+        assert other.count(CHAT_PATH) == 2
+    assert first.values == ["first server: apple", "first server: pear"]
+    assert second.values == ["second server: apple", "second server: pear"]
+    assert second.cached == 0
+    again = make_client().map(items, "Name {}", max_tokens=5)  # the first server's, kept
+    assert again.values == first.values and again.cached == 2
+    assert fake_server.count(CHAT_PATH) == 2
 
 
 def test_429s_halve_concurrency_and_every_row_is_answered_exactly_once(

@@ -20,6 +20,7 @@ from deepinfra_magic._routes import Routes, decide_flavour, fit_max_tokens
 from deepinfra_magic._status import error_from_response
 from deepinfra_magic._text import redact
 from deepinfra_magic.errors import (
+    AuthenticationError,
     ContextLengthError,
     InvalidArgumentError,
     ModelNotFoundError,
@@ -119,6 +120,28 @@ def test_no_model_on_a_server_without_a_list_asks_for_one(
     )
     assert "name one with -m/--model" in str(caught.value)
     assert [r.path for r in fake_server.requests] == ["/v1/models"]  # no chat was sent
+
+
+def test_a_refused_model_list_is_named_as_such_and_asked_again_with_a_new_key(
+    make_client: MakeClient, fake_server: FakeDeepInfra
+) -> None:
+    # A server started with a key (vLLM's --api-key, LiteLLM's proxy) refuses its list
+    # to a client without one; the user then gets a key.
+    fake_server.configure(models_need_key=True, valid_keys={CANARY_KEY})
+    options = {"base_url": fake_server.api_url, "flavour": "generic", "max_retries": 0}
+    keyless = make_client(api_key=None, **options)
+    for _ in range(2):
+        with pytest.raises(AuthenticationError, match=r"refused the key \(403"):
+            keyless.models()
+    with pytest.raises(AuthenticationError, match=r"refused the key \(403"):
+        keyless.chat(MESSAGES, stream=False)  # no model named: the refusal says why
+    assert [r.path for r in fake_server.requests] == ["/v1/openai/models"]  # asked once
+
+    keyed = make_client(**options)  # the same server, now with a key: a new try
+    names = [model.name for model in keyed.models().models]
+    assert names and [r.path for r in fake_server.requests][1:] == ["/v1/openai/models"]
+    assert keyed.chat(MESSAGES, stream=False).model == names[0]
+    assert fake_server.requests[-1].headers["authorization"] == f"Bearer {CANARY_KEY}"
 
 
 def test_deepinfra_still_finds_missing_models_with_close_matches(make_client: MakeClient) -> None:

@@ -58,6 +58,11 @@ class ServerConfig:
     nsfw_seeds: set[int] = field(default_factory=set)  # images flagged by the safety checker
     extra_models: set[str] = field(default_factory=set)  # served though not in the catalog
     catalog: tuple[CatalogModel, ...] = DEFAULT_CATALOG
+    # The OpenAI model list checks the key, as on servers started with one: vLLM's
+    # ``--api-key`` guards every /v1 route (docs.vllm.ai, "OpenAI-Compatible Server"), and
+    # LiteLLM's proxy answers /v1/models only with a key it issued (docs.litellm.ai,
+    # "Virtual Keys"). DeepInfra's own list answers without one (server.py, MODELS_PATH).
+    models_need_key: bool = False
     # Scoped JWTs (scoped_jwt.py): how refusals look, the account's key names, the clock.
     scoped_refusal: str = "by_reason"  # one of scoped_jwt.REFUSAL_SHAPES
     key_names: dict[str, str] = field(default_factory=dict)  # key → name (default "auto")
@@ -115,6 +120,9 @@ class FaultRule:
 
     path: str = CHAT_PATH
     times: int | None = 1  # requests it still applies to; None: forever
+    # Only requests whose last user message contains this (as ScriptedReply.match), so a
+    # test can slow one row of a map, whatever order its requests arrive in.
+    match: str | None = None
     status: int | None = None  # answer with this error status instead
     body_style: BodyStyle = "detail_str"
     message: str | None = None  # error text instead of the status phrase

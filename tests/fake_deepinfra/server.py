@@ -127,6 +127,7 @@ class FakeDeepInfra:
     nsfw_seeds = _ConfigField["set[int]"]()
     extra_models = _ConfigField["set[str]"]()
     catalog = _ConfigField["tuple[CatalogModel, ...]"]()
+    models_need_key = _ConfigField[bool]()
     scoped_refusal = _ConfigField[str]()
     key_names = _ConfigField["dict[str, str]"]()
     clock_offset = _ConfigField[float]()
@@ -337,11 +338,14 @@ class FakeDeepInfra:
         with self._lock:
             self._requests.append(record)
 
-    def _take_fault(self, path: str) -> FaultRule:
-        """Use up one application of the first rule matching ``path``."""
+    def _take_fault(self, path: str, prompt: str) -> FaultRule:
+        """Use up one application of the first rule matching ``path`` (and ``prompt``, the
+        request's last user message, for a rule with a ``match``)."""
         with self._lock:
             for rule in self._faults:
-                if fnmatch.fnmatchcase(path, rule.path):
+                if fnmatch.fnmatchcase(path, rule.path) and (
+                    rule.match is None or rule.match in prompt
+                ):
                     if rule.times is not None:
                         rule.times -= 1
                         if rule.times == 0:
@@ -438,6 +442,14 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _ClientGone(ConnectionError):
     """The client closed its connection while the server was waiting to send."""
+
+
+def _prompt(payload: Any) -> str:
+    """The last user message of a chat request ('' for any other request)."""
+    messages = payload.get("messages") if isinstance(payload, dict) else None
+    if not isinstance(messages, list):
+        return ""
+    return _last_user_text([message for message in messages if isinstance(message, dict)])
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -537,7 +549,7 @@ class _Handler(BaseHTTPRequestHandler):
                 # S15's body; S6 mentions no Retry-After, so none is sent.
                 self._send_error(429, "error_obj", "Model busy, retry later")
                 return
-            rule = fake._take_fault(path)
+            rule = fake._take_fault(path, _prompt(payload))
             if rule.hang_up:  # no DeepInfra shape: any server that dies mid-request
                 self._drop()
                 return
@@ -557,6 +569,9 @@ class _Handler(BaseHTTPRequestHandler):
             # Marked HTTPBearer in S7, yet reported to answer without checking the key (row 30
             # of the reference: an integration doc, and g4f's "backup URL that works without
             # a key"): the fake takes the risky reading, so a key check must not rely on it.
+            # Other servers started with a key check it here too (``models_need_key``).
+            if config.models_need_key and not self._authorized(config):
+                return
             names = [entry.name for entry in config.catalog if entry.is_text]
             self._send_json(200, model_list(names + sorted(config.extra_models)))
         elif get and path == RATE_LIMIT_PATH:

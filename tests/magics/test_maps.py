@@ -134,17 +134,26 @@ def test_cost_above_the_threshold_needs_yes(
 
 
 class _CtrlCAfterRows(InterruptingPublisher):
-    """Ctrl-C lands while a progress update showing at least ``rows`` done is published."""
+    """Ctrl-C lands while a progress update is published that shows at least ``rows`` done,
+    once the server has received ``sent`` chat requests (so the rows then open are known)."""
 
-    def __init__(self, rows: int, **kwargs: Any) -> None:
+    def __init__(self, rows: int, sent: int, server: FakeDeepInfra, **kwargs: Any) -> None:
         super().__init__(interrupt_at=0, **kwargs)
         self.rows = rows
+        self.sent = sent
+        self.server = server
 
     def publish(
         self, data: dict[str, Any], metadata: Any = None, source: Any = None, **kw: Any
     ) -> None:
         done = re.search(r"(\d+)/\d+ done", data.get(PLAIN, ""))
-        if kw.get("update") and done and int(done.group(1)) >= self.rows and self.rows:
+        if (
+            kw.get("update")
+            and done
+            and int(done.group(1)) >= self.rows
+            and self.rows
+            and self.server.count(CHAT_PATH) >= self.sent
+        ):
             self.rows = 0
             raise KeyboardInterrupt
         super().publish(data, metadata, **kw)
@@ -153,10 +162,15 @@ class _CtrlCAfterRows(InterruptingPublisher):
 def test_ctrl_c_stops_at_once_keeps_finished_rows_and_says_how_many_remain(
     ip: InteractiveShell, fake_server: FakeDeepInfra
 ) -> None:
-    fake_server.add_fault(times=3, first_byte_delay=0.0)  # three quick answers, then
-    fake_server.add_fault(times=None, first_byte_delay=30.0)  # nothing for 30 s
-    ip.user_ns["items"] = [f"item {index}" for index in range(12)]
-    publisher = _CtrlCAfterRows(3, shell=ip)
+    items = [f"item {index:02d}" for index in range(12)]
+    # The first three rows are answered at once, in whatever order their requests arrive;
+    # every other row gets nothing for 30 s.
+    for item in items[:3]:
+        fake_server.add_fault(match=item, first_byte_delay=0.0)
+    fake_server.add_fault(times=None, first_byte_delay=30.0)
+    ip.user_ns["items"] = items
+    # Ctrl-C once three rows are done and the next two are open (two at a time).
+    publisher = _CtrlCAfterRows(3, sent=5, server=fake_server, shell=ip)
     ip.display_pub = publisher
     with pytest.raises(KeyboardInterrupt):
         ip.run_cell_magic("deepinfra_map", "items -o out --concurrency 2 --max-tokens 3", "{}")

@@ -199,3 +199,40 @@ def test_a_login_key_wins_over_a_key_set_later_in_the_environment(
         ip.run_cell_magic("deepinfra", "", "hello")
     chat = [r for r in fake_server.requests if r.method == "POST"]
     assert [r.headers["authorization"] for r in chat] == [f"Bearer {CANARY_KEY}"]
+
+
+@pytest.mark.parametrize("new_key", ["login", "environment"])
+def test_a_refused_model_list_is_named_and_a_new_key_asks_again(
+    keyless: InteractiveShell,
+    fake_server: FakeDeepInfra,
+    monkeypatch: pytest.MonkeyPatch,
+    new_key: str,
+) -> None:
+    # Another server started with a key (vLLM's --api-key, LiteLLM's proxy) refuses its
+    # model list to a notebook that has none yet.
+    ip = keyless
+    fake_server.configure(models_need_key=True, valid_keys={CANARY_KEY})
+    monkeypatch.setenv("DEEPINFRA_FLAVOUR", "generic")
+    for cell in ("%deepinfra_models", "%%deepinfra\nhello"):  # the second names no model
+        with capture_output() as captured:
+            refused = ip.run_cell(cell)
+        assert isinstance(refused.error_in_exec, AuthenticationError)
+        (line,) = captured.stdout.strip().splitlines()
+        assert line.startswith("AuthenticationError: The server at ") and "No model" not in line
+        assert "refused the key (403: Not authenticated)" in line
+    assert paths(fake_server) == ["GET /v1/openai/models"]  # asked once, then remembered
+
+    if new_key == "login":
+        type_key(monkeypatch, CANARY_KEY)
+        with capture_output():
+            ip.run_line_magic("deepinfra_login", "")
+    else:
+        monkeypatch.setenv("DEEPINFRA_API_KEY", CANARY_KEY)
+    with capture_output() as captured:
+        ip.run_line_magic("deepinfra_models", "")
+        ip.run_cell_magic("deepinfra", "-o r", "hello")
+    assert paths(fake_server)[1] == "GET /v1/openai/models"  # the new key asked again
+    listed = captured.outputs[0].data[MARKDOWN]
+    assert ip.user_ns["r"].model in listed and not ip.user_ns["r"].interrupted
+    chat = [r for r in fake_server.requests if r.method == "POST"]
+    assert [r.headers["authorization"] for r in chat] == [f"Bearer {CANARY_KEY}"]

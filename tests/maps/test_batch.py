@@ -80,7 +80,7 @@ ROWS: list[tuple[str, BatchOutcome | None, Any, Usage | None]] = [
 def test_merge_batch_row_by_row(
     tmp_path: Path, case: str, outcome: BatchOutcome | None, value: Any, charged: Usage | None
 ) -> None:
-    store = AnswerStore(tmp_path / "answers.sqlite")
+    store = AnswerStore(tmp_path / "answers.sqlite", server="https://api.deepinfra.com")
     job = _job(["row"], store)
     [row] = job.rows
     store.add_batch("batch_1", MODEL, [row.key], "in_progress")
@@ -109,7 +109,7 @@ def test_merge_batch_without_a_job_or_store_only_prices(tmp_path: Path) -> None:
 def test_a_batch_with_nothing_to_collect_is_marked_and_never_picked_up_again(
     tmp_path: Path,
 ) -> None:
-    store = AnswerStore(tmp_path / "answers.sqlite")
+    store = AnswerStore(tmp_path / "answers.sqlite", server="https://api.deepinfra.com")
     job = _job(["a", "b"], store)
     store.add_batch("batch_3", MODEL, [row.key for row in job.missing], "in_progress")
     assert pending_batch(job) == "batch_3"
