@@ -211,7 +211,8 @@ def run_map(
     result: maps.MapResult = job.result(time.perf_counter() - started, outcome.interrupted)
     if outcome.interrupted and call.batch_api:
         result.interrupted = False  # the job runs on: nothing was lost
-    view.finish(display.maps.map_summary(result, sent_rows=sent, note="\n\n".join(notes)))
+    summary = display.maps.map_summary(result, sent_rows=sent, note="\n\n".join(notes))
+    view.finish(summary, stopped=outcome.interrupted)
     outcome.value = result
     return outcome
 
