@@ -48,12 +48,14 @@ class Recorder:
 
 
 def stream(view: ReplyView, clock: Clock, tokens: list[str], rate: float) -> None:
-    """Feed ``tokens`` to the answer, ``rate`` a second, on the fake clock; then let one
-    more update go out (as the next token would)."""
+    """Feed ``tokens`` to the answer, ``rate`` a second, on the fake clock; then let the
+    updates go out that the next tokens would send (a freeze takes two: the first may hold
+    back text after a block boundary)."""
     for token in tokens:
         clock.now += 1 / rate
         view.add_answer(token)
     assert view.answer is not None
+    view.answer.update()
     view.answer.update()
 
 
