@@ -9,7 +9,9 @@ Rules kept here:
   break, else a space) only when resending it would cost too much; a code fence or table
   cut there is reopened in the next output (:class:`MarkdownContext`, on the package's
   one fence grammar in ``_markdown``).
-* Frozen outputs are merged now and then, so a cell keeps few outputs.
+* Frozen outputs are merged now and then, so a cell keeps few outputs; an output a merge
+  left empty takes the next part, and at the end :func:`split_blocks` cuts the finished
+  text into as many parts as the section showed outputs, so none is left empty.
 * Every output is a :class:`~.output.LiveOutput`; live updates carry Markdown only.
 * Pure: the clock is injected, nothing here reads the shell or the frontend.
 """
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from .._markdown import closes_fence, opens_fence
 from .output import LiveOutput, Publisher
 
-__all__ = ["LiveSection", "MarkdownContext", "Throttle"]
+__all__ = ["LiveSection", "MarkdownContext", "Throttle", "split_blocks"]
 
 # Freezing: once the live tail has cost this many times its own length in updates, the
 # finished blocks (up to the last block boundary) are frozen into their output and only the
@@ -33,13 +35,13 @@ TAIL_COST_FACTOR = 2
 # A tail with no block boundary (one long paragraph, code block or table) is cut inside its
 # block, at a line break, only once it has cost this many times its length: rarely, and
 # late enough that most blocks are never cut.
-BLOCK_COST_FACTOR = 4
+BLOCK_COST_FACTOR = 3.5
 # A tail without any line break is cut at a space once it is this long (one huge line).
 LONG_LINE_CHARS = 160
 # Frozen outputs are merged this many at a time (a counter in base MERGE_GROUP), so a reply
 # of N frozen parts keeps about (MERGE_GROUP - 1) * log(N) outputs: JupyterLab hides the
 # outputs of a cell beyond 50 (its ``maxNumberOutputs``), and a saved notebook stays small.
-MERGE_GROUP = 8
+MERGE_GROUP = 12
 # A slow stream updates when this much is new (or after 1.75 intervals, at the latest).
 MIN_UPDATE_CHARS = 64
 
@@ -320,21 +322,21 @@ class LiveSection:
         return tail[cut:]
 
     def release(self) -> list[LiveOutput]:
-        """The outputs that show text (to be emptied), forgetting the text itself."""
-        showing = self.outputs
+        """Every output this section displayed, in order (each is to get a part of the
+        finished text), forgetting the text itself."""
+        displayed = [output for output in self._outputs if output.shown]
         self._frozen, self._tail, self._line = [], [], []
         self._showing = [None] * len(self._outputs)
-        return showing
+        return displayed
 
-    def close(self) -> list[LiveOutput]:
-        """End the live view of this section: its whole text in its first output, the
-        others emptied and handed back (so the next section reuses them and a cell's
-        outputs stay few: JupyterLab hides those beyond its ``maxNumberOutputs``)."""
-        if len(self.outputs) > 1 or self._pending:
-            self._frozen = [_Frozen(self.text, "", 0)]
-            self._tail, self._tail_length, self._pending, self._held = [], 0, 0, 0
-            self._show("")
-        return self._outputs[1:]
+    def close(self) -> None:
+        """End the live view of this section (another begins below it): what is still
+        pending is shown now."""
+        if self._pending:
+            self._held = 0
+            tail = "".join(self._tail)
+            self._show(tail)
+            self._pending = 0
 
     def _show(self, tail: str) -> None:
         """Bring every output up to date: frozen parts that changed, the tail, and
@@ -373,3 +375,48 @@ class LiveSection:
             self._showing.append(None)
         self._outputs[position].update(bundle)
         self._showing[position] = content
+
+
+def split_blocks(text: str, count: int) -> list[tuple[str, str]]:
+    """``text`` cut into at most ``count`` consecutive parts of similar length, as
+    ``(prefix, part)``: at block boundaries where there are enough, else also at line
+    breaks (a fence or table cut there is reopened by ``prefix``), else at spaces."""
+    if count <= 1 or not text:
+        return [("", text)]
+    context = MarkdownContext()
+    candidates: tuple[list[tuple[int, str]], list[tuple[int, str]], list[tuple[int, str]]] = (
+        [],
+        [],
+        [],
+    )
+    start = 0
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\n")
+        if start and context.starts_block(body):
+            candidates[0].append((start, ""))
+        elif start:
+            candidates[1].append((start, context.prefix))
+        if context.plain:
+            candidates[2].extend(
+                (start + i + 1, "") for i, char in enumerate(body[:-1]) if char == " "
+            )
+        context.feed(body)
+        start += len(line)
+        if context.block_ended and start < len(text):
+            candidates[0].append((start, ""))
+    chosen: list[tuple[int, str]] = []
+    for kind in candidates:
+        chosen = sorted({*chosen, *kind})
+        if len(chosen) >= count - 1:
+            break
+    if len(chosen) > count - 1:  # evenly spread, by position in the text
+        step = len(chosen) / count
+        chosen = [chosen[min(len(chosen) - 1, round(step * (i + 1)) - 1)] for i in range(count - 1)]
+        chosen = sorted(set(chosen))
+    parts: list[tuple[str, str]] = []
+    previous, prefix = 0, ""
+    for position, next_prefix in chosen:
+        parts.append((prefix, text[previous:position]))
+        previous, prefix = position, next_prefix
+    parts.append((prefix, text[previous:]))
+    return parts
