@@ -132,8 +132,20 @@ class Reply:
 
     @property
     def live(self) -> list[RichOutput]:
-        """The live updates that carried text (before the finished reply)."""
-        return [o for o in self.outputs if o.update and o.data]
+        """The live updates that carried text (the finished reply's updates carry our
+        metadata; live ones carry none)."""
+        return [o for o in self.outputs if o.update and o.data and not o.metadata]
+
+    @property
+    def answer(self) -> list[RichOutput]:
+        """The outputs that show the finished answer (or note), in order: a long reply ends
+        cut at block boundaries over the outputs it streamed in."""
+        parts = self.shown[:-1] if len(self.shown) > 1 else self.shown
+        return [
+            part
+            for part in parts
+            if not str(part.data.get(MARKDOWN, part.data.get(PLAIN, ""))).startswith(("💭", ">"))
+        ]
 
     @property
     def footer(self) -> RichOutput:
@@ -142,13 +154,13 @@ class Reply:
 
     @property
     def final(self) -> RichOutput:
-        """The finished answer (or note) as shown: the output before the footer."""
+        """The end of the finished answer (or note) as shown: the output before the footer."""
         return self.shown[-2] if len(self.shown) > 1 else self.shown[-1]
 
     @property
     def final_text(self) -> str:
-        """The final answer as plain text."""
-        return str(self.final.data[PLAIN])
+        """The final answer as plain text (all its parts)."""
+        return "".join(str(part.data[PLAIN]) for part in self.answer)
 
     @property
     def metadata(self) -> dict[str, Any]:

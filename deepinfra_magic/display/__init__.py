@@ -6,16 +6,18 @@ Rules this package keeps (one module per thing a user sees, as ``magics/`` and `
   :class:`Frontend` (what the frontend can do, chosen once by :func:`frontend_of`).
 * Views produce bundles only: Markdown with a text/plain fallback (:func:`plain` is the
   one way Markdown becomes text), never HTML built from model text.
-* :class:`LiveOutput` (``output.py``) owns display ids, in-place updates, "finish as a
-  fresh output, then empty the live ones", and the terminal fallback (printed once); the
-  freezing engine (``live.py``) keeps each update of a long reply short.
+* :class:`LiveOutput` (``output.py``) owns display ids, in-place updates, the end of a
+  live view in place with no output left empty (:func:`settle_live`; a saved notebook
+  keeps every output ever displayed), and the terminal fallback (printed once); the
+  freezing engine (``live.py``) keeps each update of a long reply short, freezing only at
+  block boundaries (:func:`split_blocks` cuts a finished text the same way).
 * Everything runs on the main thread.
 """
 
 from __future__ import annotations
 
 from .images import ImageGallery, ImageProgress, image_caption, show_image
-from .live import LiveSection, MarkdownContext, Throttle
+from .live import LiveSection, MarkdownContext, Throttle, split_blocks
 from .maps import MapProgressView, map_summary, progress_line
 from .output import (
     Frontend,
@@ -27,6 +29,7 @@ from .output import (
     metadata_for,
     plain,
     rich_display_available,
+    settle_live,
 )
 from .reply import ReplyView, StdoutReplyView, money, reply_footer, reply_view
 from .tables import (
@@ -68,7 +71,9 @@ __all__ = [
     "reply_footer",
     "reply_view",
     "rich_display_available",
+    "settle_live",
     "show_image",
     "source_status",
+    "split_blocks",
     "usage_table",
 ]

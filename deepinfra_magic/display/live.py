@@ -3,10 +3,15 @@
 Rules kept here:
 
 * Updates go out at a steady pace (:class:`Throttle`), whatever the size of the text.
-* Only a short tail is resent: a finished part is frozen at a line break into its own
-  output, and a code fence or table cut there is reopened in the next output
-  (:class:`MarkdownContext`, on the package's one fence grammar in ``_markdown``).
-* Frozen outputs are merged now and then, so a cell keeps few outputs.
+* Only a short tail is resent: a finished part is frozen into its own output at a block
+  boundary (a blank line, the end of a list, a code block, a table or a heading), so a
+  live reply shows the same blocks as the finished one. A single block is cut (at a line
+  break, else a space) only when resending it would cost too much; a code fence or table
+  cut there is reopened in the next output (:class:`MarkdownContext`, on the package's
+  one fence grammar in ``_markdown``).
+* Frozen outputs are merged now and then, so a cell keeps few outputs; an output a merge
+  left empty takes the next part, and at the end :func:`split_blocks` cuts the finished
+  text into as many parts as the section showed outputs, so none is left empty.
 * Every output is a :class:`~.output.LiveOutput`; live updates carry Markdown only.
 * Pure: the clock is injected, nothing here reads the shell or the frontend.
 """
@@ -20,18 +25,23 @@ from collections.abc import Callable
 from .._markdown import closes_fence, opens_fence
 from .output import LiveOutput, Publisher
 
-__all__ = ["LiveSection", "MarkdownContext", "Throttle"]
+__all__ = ["LiveSection", "MarkdownContext", "Throttle", "split_blocks"]
 
 # Freezing: once the live tail has cost this many times its own length in updates, the
-# finished part (up to a line break) is frozen into its output and only the rest stays live.
-# Each update then resends a short tail, so the traffic stays a small multiple of the reply.
+# finished blocks (up to the last block boundary) are frozen into their output and only the
+# rest stays live. Each update then resends a short tail: the traffic stays a small multiple
+# of the reply.
 TAIL_COST_FACTOR = 2
+# A tail with no block boundary (one long paragraph, code block or table) is cut inside its
+# block, at a line break, only once it has cost this many times its length: rarely, and
+# late enough that most blocks are never cut.
+BLOCK_COST_FACTOR = 3.5
 # A tail without any line break is cut at a space once it is this long (one huge line).
 LONG_LINE_CHARS = 160
 # Frozen outputs are merged this many at a time (a counter in base MERGE_GROUP), so a reply
 # of N frozen parts keeps about (MERGE_GROUP - 1) * log(N) outputs: JupyterLab hides the
 # outputs of a cell beyond 50 (its ``maxNumberOutputs``), and a saved notebook stays small.
-MERGE_GROUP = 8
+MERGE_GROUP = 12
 # A slow stream updates when this much is new (or after 1.75 intervals, at the latest).
 MIN_UPDATE_CHARS = 64
 
@@ -68,22 +78,48 @@ class Throttle:
 
 
 _TABLE_DELIMITER = re.compile(r" {0,3}\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*")
+_LIST_ITEM = re.compile(r" {0,3}(?:[-+*]|\d{1,9}[.)])(?:[ \t]|$)")
+_HEADING = re.compile(r" {0,3}#{1,6}(?:[ \t]|$)")
 
 
 class MarkdownContext:
-    """Where the text seen so far (line by line) stands: inside a code fence or a table.
+    """Where the text seen so far (line by line) stands: inside a code fence or a table,
+    and whether the next line starts a new block.
 
-    A part cut there is shown with the fence's opening line or the table's header in
-    front, so that it still renders as code or as a table on its own.
+    A part cut inside a fence or table is shown with the fence's opening line or the
+    table's header in front, so that it still renders as code or as a table on its own.
+    A part cut where a block starts needs nothing in front, and renders as in the whole.
     """
 
-    __slots__ = ("_fence", "_marker", "_previous", "_table")
+    __slots__ = ("_blank", "_closed", "_fence", "_list", "_marker", "_previous", "_table")
 
     def __init__(self) -> None:
         self._fence = ""  # the opening line while inside a fence
         self._marker = ""
         self._table = ""  # header and delimiter rows while inside a table
         self._previous = ""
+        self._blank = False  # the last line was blank (outside fences)
+        self._closed = False  # the last line ended a block by itself (a fence, a heading)
+        self._list = False  # the last block outside fences is a list
+
+    @property
+    def block_ended(self) -> bool:
+        """True when the lines so far end a block whatever comes next: a blank line after
+        anything but a list, a closed fence, a heading."""
+        return not self._fence and ((self._blank and not self._list) or self._closed)
+
+    def starts_block(self, line: str) -> bool:
+        """True when ``line`` (complete, not fed yet) starts a new top-level block: after
+        a blank line (unless it goes on with the list above it), after a closed fence or a
+        heading, or as a fence or heading that interrupts a paragraph."""
+        if self._fence or not line.strip():
+            return False
+        if self._closed:
+            return True
+        indented = line.startswith(("    ", "\t"))
+        if self._blank:
+            return not (self._list and (indented or _LIST_ITEM.match(line) is not None))
+        return not indented and bool(opens_fence(line) or _HEADING.match(line))
 
     @property
     def prefix(self) -> str:
@@ -97,9 +133,11 @@ class MarkdownContext:
 
     def feed(self, line: str) -> None:
         """Take one complete line (without its line break)."""
+        closed = False
         if self._fence:
             if closes_fence(line, self._marker):
                 self._fence = self._marker = ""
+                closed = True
         elif marker := opens_fence(line):
             self._fence, self._marker, self._table = line + "\n", marker, ""
         elif self._table:
@@ -107,6 +145,15 @@ class MarkdownContext:
                 self._table = ""
         elif "|" in self._previous and _TABLE_DELIMITER.fullmatch(line) and "-" in line:
             self._table = f"{self._previous}\n{line}\n"
+        if not self._fence and line.strip() and not closed:
+            if _LIST_ITEM.match(line):
+                self._list = True
+            elif not (self._list and (line.startswith((" ", "\t")) or not self._blank)):
+                self._list = False  # a paragraph's lazy lines stay in the list item
+            closed = _HEADING.match(line) is not None
+        if not self._fence:
+            self._blank = not line.strip() and (self._blank or not closed)
+            self._closed = closed
         self._previous = line
 
 
@@ -161,6 +208,7 @@ class LiveSection:
         self._tail_cost = 0  # characters of this tail sent so far
         self._line: list[str] = []  # the current line, not yet ended
         self._line_break = 0  # in the tail: just after its last line break
+        self._boundary = 0  # in the tail: where its last block starts (0 for none)
         self._shown_length = 0  # of the tail, by the last update
         self._held = 0  # the last update showed the tail up to here, for freezing
         self._held_prefix = ""  # the Markdown context there
@@ -193,17 +241,22 @@ class LiveSection:
             self.update()
 
     def _scan(self, delta: str) -> None:
-        """Follow the Markdown context over the lines that ``delta`` ends."""
+        """Follow the Markdown context over the lines that ``delta`` ends, noting where
+        the last block starts."""
         base = self._tail_length - len(delta)
         start = 0
         while (end := delta.find("\n", start)) >= 0:
             line = "".join([*self._line, delta[start:end]])
             self._line = []
+            if self._context.starts_block(line) and self._line_break:
+                self._boundary = self._line_break
             self._context.feed(line)
             start = end + 1
+            self._line_break = base + start
+            if self._context.block_ended:
+                self._boundary = self._line_break
         if start < len(delta):
             self._line = [delta[start:]]
-        self._line_break = base + start
 
     def update(self) -> None:
         """Show the new text now.
@@ -222,7 +275,10 @@ class LiveSection:
             self._held = self._hold_point(tail)
             if self._held:
                 shown = tail[: self._held]
-                self._held_prefix = self._context.prefix if self._held == self._line_break else ""
+                # A block boundary is outside fences and tables; a line break keeps the
+                # context the lines so far left.
+                inside = self._held == self._line_break and self._held != self._boundary
+                self._held_prefix = self._context.prefix if inside else ""
         self._tail = [tail] if tail else []
         self._show(shown)
         self._tail_cost += len(shown)
@@ -232,7 +288,12 @@ class LiveSection:
 
     def _hold_point(self, tail: str) -> int:
         """Where the tail may end for freezing, without hiding anything already shown:
-        its last line break, else (one very long line) its last space; 0 for none."""
+        where its last block starts; else, once the one block has cost enough, its last
+        line break, else (one very long line) its last space; 0 for none."""
+        if self._boundary and self._boundary >= self._shown_length:
+            return self._boundary
+        if self._tail_cost < BLOCK_COST_FACTOR * len(tail):
+            return 0
         if self._line_break and self._line_break >= self._shown_length:
             return self._line_break
         if len(tail) >= LONG_LINE_CHARS and self._context.plain:
@@ -251,6 +312,7 @@ class LiveSection:
         self._tail_prefix = self._held_prefix if self._markdown else ""
         self._tail_length -= cut
         self._line_break = max(self._line_break - cut, 0)
+        self._boundary = max(self._boundary - cut, 0)
         self._held = self._tail_cost = self._shown_length = 0
         group = self._frozen[-MERGE_GROUP:]
         while len(group) == MERGE_GROUP and len({p.level for p in group}) == 1:
@@ -260,21 +322,21 @@ class LiveSection:
         return tail[cut:]
 
     def release(self) -> list[LiveOutput]:
-        """The outputs that show text (to be emptied), forgetting the text itself."""
-        showing = self.outputs
+        """Every output this section displayed, in order (each is to get a part of the
+        finished text), forgetting the text itself."""
+        displayed = [output for output in self._outputs if output.shown]
         self._frozen, self._tail, self._line = [], [], []
         self._showing = [None] * len(self._outputs)
-        return showing
+        return displayed
 
-    def close(self) -> list[LiveOutput]:
-        """End the live view of this section: its whole text in its first output, the
-        others emptied and handed back (so the next section reuses them and a cell's
-        outputs stay few: JupyterLab hides those beyond its ``maxNumberOutputs``)."""
-        if len(self.outputs) > 1 or self._pending:
-            self._frozen = [_Frozen(self.text, "", 0)]
-            self._tail, self._tail_length, self._pending, self._held = [], 0, 0, 0
-            self._show("")
-        return self._outputs[1:]
+    def close(self) -> None:
+        """End the live view of this section (another begins below it): what is still
+        pending is shown now."""
+        if self._pending:
+            self._held = 0
+            tail = "".join(self._tail)
+            self._show(tail)
+            self._pending = 0
 
     def _show(self, tail: str) -> None:
         """Bring every output up to date: frozen parts that changed, the tail, and
@@ -313,3 +375,48 @@ class LiveSection:
             self._showing.append(None)
         self._outputs[position].update(bundle)
         self._showing[position] = content
+
+
+def split_blocks(text: str, count: int) -> list[tuple[str, str]]:
+    """``text`` cut into at most ``count`` consecutive parts of similar length, as
+    ``(prefix, part)``: at block boundaries where there are enough, else also at line
+    breaks (a fence or table cut there is reopened by ``prefix``), else at spaces."""
+    if count <= 1 or not text:
+        return [("", text)]
+    context = MarkdownContext()
+    candidates: tuple[list[tuple[int, str]], list[tuple[int, str]], list[tuple[int, str]]] = (
+        [],
+        [],
+        [],
+    )
+    start = 0
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\n")
+        if start and context.starts_block(body):
+            candidates[0].append((start, ""))
+        elif start:
+            candidates[1].append((start, context.prefix))
+        if context.plain:
+            candidates[2].extend(
+                (start + i + 1, "") for i, char in enumerate(body[:-1]) if char == " "
+            )
+        context.feed(body)
+        start += len(line)
+        if context.block_ended and start < len(text):
+            candidates[0].append((start, ""))
+    chosen: list[tuple[int, str]] = []
+    for kind in candidates:
+        chosen = sorted({*chosen, *kind})
+        if len(chosen) >= count - 1:
+            break
+    if len(chosen) > count - 1:  # evenly spread, by position in the text
+        step = len(chosen) / count
+        chosen = [chosen[min(len(chosen) - 1, round(step * (i + 1)) - 1)] for i in range(count - 1)]
+        chosen = sorted(set(chosen))
+    parts: list[tuple[str, str]] = []
+    previous, prefix = 0, ""
+    for position, next_prefix in chosen:
+        parts.append((prefix, text[previous:position]))
+        previous, prefix = position, next_prefix
+    parts.append((prefix, text[previous:]))
+    return parts

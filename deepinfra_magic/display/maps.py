@@ -7,6 +7,10 @@ Rules kept here:
 * The form follows the :class:`~.output.Frontend`: widgets when it can show them, a
   :class:`~.output.LiveOutput` line when it applies updates, else a line on its stream.
 * The summary stays: it takes the live line's place, or is a fresh output.
+* Nothing live outlives the run: when it ends (done, failed or stopped) the widget bar's
+  output is replaced by a static line (JupyterLab and Notebook 7 do not save widget
+  state, so a saved bar would read "Error displaying widget: model not found") and its
+  widgets are closed. A stopped run's line says so, with no ETA.
 * Widget labels are built from escaped text only, never from model text as HTML.
 """
 
@@ -38,9 +42,9 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def progress_line(progress: MapProgress, model: str) -> str:
+def progress_line(progress: MapProgress, model: str, *, eta: bool = True) -> str:
     """One line: done/failed/total (and distinct prompts when fewer), tokens, dollars,
-    rows per second and ETA."""
+    rows per second and ETA (left out when ``eta`` is false: a run that has ended has none)."""
     parts = [f"{progress.done}/{progress.total} done"]
     if 0 < progress.distinct < progress.total:
         parts.insert(0, f"{progress.total} rows, {progress.distinct} distinct prompts")
@@ -53,7 +57,7 @@ def progress_line(progress: MapProgress, model: str) -> str:
         parts.append(money(progress.dollars))
     rate = progress.rate
     parts.append(f"{rate:.1f} rows/s" if rate else "– rows/s")
-    if progress.remaining:
+    if eta and progress.remaining:
         parts.append(f"ETA {_duration(progress.eta)}")
     parts.append(f"{progress.concurrency} at once")
     return f"`{model}` · " + " · ".join(parts)
@@ -71,14 +75,17 @@ class MapProgressView:
         self._mode = "text" if not frontend.live else "widget" if frontend.widgets else "markdown"
         self._out = frontend.out
         self._live = frontend.live_output()
+        self._box: Any = None
         self._bar: Any = None
         self._label: Any = None
+        self._last: MapProgress | None = None
         self._started = False
         self._pace = Throttle(TERMINAL_LINE_INTERVAL, min_chars=0)
         self._width = 0
 
     def update(self, progress: MapProgress) -> None:
         """Show where the run stands (the first call shows the bar)."""
+        self._last = progress
         line = progress_line(progress, self._model)
         if self._mode == "widget" and self._show_widget(progress, line):
             return
@@ -107,9 +114,9 @@ class MapProgressView:
                 layout={"width": "50%"},
             )  # fmt: skip
             self._label = ipywidgets.HTML()
-            box = ipywidgets.VBox([self._bar, self._label])
+            self._box = ipywidgets.VBox([self._bar, self._label])
             alternative = f"Progress of the rows sent to {self._model} (a live bar while it runs)"
-            self._publish({**box._repr_mimebundle_(), "text/plain": alternative}, {})
+            self._live.show({**self._box._repr_mimebundle_(), "text/plain": alternative})
         self._bar.value = progress.done + progress.failed
         self._bar.bar_style = "warning" if progress.failed else ""
         self._label.value = _html(line)
@@ -127,14 +134,38 @@ class MapProgressView:
         self._live.show(markdown_bundle(f"⏳ {line}", plain(line)))
         self._mode = "markdown"  # the summary replaces this line
 
-    def finish(self, summary: str) -> None:
-        """End the live display and show the summary (kept in the saved notebook)."""
+    def finish(self, summary: str, *, stopped: bool = False) -> None:
+        """End the live display and show the summary (kept in the saved notebook).
+
+        The widget bar, if shown, is replaced by a static line first (``stopped``: the run
+        was interrupted, and the line says so); the summary then follows as a fresh output,
+        which jupyter console (it ignores updates) prints too."""
         if self._mode == "text" and self._started:
             self._out.write("\n")
             self._out.flush()
-        if self._bar is not None:
-            self._bar.bar_style = "success" if "⚠" not in summary else "warning"
+        if self._box is not None:
+            self._live.update(markdown_bundle(*self._static_line(stopped)))
+            self._box.close()  # its comms are not needed any more
+            self._box = self._bar = self._label = None
+            self._publish(markdown_bundle(summary, plain(summary)), {})
+            return
         self._live.settle(markdown_bundle(summary, plain(summary)))
+
+    def _static_line(self, stopped: bool) -> tuple[str, str]:
+        """Where the run ended, as (Markdown, plain): the last progress without its ETA,
+        marked stopped, with failures, or done."""
+        last = self._last
+        if last is None:
+            line = f"`{self._model}`"
+        else:
+            line = progress_line(last, self._model, eta=False)
+        if stopped:
+            icon, end = "⏹", " · stopped"
+        elif last is not None and (last.failed or last.remaining):
+            icon, end = "⚠", ""
+        else:
+            icon, end = "✓", ""
+        return f"{icon} {line}{end}", f"{icon} {plain(line)}{end}"
 
 
 def _html(text: str) -> str:

@@ -8,11 +8,16 @@ Rules kept here (Rich's ``Live`` is the model: it owns *when and where*, views o
   show widgets, where text goes); it is chosen once, by :func:`frontend_of`. Views read it
   and never look at the shell.
 * Only :class:`LiveOutput` publishes with a display id. The first ``show`` displays, later
-  ones update in place. The end of a live view is published as fresh display data (the
-  output that stays, and the only one a frontend that ignores updates shows), and only
-  then are the live outputs emptied, so nothing else printed in the cell is touched (which
-  ``clear_output`` would wipe). A frontend without live updates gets the first ``show``
-  only: it is printed once.
+  ones update in place. A frontend without live updates gets the first ``show`` only: it
+  is printed once.
+* No output is left empty: a saved notebook keeps every output ever displayed (JupyterLab
+  and nbclient remove outputs only by ``clear_output``, which would also wipe whatever
+  else the cell printed, a notice on stderr or the user's own lines). So a live view ends
+  *in place* (:func:`settle_live`): its live outputs get the finished parts, and the
+  closing output that follows (a footer, a caption) is fresh display data whose first
+  text/plain also carries the text of those parts, then is updated to its own. jupyter
+  console, which ignores updates and prints text/plain, thus prints everything once;
+  frontends that apply updates show each part once.
 * Nothing here imports the client or the shell; IPython is imported only to test the
   frontend's publisher class.
 """
@@ -38,6 +43,7 @@ __all__ = [
     "metadata_for",
     "plain",
     "rich_display_available",
+    "settle_live",
 ]
 
 METADATA_KEY = "deepinfra_magic"
@@ -153,10 +159,11 @@ class LiveOutput:
         self._publish(bundle, {}, transient={"display_id": self.display_id}, update=self.shown)
         self.shown = True
 
-    def update(self, bundle: dict[str, Any]) -> None:
+    def update(self, bundle: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
         """Put ``bundle`` in place of what this output shows (on a live frontend)."""
         if self.live:
-            self._publish(bundle, {}, transient={"display_id": self.display_id}, update=True)
+            transient = {"display_id": self.display_id}
+            self._publish(bundle, metadata or {}, transient=transient, update=True)
             self.shown = True
 
     def settle(self, bundle: dict[str, Any]) -> None:
@@ -189,3 +196,27 @@ def finish_live(
         publish(bundle, info)
     for output in live:
         output.empty()
+
+
+def settle_live(
+    publish: Publisher,
+    placed: Iterable[tuple[LiveOutput, dict[str, Any]]],
+    closing: Iterable[dict[str, Any]],
+    metadata: dict[str, Any] | None,
+    missed: str = "",
+) -> None:
+    """The end of a live view, leaving no output empty: each ``placed`` live output gets its
+    finished bundle in place, then the ``closing`` bundles follow as fresh outputs. The
+    first closing bundle is published with ``missed`` (the plain text of what was placed,
+    which a frontend ignoring updates never saw) in front of its text/plain, then updated
+    to its own."""
+    info = metadata_for(metadata)
+    for output, bundle in placed:
+        output.update(bundle, info)
+    for index, bundle in enumerate(closing):
+        if index or not missed:
+            publish(bundle, info)
+            continue
+        first = LiveOutput(publish)
+        first.show({**bundle, "text/plain": f"{missed}\n{bundle.get('text/plain', '')}"})
+        first.update(bundle, info)

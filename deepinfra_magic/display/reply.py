@@ -5,7 +5,9 @@ Rules kept here:
 * The frontend is chosen once (:func:`reply_view` reads the :class:`~.output.Frontend`).
 * Reasoning is shown quoted and labelled, never mixed into the answer.
 * The view only makes bundles: display ids, updates and the end of the live outputs
-  belong to :class:`~.output.LiveOutput` and :func:`~.output.finish_live`.
+  belong to :class:`~.output.LiveOutput` and :func:`~.output.settle_live`.
+* A reply ends in place: every output it displayed keeps a part of the finished text
+  (cut at block boundaries by :func:`~.live.split_blocks`), none is left empty.
 * The finished reply is everything received, even what never reached the live view.
 """
 
@@ -16,8 +18,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .live import LiveSection, Throttle
-from .output import Frontend, LiveOutput, Publisher, finish_live, markdown_bundle, plain
+from .live import LiveSection, Throttle, split_blocks
+from .output import Frontend, LiveOutput, Publisher, markdown_bundle, plain, settle_live
 
 if TYPE_CHECKING:
     from ..types import ChatResult
@@ -42,7 +44,7 @@ REASONING_HEADER = "💭 **Reasoning**\n\n"
 
 def _reasoning_bundle(text: str, first: bool = True) -> dict[str, str]:
     header = REASONING_HEADER if first else ""
-    return markdown_bundle(header + _quote(text), "💭 Reasoning:\n" + text)
+    return markdown_bundle(header + _quote(text), ("💭 Reasoning:\n" if first else "") + text)
 
 
 def _answer_bundle(text: str, first: bool = True) -> dict[str, str]:
@@ -55,13 +57,13 @@ def _text_bundle(text: str, first: bool = True) -> dict[str, str]:
 
 class ReplyView:
     """A streamed reply in a notebook: placeholder, live reasoning and answer, and at the
-    end one clean output each for the reasoning and the answer, then the footer.
+    end the finished reasoning and answer in the outputs they streamed in, then the footer.
 
-    The finished reply is published as fresh ``display_data`` (so frontends that ignore
-    display updates, like jupyter console, show it), and only then are the live outputs
-    emptied with an update to an empty bundle: JupyterLab then renders nothing for them,
-    and nothing else printed in the cell (a notice on stderr, an earlier reply) is
-    touched, which ``clear_output`` would wipe.
+    The reply ends in place (:func:`~.output.settle_live`): each output it displayed gets a
+    part of the finished text, so a saved notebook holds no empty output, and nothing else
+    printed in the cell (a notice on stderr, an earlier reply) is touched, which
+    ``clear_output`` would wipe. The footer is fresh ``display_data`` whose first text/plain
+    carries the whole reply, so jupyter console (it ignores display updates) prints it.
     """
 
     def __init__(
@@ -91,18 +93,15 @@ class ReplyView:
         self._placeholder.show(markdown_bundle(label, f"⏳ Asking {self._model}…"))
 
     def _section(
-        self,
-        render: Callable[[str, bool], dict[str, str]],
-        markdown: bool,
-        empty: list[LiveOutput] | None = None,
+        self, render: Callable[[str, bool], dict[str, str]], markdown: bool
     ) -> LiveSection:
-        """A new section in the ``empty`` outputs, or taking over the unused placeholder."""
+        """A new section in new outputs, or taking over the unused placeholder."""
         if self._placeholder_free:
             self._placeholder_free = False
             return LiveSection(
                 self._publish, render, self._throttle, [self._placeholder], markdown, True
             )
-        return LiveSection(self._publish, render, self._throttle, empty, markdown)
+        return LiveSection(self._publish, render, self._throttle, None, markdown)
 
     def add_reasoning(self, delta: str) -> None:
         """Reasoning text: shown quoted and labelled, never mixed into the answer."""
@@ -113,9 +112,10 @@ class ReplyView:
     def add_answer(self, delta: str) -> None:
         """Answer text, rendered as Markdown with a text/plain fallback."""
         if self.answer is None:
-            free = self.reasoning.close() if self.reasoning is not None else None
+            if self.reasoning is not None:
+                self.reasoning.close()
             render = _answer_bundle if self._markdown else _text_bundle
-            self.answer = self._section(render, self._markdown, free)
+            self.answer = self._section(render, self._markdown)
         self.answer.append(delta)
 
     def finish(
@@ -130,34 +130,67 @@ class ReplyView:
     ) -> None:
         """End the reply (normally, on an error or on Ctrl-C): the reasoning and the answer
         (``text``/``reasoning`` when given: everything received, even what never reached
-        the live view), the note, the footer (none when empty); then empty the live outputs.
-        ``plain_text`` is the answer's text/plain when it is not ``text`` itself (a typed
-        answer: a table in Markdown, its raw JSON in text/plain).
+        the live view) with the note, in the outputs they streamed in; then the footer
+        (none when empty), fresh. ``plain_text`` is the answer's text/plain when it is not
+        ``text`` itself (a typed answer: a table in Markdown, its raw JSON in text/plain),
+        shown whole in one output.
         """
         if reasoning is None:
             reasoning = self.reasoning.text if self.reasoning is not None else ""
         if text is None:
             text = self.answer.text if self.answer is not None else ""
-        live = [self._placeholder] if self._placeholder_free else []
-        for section in (self.reasoning, self.answer):
-            if section is not None:
-                live += section.release()  # its copy of a long reply is not needed any more
-        bundles = []
-        if reasoning:
-            bundles.append(_reasoning_bundle(reasoning))
-        if text:
-            body = text if plain_text is None else plain_text
-            text_plain = f"{body}\n\n{plain(note)}" if note else body
-            if self._markdown:
-                bundles.append(markdown_bundle(f"{text}\n\n{note}" if note else text, text_plain))
-            else:
-                bundles.append({"text/plain": text_plain})
-        elif note or not reasoning:
-            note = note or "*(empty reply)*"
-            bundles.append(markdown_bundle(note, plain(note)))
+        slots = [section.release() if section is not None else [] for section in (
+            self.reasoning, self.answer)]  # fmt: skip
+        if self._placeholder_free:  # nothing streamed: the first part takes its place
+            slots[0 if reasoning else 1].insert(0, self._placeholder)
+        placed: list[tuple[LiveOutput, dict[str, str]]] = []
+        closing: list[dict[str, str]] = []
+        missed: list[str] = []
+        answer = text
+        if not text and (note or not reasoning):
+            answer, note = "", note or "*(empty reply)*"
+        for kind, body, outputs in (
+            ("reasoning", reasoning, slots[0]),
+            ("answer", answer, slots[1]),
+        ):
+            count = len(outputs) if kind == "reasoning" or plain_text is None else 1
+            bundles = self._part_bundles(kind, body, note if kind == "answer" else "", count)
+            if kind == "answer" and plain_text is not None and text:
+                shown = f"{plain_text}\n\n{plain(note)}" if note else plain_text
+                bundles = [{**bundle, "text/plain": shown} for bundle in bundles]
+            if not bundles:
+                continue
+            missed.append("".join(str(b.get("text/plain", "")) for b in bundles))
+            placed += zip(outputs, bundles, strict=False)
+            closing += bundles[len(outputs) :]
+            for leftover in outputs[len(bundles) :]:
+                leftover.empty()  # a reply shorter than its outputs: none has happened yet
         if footer:
-            bundles.append(markdown_bundle(footer, plain(footer)))
-        finish_live(self._publish, bundles, metadata, live)
+            closing.append(markdown_bundle(footer, plain(footer)))
+        settle_live(self._publish, placed, closing, metadata, "\n".join(missed) if placed else "")
+
+    def _part_bundles(self, kind: str, text: str, note: str, count: int) -> list[dict[str, str]]:
+        """The bundles of ``text`` cut into (up to) ``count`` parts, ``note`` under the last."""
+        if not text and not note:
+            return []
+        if kind == "answer" and not text:
+            return [markdown_bundle(note, plain(note))]
+        parts = split_blocks(text, count)
+        bundles = []
+        for index, (prefix, part) in enumerate(parts):
+            last = index == len(parts) - 1
+            if kind == "reasoning":
+                bundle = _reasoning_bundle(prefix + part, index == 0)
+                bundle["text/plain"] = ("💭 Reasoning:\n" if index == 0 else "") + part
+            elif self._markdown:
+                markdown = f"{prefix}{part}\n\n{note}" if note and last else prefix + part
+                bundle = markdown_bundle(
+                    markdown, f"{part}\n\n{plain(note)}" if note and last else part
+                )
+            else:
+                bundle = {"text/plain": f"{part}\n\n{plain(note)}" if note and last else part}
+            bundles.append(bundle)
+        return bundles
 
 
 class StdoutReplyView:

@@ -264,7 +264,8 @@ def run_map(
         result.interrupted = False  # the job runs on: nothing was lost
     if estimate is not None:
         notes.insert(0, estimate_note(estimate, result))
-    view.finish(display.maps.map_summary(result, sent_rows=sent, note="\n\n".join(notes)))
+    summary = display.maps.map_summary(result, sent_rows=sent, note="\n\n".join(notes))
+    view.finish(summary, stopped=outcome.interrupted)
     outcome.value = result
     return outcome
 

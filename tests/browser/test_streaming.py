@@ -1,7 +1,8 @@
 """What a person sees of a streamed reply in JupyterLab, against the fake server.
 
-The reply grows live, then stays as one rendered output and its footer, with nothing
-empty taking space; Ctrl-C (an interrupt of the kernel) keeps what arrived, marked.
+The reply grows live, then stays in the outputs it streamed in (cut at block boundaries)
+and its footer, with nothing empty taking space; a paragraph streamed in many lines is one
+block all along; Ctrl-C (an interrupt of the kernel) keeps what arrived, marked.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def _children(page: Page, index: int) -> list[dict[str, Any]]:
     return children
 
 
-def test_a_long_reply_streams_then_stays_as_one_output_and_its_footer(
+def test_a_long_reply_streams_then_stays_once_in_its_outputs_and_its_footer(
     page: Page,
     jupyterlab_factory: JupyterLabFactory,
     fake_server: FakeDeepInfra,
@@ -107,13 +108,15 @@ def test_a_long_reply_streams_then_stays_as_one_output_and_its_footer(
     history = get_output_history(page, 1)
     assert len(history) >= 4, history
     assert "Asking" in history[0]
-    # At the end: the rendered reply once, then the footer, and nothing else with room.
+    # At the end: the rendered reply once (its blocks in the outputs it streamed in), then
+    # the footer, and no output empty.
     children = _children(page, 1)
     shown = [child for child in children if child["child"]]
-    assert len(shown) == 2, children
-    answer, footer = shown
-    assert answer["text"].startswith("A long answer")
-    assert answer["text"].count("The end of the answer.") == 1
+    *parts, footer = shown
+    assert parts and all(part["text"] for part in parts), children
+    answer = "\n".join(part["text"] for part in parts)
+    assert answer.startswith("A long answer")
+    assert answer.count("The end of the answer.") == 1
     assert footer["text"].startswith("meta-llama/Llama-3.3-70B-Instruct-Turbo · ")
     assert all(c["height"] == 0 and not c["text"] for c in children if not c["child"])
     (cell,) = [c for c in collect_outputs(page) if c.index == 1]
@@ -150,3 +153,65 @@ def test_an_interrupted_reply_keeps_the_text_marked_as_stopped(
     assert footer["text"].startswith("⏹ interrupted · ")
     assert "KeyboardInterrupt" in error["text"]
     assert fake_server.wait_for_disconnect(timeout=10)
+
+
+PARAGRAPHS = 6
+LINES = 14  # each paragraph soft-wrapped over this many lines, as models write
+WRAPPED = "\n\n".join(
+    "".join(f"Words of paragraph {k}, on line {i}, wrapped like prose.\n" for i in range(LINES))
+    for k in range(PARAGRAPHS)
+)
+
+# Installed before the run: at every change of the cell's outputs, how many rendered
+# paragraphs hold words of each paragraph of the reply, how many outputs show text, and
+# whether the reply has all arrived (the finished reply is then published and the live
+# outputs emptied: the streaming is over).
+_WATCH_PARAGRAPHS_JS = r"""
+([index, count, lines]) => {
+  const area = window.__labRecorder.cell(index).querySelector('.jp-OutputArea');
+  window.__paragraphStates = [];
+  const look = () => {
+    const shown = Array.from(area.querySelectorAll('.jp-RenderedMarkdown p'));
+    const pieces = [];
+    for (let k = 0; k < count; k++) {
+      pieces.push(shown.filter((p) => p.innerText.includes(`paragraph ${k},`)).length);
+    }
+    const outputs = Array.from(area.querySelectorAll('.jp-OutputArea-output'))
+      .filter((el) => el.innerText.trim()).length;
+    const done = area.innerText.includes(`paragraph ${count - 1}, on line ${lines - 1},`);
+    window.__paragraphStates.push({pieces, outputs, done});
+  };
+  new MutationObserver(look).observe(area, {childList: true, subtree: true, characterData: true});
+}
+"""
+
+
+def test_a_paragraph_streamed_in_many_lines_shows_as_one_block_while_it_streams(
+    page: Page,
+    jupyterlab_factory: JupyterLabFactory,
+    fake_server: FakeDeepInfra,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    fake_server.configure(token_delay=0.004, first_byte_delay=0.5)
+    fake_server.script_reply(WRAPPED)
+    lab = _lab(jupyterlab_factory, fake_server)
+    path = _notebook(tmp_path / "wrapped.ipynb", "%load_ext deepinfra_magic", "%%deepinfra\nGo")
+    open_notebook(page, lab, path)
+    page.evaluate(_WATCH_PARAGRAPHS_JS, [1, PARAGRAPHS, LINES])
+    run_all_cells(page)
+    wait_for_output(page, 1, text="paragraph 2, on line 5")  # mid-reply
+    save_screenshot(page, f"{request.node.name}_streaming")
+    wait_for_execution_finished(page)
+    wait_for_output(page, 1, text="tok/s")
+    save_screenshot(page, request.node.name)
+
+    states: list[dict[str, Any]] = page.evaluate("() => window.__paragraphStates")
+    streaming = [state for state in states if not state["done"]]
+    assert len(streaming) >= 10
+    # While it streamed, the reply was split over several outputs (frozen parts)...
+    assert max(state["outputs"] for state in streaming) >= 3
+    # ...and yet no paragraph ever showed as more than one block.
+    split = [state for state in streaming if max(state["pieces"]) > 1]
+    assert not split, split
+    assert states[-1]["pieces"] == [1] * PARAGRAPHS

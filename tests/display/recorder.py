@@ -48,12 +48,14 @@ class Recorder:
 
 
 def stream(view: ReplyView, clock: Clock, tokens: list[str], rate: float) -> None:
-    """Feed ``tokens`` to the answer, ``rate`` a second, on the fake clock; then let one
-    more update go out (as the next token would)."""
+    """Feed ``tokens`` to the answer, ``rate`` a second, on the fake clock; then let the
+    updates go out that the next tokens would send (a freeze takes two: the first may hold
+    back text after a block boundary)."""
     for token in tokens:
         clock.now += 1 / rate
         view.add_answer(token)
     assert view.answer is not None
+    view.answer.update()
     view.answer.update()
 
 
@@ -65,3 +67,21 @@ def words(text: str) -> list[str]:
 def live_texts(outputs: list[RichOutput]) -> list[str]:
     """What the live outputs show at this moment, in order (updates applied)."""
     return [o.data[MARKDOWN] for o in notebook_view(outputs)]
+
+
+def saved_outputs(outputs: list[RichOutput]) -> list[RichOutput]:
+    """Every output a saved notebook keeps (JupyterLab and nbclient keep each display, with
+    its updates applied), empty ones included."""
+    saved: list[RichOutput] = []
+    for output in outputs:
+        ident = (output.transient or {}).get("display_id")
+        if not output.update:
+            saved.append(output)
+            continue
+        saved = [
+            RichOutput(output.data, output.metadata, output.transient)
+            if (old.transient or {}).get("display_id") == ident
+            else old
+            for old in saved
+        ]
+    return saved

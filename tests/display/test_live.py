@@ -43,6 +43,29 @@ def test_markdown_context_knows_fences_and_tables() -> None:
     assert context.plain
 
 
+def test_markdown_context_knows_where_blocks_end() -> None:
+    context = MarkdownContext()
+    for line in ["A paragraph", "on two lines"]:
+        context.feed(line)
+    assert not context.block_ended  # a line break inside a paragraph
+    context.feed("")
+    assert context.block_ended
+    for line in ["- one", "  more of one", ""]:
+        context.feed(line)
+    assert not context.block_ended  # a blank line inside a list may go on with it
+    assert not context.starts_block("- two") and not context.starts_block("    indented")
+    assert context.starts_block("After the list.")
+    for line in ["After the list.", "```python", "", "x = 1"]:
+        context.feed(line)
+    assert not context.block_ended and not context.starts_block("y = 2")  # in code
+    context.feed("```")
+    assert context.block_ended  # a closed fence ends its block
+    context.feed("Text")
+    assert context.starts_block("## A heading") and context.starts_block("~~~")
+    context.feed("## A heading")
+    assert context.block_ended
+
+
 # --- LiveSection through ReplyView ----------------------------------------------------------------
 
 
@@ -71,8 +94,10 @@ def test_finished_parts_freeze_so_updates_resend_only_a_tail() -> None:
     stream(view, clock, words(text), rate=200)
     # Read in order, the live outputs show the whole text: nothing lost or doubled.
     assert "".join(live_texts(recorder.outputs)) == text
-    # Late updates do not start from the beginning and stay short.
-    late = [o.data[MARKDOWN] for o in recorder.outputs[-20:] if o.update and o.data]
+    # Late updates of the live tail do not start from the beginning and stay short (one
+    # 18 KB paragraph: it is cut at line breaks, as it must be).
+    tail = display_id(recorder.outputs[-1])
+    late = [o.data[MARKDOWN] for o in recorder.outputs[-20:] if display_id(o) == tail and o.data]
     assert late and all(len(shown) < 2000 for shown in late)
     # Every part ends at a line break, and parts are merged so that outputs stay few.
     assert all(shown.endswith("\n") for shown in live_texts(recorder.outputs)[:-1])
@@ -127,3 +152,41 @@ def test_update_traffic_stays_within_ten_times_the_text(rate: int) -> None:
     stream(view, clock, words(text), rate)
     view.finish("footer", {"model": "m"}, text=text)
     assert recorder.bytes <= 10 * len(text.encode())
+
+
+def _frozen_parts_seen(recorder: Recorder, clock: Clock, tokens: list[str]) -> set[str]:
+    """Every part that was ever shown frozen (all live outputs but the last), token by
+    token, streaming ``tokens`` 200 a second into a new reply view."""
+    view = ReplyView(recorder, "m", 0.1, clock=clock)
+    view.start()
+    seen: set[str] = set()
+    for token in tokens:
+        clock.now += 1 / 200
+        view.add_answer(token)
+        seen.update(live_texts(recorder.outputs)[:-1])
+    return seen
+
+
+def test_a_paragraph_streamed_in_many_lines_is_never_cut_while_it_streams() -> None:
+    clock, recorder = Clock(), Recorder()
+    paragraph = "".join(
+        f"Line {i} of a paragraph, soft-wrapped as models write.\n" for i in range(6)
+    )
+    text = "\n".join(f"## Part {n}\n\n{paragraph}" for n in range(12))
+    frozen = _frozen_parts_seen(recorder, clock, words(text))
+    assert frozen  # parts were frozen...
+    # ...each at a block boundary: a heading's end or a blank line, never inside a paragraph.
+    assert all(part.endswith("\n\n") or part.rstrip("\n").startswith("## Part") for part in frozen)
+    assert "".join(live_texts(recorder.outputs)).startswith(text.rstrip("\n")[:1000])
+
+
+def test_a_loose_list_is_frozen_only_after_its_last_item() -> None:
+    clock, recorder = Clock(), Recorder()
+    prose = "Some prose before the list, long enough to be worth freezing. " * 12 + "\n\n"
+    items = "".join(f"- item {i}, with a few words\n\n" for i in range(8))
+    text = (prose + items + "After the list.\n\n") * 4
+    frozen = _frozen_parts_seen(recorder, clock, words(text))
+    assert frozen
+    for part in frozen:
+        # A part may hold the whole list or none of it: no cut between two items.
+        assert ("- item 0" in part) == ("- item 7" in part)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import io
 
 from deepinfra_magic.display import Frontend, ReplyView, StdoutReplyView, reply_view
-from tests.display.recorder import Clock, Recorder, stream, words
-from tests.kernel_helpers import MARKDOWN, PLAIN, console_view, notebook_view
+from tests.display.recorder import Clock, Recorder, saved_outputs, stream, words
+from tests.kernel_helpers import MARKDOWN, METADATA_KEY, PLAIN, console_view, notebook_view
 
 # --- the end of a reply --------------------------------------------------------------------------
 
 
-def test_the_end_is_one_fresh_output_each_then_the_live_ones_are_emptied() -> None:
+def test_the_reply_ends_in_its_live_outputs_leaving_none_empty() -> None:
     clock, recorder = Clock(), Recorder()
     view = ReplyView(recorder, "m", 0.1, clock=clock)
     view.start()
@@ -20,27 +20,27 @@ def test_the_end_is_one_fresh_output_each_then_the_live_ones_are_emptied() -> No
     for token in words(reasoning):
         clock.now += 0.005
         view.add_reasoning(token)
-    answer = "".join(f"Answer line {i}.\n" for i in range(300))
+    answer = "\n\n".join(f"Answer paragraph {i}, with a few more words." for i in range(150))
     stream(view, clock, words(answer), rate=200)
-    live = len(recorder.outputs)
     view.finish("footer", {"model": "m"}, text=answer, reasoning=reasoning)
 
-    thinking, final, footer = notebook_view(recorder.outputs)
-    assert not (thinking.update or final.update or footer.update)
-    assert thinking.data[PLAIN] == "💭 Reasoning:\n" + reasoning
-    assert final.data == {MARKDOWN: answer, PLAIN: answer}
+    saved = saved_outputs(recorder.outputs)
+    assert all(output.data for output in saved)  # no empty box in a saved notebook
+    assert len(saved) <= 11 * 3 + 2
+    *parts, footer = saved
+    plains = [str(part.data[PLAIN]) for part in parts]
+    thinking = [p for p in plains if not p.startswith("Answer")]
+    assert "".join(thinking) == "💭 Reasoning:\n" + reasoning
+    assert "".join(plains[len(thinking) :]) == answer
+    assert all(part.metadata == {METADATA_KEY: {"model": "m"}} for part in parts)
+    # The answer's parts are whole paragraphs, as the finished Markdown shows them.
+    assert all(str(p.data[MARKDOWN]).startswith("Answer") for p in parts[len(thinking) :])
+    assert all(str(p.data[MARKDOWN]).endswith("\n\n") for p in parts[len(thinking) : -1])
     assert footer.data == {MARKDOWN: "footer", PLAIN: "footer"}
-    # Everything after the finished outputs only empties live outputs.
-    assert all(o.update and o.data == {} for o in recorder.outputs[live + 3 :])
-    # The answer reused the reasoning's outputs, so the cell keeps few of them.
-    created = [o for o in recorder.outputs if not o.update]
-    assert len(created) <= 7 * 3 + 1 + 3
-    # A frontend that ignores updates prints the placeholder, then the finished reply.
+    # A frontend that ignores updates prints the placeholder, then the whole reply once.
     assert console_view(recorder.outputs) == [
         "⏳ Asking m…",
-        thinking.data[PLAIN],
-        answer,
-        "footer",
+        f"💭 Reasoning:\n{reasoning}\n{answer}\nfooter",
     ]
 
 

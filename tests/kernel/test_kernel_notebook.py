@@ -123,8 +123,7 @@ def test_kernel_runs_the_venv_python(executed: Executed) -> None:
 
 
 def test_saved_reply_is_the_final_text_with_markdown_and_plain(executed: Executed) -> None:
-    emptied, answer, footer = executed.outputs(2)
-    assert emptied["data"] == {}  # the live output, emptied: JupyterLab renders nothing
+    answer, footer = executed.outputs(2)  # the reply ended in its live output: none is empty
     text = default_reply(DEFAULT, HELLO)
     assert answer["output_type"] == "display_data"
     assert answer["data"] == {MARKDOWN: text, PLAIN: text}
@@ -231,13 +230,12 @@ def test_interrupt_keeps_partial_text_and_the_kernel_stays_usable(
     assert execution.reply["content"]["ename"] == "KeyboardInterrupt"
     assert execution.error is not None and execution.error["ename"] == "KeyboardInterrupt"
     assert CANARY_KEY not in "\n".join(execution.error["traceback"])
-    fresh = execution.of_type("display_data")
-    last = [u for u in fresh if METADATA_KEY in u["content"]["metadata"]][-2]  # then the footer
-    final = last["content"]["data"][PLAIN]
+    *_, last, _ = execution.notebook_outputs()[:-1]  # the kept text, the footer, the error
+    final = last["data"][PLAIN]
     partial, _, note = final.partition("\n\n⏹ Interrupted")
     assert partial and text.startswith(partial) and len(partial) < len(text)
     assert note.startswith(": the partial reply is kept")
-    assert last["content"]["metadata"][METADATA_KEY]["interrupted"] is True
+    assert last["metadata"][METADATA_KEY]["interrupted"] is True
     assert fake_server.wait_for_disconnect(timeout=10)
 
     after = run(kc, "1 + 1")

@@ -57,7 +57,7 @@ def user_messages(body: dict) -> list[str]:
 # --- the display messages -------------------------------------------------------------------------
 
 
-def test_reply_grows_in_place_then_ends_as_one_fresh_output_and_the_footer(
+def test_reply_grows_in_place_then_ends_in_place_and_the_footer_follows(
     ip: InteractiveShell, fake_server: FakeDeepInfra
 ) -> None:
     # An interval no stream can reach: exactly one live update, then the finished reply.
@@ -71,31 +71,31 @@ def test_reply_grows_in_place_then_ends_as_one_fresh_output_and_the_footer(
     assert DEFAULT in first.data[PLAIN] and DEFAULT in first.data[MARKDOWN]
     ident = display_id(first)
     assert ident is not None
-    # Placeholder, one live update of it; the finished reply and the footer as fresh
-    # outputs; then the placeholder emptied.
+    # Placeholder, one live update of it, the finished reply in its place (no output is
+    # left empty); then the footer, fresh, and brought to its own text.
+    footer_id = display_id(reply.outputs[3])
     assert [(display_id(o), o.update) for o in reply.outputs] == [
         (ident, False),
         (ident, True),
-        (None, False),
-        (None, False),
         (ident, True),
+        (footer_id, False),
+        (footer_id, True),
     ]
-    live, final, _, emptied = reply.outputs[1:]
+    live, final, caught_up, footer = reply.outputs[1:]
     assert set(live.data) == {MARKDOWN}  # live updates skip the text/plain copy
     assert expected.startswith(live.data[MARKDOWN]) and live.data[MARKDOWN] != expected
     assert final.data == {MARKDOWN: expected, PLAIN: expected}
-    assert emptied.data == {}
+    assert caught_up.data[PLAIN] == f"{expected}\n{footer.data[PLAIN]}"
     info = final.metadata[METADATA_KEY]
     assert info["model"] == DEFAULT
     assert info["finish_reason"] == "stop"
     assert info["interrupted"] is False and info["error"] is None
     assert info["usage"]["completion_tokens"] > 0
     # What a notebook shows, and what jupyter console (which ignores updates) prints.
-    assert reply.shown == [final, reply.footer]
+    assert [o.data for o in reply.shown] == [final.data, footer.data]
     assert console_view(reply.outputs) == [
         f"⏳ Asking {DEFAULT}…",
-        expected,
-        reply.footer_text,
+        f"{expected}\n{reply.footer_text}",
     ]
 
 
@@ -109,7 +109,7 @@ def test_updates_are_throttled_far_below_the_token_count(
     elapsed = time.monotonic() - started
     text = filler_reply(tokens)
 
-    assert reply.final.data[PLAIN] == text
+    assert reply.final_text == text
     assert ip.user_ns["r"].usage.completion_tokens == tokens
     # The throttle's invariant (interval 0.1 s), whatever the machine's speed...
     assert len(reply.live) <= elapsed / 0.1 + 2
@@ -129,7 +129,8 @@ def test_a_long_reply_freezes_finished_parts_and_each_update_resends_only_a_tail
     fake_server.script_reply(text)
     reply = chat(ip, "Write at length")
 
-    assert reply.final.data == {MARKDOWN: text, PLAIN: text}
+    assert reply.final_text == text
+    assert "".join(str(part.data[MARKDOWN]) for part in reply.answer) == text
     ids = list(dict.fromkeys(display_id(o) for o in reply.live))
     # Parts were frozen into outputs, and merged eight at a time so they stay few: at
     # most 200 parts (one per line) need three levels of seven outputs, and the tail.
@@ -137,9 +138,10 @@ def test_a_long_reply_freezes_finished_parts_and_each_update_resends_only_a_tail
     # No live update resent the reply from its start once it was long.
     late = [o for o in reply.live if "Line 199" in o.data[MARKDOWN]]
     assert late and all(not o.data[MARKDOWN].startswith("Line 0:") for o in late)
-    # Every live output ends empty: the notebook shows the reply once, then the footer.
-    assert reply.shown == [reply.final, reply.footer]
-    assert reply.final.update is False
+    # Every live output ends holding a part: the notebook shows the reply once, then the
+    # footer, and no output is left empty.
+    assert reply.shown == [*reply.answer, reply.footer]
+    assert len(reply.answer) == len(ids)
 
 
 def test_footer_names_model_tokens_first_token_speed_and_cost(

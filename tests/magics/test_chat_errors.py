@@ -207,7 +207,6 @@ def test_interrupt_keeps_the_partial_reply_and_propagates(
     assert len(result.text) < len(filler_reply(400))
     reply = Reply(publisher.rich_outputs)
     final = reply.final
-    assert final.update is False  # a fresh output: shown even where updates are ignored
     assert final.data[PLAIN] == (
         result.text + "\n\n⏹ Interrupted: the partial reply is kept (not added to the "
         "conversation)."
@@ -215,8 +214,9 @@ def test_interrupt_keeps_the_partial_reply_and_propagates(
     assert final.data[MARKDOWN].endswith(
         "\n\n*⏹ Interrupted: the partial reply is kept (not added to the conversation).*"
     )
-    assert reply.shown == [final, reply.footer]  # the live outputs were emptied
-    assert console_view(publisher.rich_outputs)[1:] == [final.data[PLAIN], reply.footer_text]
+    assert reply.shown == [final, reply.footer]  # the text in its live output, no empty one
+    # A frontend that ignores updates gets the kept text with the footer, fresh.
+    assert console_view(publisher.rich_outputs)[1:] == [f"{final.data[PLAIN]}\n{reply.footer_text}"]
     assert final.metadata[METADATA_KEY]["interrupted"] is True
     assert reply.footer_text.startswith("⏹ interrupted · ")
     # The connection was closed, so the server stopped generating.
@@ -274,10 +274,9 @@ def test_error_before_anything_arrived_leaves_a_short_note_and_no_footer(
     fake_server.add_fault(status=400, message="temperature: bad value")
     error, reply, printed = failing_cell(ip, "%%deepinfra\nHi")
     assert error is not None and len(error_lines(printed)) == 1
-    # The note replaces the placeholder (emptied): nothing claims text was kept.
-    assert len(reply.outputs) == 3 and reply.outputs[-1].data == {}
+    # The note takes the placeholder's place: nothing claims text was kept, nothing is empty.
+    assert len(reply.outputs) == 2 and reply.outputs[-1].update
     assert reply.shown == [reply.final]
-    assert reply.final.update is False
     assert reply.final.data == {
         MARKDOWN: "*⚠ No reply: the request failed (the error is below).*",
         PLAIN: "⚠ No reply: the request failed (the error is below).",

@@ -350,13 +350,14 @@ class MapView:
         self.stop_after = stop_after
 
         self.summary = ""
+        self.stopped = False
 
     def update(self, progress: MapProgress) -> None:
         if progress.done >= self.stop_after:
             raise KeyboardInterrupt
 
-    def finish(self, summary: str) -> None:
-        self.summary = summary
+    def finish(self, summary: str, *, stopped: bool = False) -> None:
+        self.summary, self.stopped = summary, stopped
 
 
 def test_ctrl_c_during_a_map_keeps_the_rows_answered_so_far(
@@ -372,4 +373,4 @@ def test_ctrl_c_during_a_map_keeps_the_rows_answered_so_far(
     result = outcome.value
     assert outcome.interrupted and result.interrupted
     assert result.answered == 2 and result.remaining == 6
-    assert "Interrupted" in view.summary
+    assert "Interrupted" in view.summary and view.stopped
