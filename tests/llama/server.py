@@ -74,6 +74,7 @@ class LlamaServer:
         self.port = free_port()
         self.root = f"http://127.0.0.1:{self.port}"
         self.url = self.root + "/v1"  # what a user sets as DEEPINFRA_BASE_URL
+        self._probes = 0
         self._lines: list[str] = []
         self._changed = threading.Condition()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -106,6 +107,16 @@ class LlamaServer:
         """A position in the log, to wait for lines printed after it."""
         with self._changed:
             return len(self._lines)
+
+    def settled_mark(self) -> int:
+        """A position after every request answered so far has been logged: an access-log
+        line can come after its answer, so a probe request's own line is waited for first
+        (llama-cpp-python's server logs each request, query string included)."""
+        self._probes += 1
+        probe = f"/models?settled={self._probes}"
+        httpx.get(self.url + probe, timeout=30).raise_for_status()
+        assert self.wait_for_line(probe), f"the server never logged {probe}"
+        return self.mark()
 
     def wait_for_line(self, text: str, *, after: int = 0, timeout: float = 30.0) -> bool:
         """True once the server prints a line containing ``text`` (after ``mark()``)."""
