@@ -6,9 +6,9 @@ sources, the ``Out`` dict, the log) to resolve ``{In[3]}``, ``{Out[3]}``, ``{Err
 ``{Err}``, ``--see Out[3]`` and ``--see cell:3``.
 
 It loads with ``%load_ext`` (the watcher needs a :class:`CellLog` before the first cell), so
-it imports only the standard library and ``_config``, and defines its values as
-NamedTuples and plain classes (a dataclass costs a fraction of a millisecond to define);
-the Markdown helpers load with the first prompt that needs them.
+it imports only the standard library and ``_config``, and its values are plain classes (a
+dataclass costs a fraction of a millisecond to define); the Markdown helpers load with the
+first prompt that needs them.
 
 An error handled in an ``except`` block is told as it happened (:func:`handled_traceback`):
 each frame at the line where it stood, never where the handler's frame is now.
@@ -20,7 +20,7 @@ import binascii
 import re
 import traceback as _traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from ._config import IMAGE_MIME_TYPES, TRACEBACK_CHAR_BUDGET
 
@@ -47,20 +47,26 @@ class NotebookReferenceError(LookupError):
     does)."""
 
 
-class CellError(NamedTuple):
+class CellError:
     """A failed cell: its number, source and traceback (ANSI codes stripped)."""
 
-    count: int
-    source: str
-    traceback: str
+    __slots__ = ("count", "source", "traceback")
+
+    def __init__(self, count: int, source: str, traceback: str) -> None:
+        self.count = count
+        self.source = source
+        self.traceback = traceback
 
 
-class ShownImage(NamedTuple):
+class ShownImage:
     """An image a cell displayed (a plot shown inline, a generated image, ...)."""
 
-    count: int
-    data: bytes
-    mime: str
+    __slots__ = ("count", "data", "mime")
+
+    def __init__(self, count: int, data: bytes, mime: str) -> None:
+        self.count = count
+        self.data = data
+        self.mime = mime
 
 
 class CellLog:
