@@ -3,13 +3,13 @@
 Rules kept here:
 
 * One instance carries every family (``DeepInfraMagics``, a :class:`FamilyMagics` with the
-  families as mixins of :data:`Family`), so the state below exists once:
-  the session (one client), the conversation, the cell log and its watcher, and the last
-  results.
+  families as mixins of :data:`Family`), so the state below exists once: the session (one
+  client), the conversation, the cell log and its watcher, and the last results.
 * A cell keeps what arrived, then ends in one of three ways (:class:`Outcome`): normally,
   with a one-line ``KeyboardInterrupt`` (Run All stops), or with its one-line error.
 * With ``raise_on_error = False`` a magic's error is printed as one line instead.
-* Loading imports no display, client or httpx: each is imported where it is first needed.
+* Loading imports no display, client, httpx or conversation: each is imported where it is
+  first needed (the conversation is made by the first magic that reads it).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from IPython.core import magic
 from IPython.core.error import UsageError
 
-from ..conversation import Conversation
 from ..errors import DeepInfraError
 from ..notebook import CellLog
 from .session import MagicSession
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from ..client import DeepInfraClient
+    from ..conversation import Conversation
     from ..images import ImageResult
     from ..types import ChatResult
 
@@ -102,13 +102,28 @@ class FamilyMagics(MagicSettings):
         """The state every family shares, made once per loaded extension."""
         # Made before the configuration is applied: its changes call the settings observers.
         self.session = MagicSession(self._client_options)
+        self._conversation = None
         super().__init__(shell=shell)
-        self.conversation = Conversation(self.system_prompt, self.max_history)
         self.last_response: ChatResult | None = None
         self.last_images: ImageResult | None = None
         self.last_map: maps.MapResult | None = None
         self.cells = CellLog()
-        self.watcher = CellWatcher(shell, self.cells, self.conversation, self._explain_hint)
+        self.watcher = CellWatcher(shell, self.cells, self._label_exchanges, self._explain_hint)
+
+    @property
+    def conversation(self) -> Conversation:
+        """The chat's memory, made (and its module imported) by the first magic that needs
+        it, with the settings' system prompt and history length."""
+        if self._conversation is None:
+            from ..conversation import Conversation
+
+            self._conversation = Conversation(self.system_prompt, self.max_history)
+        return self._conversation
+
+    def _label_exchanges(self, cell: str, label: str) -> None:
+        """Name the exchanges a finished cell made (there are none before the first chat)."""
+        if self._conversation is not None:
+            self._conversation.label(cell, label)
 
     def client(self) -> DeepInfraClient:
         """The session's client (see ``MagicSession.client``)."""
