@@ -130,9 +130,15 @@ def test_load_ext_imports_no_httpx_and_makes_no_request(
     assert chat_bodies(fake_server)[0]["model"] == "google/gemma-3-27b-it"
 
 
-# What %load_ext must not bring in: each family's machinery loads on its first use.
+# What %load_ext must not bring in: each family's machinery loads on its first use, and
+# the sans-I/O core, the result types, the usage ledger and the conversation with it.
 MACHINERY = (
     "httpx",
+    "deepinfra_magic._protocol",
+    "deepinfra_magic._status",
+    "deepinfra_magic.types",
+    "deepinfra_magic.usage",
+    "deepinfra_magic.conversation",
     "deepinfra_magic.client",
     "deepinfra_magic._http",
     "deepinfra_magic.display",
