@@ -37,7 +37,6 @@ from .errors import (
     ServerError,
     StreamError,
 )
-from .types import ChatResult, ContentDelta, ReasoningDelta, Usage
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -48,10 +47,15 @@ if TYPE_CHECKING:
     from .images import GeneratedImage, ImageResult
     from .maps import BatchJob, MapInterrupted, MapResult, RowError
     from .recording import Recording
+    from .types import ChatResult, ContentDelta, ReasoningDelta, Usage
 
-# Errors and result types are light and imported above; these load on first use (the
-# client brings httpx), so ``%load_ext`` stays fast.
+# The errors are imported above (every mistake is one of them); these load on first use
+# (the client brings httpx, and the result types come with it), so ``%load_ext`` stays fast.
 _LAZY = {
+    "ChatResult": "types",
+    "ContentDelta": "types",
+    "ReasoningDelta": "types",
+    "Usage": "types",
     "DeepInfraClient": "client",
     "AsyncDeepInfraClient": "client",
     "ChatStream": "client",

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ._status import names_cause
 from .errors import ConfigurationError, MissingAPIKeyError
 
 __all__ = [
@@ -39,6 +38,7 @@ __all__ = [
     "ENV_VARS",
     "FLAVOURS",
     "FLAVOUR_ENV",
+    "IMAGE_MIME_TYPES",
     "KEY_ENV_VARS",
     "MAP_STORE_FILE",
     "MAX_IMAGE_PIXELS",
@@ -76,6 +76,8 @@ DEFAULT_REPLAY_SPEED = 1.0  # replay at the recorded pace
 MAX_IMAGE_PIXELS = 1_500_000
 TABLE_CHAR_BUDGET = 4_000
 TRACEBACK_CHAR_BUDGET = 4_000
+# The image types every notebook frontend shows: the one list of the package.
+IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 # A prompt over a table (mapping, batches): requests open at once, the cost above which the
 # magic asks for --yes, seconds between Batch API status checks, and the answer store's file.
 DEFAULT_MAP_CONCURRENCY = 16
@@ -199,6 +201,8 @@ class RetryPolicy:
         """Whether an error answer is worth sending again (see RETRY_STATUSES)."""
         if status not in RETRY_STATUSES.get(kind, RETRY_STATUSES["billable"]):
             return False
+        from ._status import names_cause  # the error tables load with the first error
+
         return not (status == 500 and names_cause(body))
 
 

@@ -8,7 +8,7 @@ The rules this module keeps:
   mistake: nothing wrong is ever sent. An answer parser raises ``InvalidResponseError``
   or ``StreamError`` (keeping the text received); HTTP error answers are ``_status``'s.
 * Images are typed by their bytes (``sniff_image_type``, the package's one sniffer) over
-  any label, and only ``IMAGE_MIME_TYPES`` are accepted.
+  any label, and only ``IMAGE_MIME_TYPES`` (``_config``'s) are accepted.
 * DeepInfra's paths live here; another server's routes are ``_routes``'s. Retry policy
   and every other default are ``_config``'s.
 """
@@ -26,6 +26,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from ._buffer import TextBuffer
+from ._config import IMAGE_MIME_TYPES
 from ._sse import SSEDecoder
 from ._status import context_overflow_message
 from ._text import shorten
@@ -35,7 +36,6 @@ from .types import ContentDelta, ReasoningDelta, Usage
 __all__ = [
     "CATALOG_PATH",
     "CHAT_PATH",
-    "IMAGE_MIME_TYPES",
     "LOADING_STATUS",
     "MODELS_PATH",
     "RECORDED_AT_HEADER",
@@ -70,8 +70,6 @@ MODELS_PATH = "/v1/openai/models"
 # (/v1/openai/models is marked HTTPBearer too, but is reported to answer without a key.)
 KEY_CHECK_PATH = "/v1/me/rate_limit"
 INFERENCE_PREFIX = "/v1/inference/"
-# The image types every notebook frontend shows: the one list of the package.
-IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 _decode_json = json.JSONDecoder().decode  # json.loads without its per-call keyword checks
 _raw_decode = json.JSONDecoder().raw_decode  # and without decode's whitespace handling
 

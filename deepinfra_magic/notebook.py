@@ -3,7 +3,12 @@
 The magics feed a :class:`CellLog` from IPython's ``pre_run_cell``/``post_run_cell``
 events and from displayed outputs; everything else here works on plain data (the cell
 sources, the ``Out`` dict, the log) to resolve ``{In[3]}``, ``{Out[3]}``, ``{Err[3]}``,
-``{Err}``, ``--see Out[3]`` and ``--see cell:3``. It imports nothing heavy.
+``{Err}``, ``--see Out[3]`` and ``--see cell:3``.
+
+It loads with ``%load_ext`` (the watcher needs a :class:`CellLog` before the first cell), so
+it imports only the standard library and ``_config``, and its values are plain classes (a
+dataclass costs a fraction of a millisecond to define); the Markdown helpers load with the
+first prompt that needs them.
 
 An error handled in an ``except`` block is told as it happened (:func:`handled_traceback`):
 each frame at the line where it stood, never where the handler's frame is now.
@@ -11,17 +16,13 @@ each frame at the line where it stood, never where the handler's frame is now.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 import traceback as _traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from ._config import TRACEBACK_CHAR_BUDGET
-from ._markdown import verbatim
-from ._protocol import IMAGE_MIME_TYPES
+from ._config import IMAGE_MIME_TYPES, TRACEBACK_CHAR_BUDGET
 
 __all__ = [
     "CellError",
@@ -46,34 +47,38 @@ class NotebookReferenceError(LookupError):
     does)."""
 
 
-@dataclass(frozen=True)
 class CellError:
     """A failed cell: its number, source and traceback (ANSI codes stripped)."""
 
-    count: int
-    source: str
-    traceback: str
+    __slots__ = ("count", "source", "traceback")
+
+    def __init__(self, count: int, source: str, traceback: str) -> None:
+        self.count = count
+        self.source = source
+        self.traceback = traceback
 
 
-@dataclass(frozen=True)
 class ShownImage:
     """An image a cell displayed (a plot shown inline, a generated image, ...)."""
 
-    count: int
-    data: bytes
-    mime: str
+    __slots__ = ("count", "data", "mime")
+
+    def __init__(self, count: int, data: bytes, mime: str) -> None:
+        self.count = count
+        self.data = data
+        self.mime = mime
 
 
-@dataclass
 class CellLog:
     """The running cell, the errors and the images shown, by execution count (the last
     ``keep`` of each, so a long session does not grow without bound)."""
 
-    keep: int = 20
-    errors: dict[int, CellError] = field(default_factory=dict)
-    images: dict[int, list[ShownImage]] = field(default_factory=dict)
-    current: str | None = None  # identity of the running cell
-    _pending: list[tuple[bytes, str]] = field(default_factory=list)
+    def __init__(self, keep: int = 20) -> None:
+        self.keep = keep
+        self.errors: dict[int, CellError] = {}
+        self.images: dict[int, list[ShownImage]] = {}
+        self.current: str | None = None  # identity of the running cell
+        self._pending: list[tuple[bytes, str]] = []
 
     def started(self, cell_id: str | None, source: str) -> None:
         """A cell starts: notebooks give it an id; elsewhere its source stands in."""
@@ -134,6 +139,8 @@ def _trim(items: dict[int, Any], keep: int) -> None:
 
 def _image_bytes(value: Any) -> bytes | None:
     """Display data holds images as base64 text (kernels) or raw bytes (IPython)."""
+    import base64
+
     if isinstance(value, (bytes, bytearray)):
         raw = bytes(value)
         if raw[:4] in (b"\x89PNG", b"RIFF", b"GIF8") or raw[:2] == b"\xff\xd8":
@@ -199,6 +206,8 @@ def shorten_traceback(text: str, budget: int = TRACEBACK_CHAR_BUDGET) -> str:
 
 def explain_prompt(error: CellError, budget: int = TRACEBACK_CHAR_BUDGET) -> str:
     """The question %deepinfra_explain asks: the cell's source and its traceback."""
+    from ._markdown import verbatim
+
     source = error.source.strip("\n")
     if len(source) > budget:
         source = source[: budget - 20].rstrip() + "\n# … (cut here)"
@@ -252,6 +261,7 @@ def reference_namespace(
     ``sources`` are the raw cell sources (index = execution count), ``outputs`` the ``Out``
     dict, ``describe`` turns an output into text (a table as text, anything else as repr).
     """
+    from ._markdown import verbatim
 
     def last_error() -> str:
         error = log.last_error()

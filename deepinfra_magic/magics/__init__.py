@@ -11,12 +11,15 @@ Rules kept here:
 * A family's parser, magic and cell logic live in its one file; each parser is declared
   right above its magic and read through the method (``parse_argstring(self.deepinfra,
   line)``). There is no table of parsers.
-* **One class, put together from the families.** Each family is a ``Magics`` class of its
-  own (``ChatMagics``, ``ImageMagics``…, each with its own ``@magics_class`` table), and
-  :class:`DeepInfraMagics` inherits them all and merges their tables. One instance is
-  registered: ``%config DeepInfraMagics`` keeps every trait under the one name users know,
-  every magic is bound to that instance, and the state the families share (one client, the
-  conversation, the cell log) exists once, with no delegation code between families.
+* **One class, put together from the families.** Each family is a class of its own
+  (``ChatMagics``, ``ImageMagics``…, each with its own ``@magics_class`` table), and
+  :class:`DeepInfraMagics` inherits them all and merges their tables. To a type checker a
+  family is a ``FamilyMagics``; at run time it is a plain mixin (``base.Family``), so the
+  traitlets classes defined at load are three: the settings, the shared state and this
+  one. One instance is registered: ``%config DeepInfraMagics`` keeps every trait under the
+  one name users know, every magic is bound to that instance, and the state the families
+  share (one client, the conversation, the cell log) exists once, with no delegation code
+  between families.
   Separate registered instances would each be a configurable of their own in ``%config``
   and would need the shared state handed around; one class delegating to family modules
   would put each magic's declaration apart from its logic.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .base import FamilyMagics
 from .chat import ChatMagics
 from .classroom import ClassroomMagics
 from .history import ConversationMagics
@@ -47,7 +51,13 @@ FAMILIES = (
 
 
 class DeepInfraMagics(
-    ChatMagics, ImageMagics, MapMagics, ModelMagics, ClassroomMagics, ConversationMagics
+    ChatMagics,
+    ImageMagics,
+    MapMagics,
+    ModelMagics,
+    ClassroomMagics,
+    ConversationMagics,
+    FamilyMagics,
 ):
     """DeepInfra chat, images, maps and recordings in IPython: every family in one
     instance. Settings (``%config DeepInfraMagics``) come from ``MagicSettings``; the API

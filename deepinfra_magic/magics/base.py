@@ -2,13 +2,14 @@
 
 Rules kept here:
 
-* One instance carries every family (``DeepInfraMagics``), so the state below exists once:
-  the session (one client), the conversation, the cell log and its watcher, and the last
-  results.
+* One instance carries every family (``DeepInfraMagics``, a :class:`FamilyMagics` with the
+  families as mixins of :data:`Family`), so the state below exists once: the session (one
+  client), the conversation, the cell log and its watcher, and the last results.
 * A cell keeps what arrived, then ends in one of three ways (:class:`Outcome`): normally,
   with a one-line ``KeyboardInterrupt`` (Run All stops), or with its one-line error.
 * With ``raise_on_error = False`` a magic's error is printed as one line instead.
-* Loading imports no display, client or httpx: each is imported where it is first needed.
+* Loading imports no display, client, httpx or conversation: each is imported where it is
+  first needed (the conversation is made by the first magic that reads it).
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from IPython.core import magic
 from IPython.core.error import UsageError
 
-from ..conversation import Conversation
 from ..errors import DeepInfraError
 from ..notebook import CellLog
-from ..types import ChatResult
 from .session import MagicSession
 from .settings import MagicSettings
 from .watch import CellWatcher
@@ -35,7 +34,9 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from ..client import DeepInfraClient
+    from ..conversation import Conversation
     from ..images import ImageResult
+    from ..types import ChatResult
 
 
 class _Later:
@@ -58,6 +59,7 @@ else:
 
 __all__ = [
     "NO_FIELDS",
+    "Family",
     "FamilyMagics",
     "Outcome",
     "cell_magic",
@@ -93,20 +95,35 @@ class Outcome:
 
 
 class FamilyMagics(MagicSettings):
-    """The base of every family class: the shared state, and how to show and end a cell.
-    Settings (``%config DeepInfraMagics``) come from :class:`MagicSettings`."""
+    """The shared state of every family, and how to show and end a cell. Settings
+    (``%config DeepInfraMagics``) come from :class:`MagicSettings`."""
 
     def __init__(self, shell: InteractiveShell) -> None:
         """The state every family shares, made once per loaded extension."""
         # Made before the configuration is applied: its changes call the settings observers.
         self.session = MagicSession(self._client_options)
+        self._conversation = None
         super().__init__(shell=shell)
-        self.conversation = Conversation(self.system_prompt, self.max_history)
         self.last_response: ChatResult | None = None
         self.last_images: ImageResult | None = None
         self.last_map: maps.MapResult | None = None
         self.cells = CellLog()
-        self.watcher = CellWatcher(shell, self.cells, self.conversation, self._explain_hint)
+        self.watcher = CellWatcher(shell, self.cells, self._label_exchanges, self._explain_hint)
+
+    @property
+    def conversation(self) -> Conversation:
+        """The chat's memory, made (and its module imported) by the first magic that needs
+        it, with the settings' system prompt and history length."""
+        if self._conversation is None:
+            from ..conversation import Conversation
+
+            self._conversation = Conversation(self.system_prompt, self.max_history)
+        return self._conversation
+
+    def _label_exchanges(self, cell: str, label: str) -> None:
+        """Name the exchanges a finished cell made (there are none before the first chat)."""
+        if self._conversation is not None:
+            self._conversation.label(cell, label)
 
     def client(self) -> DeepInfraClient:
         """The session's client (see ``MagicSession.client``)."""
@@ -146,6 +163,16 @@ class FamilyMagics(MagicSettings):
         elif outcome.problem is not None:
             # A classroom token's refusal says why (expired, spent, model) in its one line.
             raise self.session.refusal(outcome.problem, getattr(outcome.value, "model", None))
+
+
+# What each family class derives from. A type checker reads a family as a FamilyMagics, so
+# its body is checked against the shared state and the settings; at run time it is a plain
+# mixin of ``DeepInfraMagics`` (which derives from FamilyMagics itself), because every
+# traitlets class costs a fraction of a millisecond to define: it walks all its members.
+if TYPE_CHECKING:
+    Family = FamilyMagics
+else:
+    Family = object
 
 
 # IPython's markers record a method for ``@magics_class`` and return it unchanged; typed

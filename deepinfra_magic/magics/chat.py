@@ -34,7 +34,6 @@ from IPython.core.magic import magics_class, no_var_expand
 
 from .._text import shorten
 from ..errors import APIStatusError, DeepInfraError, InvalidRequestError
-from ..types import ChatResult, ContentDelta, ReasoningDelta
 from .arguments import (
     argument,
     bounded_float,
@@ -48,7 +47,7 @@ from .arguments import (
 )
 from .base import (
     NO_FIELDS,
-    FamilyMagics,
+    Family,
     Outcome,
     cell_magic,
     display,
@@ -65,6 +64,7 @@ if TYPE_CHECKING:
     from ..client import ChatStream, DeepInfraClient
     from ..conversation import Content
     from ..notebook import CellLog
+    from ..types import ChatResult
 
 __all__ = [
     "ChatCall",
@@ -83,7 +83,7 @@ __all__ = [
 
 
 @magics_class
-class ChatMagics(FamilyMagics):
+class ChatMagics(Family):
     """``%%deepinfra`` and ``%deepinfra_explain``: one exchange each, in the conversation."""
 
     @no_var_expand
@@ -326,6 +326,8 @@ def stream_reply(
     lands before the first byte (even while the placeholder is being sent) is a stopped
     reply like any other, and the view still gets its final update.
     """
+    from ..types import ChatResult, ContentDelta, ReasoningDelta
+
     reply: ChatStream | None = None
     options = {"temperature": call.temperature, "max_tokens": call.max_tokens, **call.params}
     if call.schema is not None:
@@ -475,8 +477,9 @@ def _vision_advice(catalog: ModelCatalog | None) -> str:
 
 # How servers say that a model takes no images: llama.cpp's llama-server answers 500 "image
 # input is not supported - hint: …mmproj" (ggml-org/llama.cpp#15377), vLLM "… is not a
-# multimodal model" (vllm-project/vllm#23402).
-_NO_IMAGES = re.compile(
+# multimodal model" (vllm-project/vllm#23402). Compiled with the first refusal (re caches
+# it), not when the magics register.
+_NO_IMAGES = (
     r"(?i)image input is not supported|not a multimodal model|"
     r"does not support (?:image|vision)|images? (?:are|is) not supported"
 )
@@ -487,7 +490,7 @@ def server_cannot_see(
 ) -> APIStatusError:
     """A server's refusal of the images sent to ``model``, told as the catalog's own
     refusal is: the vision models to pick instead. Any other error is returned as it is."""
-    said = _NO_IMAGES.search(problem.message)
+    said = re.search(_NO_IMAGES, problem.message)
     if said is None:
         return problem
     return InvalidRequestError(

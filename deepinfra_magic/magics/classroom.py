@@ -26,7 +26,7 @@ from IPython.core.magic import magics_class
 from .._config import DEFAULT_SEATS_FILE
 from ..errors import ConfigurationError, DeepInfraError, InvalidArgumentError
 from .arguments import argument, bounded_float, bounded_int, magic_arguments, parse_argstring
-from .base import FamilyMagics, line_magic, one_line_errors
+from .base import Family, line_magic, one_line_errors
 
 if TYPE_CHECKING:
     from ..classroom import Seat, TokenScope
@@ -36,7 +36,7 @@ __all__ = ["ClassroomMagics", "parse_until"]
 
 
 @magics_class
-class ClassroomMagics(FamilyMagics):
+class ClassroomMagics(Family):
     """``%deepinfra_classroom``: seats for a class, and how they are doing."""
 
     @line_magic

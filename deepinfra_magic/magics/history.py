@@ -20,14 +20,14 @@ from IPython.core.magic import magics_class, no_var_expand
 
 from .._config import key_source
 from .arguments import argument, bounded_float, magic_arguments, parse_argstring
-from .base import FamilyMagics, display, line_magic, one_line_errors
+from .base import Family, display, line_magic, one_line_errors
 from .session import absolute_paths, file_names, mode_status
 
 __all__ = ["ConversationMagics", "checked_recording"]
 
 
 @magics_class
-class ConversationMagics(FamilyMagics):
+class ConversationMagics(Family):
     """``%deepinfra_reset``, ``%deepinfra_history``, ``%deepinfra_replay`` and
     ``%deepinfra_record``."""
 

@@ -33,7 +33,15 @@ from .arguments import (
     parser_of,
     split_options_and_prompt,
 )
-from .base import NO_FIELDS, FamilyMagics, Outcome, display, line_cell_magic, one_line_errors
+from .base import (
+    NO_FIELDS,
+    Family,
+    FamilyMagics,
+    Outcome,
+    display,
+    line_cell_magic,
+    one_line_errors,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -54,7 +62,7 @@ __all__ = [
 
 
 @magics_class
-class ImageMagics(FamilyMagics):
+class ImageMagics(Family):
     """``%deepinfra_image``: images from a prompt, shown inline as they arrive."""
 
     @no_var_expand

@@ -35,16 +35,7 @@ from .arguments import (
     parse_params,
     parser_of,
 )
-from .base import (
-    FamilyMagics,
-    Outcome,
-    cell_magic,
-    display,
-    given,
-    line_magic,
-    maps,
-    one_line_errors,
-)
+from .base import Family, Outcome, cell_magic, display, given, line_magic, maps, one_line_errors
 
 if TYPE_CHECKING:
     from ..catalog import ModelCatalog
@@ -64,7 +55,7 @@ __all__ = [
 
 
 @magics_class
-class MapMagics(FamilyMagics):
+class MapMagics(Family):
     """``%%deepinfra_map``, ``%deepinfra_batches`` and ``%deepinfra_usage``."""
 
     @no_var_expand

@@ -17,13 +17,13 @@ from IPython.core.magic import magics_class, no_var_expand
 
 from .._config import Secret
 from .arguments import argument, magic_arguments, parse_argstring
-from .base import FamilyMagics, display, line_magic, one_line_errors
+from .base import Family, display, line_magic, one_line_errors
 
 __all__ = ["ModelMagics"]
 
 
 @magics_class
-class ModelMagics(FamilyMagics):
+class ModelMagics(Family):
     """``%deepinfra_models`` and ``%deepinfra_login``."""
 
     @no_var_expand

@@ -5,7 +5,8 @@ Rules kept here:
 
 * No IPython here: the magics pass their settings in as the keyword arguments any caller
   of ``DeepInfraClient`` would use.
-* The client (and with it httpx) is imported and built on first use, never at ``%load_ext``.
+* The client (and with it httpx) is imported and built on first use, never at ``%load_ext``;
+  so is the usage ledger.
 * A key lives only inside the client's headers; this module never holds or prints one. Of a
   scoped token (a classroom seat) it keeps only the scope (``TokenScope``: models, expiry,
   cap), read from the token's claims when the client is built.
@@ -25,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from .._config import KEY_ENV_VARS, Secret, key_source, missing_key_error, resolve_key
 from ..errors import APIStatusError, DeepInfraError, ScopedTokenError
-from ..usage import SESSION_USAGE
 
 if TYPE_CHECKING:
     from ..catalog import ModelCatalog
     from ..classroom import TokenScope
     from ..client import DeepInfraClient
+    from ..usage import UsageLedger
 
 __all__ = ["MagicSession", "absolute_paths", "file_names", "mode_status"]
 
@@ -44,10 +45,17 @@ class MagicSession:
         self._client: DeepInfraClient | None = None
         self.login = False  # the client carries a key from %deepinfra_login
         self._warned: set[int] = set()
-        self.usage = SESSION_USAGE  # the ledger every client of the session adds to
         # The client's key is a scoped token (a classroom seat): its scope, as far as known
         # (None when the key is a plain one, or none).
         self.scope: TokenScope | None = None
+
+    @property
+    def usage(self) -> UsageLedger:
+        """The ledger every client of the session adds to (``usage.SESSION_USAGE``, which
+        outlives a rebuild); imported with the first client, not at ``%load_ext``."""
+        from ..usage import SESSION_USAGE
+
+        return SESSION_USAGE
 
     def client(self) -> DeepInfraClient:
         """The session's client. A key from the environment is read again on every call,

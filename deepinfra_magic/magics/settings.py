@@ -67,7 +67,7 @@ class MagicSettings(Magics):
     """
 
     session: MagicSession
-    conversation: Conversation
+    _conversation: Conversation | None  # made on first use (``FamilyMagics.conversation``)
 
     default_model = Unicode(DEFAULT_MODEL, help="Model for %%deepinfra.").tag(config=True)
     default_image_model = Unicode(DEFAULT_IMAGE_MODEL, help="Model for %deepinfra_image.").tag(
@@ -184,8 +184,11 @@ class MagicSettings(Magics):
 
     @observe("system_prompt", "max_history")
     def _sync_conversation(self, change: Any) -> None:
-        self.conversation.system_prompt = self.system_prompt
-        self.conversation.max_history = self.max_history
+        """The conversation, once there is one, follows the settings (a profile's or
+        ``%config``'s values apply when it is made)."""
+        if self._conversation is not None:
+            self._conversation.system_prompt = self.system_prompt
+            self._conversation.max_history = self.max_history
 
     @observe(*_CLIENT_TRAITS)
     def _settings_changed(self, change: Any) -> None:

@@ -21,7 +21,6 @@ from ..errors import DeepInfraError
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from ..conversation import Conversation
     from ..notebook import CellLog
 
 __all__ = ["CellWatcher"]
@@ -29,19 +28,20 @@ __all__ = ["CellWatcher"]
 
 class CellWatcher:
     """Registers for ``pre_run_cell``/``post_run_cell`` and wraps the display publisher
-    (one instance, undone by :meth:`disconnect`); ``after_failure`` runs after a cell
-    fails with an error that is not ours."""
+    (one instance, undone by :meth:`disconnect`); ``label(cell, "In [7]")`` names what a
+    finished cell asked the model, and ``after_failure`` runs after a cell fails with an
+    error that is not ours."""
 
     def __init__(
         self,
         shell: InteractiveShell,
         cells: CellLog,
-        conversation: Conversation,
+        label: Callable[[str, str], None],
         after_failure: Callable[[], None],
     ) -> None:
         self.shell = shell
         self.cells = cells
-        self.conversation = conversation
+        self.label = label
         self.after_failure = after_failure
         self._publisher: Any = None  # the display publisher whose images we note
 
@@ -80,7 +80,7 @@ class CellWatcher:
     def _post_run_cell(self, result: Any) -> None:
         count = result.execution_count
         if self.cells.current is not None and count is not None:
-            self.conversation.label(self.cells.current, f"In [{count}]")
+            self.label(self.cells.current, f"In [{count}]")
         self.cells.finished(count)
         error = result.error_in_exec or result.error_before_exec
         if error is None or isinstance(error, (KeyboardInterrupt, UsageError, DeepInfraError)):

@@ -81,6 +81,22 @@ def test_a_reload_starts_a_fresh_conversation(
     assert chat_bodies(fake_server)[-1]["messages"] == [{"role": "user", "content": "second"}]
 
 
+def test_a_reload_keeps_the_configured_system_prompt_and_history(
+    ip: InteractiveShell, fake_server: FakeDeepInfra
+) -> None:
+    # %config merges into the shell's config, so the reloaded instance is built with it
+    # (as one configured in a profile is): the conversation follows it from the start.
+    ip.run_line_magic("config", "DeepInfraMagics.system_prompt = 'Be terse.'")
+    ip.run_line_magic("config", "DeepInfraMagics.max_history = 1")
+    ip.run_line_magic("reload_ext", "deepinfra_magic")
+    with capture_output():
+        for prompt in ("one", "two", "three"):
+            ip.run_cell_magic("deepinfra", "", prompt)
+    messages = chat_bodies(fake_server)[-1]["messages"]
+    assert messages[0] == {"role": "system", "content": "Be terse."}
+    assert [m["content"] for m in messages if m["role"] == "user"] == ["two", "three"]
+
+
 def test_load_ext_imports_no_httpx_and_makes_no_request(
     fake_server: FakeDeepInfra, tmp_path: Path
 ) -> None:
@@ -114,9 +130,15 @@ def test_load_ext_imports_no_httpx_and_makes_no_request(
     assert chat_bodies(fake_server)[0]["model"] == "google/gemma-3-27b-it"
 
 
-# What %load_ext must not bring in: each family's machinery loads on its first use.
+# What %load_ext must not bring in: each family's machinery loads on its first use, and
+# the sans-I/O core, the result types, the usage ledger and the conversation with it.
 MACHINERY = (
     "httpx",
+    "deepinfra_magic._protocol",
+    "deepinfra_magic._status",
+    "deepinfra_magic.types",
+    "deepinfra_magic.usage",
+    "deepinfra_magic.conversation",
     "deepinfra_magic.client",
     "deepinfra_magic._http",
     "deepinfra_magic.display",
