@@ -35,7 +35,7 @@ from collections.abc import (
 )
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, Literal, NamedTuple, TypeVar, overload
+from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar, overload
 
 from ._config import (
     DEFAULT_BATCH_POLL_INTERVAL,
@@ -115,6 +115,7 @@ __all__ = ["AsyncChatStream", "AsyncDeepInfraClient", "ChatStream", "DeepInfraCl
 ImageEvent = ImageArrived | ImageWaiting
 T = TypeVar("T")
 C = TypeVar("C", bound="_ClientBase")
+ClientT = TypeVar("ClientT", "DeepInfraClient", "AsyncDeepInfraClient")
 
 
 class _FromEnvironment:
@@ -660,16 +661,18 @@ class _ClientBase:
         return self._describe()
 
 
-class _BaseChatStream:
-    """Bookkeeping shared by the sync and async streams: text so far and timing."""
+class _BaseChatStream(Generic[ClientT]):
+    """What the sync and async streams share: text so far, timing, and every decision
+    about the reply (a refused json_schema, a lost connection, the typed check)."""
 
     def __init__(
-        self, request: ApiRequest, model: str, generic: bool = False, ask: _TypedAsk | None = None
+        self, client: ClientT, request: ApiRequest, model: str, ask: _TypedAsk | None = None
     ) -> None:
+        self._client: ClientT = client
         self.request = request
         self.model = model
         self.ask = ask  # a typed chat: parsed (and repaired once) when the reply ends
-        self.decoder = ChatStreamDecoder(model, empty_is_overflow=generic)
+        self.decoder = ChatStreamDecoder(model, empty_is_overflow=client.routes.generic)
         self.result: ChatResult | None = None
         self.replayed_from: str | None = None
         self.started: float | None = None
@@ -710,10 +713,18 @@ class _BaseChatStream:
         if not self.decoder.done:
             raise self.decoder.error(error.message.rstrip(".")) from None
 
-    def _finish(self, price: Callable[[ChatResult, str], None]) -> ChatResult:
-        """The result once the reply has ended, priced from the catalog if need be."""
-        self.result = self.partial()
-        price(self.result, self.model)
+    def _finish_flow(self) -> Flow[ChatResult]:
+        """The result once the reply has ended, priced from the catalog if need be; a
+        typed chat's is parsed, with one repair request if the reply does not fit."""
+        self.result = result = self.partial()
+        self._client._price(result, self.model)
+        if self.ask is None:
+            return result
+        try:
+            self.result = yield from self._client._check_flow(self.ask, result)
+        except SchemaValidationError as exc:
+            self.result = exc.result
+            raise
         return self.result
 
     def partial(self, *, interrupted: bool = False, error: str | None = None) -> ChatResult:
@@ -732,12 +743,14 @@ class _BaseChatStream:
             duration=self._since_start(now),
         )
 
-    def _refused(self, client: _ClientBase, error: APIStatusError, opened: bool) -> bool:
+    def _refused(self, error: APIStatusError, opened: bool) -> bool:
         """Whether a typed chat's json_schema was refused before the reply opened: then
-        :attr:`request` is the JSON-mode one, to send again."""
-        if self.ask is None or opened or not client._learn_refusal(error, self.request):
+        :attr:`request` is the JSON-mode one, to send again (a 404 for a model never is)."""
+        if self.ask is None or opened or isinstance(error, ModelNotFoundError):
             return False
-        self.request = client._typed_request(self.ask, stream=True)
+        if not self._client._learn_refusal(error, self.request):
+            return False
+        self.request = self._client._typed_request(self.ask, stream=True)
         return True
 
     def _since_start(self, moment: float | None) -> float | None:
@@ -750,7 +763,7 @@ class _BaseChatStream:
         return f"{type(self).__name__}(model={self.model!r}, {state}, {len(self.text)} chars)"
 
 
-class ChatStream(_BaseChatStream):
+class ChatStream(_BaseChatStream["DeepInfraClient"]):
     """A streamed reply: iterate for events (the last one is the :class:`ChatResult`).
 
     The connection opens on first iteration and is closed when the stream ends, breaks,
@@ -758,16 +771,7 @@ class ChatStream(_BaseChatStream):
     ``reasoning`` hold what has arrived, whatever happened.
     """
 
-    def __init__(
-        self,
-        client: DeepInfraClient,
-        request: ApiRequest,
-        model: str,
-        ask: _TypedAsk | None = None,
-    ) -> None:
-        super().__init__(request, model, client.routes.generic, ask)
-        self._client = client
-        self._events: Generator[ChatEvent, None, None] | None = None
+    _events: Generator[ChatEvent, None, None] | None = None
 
     def __iter__(self) -> Iterator[ChatEvent]:
         if self._events is None:
@@ -791,24 +795,13 @@ class ChatStream(_BaseChatStream):
                         yield from self._tail()
                     break
                 except APIStatusError as exc:
-                    if isinstance(exc, ModelNotFoundError) or not self._refused(
-                        self._client, exc, opened
-                    ):
+                    if not self._refused(exc, opened):
                         raise
         except ModelNotFoundError as exc:
             raise self._client._suggest(exc) from None
         except APIConnectionError as exc:
             self._fail(exc, opened)
-        result = self._finish(self._client._price)
-        if self.ask is not None:
-            try:
-                self.result = result = self._client._drive(
-                    self._client._check_flow(self.ask, result)
-                )
-            except SchemaValidationError as exc:
-                self.result = exc.result
-                raise
-        yield result
+        yield self._client._drive(self._finish_flow())
 
     def close(self) -> None:
         """Stop reading and close the connection (the text so far stays available)."""
@@ -822,19 +815,10 @@ class ChatStream(_BaseChatStream):
         self.close()
 
 
-class AsyncChatStream(_BaseChatStream):
+class AsyncChatStream(_BaseChatStream["AsyncDeepInfraClient"]):
     """The async twin of :class:`ChatStream`: ``async for event in stream``."""
 
-    def __init__(
-        self,
-        client: AsyncDeepInfraClient,
-        request: ApiRequest,
-        model: str,
-        ask: _TypedAsk | None = None,
-    ) -> None:
-        super().__init__(request, model, client.routes.generic, ask)
-        self._client = client
-        self._events: AsyncGenerator[ChatEvent, None] | None = None
+    _events: AsyncGenerator[ChatEvent, None] | None = None
 
     def __aiter__(self) -> AsyncIterator[ChatEvent]:
         if self._events is None:
@@ -857,24 +841,13 @@ class AsyncChatStream(_BaseChatStream):
                             yield delta
                     break
                 except APIStatusError as exc:
-                    if isinstance(exc, ModelNotFoundError) or not self._refused(
-                        self._client, exc, opened
-                    ):
+                    if not self._refused(exc, opened):
                         raise
         except ModelNotFoundError as exc:
             raise await self._client._suggest(exc) from None
         except APIConnectionError as exc:
             self._fail(exc, opened)
-        result = self._finish(self._client._price)
-        if self.ask is not None:
-            try:
-                self.result = result = await self._client._drive(
-                    self._client._check_flow(self.ask, result)
-                )
-            except SchemaValidationError as exc:
-                self.result = exc.result
-                raise
-        yield result
+        yield await self._client._drive(self._finish_flow())
 
     async def aclose(self) -> None:
         """Stop reading and close the connection (the text so far stays available)."""
