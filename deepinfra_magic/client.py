@@ -182,6 +182,33 @@ class _TypedAsk(NamedTuple):
     schema: Schema
 
 
+class _StreamStart(NamedTuple):
+    """What a streamed chat call opens with: its request, and the schema ask if typed."""
+
+    request: ApiRequest
+    ask: _TypedAsk | None
+
+
+def _catalog_for_default(got: ModelCatalog | DeepInfraError) -> ModelCatalog | None:
+    """The catalog to pick another server's default model from: None if the server
+    refused its list (the chat says why), its error if it was unreachable (the chat would
+    fail the same way)."""
+    if not isinstance(got, DeepInfraError):
+        return got
+    if got.status_code is None:
+        raise got
+    return None
+
+
+def _with_close_matches(
+    error: ModelNotFoundError, got: ModelCatalog | DeepInfraError
+) -> ModelNotFoundError:
+    """A 404 for a model with close matches from the catalog (as it is, with no catalog)."""
+    if isinstance(got, DeepInfraError):
+        return error
+    return error.with_close_matches(got.close_matches(error.model or ""))
+
+
 class _Progress:
     """The n image requests of one call, as they finish: progress events in request order.
     A failure is set aside (the other images still arrive); :meth:`raise_first` raises the
@@ -372,6 +399,27 @@ class _ClientBase:
         )  # fmt: skip
         self._transport.check_key(request)  # a missing key fails at the call, not later
         return request
+
+    def _chat_call(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str,
+        stream: bool,
+        temperature: float | None,
+        max_tokens: int | None,
+        params: Mapping[str, Any],
+        schema: Any,
+    ) -> _StreamStart | Flow[ChatResult]:
+        """A chat call, checked: what a stream opens with, or the whole flow of a reply."""
+        if schema is not None:
+            ask = self._typed_ask(messages, model, temperature, max_tokens, params, schema)
+            if stream:
+                return _StreamStart(self._typed_request(ask, stream=True), ask)
+            return self._typed_flow(ask)
+        request = self._chat_request(messages, model, stream, temperature, max_tokens, params)
+        if stream:
+            return _StreamStart(request, None)
+        return completion_flow(request, model, self._price)
 
     # --- typed answers (``schema=``; see ``schema.py``) ------------------------------------
 
@@ -918,15 +966,10 @@ class DeepInfraClient(_ClientBase):
         ``result`` keeps the raw text). A server that refuses ``json_schema`` gets JSON
         mode with the schema in the system message, from then on."""
         model = model or self.default_model(DEFAULT_MODEL, self._catalog_for_default())
-        if schema is not None:
-            ask = self._typed_ask(messages, model, temperature, max_tokens, params, schema)
-            if stream:
-                return ChatStream(self, self._typed_request(ask, stream=True), model, ask)
-            return self._drive(self._typed_flow(ask))
-        request = self._chat_request(messages, model, stream, temperature, max_tokens, params)
-        if stream:
-            return ChatStream(self, request, model)
-        return self._drive(completion_flow(request, model, self._price))
+        call = self._chat_call(messages, model, stream, temperature, max_tokens, params, schema)
+        if isinstance(call, _StreamStart):
+            return ChatStream(self, call.request, model, call.ask)
+        return self._drive(call)
 
     # --- images -------------------------------------------------------------------------
 
@@ -1060,16 +1103,16 @@ class DeepInfraClient(_ClientBase):
     def _fetch_catalog(self) -> Fetched:
         return self._drive(catalog_flow(self.routes), suggest=False)
 
-    def _catalog_for_default(self) -> ModelCatalog | None:
-        """The catalog, when another server's default model must be chosen from it."""
-        if not self.routes.generic:
-            return None
+    def _catalog_or_error(self) -> ModelCatalog | DeepInfraError:
+        """The catalog, or the error that kept it, for callers that can do without."""
         try:
             return self.models()
         except DeepInfraError as exc:
-            if exc.status_code is None:  # unreachable: the chat would fail the same way
-                raise
-            return None
+            return exc
+
+    def _catalog_for_default(self) -> ModelCatalog | None:
+        """The catalog, when another server's default model must be chosen from it."""
+        return _catalog_for_default(self._catalog_or_error()) if self.routes.generic else None
 
     def validate_key(self) -> bool | None:
         """Check the key with one free request to an endpoint that requires it: True if
@@ -1096,11 +1139,7 @@ class DeepInfraClient(_ClientBase):
 
     def _suggest(self, error: ModelNotFoundError) -> ModelNotFoundError:
         """Add close matches from the catalog to a 404 (the catalog is fetched if needed)."""
-        try:
-            catalog = self.models()
-        except DeepInfraError:
-            return error
-        return error.with_close_matches(catalog.close_matches(error.model or ""))
+        return _with_close_matches(error, self._catalog_or_error())
 
     def close(self) -> None:
         """Close the connection pool (and the answer store, if opened)."""
@@ -1161,15 +1200,10 @@ class AsyncDeepInfraClient(_ClientBase):
         ``stream=False`` returns the final :class:`ChatResult`; ``schema``: see
         :meth:`DeepInfraClient.chat`."""
         model = model or self.default_model(DEFAULT_MODEL, await self._catalog_for_default())
-        if schema is not None:
-            ask = self._typed_ask(messages, model, temperature, max_tokens, params, schema)
-            if stream:
-                return AsyncChatStream(self, self._typed_request(ask, stream=True), model, ask)
-            return await self._drive(self._typed_flow(ask))
-        request = self._chat_request(messages, model, stream, temperature, max_tokens, params)
-        if stream:
-            return AsyncChatStream(self, request, model)
-        return await self._drive(completion_flow(request, model, self._price))
+        call = self._chat_call(messages, model, stream, temperature, max_tokens, params, schema)
+        if isinstance(call, _StreamStart):
+            return AsyncChatStream(self, call.request, model, call.ask)
+        return await self._drive(call)
 
     async def generate_image(
         self, prompt: str, model: str | None = None, *, n: int = 1, **extra: Any
@@ -1284,16 +1318,17 @@ class AsyncDeepInfraClient(_ClientBase):
     async def _fetch_catalog(self) -> Fetched:
         return await self._drive(catalog_flow(self.routes), suggest=False)
 
-    async def _catalog_for_default(self) -> ModelCatalog | None:
-        """The catalog, when another server's default model must be chosen from it."""
-        if not self.routes.generic:
-            return None
+    async def _catalog_or_error(self) -> ModelCatalog | DeepInfraError:
+        """The catalog, or the error that kept it, for callers that can do without."""
         try:
             return await self.models()
         except DeepInfraError as exc:
-            if exc.status_code is None:  # unreachable: the chat would fail the same way
-                raise
-            return None
+            return exc
+
+    async def _catalog_for_default(self) -> ModelCatalog | None:
+        """The catalog, when another server's default model must be chosen from it."""
+        generic = self.routes.generic
+        return _catalog_for_default(await self._catalog_or_error()) if generic else None
 
     async def validate_key(self) -> bool | None:
         """See :meth:`DeepInfraClient.validate_key`."""
@@ -1315,11 +1350,8 @@ class AsyncDeepInfraClient(_ClientBase):
             raise await self._suggest(exc) from None
 
     async def _suggest(self, error: ModelNotFoundError) -> ModelNotFoundError:
-        try:
-            catalog = await self.models()
-        except DeepInfraError:
-            return error
-        return error.with_close_matches(catalog.close_matches(error.model or ""))
+        """See :meth:`DeepInfraClient._suggest`."""
+        return _with_close_matches(error, await self._catalog_or_error())
 
     async def aclose(self) -> None:
         """Close the connection pool (and the answer store, if opened)."""
