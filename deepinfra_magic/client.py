@@ -35,7 +35,7 @@ from collections.abc import (
 )
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, Literal, NamedTuple, TypeVar, overload
+from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar, overload
 
 from ._config import (
     DEFAULT_BATCH_POLL_INTERVAL,
@@ -115,6 +115,7 @@ __all__ = ["AsyncChatStream", "AsyncDeepInfraClient", "ChatStream", "DeepInfraCl
 ImageEvent = ImageArrived | ImageWaiting
 T = TypeVar("T")
 C = TypeVar("C", bound="_ClientBase")
+ClientT = TypeVar("ClientT", "DeepInfraClient", "AsyncDeepInfraClient")
 
 
 class _FromEnvironment:
@@ -179,6 +180,33 @@ class _TypedAsk(NamedTuple):
     max_tokens: int | None
     params: Mapping[str, Any]
     schema: Schema
+
+
+class _StreamStart(NamedTuple):
+    """What a streamed chat call opens with: its request, and the schema ask if typed."""
+
+    request: ApiRequest
+    ask: _TypedAsk | None
+
+
+def _catalog_for_default(got: ModelCatalog | DeepInfraError) -> ModelCatalog | None:
+    """The catalog to pick another server's default model from: None if the server
+    refused its list (the chat says why), its error if it was unreachable (the chat would
+    fail the same way)."""
+    if not isinstance(got, DeepInfraError):
+        return got
+    if got.status_code is None:
+        raise got
+    return None
+
+
+def _with_close_matches(
+    error: ModelNotFoundError, got: ModelCatalog | DeepInfraError
+) -> ModelNotFoundError:
+    """A 404 for a model with close matches from the catalog (as it is, with no catalog)."""
+    if isinstance(got, DeepInfraError):
+        return error
+    return error.with_close_matches(got.close_matches(error.model or ""))
 
 
 class _Progress:
@@ -371,6 +399,27 @@ class _ClientBase:
         )  # fmt: skip
         self._transport.check_key(request)  # a missing key fails at the call, not later
         return request
+
+    def _chat_call(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str,
+        stream: bool,
+        temperature: float | None,
+        max_tokens: int | None,
+        params: Mapping[str, Any],
+        schema: Any,
+    ) -> _StreamStart | Flow[ChatResult]:
+        """A chat call, checked: what a stream opens with, or the whole flow of a reply."""
+        if schema is not None:
+            ask = self._typed_ask(messages, model, temperature, max_tokens, params, schema)
+            if stream:
+                return _StreamStart(self._typed_request(ask, stream=True), ask)
+            return self._typed_flow(ask)
+        request = self._chat_request(messages, model, stream, temperature, max_tokens, params)
+        if stream:
+            return _StreamStart(request, None)
+        return completion_flow(request, model, self._price)
 
     # --- typed answers (``schema=``; see ``schema.py``) ------------------------------------
 
@@ -660,16 +709,18 @@ class _ClientBase:
         return self._describe()
 
 
-class _BaseChatStream:
-    """Bookkeeping shared by the sync and async streams: text so far and timing."""
+class _BaseChatStream(Generic[ClientT]):
+    """What the sync and async streams share: text so far, timing, and every decision
+    about the reply (a refused json_schema, a lost connection, the typed check)."""
 
     def __init__(
-        self, request: ApiRequest, model: str, generic: bool = False, ask: _TypedAsk | None = None
+        self, client: ClientT, request: ApiRequest, model: str, ask: _TypedAsk | None = None
     ) -> None:
+        self._client: ClientT = client
         self.request = request
         self.model = model
         self.ask = ask  # a typed chat: parsed (and repaired once) when the reply ends
-        self.decoder = ChatStreamDecoder(model, empty_is_overflow=generic)
+        self.decoder = ChatStreamDecoder(model, empty_is_overflow=client.routes.generic)
         self.result: ChatResult | None = None
         self.replayed_from: str | None = None
         self.started: float | None = None
@@ -710,10 +761,18 @@ class _BaseChatStream:
         if not self.decoder.done:
             raise self.decoder.error(error.message.rstrip(".")) from None
 
-    def _finish(self, price: Callable[[ChatResult, str], None]) -> ChatResult:
-        """The result once the reply has ended, priced from the catalog if need be."""
-        self.result = self.partial()
-        price(self.result, self.model)
+    def _finish_flow(self) -> Flow[ChatResult]:
+        """The result once the reply has ended, priced from the catalog if need be; a
+        typed chat's is parsed, with one repair request if the reply does not fit."""
+        self.result = result = self.partial()
+        self._client._price(result, self.model)
+        if self.ask is None:
+            return result
+        try:
+            self.result = yield from self._client._check_flow(self.ask, result)
+        except SchemaValidationError as exc:
+            self.result = exc.result
+            raise
         return self.result
 
     def partial(self, *, interrupted: bool = False, error: str | None = None) -> ChatResult:
@@ -732,12 +791,14 @@ class _BaseChatStream:
             duration=self._since_start(now),
         )
 
-    def _refused(self, client: _ClientBase, error: APIStatusError, opened: bool) -> bool:
+    def _refused(self, error: APIStatusError, opened: bool) -> bool:
         """Whether a typed chat's json_schema was refused before the reply opened: then
-        :attr:`request` is the JSON-mode one, to send again."""
-        if self.ask is None or opened or not client._learn_refusal(error, self.request):
+        :attr:`request` is the JSON-mode one, to send again (a 404 for a model never is)."""
+        if self.ask is None or opened or isinstance(error, ModelNotFoundError):
             return False
-        self.request = client._typed_request(self.ask, stream=True)
+        if not self._client._learn_refusal(error, self.request):
+            return False
+        self.request = self._client._typed_request(self.ask, stream=True)
         return True
 
     def _since_start(self, moment: float | None) -> float | None:
@@ -750,7 +811,7 @@ class _BaseChatStream:
         return f"{type(self).__name__}(model={self.model!r}, {state}, {len(self.text)} chars)"
 
 
-class ChatStream(_BaseChatStream):
+class ChatStream(_BaseChatStream["DeepInfraClient"]):
     """A streamed reply: iterate for events (the last one is the :class:`ChatResult`).
 
     The connection opens on first iteration and is closed when the stream ends, breaks,
@@ -758,16 +819,7 @@ class ChatStream(_BaseChatStream):
     ``reasoning`` hold what has arrived, whatever happened.
     """
 
-    def __init__(
-        self,
-        client: DeepInfraClient,
-        request: ApiRequest,
-        model: str,
-        ask: _TypedAsk | None = None,
-    ) -> None:
-        super().__init__(request, model, client.routes.generic, ask)
-        self._client = client
-        self._events: Generator[ChatEvent, None, None] | None = None
+    _events: Generator[ChatEvent, None, None] | None = None
 
     def __iter__(self) -> Iterator[ChatEvent]:
         if self._events is None:
@@ -791,24 +843,13 @@ class ChatStream(_BaseChatStream):
                         yield from self._tail()
                     break
                 except APIStatusError as exc:
-                    if isinstance(exc, ModelNotFoundError) or not self._refused(
-                        self._client, exc, opened
-                    ):
+                    if not self._refused(exc, opened):
                         raise
         except ModelNotFoundError as exc:
             raise self._client._suggest(exc) from None
         except APIConnectionError as exc:
             self._fail(exc, opened)
-        result = self._finish(self._client._price)
-        if self.ask is not None:
-            try:
-                self.result = result = self._client._drive(
-                    self._client._check_flow(self.ask, result)
-                )
-            except SchemaValidationError as exc:
-                self.result = exc.result
-                raise
-        yield result
+        yield self._client._drive(self._finish_flow())
 
     def close(self) -> None:
         """Stop reading and close the connection (the text so far stays available)."""
@@ -822,19 +863,10 @@ class ChatStream(_BaseChatStream):
         self.close()
 
 
-class AsyncChatStream(_BaseChatStream):
+class AsyncChatStream(_BaseChatStream["AsyncDeepInfraClient"]):
     """The async twin of :class:`ChatStream`: ``async for event in stream``."""
 
-    def __init__(
-        self,
-        client: AsyncDeepInfraClient,
-        request: ApiRequest,
-        model: str,
-        ask: _TypedAsk | None = None,
-    ) -> None:
-        super().__init__(request, model, client.routes.generic, ask)
-        self._client = client
-        self._events: AsyncGenerator[ChatEvent, None] | None = None
+    _events: AsyncGenerator[ChatEvent, None] | None = None
 
     def __aiter__(self) -> AsyncIterator[ChatEvent]:
         if self._events is None:
@@ -857,24 +889,13 @@ class AsyncChatStream(_BaseChatStream):
                             yield delta
                     break
                 except APIStatusError as exc:
-                    if isinstance(exc, ModelNotFoundError) or not self._refused(
-                        self._client, exc, opened
-                    ):
+                    if not self._refused(exc, opened):
                         raise
         except ModelNotFoundError as exc:
             raise await self._client._suggest(exc) from None
         except APIConnectionError as exc:
             self._fail(exc, opened)
-        result = self._finish(self._client._price)
-        if self.ask is not None:
-            try:
-                self.result = result = await self._client._drive(
-                    self._client._check_flow(self.ask, result)
-                )
-            except SchemaValidationError as exc:
-                self.result = exc.result
-                raise
-        yield result
+        yield await self._client._drive(self._finish_flow())
 
     async def aclose(self) -> None:
         """Stop reading and close the connection (the text so far stays available)."""
@@ -945,15 +966,10 @@ class DeepInfraClient(_ClientBase):
         ``result`` keeps the raw text). A server that refuses ``json_schema`` gets JSON
         mode with the schema in the system message, from then on."""
         model = model or self.default_model(DEFAULT_MODEL, self._catalog_for_default())
-        if schema is not None:
-            ask = self._typed_ask(messages, model, temperature, max_tokens, params, schema)
-            if stream:
-                return ChatStream(self, self._typed_request(ask, stream=True), model, ask)
-            return self._drive(self._typed_flow(ask))
-        request = self._chat_request(messages, model, stream, temperature, max_tokens, params)
-        if stream:
-            return ChatStream(self, request, model)
-        return self._drive(completion_flow(request, model, self._price))
+        call = self._chat_call(messages, model, stream, temperature, max_tokens, params, schema)
+        if isinstance(call, _StreamStart):
+            return ChatStream(self, call.request, model, call.ask)
+        return self._drive(call)
 
     # --- images -------------------------------------------------------------------------
 
@@ -1087,16 +1103,16 @@ class DeepInfraClient(_ClientBase):
     def _fetch_catalog(self) -> Fetched:
         return self._drive(catalog_flow(self.routes), suggest=False)
 
-    def _catalog_for_default(self) -> ModelCatalog | None:
-        """The catalog, when another server's default model must be chosen from it."""
-        if not self.routes.generic:
-            return None
+    def _catalog_or_error(self) -> ModelCatalog | DeepInfraError:
+        """The catalog, or the error that kept it, for callers that can do without."""
         try:
             return self.models()
         except DeepInfraError as exc:
-            if exc.status_code is None:  # unreachable: the chat would fail the same way
-                raise
-            return None
+            return exc
+
+    def _catalog_for_default(self) -> ModelCatalog | None:
+        """The catalog, when another server's default model must be chosen from it."""
+        return _catalog_for_default(self._catalog_or_error()) if self.routes.generic else None
 
     def validate_key(self) -> bool | None:
         """Check the key with one free request to an endpoint that requires it: True if
@@ -1123,11 +1139,7 @@ class DeepInfraClient(_ClientBase):
 
     def _suggest(self, error: ModelNotFoundError) -> ModelNotFoundError:
         """Add close matches from the catalog to a 404 (the catalog is fetched if needed)."""
-        try:
-            catalog = self.models()
-        except DeepInfraError:
-            return error
-        return error.with_close_matches(catalog.close_matches(error.model or ""))
+        return _with_close_matches(error, self._catalog_or_error())
 
     def close(self) -> None:
         """Close the connection pool (and the answer store, if opened)."""
@@ -1188,15 +1200,10 @@ class AsyncDeepInfraClient(_ClientBase):
         ``stream=False`` returns the final :class:`ChatResult`; ``schema``: see
         :meth:`DeepInfraClient.chat`."""
         model = model or self.default_model(DEFAULT_MODEL, await self._catalog_for_default())
-        if schema is not None:
-            ask = self._typed_ask(messages, model, temperature, max_tokens, params, schema)
-            if stream:
-                return AsyncChatStream(self, self._typed_request(ask, stream=True), model, ask)
-            return await self._drive(self._typed_flow(ask))
-        request = self._chat_request(messages, model, stream, temperature, max_tokens, params)
-        if stream:
-            return AsyncChatStream(self, request, model)
-        return await self._drive(completion_flow(request, model, self._price))
+        call = self._chat_call(messages, model, stream, temperature, max_tokens, params, schema)
+        if isinstance(call, _StreamStart):
+            return AsyncChatStream(self, call.request, model, call.ask)
+        return await self._drive(call)
 
     async def generate_image(
         self, prompt: str, model: str | None = None, *, n: int = 1, **extra: Any
@@ -1311,16 +1318,17 @@ class AsyncDeepInfraClient(_ClientBase):
     async def _fetch_catalog(self) -> Fetched:
         return await self._drive(catalog_flow(self.routes), suggest=False)
 
-    async def _catalog_for_default(self) -> ModelCatalog | None:
-        """The catalog, when another server's default model must be chosen from it."""
-        if not self.routes.generic:
-            return None
+    async def _catalog_or_error(self) -> ModelCatalog | DeepInfraError:
+        """The catalog, or the error that kept it, for callers that can do without."""
         try:
             return await self.models()
         except DeepInfraError as exc:
-            if exc.status_code is None:  # unreachable: the chat would fail the same way
-                raise
-            return None
+            return exc
+
+    async def _catalog_for_default(self) -> ModelCatalog | None:
+        """The catalog, when another server's default model must be chosen from it."""
+        generic = self.routes.generic
+        return _catalog_for_default(await self._catalog_or_error()) if generic else None
 
     async def validate_key(self) -> bool | None:
         """See :meth:`DeepInfraClient.validate_key`."""
@@ -1342,11 +1350,8 @@ class AsyncDeepInfraClient(_ClientBase):
             raise await self._suggest(exc) from None
 
     async def _suggest(self, error: ModelNotFoundError) -> ModelNotFoundError:
-        try:
-            catalog = await self.models()
-        except DeepInfraError:
-            return error
-        return error.with_close_matches(catalog.close_matches(error.model or ""))
+        """See :meth:`DeepInfraClient._suggest`."""
+        return _with_close_matches(error, await self._catalog_or_error())
 
     async def aclose(self) -> None:
         """Close the connection pool (and the answer store, if opened)."""
