@@ -51,13 +51,14 @@ def test_quickstart_streams_renders_and_shows_the_image(
     save_screenshot(page, request.node.name)
 
     # The first reply grew through at least two distinct states before the final one,
-    # starting from the placeholder that names the model. (Once the footer shows, the
-    # finished reply is out and the live outputs are being emptied: not growth.)
+    # starting from the placeholder that names the model. (At the end the finished text is
+    # laid over the outputs it streamed in, one update each, and the footer shows: not growth.)
     history = get_output_history(page, FIRST_CHAT)
     *intermediate, final = history
     replies = [text for text in intermediate if "Asking" not in text and REPLAYED not in text]
-    assert len(replies) >= 2, history
-    assert all(len(a) < len(b) for a, b in itertools.pairwise(replies))
+    growing = list(itertools.takewhile(lambda pair: len(pair[0]) < len(pair[1]),
+                                       itertools.pairwise(replies)))  # fmt: skip
+    assert len(growing) >= 1, history
     assert "Asking meta-llama/Llama-3.3-70B-Instruct-Turbo" in history[0]
     assert "generator" in final and REPLAYED in final
 
