@@ -35,8 +35,11 @@ from tests.browser.jupyterlab import (
     wait_for_kernel_idle,
 )
 
+from .common import Row
+
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "build" / "lite"
+RUNS = 3  # fresh-profile visits (``--quick`` makes it one)
 REPLAY_CELL = 2  # %deepinfra_replay quickstart.recording.json --if-no-key: its first line
 FIRST_CHAT = 6  # "Explain in three sentences what a Python generator is."
 
@@ -107,10 +110,8 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} s (min {min(values):.1f}, max {max(values):.1f})"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args(argv)
+def _measure_site(runs: int) -> tuple[int, list[dict[str, Any]]]:
+    """The site's size on disk and ``runs`` fresh-profile visits (built first if missing)."""
     if not (SITE / "jupyter-lite.json").is_file():
         subprocess.run([sys.executable, "scripts/build_lite.py"], cwd=ROOT, check=True)
     chromium = chromium_executable()
@@ -125,11 +126,61 @@ def main(argv: list[str] | None = None) -> int:
             browser = playwright.chromium.launch(
                 executable_path=str(chromium), headless=True, args=list(CHROMIUM_ARGS)
             )
-            runs = [_one_run(browser, url) for _ in range(args.runs)]
+            visits = [_one_run(browser, url) for _ in range(runs)]
             browser.close()
     finally:
         process.terminate()
         process.wait(timeout=10)
+    return size, visits
+
+
+def measure() -> list[Row]:
+    """The rows of ``python -m bench.run``: size and first visit, kernel ready, first token."""
+    size, visits = _measure_site(RUNS)
+    first = visits[0]
+    blocked = sum(r["blocked"] for r in visits)
+    kernel = statistics.median(r["kernel"] for r in visits)
+    token = statistics.median(r["token"] for r in visits)
+    note = (
+        f"Headless Chromium, fresh profile each visit, median of {RUNS}; "
+        f"{blocked} requests left 127.0.0.1."
+    )
+    return [
+        Row(
+            "13a. JupyterLite site (`make lite`): first visit downloads",
+            f"{first['gzipped'] / 1e6:.1f} MB gzipped ({first['bytes'] / 1e6:.1f} MB raw)",
+            f"{size / 1e6:.1f} MB site on disk",
+            f"{first['bytes'] / size:.2f}× of the site",
+            "— (report)",
+            None,
+            {"site_bytes": size, "visits": visits},
+            note=note,
+        ),
+        Row(
+            "13b. JupyterLite: page load → kernel ready (extension loaded, replay on)",
+            f"{kernel:.1f} s",
+            f"{statistics.median(r['visible'] for r in visits):.1f} s (notebook visible)",
+            "—",
+            "— (report)",
+            None,
+        ),
+        Row(
+            "13c. JupyterLite: page load → first replayed token of the quickstart",
+            f"{token:.1f} s",
+            f"{kernel:.1f} s (kernel ready)",
+            f"+{token - kernel:.1f} s",
+            "— (report)",
+            None,
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.lite``: the figures as text lines."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=RUNS)
+    args = parser.parse_args(argv)
+    size, runs = _measure_site(args.runs)
     print(f"site on disk: {size / 1e6:.1f} MB ({SITE.relative_to(ROOT)})")
     print(
         f"first visit downloads: {runs[0]['bytes'] / 1e6:.1f} MB uncompressed, "

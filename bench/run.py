@@ -35,6 +35,7 @@ BENCHMARKS = (
     "typed_map",
     "streaming",
     "browser",
+    "lite",
 )
 DEFAULT_OUTPUT = REPO_ROOT / "bench" / "results" / "latest.json"
 # The repeat counts of the benchmark modules that ``--quick`` sets to one.
