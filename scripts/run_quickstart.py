@@ -31,27 +31,6 @@ def offline_html(notebook: nbformat.NotebookNode) -> str:
     return html
 
 
-def drop_empty_outputs(notebook: nbformat.NotebookNode) -> int:
-    """Remove outputs that show nothing (live outputs emptied when a reply ended); how many."""
-    dropped = 0
-    for cell in notebook.cells:
-        if cell.cell_type != "code":
-            continue
-        kept = [output for output in cell.outputs if _shows_something(output)]
-        dropped += len(cell.outputs) - len(kept)
-        cell.outputs = kept
-    return dropped
-
-
-def _shows_something(output: nbformat.NotebookNode) -> bool:
-    """True for an output with text or data a frontend renders."""
-    if output.get("output_type") == "stream":
-        return bool(output.get("text"))
-    if output.get("output_type") == "error":
-        return True
-    return bool(output.get("data"))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the quickstart notebook from its recording.")
     parser.add_argument("--out", type=Path, default=ROOT / "build", help="output folder")
@@ -77,7 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     client.execute()
     elapsed = time.perf_counter() - started
 
-    drop_empty_outputs(notebook)
     args.out.mkdir(parents=True, exist_ok=True)
     executed = args.out / "quickstart.ipynb"
     nbformat.write(notebook, executed)

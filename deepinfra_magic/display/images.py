@@ -5,7 +5,9 @@ Rules kept here:
 * Images are plain display data (``GeneratedImage.display_data``): nothing needs a live
   kernel to show them again, and a saved notebook keeps them.
 * The progress line is a :class:`~.output.LiveOutput`: updated in place in a notebook,
-  printed once in a terminal, and ended by the caption as a fresh output.
+  printed once in a terminal. It ends in place as a static line saying what was made
+  (never empty: a saved notebook would keep an empty box), and the caption follows the
+  images as a fresh output, so jupyter console, which ignores updates, prints it too.
 * A terminal shows no pixels: each image's alt text, and where it was saved.
 """
 
@@ -15,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .output import Frontend, Publisher, markdown_bundle, metadata_for, plain
+from .output import Frontend, Publisher, markdown_bundle, metadata_for, plain, settle_live
 from .reply import money
 
 if TYPE_CHECKING:
@@ -49,9 +51,11 @@ def image_caption(result: ImageResult, elapsed: float, *, stopped: bool = False)
 
 class ImageProgress:
     """Shows that images are being made (model, elapsed seconds, done of n), then the
-    caption. In a notebook it is one display updated in place; in a terminal, one line."""
+    caption. In a notebook the line is updated in place and ends saying what was made; in
+    a terminal it is printed once."""
 
     def __init__(self, frontend: Frontend, model: str, total: int) -> None:
+        self._publish = frontend.publish
         self._live = frontend.live_output()
         self._model = model
         self._total = total
@@ -73,10 +77,23 @@ class ImageProgress:
         """Refresh the elapsed time and count."""
         self._show(self._status(elapsed, done))
 
-    def finish(self, caption: str, metadata: dict[str, Any] | None = None) -> None:
-        """Show the caption (or the note of what went wrong) as a fresh output, so that a
-        frontend that ignores display updates shows it too; then empty the progress line."""
-        self._live.finish(markdown_bundle(caption, plain(caption)), metadata)
+    def finish(self, caption: str, kept: int, metadata: dict[str, Any] | None = None) -> None:
+        """End the progress line in place with what was made (``kept`` images), then show
+        the caption (or the note of what went wrong) as a fresh output under the images."""
+        done = self._done(kept)
+        settle_live(
+            self._publish,
+            [(self._live, markdown_bundle(done, plain(done)))],
+            [markdown_bundle(caption, plain(caption))],
+            metadata,
+        )
+
+    def _done(self, kept: int) -> str:
+        what = "an image" if self._total == 1 else f"{self._total} images"
+        if kept >= self._total:
+            return f"✓ Generated {what} with `{self._model}`"
+        made = f"{kept} of {self._total} images" if kept else "no image"
+        return f"Generated {made} with `{self._model}`"
 
 
 def show_image(publish: Publisher, image: GeneratedImage, metadata: dict[str, Any]) -> None:

@@ -37,7 +37,6 @@ __all__ = [
     "Frontend",
     "LiveOutput",
     "Publisher",
-    "finish_live",
     "frontend_of",
     "markdown_bundle",
     "metadata_for",
@@ -173,29 +172,10 @@ class LiveOutput:
         else:
             self._publish(bundle, {})
 
-    def finish(self, bundle: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
-        """End with ``bundle`` as a fresh output, then empty this one."""
-        finish_live(self._publish, [bundle], metadata, [self])
-
     def empty(self) -> None:
         """Empty this output on a live frontend (JupyterLab then renders nothing for it)."""
         if self.live:
             self._publish({}, {}, transient={"display_id": self.display_id}, update=True)
-
-
-def finish_live(
-    publish: Publisher,
-    bundles: Iterable[dict[str, Any]],
-    metadata: dict[str, Any] | None,
-    live: Iterable[LiveOutput],
-) -> None:
-    """The end of a live view: ``bundles`` as fresh outputs (kept in the saved notebook,
-    shown by frontends that ignore updates), and only then the ``live`` outputs emptied."""
-    info = metadata_for(metadata)
-    for bundle in bundles:
-        publish(bundle, info)
-    for output in live:
-        output.empty()
 
 
 def settle_live(

@@ -200,7 +200,7 @@ def make_images(client: DeepInfraClient, frontend: display.Frontend, call: Image
     if not parts:
         failed = "⏹ Interrupted: no image was kept." if outcome.interrupted else None
         progress.finish(
-            failed or "⚠ No image: failed.", {"model": call.model, "prompt": call.prompt}
+            failed or "⚠ No image: failed.", 0, {"model": call.model, "prompt": call.prompt}
         )
         return outcome
     result = outcome.value = ImageResult.merge(parts)
@@ -214,7 +214,7 @@ def make_images(client: DeepInfraClient, frontend: display.Frontend, call: Image
     if call.save:
         paths = result.save(call.save)
         caption += " · saved to " + ", ".join(f"`{p}`" for p in paths)
-    progress.finish(caption, result.metadata())
+    progress.finish(caption, kept, result.metadata())
     return outcome
 
 

@@ -61,7 +61,8 @@ def test_workshop_run_all_reaches_the_end(
     # Three lighthouses in request order, each under its seed, then seed 42 alone again.
     three, again = [cell for cell in cells if cell.images]
     labels = [item.text.strip() for item in three.outputs if item.mime_type == "text/markdown"]
-    assert labels[:-1] == ["1 of 3 · seed 42", "2 of 3 · seed 43", "3 of 3 · seed 44"]
+    assert labels[1:-1] == ["1 of 3 · seed 42", "2 of 3 · seed 43", "3 of 3 · seed 44"]
+    assert labels[0].startswith("✓ Generated 3 images with")  # the progress line, ended
     assert len(three.images) == 3 and len(again.images) == 1
     assert all(image.natural_width > 0 for image in (*three.images, *again.images))
     assert "seed 42" in again.text

@@ -1,13 +1,13 @@
 """What a frontend receives from a LiveOutput (display/output.py): the display message,
-the updates in place, the final fresh output and the emptied live one, or on a terminal
-the one print. A recording publisher keeps every message as IPython's capturing one does.
+the updates in place, the end settled in place with fresh closing outputs, or on a
+terminal the one print. A recording publisher keeps every message as IPython's capturing one does.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from deepinfra_magic.display import Frontend, LiveOutput, finish_live, markdown_bundle, plain
+from deepinfra_magic.display import Frontend, LiveOutput, markdown_bundle, plain, settle_live
 from tests.display.recorder import Recorder
 from tests.kernel_helpers import MARKDOWN, PLAIN, console_view, display_id, notebook_view
 
@@ -24,17 +24,20 @@ def test_the_first_show_displays_and_later_ones_update_in_place() -> None:
     assert shown.data == {MARKDOWN: "⏳ *two*", PLAIN: "⏳ two"}
 
 
-def test_finish_publishes_a_fresh_output_then_empties_the_live_one() -> None:
+def test_settle_live_ends_in_place_then_a_fresh_closing_output() -> None:
     recorder = Recorder()
     live = LiveOutput(recorder)
     live.show(markdown_bundle("⏳ working"))
-    live.finish(markdown_bundle("done"), {"model": "m"})
-    _, final, emptied = recorder.outputs
+    settle_live(
+        recorder, [(live, markdown_bundle("✓ worked"))], [markdown_bundle("done")], {"model": "m"}
+    )
+    _, placed, final = recorder.outputs
+    assert placed.update and display_id(placed) == live.display_id
     assert not final.update and display_id(final) is None
     assert final.metadata == {"deepinfra_magic": {"model": "m"}}
-    assert emptied.update and emptied.data == {} and display_id(emptied) == live.display_id
-    # A notebook keeps only the end; a frontend that ignores updates prints both lines.
-    assert [o.data[PLAIN] for o in notebook_view(recorder.outputs)] == ["done"]
+    # A notebook keeps both, none empty; a frontend that ignores updates prints the first
+    # line and the end.
+    assert [o.data[PLAIN] for o in notebook_view(recorder.outputs)] == ["✓ worked", "done"]
     assert console_view(recorder.outputs) == ["⏳ working", "done"]
 
 
@@ -44,7 +47,7 @@ def test_a_terminal_gets_the_first_show_printed_once_and_the_end() -> None:
     live.show(markdown_bundle("⏳ 0 s"))
     live.show(markdown_bundle("⏳ 1 s"))
     live.update(markdown_bundle("⏳ 2 s"))
-    live.finish(markdown_bundle("done"))
+    settle_live(recorder, [(live, markdown_bundle("✓ 2 s"))], [markdown_bundle("done")], None)
     assert not any(o.update for o in recorder.outputs)
     assert console_view(recorder.outputs) == ["⏳ 0 s", "done"]
 
@@ -58,18 +61,6 @@ def test_settle_keeps_the_end_in_place_of_the_live_line_or_as_a_fresh_output() -
     LiveOutput(never_shown).settle(markdown_bundle("✓ 4 rows"))
     (fresh,) = never_shown.outputs
     assert not fresh.update and display_id(fresh) is None
-
-
-def test_finish_live_ends_several_outputs_in_order() -> None:
-    recorder = Recorder()
-    outputs = [LiveOutput(recorder), LiveOutput(recorder)]
-    for output in outputs:
-        output.show({})
-    finish_live(recorder, [markdown_bundle("answer"), markdown_bundle("footer")], None, outputs)
-    ends = recorder.outputs[2:]
-    assert [o.data.get(PLAIN) for o in ends[:2]] == ["answer", "footer"]
-    assert [display_id(o) for o in ends[2:]] == [o.display_id for o in outputs]
-    assert all(o.update and o.data == {} for o in ends[2:])
 
 
 @pytest.mark.parametrize(

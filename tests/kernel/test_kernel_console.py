@@ -105,7 +105,8 @@ def test_ctrl_c_leaves_the_kept_text_in_the_notebook_and_in_the_console(
 
 def test_an_image_caption_reaches_the_console_too(kc: Any, fake_server: FakeDeepInfra) -> None:
     execution = run(kc, "%deepinfra_image --seed 7 a red square")
-    image, caption = execution.notebook_outputs()
+    done, image, caption = execution.notebook_outputs()
+    assert done["data"][PLAIN] == f"✓ Generated an image with {FLUX}"
     assert "image/png" in image["data"]
     assert caption["data"][PLAIN].startswith(f"{FLUX} · seed 7 · 64×64 · ")
     console = execution.console_text()

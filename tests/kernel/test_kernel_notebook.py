@@ -136,8 +136,8 @@ def test_saved_reply_is_the_final_text_with_markdown_and_plain(executed: Execute
 
 
 def test_saved_image_and_its_caption(executed: Executed) -> None:
-    emptied, image, caption = executed.outputs(5)  # the progress line is emptied
-    assert emptied["data"] == {}
+    done, image, caption = executed.outputs(5)  # the progress line says what was made
+    assert done["data"][PLAIN] == f"✓ Generated an image with {FLUX}"
     assert set(image["data"]) == {"image/png", PLAIN}
     assert image["data"][PLAIN] == "[image 64×64 image/png, seed 7: a red square]"
     assert image["metadata"][METADATA_KEY]["seed"] == 7
@@ -152,8 +152,8 @@ def test_errors_are_saved_as_one_line_even_under_verbose_tracebacks(executed: Ex
     assert missing["ename"] == "ModelNotFoundError"
     (line,) = missing["traceback"]
     assert f"Did you mean: {DEFAULT}" in line
-    # The refused image left a note, not a stuck progress line.
-    assert executed.outputs(4)[0]["data"] == {}
+    # The refused image left a note, not a stuck progress line nor an empty one.
+    assert executed.outputs(4)[0]["data"][PLAIN] == f"Generated no image with {FLUX}"
     assert "No image" in executed.outputs(4)[1]["data"][PLAIN]
 
 

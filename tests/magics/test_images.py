@@ -65,7 +65,7 @@ def test_one_image_progress_then_image_then_caption(
     ip: InteractiveShell, fake_server: FakeDeepInfra
 ) -> None:
     outputs = make_images(ip, "--seed 5 a red fox")
-    progress, image, caption, emptied = outputs
+    progress, image, done, caption = outputs
     ident = display_id(progress)
     assert ident is not None and progress.update is False
     assert progress.data[PLAIN].startswith(f"⏳ Generating an image with {FLUX}")
@@ -82,11 +82,13 @@ def test_one_image_progress_then_image_then_caption(
         "replayed": False,
         "replayed_from": None,
     }
-    # The caption is a fresh output (jupyter console, which ignores updates, shows it);
-    # then the progress line is emptied: a notebook shows the image and its caption.
+    # The progress line ends in place saying what was made (never empty: a saved notebook
+    # would keep an empty box); the caption is a fresh output (jupyter console, which
+    # ignores updates, shows it): a notebook shows that line, the image and its caption.
+    assert done.update is True and display_id(done) == ident
+    assert done.data[PLAIN] == f"✓ Generated an image with {FLUX}"
     assert caption.update is False and display_id(caption) is None
-    assert emptied.update is True and display_id(emptied) == ident and emptied.data == {}
-    assert notebook_view(outputs) == [image, caption]
+    assert [o.data for o in notebook_view(outputs)] == [done.data, image.data, caption.data]
     assert console_view(outputs)[1:] == [image.data[PLAIN], caption.data[PLAIN]]
     plain = caption.data[PLAIN]
     assert plain.startswith(f"{FLUX} · seed 5 · 64×64 · ")
@@ -103,11 +105,11 @@ def test_three_images_are_requested_at_once_and_shown_in_request_order_with_seed
     fake_server.configure(image_delay_by_seed={10: 0.8, 11: 0.2, 12: 0.5})
     shown = make_images(ip, "-n 3 --seed 10 -o shots three kittens")
     # The progress line counts the images as they arrive (updates in place).
-    ticks = [o for o in shown[1:-1] if o.update]
+    *ticks, done = [o for o in shown if o.update]
     counts = [tick.data[PLAIN].rsplit(" · ", 1)[-1] for tick in ticks]
     assert counts[-2:] == ["1 of 3 done", "2 of 3 done"]
-    outputs = [o for o in shown if o not in ticks]
-    progress, caption = outputs[0], outputs[-2]
+    outputs = [o for o in shown if not o.update]
+    progress, caption = outputs[0], outputs[-1]
     images = images_in(outputs)
     assert [seed_of(o) for o in images] == [10, 11, 12]
     # Each image comes right after a line naming its number and seed; all plain outputs.
@@ -117,14 +119,16 @@ def test_three_images_are_requested_at_once_and_shown_in_request_order_with_seed
         "2 of 3 · seed 11",
         "3 of 3 · seed 12",
     ]
-    assert outputs[1:-2] == [o for pair in zip(labels, images, strict=True) for o in pair]
-    assert outputs[-1].data == {}  # the progress line, emptied once the caption is out
-    assert all(display_id(o) is None and not o.update for o in outputs[1:-2])
+    assert outputs[1:-1] == [o for pair in zip(labels, images, strict=True) for o in pair]
+    # The progress line ends in place saying what was made, before the caption is out.
+    assert display_id(done) == display_id(progress) and shown.index(done) == len(shown) - 2
+    assert done.data[PLAIN] == f"✓ Generated 3 images with {FLUX}"
+    assert all(display_id(o) is None for o in outputs[1:])
     assert all("three kittens" in o.data[PLAIN] for o in images)
     assert fake_server.peak_concurrency == 3
     assert sorted(body["seed"] for body in image_bodies(fake_server)) == [10, 11, 12]
     assert progress.data[PLAIN].startswith(f"⏳ Generating 3 images with {FLUX}")
-    assert caption.update is False and notebook_view(outputs) == [*outputs[1:-2], caption]
+    assert [o.data for o in notebook_view(shown)] == [done.data, *(o.data for o in outputs[1:])]
     text = caption.data[PLAIN]
     assert text.startswith(f"{FLUX} · seeds 10, 11, 12 · 64×64 · ") and "$0.0015" in text
     result: ImageResult = ip.user_ns["shots"]
