@@ -678,6 +678,17 @@ def run_all_and_wait(page: Page, timeout_ms: int = EXECUTION_TIMEOUT_MS) -> list
     return collect_outputs(page)
 
 
+def error_lessons(cells: list[CellOutputs]) -> list[str]:
+    """The one-line errors the cells show as output (``Name: message``), in order: what
+    ``raise_on_error = False`` displays instead of a traceback (Voilà drops stderr)."""
+    return [
+        item.text.strip()
+        for cell in cells
+        for item in cell.outputs
+        if re.match(r"[A-Za-z]+Error: ", item.text)
+    ]
+
+
 def collect_outputs(page: Page) -> list[CellOutputs]:
     """Read every cell's rendered outputs (text, MIME types, code blocks, images)."""
     cells: list[dict[str, Any]] = page.evaluate(_COLLECT_JS)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from .jupyterlab import (
     CellOutputs,
     _free_port,
     collect_outputs,
+    error_lessons,
     get_output_history,
     install_output_recorder,
     run_all_cells,
@@ -218,12 +218,7 @@ def test_workshop_runs_offline_in_the_browser(
     assert any("<blockquote" in item.html for item in reasoning.outputs)
     # The three error lessons, one line each, shown as the cell's output (not stderr).
     assert not [cell for cell in cells if cell.has_errors]
-    shown = [
-        item.text.strip()
-        for cell in cells
-        for item in cell.outputs
-        if re.match(r"[A-Za-z]+Error: ", item.text)
-    ]
+    shown = error_lessons(cells)
     assert [line.split(":", 1)[0] for line in shown] == [
         "ModelNotFoundError",
         "UsageError",

@@ -4,7 +4,6 @@ request order with their seeds."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +13,7 @@ from .jupyterlab import (
     BrowserLog,
     JupyterLabFactory,
     collect_outputs,
+    error_lessons,
     open_notebook,
     run_all_cells,
     save_screenshot,
@@ -45,12 +45,7 @@ def test_workshop_run_all_reaches_the_end(
     # The three error lessons: one line each, shown as the cell's output (not stderr, which
     # Voilà drops), and the run went on past them.
     assert not [cell for cell in cells if cell.has_errors]
-    shown = [
-        item.text.strip()
-        for cell in cells
-        for item in cell.outputs
-        if re.match(r"[A-Za-z]+Error: ", item.text)
-    ]
+    shown = error_lessons(cells)
     assert [line.split(":", 1)[0] for line in shown] == [
         "ModelNotFoundError",
         "UsageError",
