@@ -109,12 +109,17 @@ def test_prices_read_as_written_and_math_renders(
     assert [block.strip() for block in history.code_blocks] == [PROMPT]
     assert page.evaluate(_MATH_JS, HISTORY) == ["x2", "∫f"]
 
-    # Images: in request order, each under its number and seed, with real pixels; then the
-    # caption (a fresh output, so that frontends that ignore updates show it too).
+    # Images: the progress line ended in place saying what was made, then the images in
+    # request order, each under its number and seed, with real pixels; then the caption (a
+    # fresh output, so that frontends that ignore updates show it too).
     images = cells[IMAGES]
     shown = [(item.mime_type, item.text.strip()) for item in images.outputs]
+    assert shown[0] == (
+        "text/markdown",
+        "✓ Generated 3 images with black-forest-labs/FLUX-1-schnell",
+    )
     assert shown[-1][1].startswith("black-forest-labs/FLUX-1-schnell · seeds 42, 43, 44")
-    assert shown[:-1] == [
+    assert shown[1:-1] == [
         ("text/markdown", "1 of 3 · seed 42"),
         ("image/png", ""),
         ("text/markdown", "2 of 3 · seed 43"),
