@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .._buffer import TextBuffer
 from .live import LiveSection, Throttle, split_blocks
 from .output import Frontend, LiveOutput, Publisher, markdown_bundle, plain, settle_live
 
@@ -206,7 +207,7 @@ class StdoutReplyView:
         self._throttle = Throttle(update_interval)
         self._section = ""
         self._printed = {"reasoning": 0, "answer": 0}  # characters written of each
-        self._answer: list[str] = []  # the answer as printed
+        self._answer = TextBuffer()  # the answer as printed (not one str per token)
 
     def start(self) -> None:
         """Say which model is being asked."""
@@ -247,7 +248,7 @@ class StdoutReplyView:
         (interrupt/error) and the footer line."""
         del metadata  # text frontends have no output metadata
         if plain_text is not None:  # a typed answer: its raw JSON, printed whole if repaired
-            if not plain_text.startswith("".join(self._answer)):
+            if not plain_text.startswith(str(self._answer)):
                 self._out.write("\n\n")
                 self._printed["answer"] = 0
             text = plain_text
