@@ -32,18 +32,20 @@ __all__ = ["LiveSection", "MarkdownContext", "Throttle", "split_blocks"]
 # rest stays live. Each update then resends a short tail: the traffic stays a small multiple
 # of the reply.
 TAIL_COST_FACTOR = 2
-# A tail with no block boundary (one long paragraph, code block or table) is cut inside its
-# block, at a line break, only once it has cost this many times its length: rarely, and
-# late enough that most blocks are never cut.
-BLOCK_COST_FACTOR = 3.5
-# A tail without any line break is cut at a space once it is this long (one huge line).
-LONG_LINE_CHARS = 160
+# A tail with no block boundary (a long code block, table or paragraph) is cut inside its
+# block only once it has cost this many times its length: a code block or table at a line
+# break (reopened in the next output, and healed when frozen parts merge) ...
+BLOCK_COST_FACTOR = 2.5
+# ... and prose (a paragraph, a list) only once it is this long, at a line break, else at a
+# space: ordinary paragraphs are never cut while they stream.
+LONG_PROSE_CHARS = 600
 # Frozen outputs are merged this many at a time (a counter in base MERGE_GROUP), so a reply
 # of N frozen parts keeps about (MERGE_GROUP - 1) * log(N) outputs: JupyterLab hides the
 # outputs of a cell beyond 50 (its ``maxNumberOutputs``), and a saved notebook stays small.
 MERGE_GROUP = 12
-# A slow stream updates when this much is new (or after 1.75 intervals, at the latest).
-MIN_UPDATE_CHARS = 64
+# A slow stream updates when this much is new (or after 1.75 intervals, at the latest): an
+# update then carries more text than its message overhead (about 100 bytes).
+MIN_UPDATE_CHARS = 128
 
 
 class Throttle:
@@ -294,13 +296,13 @@ class LiveSection:
             return self._boundary
         if self._tail_cost < BLOCK_COST_FACTOR * len(tail):
             return 0
-        if self._line_break and self._line_break >= self._shown_length:
-            return self._line_break
-        if len(tail) >= LONG_LINE_CHARS and self._context.plain:
-            space = tail.rfind(" ") + 1
-            if space and space >= self._shown_length:
-                return space
-        return 0
+        line_break = self._line_break if self._line_break >= self._shown_length else 0
+        if not self._context.plain:
+            return line_break
+        if len(tail) < LONG_PROSE_CHARS:
+            return 0
+        space = tail.rfind(" ") + 1
+        return line_break or (space if space >= self._shown_length else 0)
 
     def _freeze(self, tail: str) -> str:
         """Freeze the part of ``tail`` that the last update showed (its output already
@@ -378,45 +380,83 @@ class LiveSection:
 
 
 def split_blocks(text: str, count: int) -> list[tuple[str, str]]:
-    """``text`` cut into at most ``count`` consecutive parts of similar length, as
-    ``(prefix, part)``: at block boundaries where there are enough, else also at line
-    breaks (a fence or table cut there is reopened by ``prefix``), else at spaces."""
+    """``text`` cut into at most ``count`` consecutive parts, as ``(prefix, part)``: at
+    block boundaries where there are enough, else also at line breaks (a fence or table
+    cut there is reopened by ``prefix``), else also at spaces.
+
+    Memory stays a small fraction of the text (a position per line, none per space): this
+    runs once on the finished reply, however long it is.
+    """
     if count <= 1 or not text:
         return [("", text)]
+    boundaries, breaks, prose = _cut_points(text, count)
+    chosen = boundaries
+    if len(chosen) < count - 1:
+        chosen = sorted([*boundaries, *breaks])
+    if len(chosen) < count - 1:  # fewer lines than parts: spaces in prose lines too
+        spaces = (_space_near(text, prose, len(text) * i // count) for i in range(1, count))
+        chosen = sorted({*chosen, *(space for space in spaces if space)})
+    if len(chosen) > count - 1:  # evenly spread, by rank among the candidates
+        step = len(chosen) / count
+        picks = {chosen[min(len(chosen) - 1, round(step * i) - 1)] for i in range(1, count)}
+        chosen = sorted(picks)
+    inside = set(chosen).difference(boundaries)  # where a fence or table may need reopening
+    prefixes = _prefixes_at(text, sorted(inside))
+    parts: list[tuple[str, str]] = []
+    previous, prefix = 0, ""
+    for position in chosen:
+        parts.append((prefix, text[previous:position]))
+        previous, prefix = position, prefixes.get(position, "")
+    parts.append((prefix, text[previous:]))
+    return parts
+
+
+def _cut_points(text: str, count: int) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+    """Where ``text`` may be cut: block boundaries, other line breaks, and (only while the
+    lines are fewer than ``count``) the spans of lines outside fences and tables."""
     context = MarkdownContext()
-    candidates: tuple[list[tuple[int, str]], list[tuple[int, str]], list[tuple[int, str]]] = (
-        [],
-        [],
-        [],
-    )
+    boundaries: list[int] = []
+    breaks: list[int] = []
+    prose: list[tuple[int, int]] = []
     start = 0
     for line in text.splitlines(keepends=True):
         body = line.rstrip("\n")
-        if start and context.starts_block(body):
-            candidates[0].append((start, ""))
-        elif start:
-            candidates[1].append((start, context.prefix))
-        if context.plain:
-            candidates[2].extend(
-                (start + i + 1, "") for i, char in enumerate(body[:-1]) if char == " "
-            )
+        if start and not (boundaries and boundaries[-1] == start):
+            (boundaries if context.starts_block(body) else breaks).append(start)
+        if context.plain and len(breaks) + len(boundaries) < count:
+            prose.append((start, start + len(body)))
         context.feed(body)
         start += len(line)
         if context.block_ended and start < len(text):
-            candidates[0].append((start, ""))
-    chosen: list[tuple[int, str]] = []
-    for kind in candidates:
-        chosen = sorted({*chosen, *kind})
-        if len(chosen) >= count - 1:
+            boundaries.append(start)
+    return boundaries, breaks, prose
+
+
+def _space_near(text: str, prose: list[tuple[int, int]], target: int) -> int:
+    """The cut just after the space nearest to ``target`` in a prose line (0 for none)."""
+    best = 0
+    for start, end in prose:
+        before = text.rfind(" ", start, min(max(target, start), end - 1)) + 1
+        after = text.find(" ", min(max(target, start), end - 1), end - 1) + 1
+        for space in (before, after):
+            if space and (not best or abs(space - target) < abs(best - target)):
+                best = space
+    return best
+
+
+def _prefixes_at(text: str, positions: list[int]) -> dict[int, str]:
+    """What a part starting at each of ``positions`` needs in front (a fence or table
+    cut there is reopened): a second pass, up to the last position only."""
+    wanted = set(positions)
+    prefixes: dict[int, str] = {}
+    context = MarkdownContext()
+    start = 0
+    last = max(positions, default=0)
+    for line in text.splitlines(keepends=True):
+        if start >= last:
             break
-    if len(chosen) > count - 1:  # evenly spread, by position in the text
-        step = len(chosen) / count
-        chosen = [chosen[min(len(chosen) - 1, round(step * (i + 1)) - 1)] for i in range(count - 1)]
-        chosen = sorted(set(chosen))
-    parts: list[tuple[str, str]] = []
-    previous, prefix = 0, ""
-    for position, next_prefix in chosen:
-        parts.append((prefix, text[previous:position]))
-        previous, prefix = position, next_prefix
-    parts.append((prefix, text[previous:]))
-    return parts
+        context.feed(line.rstrip("\n"))
+        start += len(line)
+        if start in wanted and context.prefix:
+            prefixes[start] = context.prefix
+    return prefixes

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
@@ -183,13 +183,13 @@ def settle_live(
     placed: Iterable[tuple[LiveOutput, dict[str, Any]]],
     closing: Iterable[dict[str, Any]],
     metadata: dict[str, Any] | None,
-    missed: str = "",
+    missed: Sequence[str] = (),
 ) -> None:
     """The end of a live view, leaving no output empty: each ``placed`` live output gets its
     finished bundle in place, then the ``closing`` bundles follow as fresh outputs. The
     first closing bundle is published with ``missed`` (the plain text of what was placed,
-    which a frontend ignoring updates never saw) in front of its text/plain, then updated
-    to its own."""
+    which a frontend ignoring updates never saw, in pieces joined once here: a long reply
+    is not copied piece by piece) in front of its text/plain, then updated to its own."""
     info = metadata_for(metadata)
     for output, bundle in placed:
         output.update(bundle, info)
@@ -198,5 +198,5 @@ def settle_live(
             publish(bundle, info)
             continue
         first = LiveOutput(publish)
-        first.show({**bundle, "text/plain": f"{missed}\n{bundle.get('text/plain', '')}"})
+        first.show({**bundle, "text/plain": "".join([*missed, "\n", bundle.get("text/plain", "")])})
         first.update(bundle, info)

@@ -161,14 +161,16 @@ class ReplyView:
                 bundles = [{**bundle, "text/plain": shown} for bundle in bundles]
             if not bundles:
                 continue
-            missed.append("".join(str(b.get("text/plain", "")) for b in bundles))
+            if missed:
+                missed.append("\n")
+            missed += (str(bundle.get("text/plain", "")) for bundle in bundles)
             placed += zip(outputs, bundles, strict=False)
             closing += bundles[len(outputs) :]
             for leftover in outputs[len(bundles) :]:
                 leftover.empty()  # a reply shorter than its outputs: none has happened yet
         if footer:
             closing.append(markdown_bundle(footer, plain(footer)))
-        settle_live(self._publish, placed, closing, metadata, "\n".join(missed) if placed else "")
+        settle_live(self._publish, placed, closing, metadata, missed if placed else ())
 
     def _part_bundles(self, kind: str, text: str, note: str, count: int) -> list[dict[str, str]]:
         """The bundles of ``text`` cut into (up to) ``count`` parts, ``note`` under the last."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from deepinfra_magic.display import MarkdownContext, ReplyView, Throttle
+from deepinfra_magic.display import MarkdownContext, ReplyView, Throttle, split_blocks
 from tests.display.recorder import Clock, Recorder, live_texts, stream, words
 from tests.kernel_helpers import MARKDOWN, display_id
 
@@ -180,6 +180,21 @@ def test_a_paragraph_streamed_in_many_lines_is_never_cut_while_it_streams() -> N
     assert "".join(live_texts(recorder.outputs)).startswith(text.rstrip("\n")[:1000])
 
 
+def test_ordinary_paragraphs_streamed_slowly_are_never_cut() -> None:
+    clock, recorder = Clock(), Recorder()
+    view = ReplyView(recorder, "m", 0.1, clock=clock)
+    view.start()
+    paragraph = "A paragraph of ordinary length, written as one line by the model. " * 8
+    text = "".join(f"{paragraph.strip()} ({n})\n\n" for n in range(12))  # 550 bytes each
+    seen: set[str] = set()
+    for token in words(text):
+        clock.now += 1 / 25  # 100 characters a second: a slow model, many updates per paragraph
+        view.add_answer(token)
+        seen.update(live_texts(recorder.outputs)[:-1])
+    assert seen  # parts were frozen, each at the end of a paragraph
+    assert all(part.endswith(")\n\n") for part in seen)
+
+
 def test_a_loose_list_is_frozen_only_after_its_last_item() -> None:
     clock, recorder = Clock(), Recorder()
     prose = "Some prose before the list, long enough to be worth freezing. " * 12 + "\n\n"
@@ -190,3 +205,34 @@ def test_a_loose_list_is_frozen_only_after_its_last_item() -> None:
     for part in frozen:
         # A part may hold the whole list or none of it: no cut between two items.
         assert ("- item 0" in part) == ("- item 7" in part)
+
+
+# --- split_blocks: the finished reply cut into the outputs it streamed in -----------------------
+
+
+def _joined(parts: list[tuple[str, str]]) -> str:
+    return "".join(part for _, part in parts)
+
+
+def test_a_finished_reply_is_cut_at_block_boundaries_when_there_are_enough() -> None:
+    text = "".join(f"Paragraph {n} has a line\nand another.\n\n" for n in range(10))
+    parts = split_blocks(text, 4)
+    assert len(parts) == 4 and _joined(parts) == text
+    assert all(part.startswith("Paragraph") and not prefix for prefix, part in parts)
+
+
+def test_a_finished_code_block_cut_inside_is_reopened_in_each_part() -> None:
+    code = "".join(f"x_{i} = {i}\n" for i in range(40))
+    text = f"```python\n{code}```\n"
+    parts = split_blocks(text, 5)
+    assert len(parts) == 5 and _joined(parts) == text
+    assert [prefix for prefix, _ in parts] == [""] + ["```python\n"] * 4
+
+
+def test_one_finished_line_is_cut_at_spaces_into_as_many_parts_as_outputs() -> None:
+    text = "one long line of words without a break " * 2000  # 78 KB, no line break
+    parts = split_blocks(text, 12)
+    assert len(parts) == 12 and _joined(parts) == text
+    assert all(part.endswith(" ") for _, part in parts[:-1])
+    sizes = [len(part) for _, part in parts]
+    assert max(sizes) < 2 * min(sizes)  # similar lengths
