@@ -247,6 +247,16 @@ class Row:
 
 
 _CONTEXT = "{context_advice}"
+# Wordings that two rows share (the same advice for different statuses).
+_NO_MODEL = (
+    "Model '{model}' was not found ({status}: {detail}). List models with %deepinfra_models.",
+    "{Server} has no model '{model}' ({status}: {detail}). List its models with "
+    "%deepinfra_models.",
+)
+_KEY_REFUSED_GENERIC = (
+    "{Server} refused the key ({status}: {detail}). Set the key it expects in "
+    "DEEPINFRA_API_KEY or with %deepinfra_login."
+)
 _ANY = range(1000)
 
 ERROR_TABLE: tuple[Row, ...] = (
@@ -266,15 +276,11 @@ ERROR_TABLE: tuple[Row, ...] = (
     Row("input too long", range(500, 600), _input_too_long, ContextLengthError,
         _CONTEXT, _CONTEXT),
     Row("unknown model (LiteLLM)", frozenset({400}), _unknown_model, ModelNotFoundError,
-        "Model '{model}' was not found ({status}: {detail}). List models with "
-        "%deepinfra_models.",
-        "{Server} has no model '{model}' ({status}: {detail}). List its models with "
-        "%deepinfra_models."),
+        *_NO_MODEL),
     Row("key rejected", frozenset({401}), _always, AuthenticationError,
         "DeepInfra rejected the API key (401: {detail}). Check DEEPINFRA_API_KEY or run "
         "%deepinfra_login with a key from {keys_url}.",
-        "{Server} refused the key (401: {detail}). Set the key it expects in "
-        "DEEPINFRA_API_KEY or with %deepinfra_login."),
+        _KEY_REFUSED_GENERIC),
     Row("not authenticated", frozenset({403}), _not_authenticated, AuthenticationError,
         "DeepInfra did not accept the API key (403: {detail}). Check DEEPINFRA_API_KEY or "
         "run %deepinfra_login with a key from {keys_url}.",
@@ -282,16 +288,12 @@ ERROR_TABLE: tuple[Row, ...] = (
     Row("access denied", frozenset({403}), _always, AuthenticationError,
         "Access denied (403: {detail}). The key may lack access to this model; check it "
         "at {keys_url}.",
-        "{Server} refused the key (403: {detail}). Set the key it expects in "
-        "DEEPINFRA_API_KEY or with %deepinfra_login."),
+        _KEY_REFUSED_GENERIC),
     Row("out of credit", frozenset({402}), _always, InsufficientCreditError,
         "The DeepInfra account is out of credit (402: {detail}). Add credit at "
         "{billing_url}.",
         None),
-    Row("model not found", frozenset({404}), _has_model, ModelNotFoundError,
-        "Model '{model}' was not found (404: {detail}). List models with %deepinfra_models.",
-        "{Server} has no model '{model}' (404: {detail}). List its models with "
-        "%deepinfra_models."),
+    Row("model not found", frozenset({404}), _has_model, ModelNotFoundError, *_NO_MODEL),
     Row("rejected parameter", frozenset({400, 422}), _always, InvalidRequestError,
         "The API rejected the request ({status}: {detail}). Fix that parameter and run "
         "again.",

@@ -425,20 +425,9 @@ def mint_request(
     return ApiRequest("POST", SCOPED_JWT_PATH, json=body, kind="billable")
 
 
-def mint_flow(
-    key_name: str,
-    *,
-    models: Sequence[str] | None,
-    expires_at: datetime,
-    spending_limit: float | None,
-    now: datetime,
-    relative: bool = False,
-) -> Flow[str]:
-    """Mint one scoped token with the teacher's key; returns the token (ScopedJWTOut)."""
-    request = mint_request(
-        key_name, models=models, expires_at=expires_at, spending_limit=spending_limit,
-        now=now, relative=relative,
-    )  # fmt: skip
+def mint_flow(request: ApiRequest) -> Flow[str]:
+    """Send one mint request (made and checked by :func:`mint_request`) with the teacher's
+    key; returns the token (ScopedJWTOut)."""
     raw = yield request
     payload = parse_json(raw, "scoped token")
     token = payload.get("token") if isinstance(payload, Mapping) else None
@@ -474,8 +463,10 @@ def mint_seats_flow(
     for number in range(1, seats + 1):
         expires = first - timedelta(seconds=number - 1)
         token = yield from mint_flow(
-            key_name, models=models, expires_at=expires, spending_limit=dollars, now=now,
-            relative=relative,
+            mint_request(
+                key_name, models=models, expires_at=expires, spending_limit=dollars, now=now,
+                relative=relative,
+            )
         )  # fmt: skip
         if any(seat.token == token for seat in minted):
             raise InvalidResponseError(

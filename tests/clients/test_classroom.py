@@ -37,6 +37,7 @@ from deepinfra_magic.classroom import (
     key_usage_flow,
     looks_like_scoped_token,
     mint_flow,
+    mint_request,
     mint_seats_flow,
     models_from_notebook,
     read_seats_csv,
@@ -123,7 +124,10 @@ def test_the_async_transport_drives_the_same_flows(fake_server: FakeDeepInfra) -
             fake_server.url, Secret(CANARY_KEY), timeouts=Timeouts(), retry=RetryPolicy()
         )
         try:
-            flow = mint_flow("auto", models=None, expires_at=UNTIL, spending_limit=None, now=NOW)
+            order = mint_request(
+                "auto", models=None, expires_at=UNTIL, spending_limit=None, now=NOW
+            )
+            flow = mint_flow(order)
             token = await arun_flow(flow, sender.send)
             return token, await arun_flow(inspect_flow(token), sender.send)
         finally:
