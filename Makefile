@@ -41,6 +41,7 @@ test: lint $(VENV)/installed-llama $(VENV)/installed-g4f
 	scripts/ensure-chromium
 	scripts/ensure-node
 	scripts/ensure-llama-server $(PY) >/dev/null
+	scripts/ensure-litellm >/dev/null
 	$(PY) -m pytest
 
 bench: $(VENV)/installed-bench $(VENV)/installed-llama

@@ -143,6 +143,16 @@ _INPUT_TOO_LONG = re.compile(r"input length \d+ exceeds maximum", re.IGNORECASE)
 # string around "/chat/completions: Invalid model name passed in model=X. Call `/v1/models`
 # …" (BerriAI/litellm#8821 and #3142: {"error": {"message": {"error": "…"}, "code": "400"}}).
 _LITELLM_UNKNOWN_MODEL = re.compile(r"Invalid model name passed in", re.IGNORECASE)
+# LiteLLM's proxy passes on the answer of the server behind it wrapped in its own words:
+# "litellm.NotFoundError: NotFoundError: OpenAIException - File Not Found  LiteLLM: model
+# group 'tiny' failed with the error above. …" (seen from litellm 1.108.7 in front of
+# llama-server, tests/llama/test_litellm.py): the inner answer decides what it means.
+_LITELLM_WRAPPED = re.compile(
+    r"^litellm\.\w+: (?:\w+: )?\w+Exception - (?P<inner>.*?)\s*LiteLLM: model group", re.DOTALL
+)
+# LiteLLM's proxy without a database knows only its master key; any other key gets a 400
+# whose error type is "no_db_connection" ("No connected db.", litellm 1.108.7).
+_LITELLM_NO_DB = re.compile(rb'"type"\s*:\s*"no_db_connection"')
 # Bodies of a 404 for a route the server lacks: FastAPI's "Not Found", Go's "404 page not
 # found", LM Studio's "Unexpected endpoint", llama.cpp's llama-server "File Not Found".
 _ROUTE_404 = (
@@ -186,7 +196,8 @@ def _is_route_404(answer: Answer) -> bool:
     also answers an unknown model with an empty 404, so an empty body is a route only on
     other servers.
     """
-    lowered = answer.detail.lower().strip(" .")
+    wrapped = _LITELLM_WRAPPED.match(answer.detail)
+    lowered = (wrapped["inner"] if wrapped else answer.detail).lower().strip(" .")
     if answer.url is None or "model" in lowered:
         return False
     if lowered.startswith("an html page"):
@@ -205,6 +216,10 @@ def _context_overflow(answer: Answer) -> bool:
 
 def _input_too_long(answer: Answer) -> bool:
     return bool(_INPUT_TOO_LONG.search(answer.detail))  # DeepInfra's 500 for a long prompt
+
+
+def _litellm_unknown_key(answer: Answer) -> bool:
+    return answer.generic and bool(_LITELLM_NO_DB.search(answer.body))
 
 
 def _unknown_model(answer: Answer) -> bool:
@@ -250,8 +265,7 @@ _CONTEXT = "{context_advice}"
 # Wordings that two rows share (the same advice for different statuses).
 _NO_MODEL = (
     "Model '{model}' was not found ({status}: {detail}). List models with %deepinfra_models.",
-    "{Server} has no model '{model}' ({status}: {detail}). List its models with "
-    "%deepinfra_models.",
+    "{Server} has no model '{model}' ({status}: {detail}). List its models with %deepinfra_models.",
 )
 _KEY_REFUSED_GENERIC = (
     "{Server} refused the key ({status}: {detail}). Set the key it expects in "
@@ -277,6 +291,11 @@ ERROR_TABLE: tuple[Row, ...] = (
         _CONTEXT, _CONTEXT),
     Row("unknown model (LiteLLM)", frozenset({400}), _unknown_model, ModelNotFoundError,
         *_NO_MODEL),
+    Row("key unknown to LiteLLM", frozenset({400}), _litellm_unknown_key, AuthenticationError,
+        None,
+        "{Server} does not know this key ({status}: {detail}): a LiteLLM proxy without a "
+        "database takes only its master key. Set that key in DEEPINFRA_API_KEY or with "
+        "%deepinfra_login."),
     Row("key rejected", frozenset({401}), _always, AuthenticationError,
         "DeepInfra rejected the API key (401: {detail}). Check DEEPINFRA_API_KEY or run "
         "%deepinfra_login with a key from {keys_url}.",

@@ -1,5 +1,6 @@
 """Real llama.cpp servers on a tiny random model, for the session: llama-cpp-python's
-(``llama``) and llama.cpp's native ``llama-server`` (``native_llama``).
+(``llama``), llama.cpp's native ``llama-server`` (``native_llama``), and LiteLLM's proxy
+in front of the native one (``litellm``).
 
 Nothing is skipped: without the ``llama`` extra (``make test`` installs it, building
 llama-cpp-python, which needs a C++ compiler and cmake) every test here fails, saying so;
@@ -54,6 +55,18 @@ def native_llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServ
         yield server
 
 
+@pytest.fixture(scope="session")
+def litellm(
+    native_llama: LlamaServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LlamaServer]:
+    """LiteLLM's proxy routing ``tiny`` to llama.cpp's native server (installed once into
+    its own venv by ``scripts/ensure-litellm``, which ``make test`` runs first)."""
+    from tests.llama.server import running_litellm
+
+    with running_litellm(tmp_path_factory.mktemp("litellm"), native_llama) as proxy:
+        yield proxy
+
+
 def _no_key_env(url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     from deepinfra_magic.catalog import CATALOG_CACHE
 
@@ -81,3 +94,15 @@ def native_env(
 ) -> Iterator[Path]:
     """A user with no key whose DEEPINFRA_BASE_URL is llama.cpp's native server."""
     yield from _no_key_env(native_llama.url, monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def litellm_env(
+    litellm: LlamaServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Path]:
+    """A user whose DEEPINFRA_BASE_URL is the LiteLLM proxy and whose key is its master key."""
+    from tests.llama.server import LITELLM_MASTER_KEY
+
+    for path in _no_key_env(litellm.url, monkeypatch, tmp_path):
+        monkeypatch.setenv("DEEPINFRA_API_KEY", LITELLM_MASTER_KEY)
+        yield path

@@ -1,10 +1,13 @@
-"""Two real llama.cpp servers, run as a user runs them, on a tiny model.
+"""Two real llama.cpp servers, run as a user runs them, on a tiny model, and a proxy.
 
 * llama-cpp-python's: ``python -m llama_cpp.server --model M --model_alias tiny --host
   127.0.0.1 --port P`` (the recipe in llama-cpp-python's README).
 * llama.cpp's native ``llama-server`` (the server Ollama and LM Studio wrap), built from
   the llama.cpp vendored in the same sdist by ``scripts/ensure-llama-server``:
   ``llama-server -m M --alias tiny --host 127.0.0.1 --port P -c N`` (its README's recipe).
+* LiteLLM's proxy in front of the native server, from its own venv
+  (``scripts/ensure-litellm``): ``litellm --config C --host 127.0.0.1 --port P`` with a
+  master key (LiteLLM's docs' recipe for an OpenAI-compatible backend).
 
 Their output is collected line by line, so a test can wait for what the server says, such
 as that a client hung up.
@@ -30,6 +33,8 @@ MODEL = "tiny"
 CONTEXT = 32768  # n_ctx: room for a long reply that a test can interrupt mid-way
 NATIVE_CONTEXT = 512  # llama-server's n_ctx: small, so an overlong prompt is cheap to send
 ENSURE_LLAMA_SERVER = Path(__file__).parents[2] / "scripts" / "ensure-llama-server"
+ENSURE_LITELLM = Path(__file__).parents[2] / "scripts" / "ensure-litellm"
+LITELLM_MASTER_KEY = "sk-litellm-master-0123456789"  # the proxy's own key, made up here
 
 
 def free_port() -> int:
@@ -48,14 +53,20 @@ def python_server_command(model: Path, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def native_server_binary() -> Path:
-    """The cached llama-server binary (built first when missing: minutes, once)."""
+def _ensured(script: Path) -> Path:
+    """The path a ``scripts/ensure-*`` script prints (it builds or installs it first when
+    missing: minutes, once)."""
     found = subprocess.run(
-        [str(ENSURE_LLAMA_SERVER), sys.executable], capture_output=True, text=True, check=False
+        [str(script), sys.executable], capture_output=True, text=True, check=False
     )
     if found.returncode != 0:
-        raise RuntimeError(f"scripts/ensure-llama-server failed:\n{found.stderr[-3000:]}")
+        raise RuntimeError(f"scripts/{script.name} failed:\n{found.stderr[-3000:]}")
     return Path(found.stdout.strip().splitlines()[-1])
+
+
+def native_server_binary() -> Path:
+    """The cached llama-server binary."""
+    return _ensured(ENSURE_LLAMA_SERVER)
 
 
 def native_server_command(model: Path, port: int) -> list[str]:
@@ -67,17 +78,33 @@ def native_server_command(model: Path, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-class LlamaServer:
-    """A running llama.cpp server process: its URL and everything it printed."""
+def litellm_command(config: Path, port: int) -> list[str]:
+    """LiteLLM's proxy serving the models of ``config``."""
+    return [
+        str(_ensured(ENSURE_LITELLM)), "--config", str(config), "--host", "127.0.0.1",
+        "--port", str(port), "--telemetry", "False", "--num_workers", "1",
+    ]  # fmt: skip
 
-    def __init__(self, model: Path, command: Callable[[Path, int], list[str]]) -> None:
+
+class LlamaServer:
+    """A running server process (llama.cpp's, or a proxy in front of one): its URL and
+    everything it printed. ``ready`` is the path that answers 200 once it serves."""
+
+    def __init__(
+        self,
+        model: Path,
+        command: Callable[[Path, int], list[str]],
+        ready: str = "/v1/models",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.root = f"http://127.0.0.1:{self.port}"
         self.url = self.root + "/v1"  # what a user sets as DEEPINFRA_BASE_URL
+        self._ready = ready
         self._probes = 0
         self._lines: list[str] = []
         self._changed = threading.Condition()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self._process = subprocess.Popen(
             command(model, self.port),
             stdout=subprocess.PIPE,
@@ -135,12 +162,14 @@ class LlamaServer:
         with httpx.Client(timeout=5) as http:
             while True:
                 if self._process.poll() is not None:
-                    raise RuntimeError(f"the llama.cpp server exited early:\n{self.log[-3000:]}")
+                    raise RuntimeError(f"the server exited early:\n{self.log[-3000:]}")
                 with contextlib.suppress(httpx.TransportError):
-                    if http.get(self.url + "/models").status_code == 200:
+                    if http.get(self.root + self._ready).status_code == 200:
                         return
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"the llama.cpp server not ready in {timeout:g} s")
+                    raise RuntimeError(
+                        f"the server not ready in {timeout:g} s:\n{self.log[-3000:]}"
+                    )
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self._process.wait(0.1)  # the poll interval, and it notices an exit
 
@@ -162,6 +191,35 @@ def running_server(
 ) -> Iterator[LlamaServer]:
     """A tiny random model written into ``directory``, served until the block ends."""
     server = LlamaServer(write_tiny_llama(directory / "tiny.gguf"), command)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def running_litellm(directory: Path, backend: LlamaServer) -> Iterator[LlamaServer]:
+    """LiteLLM's proxy routing the model ``tiny`` to ``backend``, until the block ends.
+
+    Its config is the documented one for an OpenAI-compatible backend (``openai/`` prefix,
+    ``api_base``); cooldowns are off, so that one failed request (an image the backend
+    cannot make) does not make the proxy refuse the next ones for a while. The cost map
+    is read from the package, not fetched.
+    """
+    config = directory / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        f"  - model_name: {MODEL}\n"
+        "    litellm_params:\n"
+        f"      model: openai/{MODEL}\n"
+        f"      api_base: {backend.url}\n"
+        "      api_key: none\n"
+        "router_settings:\n"
+        "  disable_cooldowns: true\n"
+    )
+    env = {"LITELLM_MASTER_KEY": LITELLM_MASTER_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    server = LlamaServer(config, litellm_command, ready="/health/liveliness", env=env)
     try:
         server.wait_ready()
         yield server

@@ -68,6 +68,26 @@ LITELLM_UNKNOWN = {
     }
 }
 
+# LiteLLM 1.108.7's proxy in front of llama-server (tests/llama/test_litellm.py saw both):
+# the server behind it has no images route; a key other than the master key, no database.
+LITELLM_WRAPPED_NO_ROUTE = {
+    "error": {
+        "message": "litellm.NotFoundError: NotFoundError: OpenAIException - File Not Found\n\n"
+        "LiteLLM: model group 'tiny' failed with the error above. No fallback was attempted.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "404",
+    }
+}
+LITELLM_NO_DB = {
+    "error": {
+        "message": "No connected db.",
+        "type": "no_db_connection",
+        "param": None,
+        "code": "400",
+    }
+}
+
 
 def body(payload: Any) -> bytes:
     return json.dumps(payload).encode()
@@ -84,6 +104,13 @@ CASES: list[tuple[str, bool, int, bytes, dict[str, Any], type[DeepInfraError], s
      f"The server at {ROOT} has no image endpoint ({ROOT}/images/generations answered 404: "
      "File Not Found), so it cannot make images; it serves chat. Generate images with "
      "DeepInfra or a server that has /images/generations."),
+    ("no image route", True, 404, body(LITELLM_WRAPPED_NO_ROUTE),
+     {"url": ROOT + "/images/generations", "model": "tiny"}, RouteNotFoundError,
+     f"The server at {ROOT} has no image endpoint ({ROOT}/images/generations answered 404: "
+     "litellm.NotFoundError: NotFoundError: OpenAIException - File Not Found LiteLLM: model "
+     "group 'tiny' failed with the error above. No fallback was attempted.), so it cannot "
+     "make images; it serves chat. Generate images with DeepInfra or a server that has "
+     "/images/generations."),
     ("route not found", False, 404, detail("Not Found"),
      {"url": DI + "/v1/openai/chat/completions"}, RouteNotFoundError,
      f"{DI}/v1/openai/chat/completions does not exist on this server (404: Not Found). Check "
@@ -122,6 +149,10 @@ CASES: list[tuple[str, bool, int, bytes, dict[str, Any], type[DeepInfraError], s
      {"model": "x"}, ModelNotFoundError,
      "Model 'x' was not found (400: 400: {'error': 'Invalid model name passed in model=x'}). "
      "List models with %deepinfra_models."),
+    ("key unknown to LiteLLM", True, 400, body(LITELLM_NO_DB), {}, AuthenticationError,
+     f"The server at {ROOT} does not know this key (400: No connected db.): a LiteLLM proxy "
+     "without a database takes only its master key. Set that key in DEEPINFRA_API_KEY or "
+     "with %deepinfra_login."),
     ("key rejected", False, 401, detail("Invalid token"), {}, AuthenticationError,
      "DeepInfra rejected the API key (401: Invalid token). Check DEEPINFRA_API_KEY or run "
      "%deepinfra_login with a key from https://deepinfra.com/dash/api_keys."),
