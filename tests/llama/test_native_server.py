@@ -49,9 +49,11 @@ def test_the_model_list_gives_the_servers_context_and_max_tokens_fits_it(
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "no-stream"])
+@pytest.mark.parametrize("env", ["native_env", "litellm_env"], ids=["direct", "via-litellm"])
 def test_a_prompt_longer_than_the_context_gets_the_context_advice(
-    native_llama: LlamaServer, native_env: Path, stream: bool
+    request: pytest.FixtureRequest, env: str, stream: bool
 ) -> None:
+    request.getfixturevalue(env)  # the server itself, or LiteLLM's proxy in front of it
     with DeepInfraClient() as client, pytest.raises(ContextLengthError) as caught:
         if stream:
             with client.chat(OVERLONG, MODEL, max_tokens=10) as reply:
@@ -65,13 +67,21 @@ def test_a_prompt_longer_than_the_context_gets_the_context_advice(
     assert "Fix that parameter" not in message
 
 
+@pytest.mark.parametrize(
+    ("server", "env"), [("native_llama", "native_env"), ("litellm", "litellm_env")],
+    ids=["direct", "via-litellm"],
+)  # fmt: skip
 def test_an_image_request_says_the_server_has_no_image_endpoint(
-    native_llama: LlamaServer, native_env: Path
+    request: pytest.FixtureRequest, server: str, env: str
 ) -> None:
+    url = request.getfixturevalue(server).url
+    request.getfixturevalue(env)
     with DeepInfraClient() as client, pytest.raises(RouteNotFoundError) as caught:
         client.generate_image("a fox", MODEL)
     message = caught.value.message
-    assert message.startswith(f"The server at {native_llama.url} has no image endpoint (")
+    # Through LiteLLM too: the proxy passed the request on (no response_format for it to
+    # refuse), and its wrapped 404 is read by llama-server's answer inside it.
+    assert message.startswith(f"The server at {url} has no image endpoint (")
     assert "File Not Found" in message and "no model" not in message
     assert "deepinfra.com" not in message
 
