@@ -5,10 +5,11 @@ Rules kept here:
 * Updates go out at a steady pace (:class:`Throttle`), whatever the size of the text.
 * Only a short tail is resent: a finished part is frozen into its own output at a block
   boundary (a blank line, the end of a list, a code block, a table or a heading), so a
-  live reply shows the same blocks as the finished one. A single block is cut (at a line
-  break, else a space) only when resending it would cost too much; a code fence or table
-  cut there is reopened in the next output (:class:`MarkdownContext`, on the package's
-  one fence grammar in ``_markdown``).
+  live reply shows the same blocks as the finished one. A single block is cut only when
+  resending it would cost too much: a code block or table at a line break (its fence or
+  header is reopened in the next output: :class:`MarkdownContext`, on the package's one
+  fence grammar in ``_markdown``), prose only past ``LONG_PROSE_CHARS`` (at a line break,
+  else a space), so an ordinary paragraph is never cut while it streams.
 * Frozen outputs are merged now and then, so a cell keeps few outputs; an output a merge
   left empty takes the next part, and at the end :func:`split_blocks` cuts the finished
   text into as many parts as the section showed outputs, so none is left empty.
@@ -178,10 +179,10 @@ class LiveSection:
     """One growing text shown live through a few display outputs, updated at a steady pace.
 
     Only the tail is resent: once resending it has cost ``TAIL_COST_FACTOR`` times its
-    length, the finished part up to a line break is frozen into its output (a code fence
-    or table cut there is reopened in the next output) and a new output continues with
-    the rest. Frozen outputs are merged now and then so that they stay few. The first
-    output may be a placeholder that already exists. Live updates carry Markdown only.
+    length, the finished part up to its last block boundary (inside a long block, as the
+    module notes say) is frozen into its output and a new output continues with the rest.
+    Frozen outputs are merged now and then so that they stay few. The first output may be
+    a placeholder that already exists. Live updates carry Markdown only.
     """
 
     def __init__(
