@@ -38,6 +38,21 @@ def test_chat_through_the_proxy_gives_the_servers_own_text(
     assert whole.usage is not None and whole.usage.completion_tokens == 12
 
 
+def test_a_typed_map_through_the_proxy_gives_the_servers_own_table(
+    litellm_env: Path, native_llama: LlamaServer
+) -> None:
+    rows = [{"text": text} for text in ("good", "bad", "fine", "awful")]
+    spec = "label: positive|negative, score: float"
+    options = {"max_tokens": 60, "temperature": 0, "schema": spec}
+    with DeepInfraClient(base_url=native_llama.url) as direct:
+        expected = direct.map(rows, "Label: {text}", MODEL, **options).output()
+    with DeepInfraClient() as client:
+        table = client.map(rows, "Label: {text}", MODEL, **options).output()
+    # The proxy passed response_format on: the backend's grammar made the same typed rows.
+    assert table.equals(expected) and len(table) == 4 and table.notna().all().all()
+    assert str(table["label"].dtype) == "category" and str(table["score"].dtype) == "Float64"
+
+
 def test_an_unknown_model_is_named_with_the_close_match(litellm_env: Path) -> None:
     with DeepInfraClient() as client, pytest.raises(ModelNotFoundError) as caught:
         client.chat(MESSAGES, "tiyn", stream=False, max_tokens=4)
