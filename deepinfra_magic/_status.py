@@ -206,8 +206,8 @@ def _is_route_404(answer: Answer) -> bool:
 
 
 def _no_image_route(answer: Answer) -> bool:
-    """A generic server's 404 for the images route: it serves no images at all."""
-    return answer.generic and _is_route_404(answer) and (answer.url or "").endswith(_IMAGES_ROUTE)
+    """A 404 for the images route (worded for generic servers only): no images at all."""
+    return _is_route_404(answer) and (answer.url or "").endswith(_IMAGES_ROUTE)
 
 
 def _context_overflow(answer: Answer) -> bool:
@@ -219,7 +219,7 @@ def _input_too_long(answer: Answer) -> bool:
 
 
 def _litellm_unknown_key(answer: Answer) -> bool:
-    return answer.generic and bool(_LITELLM_NO_DB.search(answer.body))
+    return bool(_LITELLM_NO_DB.search(answer.body))
 
 
 def _unknown_model(answer: Answer) -> bool:

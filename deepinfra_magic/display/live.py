@@ -435,14 +435,11 @@ def _cut_points(text: str, count: int) -> tuple[list[int], list[int], list[tuple
 
 def _space_near(text: str, prose: list[tuple[int, int]], target: int) -> int:
     """The cut just after the space nearest to ``target`` in a prose line (0 for none)."""
-    best = 0
+    cuts: list[int] = []
     for start, end in prose:
-        before = text.rfind(" ", start, min(max(target, start), end - 1)) + 1
-        after = text.find(" ", min(max(target, start), end - 1), end - 1) + 1
-        for space in (before, after):
-            if space and (not best or abs(space - target) < abs(best - target)):
-                best = space
-    return best
+        middle = min(max(target, start), end - 1)
+        cuts += [text.rfind(" ", start, middle) + 1, text.find(" ", middle, end - 1) + 1]
+    return min((cut for cut in cuts if cut), key=lambda cut: abs(cut - target), default=0)
 
 
 def _prefixes_at(text: str, positions: list[int]) -> dict[int, str]:

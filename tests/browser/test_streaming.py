@@ -77,8 +77,20 @@ def _notebook(path: Path, *sources: str) -> Path:
     return path
 
 
-def _lab(factory: JupyterLabFactory, server: FakeDeepInfra) -> JupyterLabServer:
-    return factory({"DEEPINFRA_BASE_URL": server.api_url, "DEEPINFRA_API_KEY": CANARY_KEY})
+def _open_chat(
+    page: Page, factory: JupyterLabFactory, server: FakeDeepInfra, path: Path, prompt: str
+) -> JupyterLabServer:
+    """JupyterLab on ``server``, showing a notebook that loads the extension and asks
+    ``prompt`` in a ``%%deepinfra`` cell (not run yet)."""
+    lab = factory({"DEEPINFRA_BASE_URL": server.api_url, "DEEPINFRA_API_KEY": CANARY_KEY})
+    open_notebook(page, lab, _notebook(path, "%load_ext deepinfra_magic", f"%%deepinfra\n{prompt}"))
+    return lab
+
+
+def _script(server: FakeDeepInfra, reply: str) -> None:
+    """The server answers ``reply`` token by token after half a second (a first-token wait)."""
+    server.configure(token_delay=0.004, first_byte_delay=0.5)
+    server.script_reply(reply)
 
 
 def _children(page: Page, index: int) -> list[dict[str, Any]]:
@@ -94,11 +106,8 @@ def test_a_long_reply_streams_then_stays_once_in_its_outputs_and_its_footer(
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
-    fake_server.configure(token_delay=0.004, first_byte_delay=0.5)
-    fake_server.script_reply(REPLY)
-    lab = _lab(jupyterlab_factory, fake_server)
-    path = _notebook(tmp_path / "long.ipynb", "%load_ext deepinfra_magic", "%%deepinfra\nGo")
-    open_notebook(page, lab, path)
+    _script(fake_server, REPLY)
+    _open_chat(page, jupyterlab_factory, fake_server, tmp_path / "long.ipynb", "Go")
     run_all_cells(page)
     wait_for_execution_finished(page)
     wait_for_output(page, 1, text="tok/s")
@@ -134,9 +143,7 @@ def test_an_interrupted_reply_keeps_the_text_marked_as_stopped(
     request: pytest.FixtureRequest,
 ) -> None:
     fake_server.configure(reply_tokens=3000, token_delay=0.005)  # 15 s unless stopped
-    lab = _lab(jupyterlab_factory, fake_server)
-    path = _notebook(tmp_path / "stop.ipynb", "%load_ext deepinfra_magic", "%%deepinfra\nCount")
-    open_notebook(page, lab, path)
+    lab = _open_chat(page, jupyterlab_factory, fake_server, tmp_path / "stop.ipynb", "Count")
     run_all_cells(page)
     wait_for_output(page, 1, text="charlie")  # text is on screen
     (session,) = lab.api("GET", "api/sessions")
@@ -193,11 +200,8 @@ def test_a_paragraph_streamed_in_many_lines_shows_as_one_block_while_it_streams(
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
-    fake_server.configure(token_delay=0.004, first_byte_delay=0.5)
-    fake_server.script_reply(WRAPPED)
-    lab = _lab(jupyterlab_factory, fake_server)
-    path = _notebook(tmp_path / "wrapped.ipynb", "%load_ext deepinfra_magic", "%%deepinfra\nGo")
-    open_notebook(page, lab, path)
+    _script(fake_server, WRAPPED)
+    _open_chat(page, jupyterlab_factory, fake_server, tmp_path / "wrapped.ipynb", "Go")
     page.evaluate(_WATCH_PARAGRAPHS_JS, [1, PARAGRAPHS, LINES])
     run_all_cells(page)
     wait_for_output(page, 1, text="paragraph 2, on line 5")  # mid-reply

@@ -43,6 +43,16 @@ def mint(ip: InteractiveShell, tmp_path: Path, options: str = "") -> tuple[Path,
     return out, all_text(captured.outputs) + captured.stdout + captured.stderr
 
 
+def first_seat(ip: InteractiveShell, tmp_path: Path, create: str | None = None) -> str:
+    """Mint seats (the default class, or ``create``'s options); the first seat's token."""
+    if create is None:
+        out, _ = mint(ip, tmp_path)
+    else:
+        out = tmp_path / "seats.csv"
+        ip.run_line_magic("deepinfra_classroom", f"create {create} --out {out}")
+    return read_seats_csv(out)[0].token
+
+
 def log_in(ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch, token: str) -> str:
     """The student pastes ``token`` at the hidden prompt; returns the printed line."""
     monkeypatch.setattr(getpass, "getpass", lambda prompt="", stream=None: f" {token}\n")
@@ -111,8 +121,7 @@ def test_a_student_logs_in_sees_the_scope_and_is_refused_in_one_line(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    out, _ = mint(ip, tmp_path)
-    token = read_seats_csv(out)[0].token
+    token = first_seat(ip, tmp_path)
     with capture_output() as captured:
         line = log_in(ip, monkeypatch, token)
         assert line.startswith(f"✓ Token for {SMALL_MODEL} and 1 more · expires ")
@@ -139,12 +148,8 @@ def test_with_no_model_a_cell_uses_the_tokens_first_model(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    out = tmp_path / "seats.csv"
-    ip.run_line_magic(
-        "deepinfra_classroom",
-        f"create --seats 1 --dollars 1 --hours 1 --models {SMALL_MODEL} --out {out}",
-    )
-    log_in(ip, monkeypatch, read_seats_csv(out)[0].token)
+    create = f"--seats 1 --dollars 1 --hours 1 --models {SMALL_MODEL}"
+    log_in(ip, monkeypatch, first_seat(ip, tmp_path, create))
     ip.run_cell_magic("deepinfra", "", "hello")
     assert chat_bodies(fake_server)[-1]["model"] == SMALL_MODEL
 
@@ -161,12 +166,8 @@ def test_a_spent_token_says_so_and_falls_back_to_the_recording(
     ip.run_line_magic("deepinfra_record", str(recording))
     ip.run_cell_magic("deepinfra", "", "second question")
     ip.run_line_magic("deepinfra_record", "off")
-    out = tmp_path / "seats.csv"
-    ip.run_line_magic(
-        "deepinfra_classroom", f"create --seats 1 --dollars 0.000001 --hours 1 --out {out}"
-    )
+    token = first_seat(ip, tmp_path, "--seats 1 --dollars 0.000001 --hours 1")
     fake_server.configure(scoped_refusal=shape)
-    token = read_seats_csv(out)[0].token
     log_in(ip, monkeypatch, token)
     ip.run_line_magic("deepinfra_reset", "")
     ip.run_cell_magic("deepinfra", "", "first question")  # spends the whole cap
@@ -190,8 +191,7 @@ def test_an_expired_token_says_when(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    out, _ = mint(ip, tmp_path)
-    log_in(ip, monkeypatch, read_seats_csv(out)[0].token)
+    log_in(ip, monkeypatch, first_seat(ip, tmp_path))
     fake_server.configure(clock_offset=3 * 3600, scoped_refusal="402")
     with pytest.raises(TokenExpiredError, match=r"This token expired at (\d+ \w+ )?\d\d:\d\d"):
         ip.run_cell_magic("deepinfra", "", "hello")
@@ -204,8 +204,7 @@ def test_a_token_in_the_environment_is_used_as_a_seat(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     out, _ = mint(ip, tmp_path)
-    token = read_seats_csv(out)[0].token
-    monkeypatch.setenv("DEEPINFRA_API_KEY", token)
+    monkeypatch.setenv("DEEPINFRA_API_KEY", read_seats_csv(out)[0].token)
     with capture_output() as captured:
         ip.run_line_magic("deepinfra_models", "")
     status = captured.outputs[0].data[MARKDOWN].splitlines()[0]
@@ -277,9 +276,9 @@ def test_on_another_server_login_leaves_the_budget_out(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    out, _ = mint(ip, tmp_path)
+    token = first_seat(ip, tmp_path)
     ip.run_line_magic("config", "DeepInfraMagics.flavour = 'generic'")
-    line = log_in(ip, monkeypatch, read_seats_csv(out)[0].token)
+    line = log_in(ip, monkeypatch, token)
     assert line.startswith("✓ Token for ") and " · expires " in line
     assert "$" not in line and "spending" not in line
 
@@ -293,8 +292,7 @@ def test_no_token_in_config_tracebacks_history_or_a_recording(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    out, _ = mint(ip, tmp_path)
-    canary = read_seats_csv(out)[0].token  # the fake's tokens are canaries
+    canary = first_seat(ip, tmp_path)  # the fake's tokens are canaries
     recording = tmp_path / "student.recording.json"
     with capture_output() as captured:
         ip.run_line_magic("xmode", "Verbose")
@@ -330,11 +328,7 @@ def test_a_spent_tokens_image_cell_falls_back_to_the_recording(
     ip.run_line_magic("deepinfra_record", str(recording))
     ip.run_line_magic("deepinfra_image", f"-m {image_model} --seed 1 a red fox")
     ip.run_line_magic("deepinfra_record", "off")
-    out = tmp_path / "seats.csv"
-    ip.run_line_magic(
-        "deepinfra_classroom", f"create --seats 1 --dollars 0.000001 --hours 1 --out {out}"
-    )
-    log_in(ip, monkeypatch, read_seats_csv(out)[0].token)
+    log_in(ip, monkeypatch, first_seat(ip, tmp_path, "--seats 1 --dollars 0.000001 --hours 1"))
     ip.run_line_magic("deepinfra_image", f"-m {image_model} --seed 2 a blue fox")  # spends it
     ip.run_line_magic("config", f"DeepInfraMagics.fallback_replay = '{recording}'")
     with capture_output() as captured:
